@@ -1,0 +1,408 @@
+"""The hub core: publish to topic logs, read them from a cursor, follow them live.
+
+Plain asyncio, no HTTP: every transport calls these methods, so every door
+shares the same rules for topics, cursors, limits and gaps. A test can drive a
+:class:`Hub` with no server at all::
+
+    hub = Hub(MemoryEngine())
+    await hub.start()
+    await hub.publish("chat.room1", b'{"text":"hi"}')
+    page = await hub.poll(["chat.room1"], after="start")
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import msgspec
+
+from .. import cursor as _cursor
+from ..config import Config
+from ..engines.base import AppendRequest, AppendResult, Engine, TopicInfo
+from ..errors import (
+    GapError,
+    InvalidCursor,
+    InvalidRequest,
+    PayloadTooLarge,
+    Unavailable,
+)
+from ..message import JSON, Message
+from ..topics import TopicFilter, validate_pattern, validate_topic
+from .fanout import FanOut
+from .subscription import Event, Gap, Position, Subscription
+
+_KEY_RE = re.compile(r"[\x21-\x7e]{1,200}")
+_json_decode = msgspec.json.Decoder().decode
+_json_encode = msgspec.json.Encoder().encode
+MAX_TOPICS_PER_SUBSCRIPTION = 100
+TRIM_INTERVAL = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class PublishItem:
+    """One message to publish. ``data`` is JSON text when ``content_type`` is JSON."""
+
+    topic: str
+    data: bytes
+    content_type: str = JSON
+    key: str | None = None
+
+
+@dataclass(slots=True)
+class Page:
+    """What a poll returns: messages, gaps met on the way, and the cursor to go on from."""
+
+    messages: list[Message]
+    cursor: str
+    gaps: list[Gap] = field(default_factory=list)
+
+
+def compact_json(data: bytes, *, field: str = "data") -> bytes:
+    """Validate JSON text and return it compact (one line, as SSE needs).
+
+    Raises:
+        InvalidRequest: ``data`` is not valid JSON.
+    """
+    try:
+        return _json_encode(_json_decode(data))
+    except (msgspec.DecodeError, UnicodeDecodeError):
+        raise InvalidRequest("malformed JSON", field=field) from None
+
+
+def encode_value(value: Any, *, field: str = "data") -> tuple[bytes, str]:
+    """A Python value as a payload: bytes stay bytes, anything else becomes JSON."""
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value), "application/octet-stream"
+    try:
+        return _json_encode(value), JSON
+    except (TypeError, msgspec.EncodeError):
+        raise InvalidRequest("data cannot be encoded as JSON", field=field) from None
+
+
+class Hub:
+    """Topics, cursors, fan-out and subscriptions over one :class:`Engine`."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        config: Config | None = None,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.engine = engine
+        self.config = config or Config()
+        self.fanout = FanOut()
+        self.draining = False
+        self._clock = clock
+        self._subs: set[Subscription] = set()
+        self._trimmer: asyncio.Task[None] | None = None
+        self._started = False
+
+    def now(self) -> int:
+        """Milliseconds since the Unix epoch."""
+        return int(self._clock() * 1000)
+
+    # -- lifecycle --------------------------------------------------------
+
+    async def start(self) -> None:
+        """Open the engine and start background trimming. Idempotent."""
+        if self._started:
+            return
+        await self.engine.open()
+        self.engine.add_listener(self.fanout.publish)
+        self._trimmer = asyncio.create_task(self._trim_forever(), name="hubbub-trim")
+        self._started = True
+
+    async def drain(self) -> None:
+        """Refuse new work and end every subscription (their readers get ``[]``)."""
+        self.draining = True
+        for sub in list(self._subs):
+            sub.close()
+
+    async def stop(self) -> None:
+        """Drain, then close the engine after its in-flight appends."""
+        await self.drain()
+        if self._trimmer is not None:
+            self._trimmer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._trimmer
+        if self._started:
+            await self.engine.close()
+            self._started = False
+
+    async def _trim_forever(self) -> None:
+        while True:
+            await asyncio.sleep(TRIM_INTERVAL)
+            with contextlib.suppress(Unavailable):
+                await self.engine.trim(self.config.retention, self.now())
+
+    def _check_open(self) -> None:
+        if self.draining:
+            raise Unavailable("hub is shutting down")
+
+    # -- publishing ---------------------------------------------------------
+
+    def _request(self, item: PublishItem, field: str = "topic") -> AppendRequest:
+        validate_topic(item.topic, field=field)
+        ns = self.config.for_topic(item.topic)
+        if len(item.data) > ns.max_message_size:
+            raise PayloadTooLarge(
+                f"message is larger than {ns.max_message_size} bytes", field="data"
+            )
+        data = compact_json(item.data) if item.content_type == JSON else item.data
+        if item.key is not None and _KEY_RE.fullmatch(item.key) is None:
+            raise InvalidRequest(
+                "idempotency key must be 1-200 printable ASCII characters", field="key"
+            )
+        return AppendRequest(
+            item.topic, data, item.content_type, item.key, ns.retention.max_messages
+        )
+
+    async def publish(
+        self, topic: str, data: bytes, content_type: str = JSON, key: str | None = None
+    ) -> AppendResult:
+        """Store one message and fan it out; returns after the store committed it.
+
+        Raises:
+            InvalidTopic, InvalidRequest, PayloadTooLarge: bad input; nothing stored.
+            Unavailable: the store failed or the hub is draining; nothing stored.
+        """
+        self._check_open()
+        req = self._request(PublishItem(topic, data, content_type, key))
+        (result,) = await self.engine.append([req], self.now())
+        return result
+
+    async def publish_batch(self, items: Sequence[PublishItem]) -> list[AppendResult]:
+        """Store several messages atomically: all are validated first, then all stored.
+
+        Raises:
+            InvalidRequest: an item is bad (``field`` names it); nothing stored.
+        """
+        self._check_open()
+        if not items:
+            raise InvalidRequest("batch is empty")
+        reqs = [self._request(item, f"[{i}].topic") for i, item in enumerate(items)]
+        return await self.engine.append(reqs, self.now())
+
+    # -- reading ----------------------------------------------------------------
+
+    def topic_filter(self, patterns: Sequence[str]) -> TopicFilter:
+        """Validate subscription patterns.
+
+        Raises:
+            InvalidTopic: a pattern is malformed, or there are none or too many.
+        """
+        if not patterns:
+            raise InvalidRequest("at least one topic is required", field="topic")
+        if len(patterns) > MAX_TOPICS_PER_SUBSCRIPTION:
+            raise InvalidRequest(
+                f"at most {MAX_TOPICS_PER_SUBSCRIPTION} topics per subscription", field="topic"
+            )
+        for p in patterns:
+            validate_pattern(p)
+        return TopicFilter(patterns)
+
+    async def _start_of(self, topic: str, info: TopicInfo | None) -> Position:
+        store = self.engine.store_epoch
+        if info is None:
+            return Position(store, 0, single=True)
+        seq = info.trim_seq if info.trim_offset else info.start_seq
+        return Position(store, seq, info.epoch, info.first_offset - 1, single=True)
+
+    async def resolve(
+        self, filt: TopicFilter, after: str | None, default: Literal["start", "end"]
+    ) -> tuple[Position, list[Gap]]:
+        """The position an ``after`` argument names for this filter, and gaps already known.
+
+        Raises:
+            InvalidCursor: malformed, from another topic (Rule 4 of
+                :mod:`hubbub.cursor`), or ahead of the log.
+        """
+        anchor = _cursor.parse_after(after) or default
+        store = self.engine.store_epoch
+        topic = filt.single_topic
+        if topic is not None:
+            info = await self.engine.topic(topic)
+            if anchor == _cursor.START:
+                return await self._start_of(topic, info), []
+            if anchor == _cursor.END:
+                if info is None:
+                    return Position(store, await self.engine.head_seq(), single=True), []
+                return Position(store, info.last_seq, info.epoch, info.last_offset, single=True), []
+            assert isinstance(anchor, _cursor.Cursor)
+            known = await self.engine.lookup_epoch(anchor.epoch)
+            if known is None or (known.topic == topic and not known.current):
+                start = await self._start_of(topic, info)
+                return start, [Gap(topic, 1, start.offset, "epoch")]
+            if known.topic is None:
+                await self._check_seq(anchor.seq)
+                return Position(store, anchor.seq, single=True), []
+            if known.topic != topic:
+                raise InvalidCursor("cursor belongs to another topic", field="after")
+            assert info is not None
+            if anchor.offset > info.last_offset or anchor.seq > info.last_seq:
+                raise InvalidCursor("cursor is ahead of the log", field="after")
+            return Position(store, anchor.seq, anchor.epoch, anchor.offset, single=True), []
+        if anchor == _cursor.START:
+            return Position(store, 0), []
+        if anchor == _cursor.END:
+            return Position(store, await self.engine.head_seq()), []
+        assert isinstance(anchor, _cursor.Cursor)
+        if await self.engine.lookup_epoch(anchor.epoch) is None:
+            gaps = [
+                Gap(t.name, 1, t.first_offset - 1, "epoch")
+                for t in await self.engine.topics() if filt(t.name)
+            ]
+            return Position(store, 0), gaps
+        await self._check_seq(anchor.seq)
+        return Position(store, anchor.seq), []
+
+    async def _check_seq(self, seq: int) -> None:
+        if seq > await self.engine.head_seq():
+            raise InvalidCursor("cursor is ahead of the log", field="after")
+
+    async def read_position(
+        self, filt: TopicFilter, pos: Position, limit: int
+    ) -> tuple[list[Message], list[tuple[str, int, int, int]]]:
+        """A page of the store after ``pos``, and the trims that passed it.
+
+        Each trim is ``(topic, trim_offset, trim_seq, first_lost)``, listed when
+        the topic was trimmed beyond the position.
+        """
+        engine = self.engine
+        topic = filt.single_topic
+        if topic is not None:
+            info = await engine.topic(topic)
+            if info is None:
+                return [], []
+            trims = []
+            same_epoch = pos.epoch == info.epoch
+            if info.trim_seq > pos.seq:
+                first_lost = pos.offset + 1 if same_epoch else 1
+                trims.append((topic, info.trim_offset, info.trim_seq, first_lost))
+            if same_epoch:
+                return await engine.read(topic, pos.offset, limit), trims
+            return await engine.read_seq([topic], pos.seq, limit), trims
+        infos = [t for t in await engine.topics() if filt(t.name)]
+        trims = [
+            (t.name, t.trim_offset, t.trim_seq, 1) for t in infos if t.trim_seq > pos.seq
+        ]
+        if not infos:
+            return [], trims
+        names = None if filt.patterns == (">",) else [t.name for t in infos]
+        return await engine.read_seq(names, pos.seq, limit), trims
+
+    async def subscribe(
+        self,
+        patterns: Sequence[str],
+        after: str | None = None,
+        *,
+        default: Literal["start", "end"] = "end",
+        buffer: int | None = None,
+    ) -> Subscription:
+        """Follow topics from ``after`` (default: the current end). Close it when done.
+
+        Raises:
+            InvalidTopic, InvalidCursor: bad input.
+            Unavailable: the hub is draining.
+        """
+        self._check_open()
+        filt = self.topic_filter(patterns)
+        sub = Subscription(
+            self, filt, Position(self.engine.store_epoch, 0),
+            buffer=buffer or self.config.server.buffer,
+            is_ephemeral=lambda t: self.config.for_topic(t).ephemeral,
+        )
+        # Register before the first read (Rule 1 of core.subscription).
+        self.fanout.add(sub)
+        self._subs.add(sub)
+        try:
+            sub.position, gaps = await self.resolve(filt, after, default)
+        except BaseException:
+            self.unsubscribe(sub)
+            raise
+        sub.add_gaps(gaps)
+        return sub
+
+    def unsubscribe(self, sub: Subscription) -> None:
+        """Close ``sub``; same as ``sub.close()``."""
+        sub.close()
+
+    def forget(self, sub: Subscription) -> None:
+        """Called by a closing subscription."""
+        self._subs.discard(sub)
+
+    async def poll(
+        self,
+        patterns: Sequence[str],
+        after: str | None = None,
+        *,
+        limit: int = 100,
+        wait: float = 0.0,
+        raise_gap: bool = False,
+    ) -> Page:
+        """Read up to ``limit`` messages after ``after`` (default: the start).
+
+        With ``wait`` > 0 and nothing to read, wait up to ``wait`` seconds for
+        the first message (a long poll); it answers as soon as one is stored.
+
+        Raises:
+            GapError: ``raise_gap`` is set and history was lost past the cursor;
+                ``extra["cursor"]`` continues after the gap.
+        """
+        sub = await self.subscribe(patterns, after, default="start")
+        try:
+            events = await sub.next_batch(limit, timeout=wait)
+        finally:
+            self.unsubscribe(sub)
+        messages = [e for e in events if isinstance(e, Message)]
+        gaps = [e for e in events if isinstance(e, Gap)]
+        if gaps and raise_gap:
+            gap = gaps[0]
+            cont = await self._start_of(gap.topic, await self.engine.topic(gap.topic))
+            raise GapError(
+                "history was lost after the cursor",
+                field="after",
+                topic=gap.topic,
+                **{"from": gap.first, "to": gap.last},
+                reason=gap.reason,
+                cursor=cont.cursor,
+            )
+        return Page(messages, sub.cursor, gaps)
+
+    # -- metadata ---------------------------------------------------------------
+
+    def describe(self, info: TopicInfo) -> dict[str, Any]:
+        ns = self.config.for_topic(info.name)
+        return {
+            "topic": info.name,
+            "epoch": info.epoch,
+            "first_offset": info.first_offset,
+            "last_offset": info.last_offset,
+            "count": info.count,
+            "cursor": _cursor.encode(info.epoch, info.last_offset, info.last_seq),
+            "created": info.created,
+            "ephemeral": ns.ephemeral,
+            "retention": {"history_size": ns.history_size, "history_age": ns.history_age},
+            "subscribers": self.fanout.count(info.name),
+        }
+
+    async def topic_info(self, topic: str) -> dict[str, Any] | None:
+        validate_topic(topic)
+        info = await self.engine.topic(topic)
+        return None if info is None else self.describe(info)
+
+    async def list_topics(self, pattern: str | None = None) -> list[dict[str, Any]]:
+        filt = TopicFilter([validate_pattern(pattern, field="pattern")]) if pattern else None
+        return [
+            self.describe(t) for t in await self.engine.topics() if filt is None or filt(t.name)
+        ]
+
+
+__all__ = ["Event", "Gap", "Hub", "Page", "PublishItem", "Subscription"]

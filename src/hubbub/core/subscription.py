@@ -1,0 +1,320 @@
+"""Subscriptions: follow a set of topics from a cursor, from the store, then live.
+
+Theory of operation
+-------------------
+A :class:`Subscription` has a position (see :mod:`hubbub.cursor`) and a
+:class:`~hubbub.topics.TopicFilter`. It is registered with the
+:class:`~hubbub.core.fanout.FanOut` *before* it first reads the store, so
+nothing committed after registration can slip past it. It then moves through
+these states:
+
+====================  ==============================================  ==========
+state                 what happens                                    next
+====================  ==============================================  ==========
+``CATCHING_UP``       pages are read from the store after the         ``LIVE``
+                      position; live messages wait in ``_pending``
+``LIVE``              live messages go to ``_queue``; the reader       ``CLOSED``
+                      drains it
+``CLOSED``            the reader gets nothing more                    --
+====================  ==============================================  ==========
+
+Rule 1. The switch to ``LIVE`` happens only after a store page came back
+        short (the store had nothing more at that moment). Pending messages
+        with a seq at or below the position are dropped as already delivered,
+        so the hand-over loses nothing and repeats nothing.
+Rule 2. If ``_pending`` overflows while catching up, it is discarded and the
+        store is read again: the store has every message that was dropped.
+Rule 3. When ``_queue`` is full in ``LIVE``, a message of a durable topic cuts
+        the subscriber off (:class:`~hubbub.errors.SlowConsumer` carrying the
+        resume cursor): nothing is lost, the client resumes. A message of an
+        ephemeral topic is dropped and counted, and the reader is told with a
+        ``dropped`` gap. Either way the publisher and the other subscribers
+        never wait for a slow one.
+Rule 4. Gaps are said, never hidden: a position behind the retained history,
+        or in a log the store no longer has, yields a :class:`Gap` before the
+        next messages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from ..errors import SlowConsumer
+from ..message import Message
+from ..topics import TopicFilter
+
+if TYPE_CHECKING:
+    from .hub import Hub
+
+PAGE = 500
+
+
+class State(enum.Enum):
+    CATCHING_UP = "catching-up"
+    LIVE = "live"
+    CLOSED = "closed"
+
+
+@dataclass(frozen=True, slots=True)
+class Gap:
+    """Messages of ``topic`` the reader will never get.
+
+    ``first``..``last`` are offsets in the topic's current epoch (``last`` may
+    be below ``first`` when nothing of the current epoch was lost). ``reason``
+    is ``"trimmed"`` (retention removed them), ``"epoch"`` (the log was reset
+    or lost) or ``"dropped"`` (an ephemeral topic's slow reader skipped them).
+    For subscriptions over several topics ``first`` is a lower bound.
+    """
+
+    topic: str
+    first: int
+    last: int
+    reason: str
+
+    def to_dict(self) -> dict[str, object]:
+        return {"topic": self.topic, "from": self.first, "to": self.last, "reason": self.reason}
+
+
+Event = Message | Gap
+
+
+class Position:
+    """Where a subscription stands.
+
+    ``seq`` is the store-wide watermark: every matching message with a seq at
+    or below it was delivered. A single-topic position (``single``) also
+    tracks ``epoch``/``offset`` once it stands in the topic's current epoch.
+    """
+
+    __slots__ = ("epoch", "offset", "seq", "single", "store_epoch")
+
+    def __init__(
+        self,
+        store_epoch: str,
+        seq: int,
+        epoch: str | None = None,
+        offset: int = 0,
+        single: bool = False,
+    ) -> None:
+        self.store_epoch = store_epoch
+        self.seq = seq
+        self.epoch = epoch
+        self.offset = offset
+        self.single = single
+
+    @property
+    def cursor(self) -> str:
+        if self.epoch is not None:
+            return f"{self.epoch}.{self.offset}.{self.seq}"
+        return f"{self.store_epoch}.0.{self.seq}"
+
+    def advance(self, msg: Message) -> None:
+        self.seq = msg.seq
+        if self.single:
+            self.epoch, self.offset = msg.epoch, msg.offset
+
+
+class Subscription:
+    """An async iterator of batches of :data:`Event` over a set of topics.
+
+    Use ``async for batch in sub`` or :meth:`next_batch`; call :meth:`close`
+    (or ``async with``) when done. :attr:`cursor` is always the position to
+    resume from after the events handed out so far.
+    """
+
+    def __init__(
+        self,
+        hub: Hub,
+        topics: TopicFilter,
+        position: Position,
+        *,
+        gaps: Sequence[Gap] = (),
+        buffer: int = 1024,
+        is_ephemeral: Callable[[str], bool] = lambda topic: False,
+    ) -> None:
+        self.hub = hub
+        self.topics = topics
+        self.position = position
+        self.state = State.CATCHING_UP
+        self.buffer = buffer
+        self.dropped = 0
+        self._is_ephemeral = is_ephemeral
+        self._gaps: list[Gap] = list(gaps)
+        self._pending: deque[Message] = deque()
+        self._pending_overflow = False
+        self._queue: deque[Message] = deque()
+        self._dropped_ranges: dict[str, list[int]] = {}
+        self._cut_off = False
+        self._waiter: asyncio.Future[None] | None = None
+        self._reported: dict[str, int] = {}
+
+    # -- fed by the fan-out (event loop, never blocks) --------------------
+
+    def feed(self, msg: Message) -> None:
+        """Take one live message (called by the fan-out, in seq order)."""
+        if self.state is State.LIVE:
+            if msg.seq <= self.position.seq and not self._queue:
+                return
+            if len(self._queue) >= self.buffer:
+                if self._is_ephemeral(msg.topic):
+                    self.dropped += 1
+                    rng = self._dropped_ranges.setdefault(msg.topic, [msg.offset, msg.offset])
+                    rng[1] = msg.offset
+                    self._wake()
+                    return
+                self._cut_off = True
+                self.hub.fanout.remove(self)
+                self._wake()
+                return
+            self._queue.append(msg)
+            self._wake()
+        elif self.state is State.CATCHING_UP:
+            if len(self._pending) >= self.buffer:
+                self._pending.clear()
+                self._pending_overflow = True
+            else:
+                self._pending.append(msg)
+
+    def _wake(self) -> None:
+        w = self._waiter
+        if w is not None and not w.done():
+            w.set_result(None)
+
+    # -- read by the transport --------------------------------------------
+
+    @property
+    def cursor(self) -> str:
+        return self.position.cursor
+
+    def __aiter__(self) -> Subscription:
+        return self
+
+    async def __anext__(self) -> list[Event]:
+        batch = await self.next_batch()
+        if not batch:
+            raise StopAsyncIteration
+        return batch
+
+    async def __aenter__(self) -> Subscription:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.close()
+
+    async def next_batch(self, max_items: int = PAGE, timeout: float | None = None) -> list[Event]:
+        """The next events, waiting up to ``timeout`` seconds (``None``: forever).
+
+        Returns ``[]`` when the subscription is closed or the wait ended empty.
+
+        Raises:
+            SlowConsumer: the reader fell behind its buffer on a durable topic;
+                resume from ``exc.extra["cursor"]``.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        while True:
+            if self.state is State.CLOSED:
+                return []
+            if self.state is State.CATCHING_UP:
+                batch = await self._catch_up(max_items)
+                if batch:
+                    return batch
+                continue
+            batch = self._take_live(max_items)
+            if batch:
+                return batch
+            if self._cut_off:
+                self.close()
+                raise SlowConsumer(
+                    "subscriber fell behind its buffer; resume from the cursor",
+                    cursor=self.cursor,
+                )
+            remaining = None if deadline is None else deadline - loop.time()
+            if remaining is not None and remaining <= 0:
+                return []
+            self._waiter = loop.create_future()
+            try:
+                async with asyncio.timeout(remaining):
+                    await self._waiter
+            except TimeoutError:
+                return []
+            finally:
+                self._waiter = None
+
+    async def _catch_up(self, max_items: int) -> list[Event]:
+        events: list[Event] = list(self._gaps)
+        self._gaps.clear()
+        limit = max(1, min(max_items, PAGE) - len(events))
+        self._pending_overflow = False
+        msgs, trims = await self.hub.read_position(self.topics, self.position, limit)
+        if self.state is State.CLOSED:
+            return []
+        last_seq = msgs[-1].seq if msgs else None
+        events.extend(self._trim_gaps(trims, last_seq, short=len(msgs) < limit))
+        for msg in msgs:
+            self.position.advance(msg)
+        events.extend(msgs)
+        if len(msgs) < limit and not self._pending_overflow:
+            # Rule 1: the store had nothing more; hand over to live delivery.
+            self.state = State.LIVE
+            seq = self.position.seq
+            self._queue.extend(m for m in self._pending if m.seq > seq)
+            self._pending.clear()
+        return events
+
+    def _trim_gaps(
+        self, trims: Sequence[tuple[str, int, int, int]], last_seq: int | None, short: bool
+    ) -> list[Gap]:
+        """Gaps for topics trimmed past the position (Rule 4).
+
+        A topic trimmed up to seq ``t`` lost its messages with seqs in
+        ``(position, t]``; the gap is said once, with the page that reaches
+        ``t`` (or the page that finds the store exhausted).
+        """
+        out: list[Gap] = []
+        for topic, trim_offset, trim_seq, first_lost in trims:
+            if trim_seq <= self._reported.get(topic, 0):
+                continue
+            if not short and last_seq is not None and trim_seq > last_seq:
+                continue
+            self._reported[topic] = trim_seq
+            if first_lost <= trim_offset:
+                out.append(Gap(topic, first_lost, trim_offset, "trimmed"))
+        return out
+
+    def _take_live(self, max_items: int) -> list[Event]:
+        events: list[Event] = []
+        if self._dropped_ranges:
+            for topic, (first, last) in self._dropped_ranges.items():
+                events.append(Gap(topic, first, last, "dropped"))
+            self._dropped_ranges.clear()
+        q = self._queue
+        seq = self.position.seq
+        while q and len(events) < max_items:
+            msg = q.popleft()
+            if msg.seq <= seq:
+                continue
+            self.position.advance(msg)
+            seq = msg.seq
+            events.append(msg)
+        return events
+
+    def add_gaps(self, gaps: Sequence[Gap]) -> None:
+        """Queue gaps to be handed out before the next messages."""
+        self._gaps.extend(gaps)
+
+    def close(self) -> None:
+        """Stop the subscription; pending readers get ``[]``. Idempotent."""
+        if self.state is State.CLOSED:
+            return
+        self.state = State.CLOSED
+        self.hub.fanout.remove(self)
+        self.hub.forget(self)
+        self._queue.clear()
+        self._pending.clear()
+        self._wake()

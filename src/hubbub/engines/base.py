@@ -1,0 +1,156 @@
+"""The engine interface: what the hub core needs from storage.
+
+An engine stores topic logs. It knows nothing of HTTP, sockets, patterns or
+subscribers; the core drives it. The same contract suite
+(``tests/engines/test_contract.py``) runs against every engine.
+
+Positions: each stored message gets the next *offset* of its topic and the
+next *seq* of the store (see :mod:`hubbub.cursor`). Both only grow. Every
+topic has an *epoch*, a random id made when its log is created; the store has
+an epoch of its own, made when the store is created. Offsets restart at 1 only
+together with a new epoch.
+
+Time is passed in (``now``, milliseconds since the Unix epoch) by the caller.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from ..message import Message
+
+#: Called with committed messages, in seq order.
+Listener = Callable[[Sequence[Message]], None]
+
+
+@dataclass(frozen=True, slots=True)
+class Retention:
+    """How much history a topic keeps. ``None`` means no limit."""
+
+    max_messages: int | None = None
+    max_age_ms: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AppendRequest:
+    """One message to append. ``data`` is compact JSON text when ``content_type`` is JSON."""
+
+    topic: str
+    data: bytes
+    content_type: str
+    key: str | None = None
+    max_messages: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AppendResult:
+    """The stored message, and whether it was a duplicate of an earlier keyed append."""
+
+    message: Message
+    duplicate: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class TopicInfo:
+    """A topic's log as it stands.
+
+    ``first_offset`` is the first retained offset (``last_offset + 1`` when
+    nothing is retained). ``trim_offset``/``trim_seq`` describe the newest
+    message removed by retention (0 when none was). ``start_seq`` is the
+    store's seq when this epoch of the topic began.
+    """
+
+    name: str
+    epoch: str
+    first_offset: int
+    last_offset: int
+    last_seq: int
+    start_seq: int
+    trim_offset: int
+    trim_seq: int
+    created: int
+
+    @property
+    def count(self) -> int:
+        return self.last_offset - self.first_offset + 1
+
+
+@dataclass(frozen=True, slots=True)
+class EpochInfo:
+    """What an epoch id names: a topic's log (current or former) or the store itself."""
+
+    topic: str | None
+    current: bool
+
+
+class Engine(Protocol):
+    """Storage for topic logs. All methods are coroutine-safe."""
+
+    #: The store's epoch; it changes only if the store is lost or recreated.
+    store_epoch: str
+    #: Whether a successful append survives a crash of the process.
+    durable: bool
+
+    async def open(self) -> None:
+        """Open or create the store. Must be called before anything else."""
+
+    async def close(self) -> None:
+        """Finish in-flight appends, then release every resource."""
+
+    async def ping(self) -> None:
+        """Return if the store is reachable.
+
+        Raises:
+            Unavailable: it is not.
+        """
+
+    async def append(self, requests: Sequence[AppendRequest], now: int) -> list[AppendResult]:
+        """Append messages, atomically: all are stored or none is.
+
+        Results come in request order; new messages get increasing seqs in that
+        order, and each topic's offsets increase by one per message. On a
+        durable engine the call returns only after the commit. A request whose
+        ``(topic, key)`` was appended before (within the key expiry) stores
+        nothing and returns the earlier message with ``duplicate=True``. After
+        the commit every listener is called once with the new messages, in seq
+        order. When ``max_messages`` is set, the topic is trimmed to it in the
+        same transaction.
+
+        Raises:
+            Unavailable: the store cannot be reached; nothing was stored.
+        """
+
+    async def read(self, topic: str, after_offset: int, limit: int) -> list[Message]:
+        """Up to ``limit`` retained messages of ``topic`` with offset > ``after_offset``,
+        in offset order; ``[]`` for an unknown topic."""
+
+    async def read_seq(
+        self, topics: Sequence[str] | None, after_seq: int, limit: int
+    ) -> list[Message]:
+        """Up to ``limit`` retained messages with seq > ``after_seq``, in seq order,
+        from the named topics (``None``: every topic)."""
+
+    async def topic(self, name: str) -> TopicInfo | None:
+        """The topic's log state, or ``None`` if it was never written."""
+
+    async def topics(self) -> list[TopicInfo]:
+        """Every topic, sorted by name."""
+
+    async def lookup_epoch(self, epoch: str) -> EpochInfo | None:
+        """What ``epoch`` names in this store, or ``None`` if it is not of this store."""
+
+    async def head_seq(self) -> int:
+        """The seq of the newest appended message (0 when the store is empty)."""
+
+    async def trim(self, retention: Callable[[str], Retention], now: int) -> int:
+        """Remove messages beyond each topic's retention (count and age).
+
+        Returns the number of messages removed. Trimming only ever removes a
+        topic's oldest messages, and records the newest removed one in
+        ``TopicInfo.trim_offset``/``trim_seq``.
+        """
+
+    def add_listener(self, listener: Listener) -> None:
+        """Call ``listener`` with every batch of committed messages, in seq order."""

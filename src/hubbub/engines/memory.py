@@ -1,0 +1,167 @@
+"""MemoryEngine: topic logs in this process, for tests and ephemeral use.
+
+Nothing survives the process; a new engine has a new store epoch, so cursors
+from an earlier process are reported as gaps, never silently reused.
+"""
+
+from __future__ import annotations
+
+import bisect
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from ..cursor import new_epoch
+from ..message import Message
+from .base import AppendRequest, AppendResult, EpochInfo, Listener, Retention, TopicInfo
+
+DEFAULT_KEY_TTL_MS = 24 * 3600 * 1000
+
+
+@dataclass(slots=True)
+class _Log:
+    name: str
+    epoch: str
+    start_seq: int
+    created: int
+    messages: list[Message] = field(default_factory=list)
+    last_offset: int = 0
+    last_seq: int = 0
+    trim_offset: int = 0
+    trim_seq: int = 0
+
+    def info(self) -> TopicInfo:
+        first = self.messages[0].offset if self.messages else self.last_offset + 1
+        return TopicInfo(
+            self.name, self.epoch, first, self.last_offset, self.last_seq, self.start_seq,
+            self.trim_offset, self.trim_seq, self.created,
+        )
+
+    def trim_to(self, keep_from: int) -> int:
+        """Drop the first ``keep_from`` messages; returns how many were dropped."""
+        if keep_from <= 0:
+            return 0
+        dropped = self.messages[keep_from - 1]
+        self.trim_offset, self.trim_seq = dropped.offset, dropped.seq
+        del self.messages[:keep_from]
+        return keep_from
+
+
+class MemoryEngine:
+    """An :class:`~hubbub.engines.base.Engine` kept in process memory."""
+
+    durable = False
+
+    def __init__(self, *, key_ttl_ms: int = DEFAULT_KEY_TTL_MS) -> None:
+        self.store_epoch = new_epoch()
+        self._logs: dict[str, _Log] = {}
+        self._epochs: dict[str, str] = {}  # topic epoch -> topic
+        self._keys: dict[tuple[str, str], tuple[Message, int]] = {}
+        self._seq = 0
+        self._listeners: list[Listener] = []
+        self._key_ttl_ms = key_ttl_ms
+
+    async def open(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+    async def ping(self) -> None:
+        return None
+
+    async def append(self, requests: Sequence[AppendRequest], now: int) -> list[AppendResult]:
+        results: list[AppendResult] = []
+        new: list[Message] = []
+        for req in requests:
+            if req.key is not None:
+                hit = self._keys.get((req.topic, req.key))
+                if hit is not None and now - hit[1] < self._key_ttl_ms:
+                    results.append(AppendResult(hit[0], duplicate=True))
+                    continue
+            log = self._logs.get(req.topic)
+            if log is None:
+                log = self._new_log(req.topic, now)
+            self._seq += 1
+            log.last_offset += 1
+            log.last_seq = self._seq
+            msg = Message(
+                req.topic, log.epoch, log.last_offset, self._seq, now,
+                os.urandom(8).hex(), req.data, req.content_type,
+            )
+            log.messages.append(msg)
+            if req.max_messages is not None and len(log.messages) > req.max_messages:
+                log.trim_to(len(log.messages) - req.max_messages)
+            if req.key is not None:
+                self._keys[(req.topic, req.key)] = (msg, now)
+            results.append(AppendResult(msg))
+            new.append(msg)
+        if new:
+            for listener in self._listeners:
+                listener(new)
+        return results
+
+    def _new_log(self, topic: str, now: int) -> _Log:
+        epoch = new_epoch()
+        log = self._logs[topic] = _Log(topic, epoch, self._seq, now)
+        self._epochs[epoch] = topic
+        return log
+
+    async def read(self, topic: str, after_offset: int, limit: int) -> list[Message]:
+        log = self._logs.get(topic)
+        if log is None or not log.messages or limit <= 0:
+            return []
+        first = log.messages[0].offset
+        start = max(0, after_offset + 1 - first)
+        return log.messages[start : start + limit]
+
+    async def read_seq(
+        self, topics: Sequence[str] | None, after_seq: int, limit: int
+    ) -> list[Message]:
+        logs = self._logs.values() if topics is None else [
+            log for t in dict.fromkeys(topics) if (log := self._logs.get(t)) is not None
+        ]
+        out: list[Message] = []
+        for log in logs:
+            msgs = log.messages
+            i = bisect.bisect_right(msgs, after_seq, key=lambda m: m.seq)
+            out.extend(msgs[i : i + limit])
+        out.sort(key=lambda m: m.seq)
+        return out[:limit]
+
+    async def topic(self, name: str) -> TopicInfo | None:
+        log = self._logs.get(name)
+        return None if log is None else log.info()
+
+    async def topics(self) -> list[TopicInfo]:
+        return [self._logs[name].info() for name in sorted(self._logs)]
+
+    async def lookup_epoch(self, epoch: str) -> EpochInfo | None:
+        if epoch == self.store_epoch:
+            return EpochInfo(None, True)
+        topic = self._epochs.get(epoch)
+        if topic is None:
+            return None
+        return EpochInfo(topic, self._logs[topic].epoch == epoch)
+
+    async def head_seq(self) -> int:
+        return self._seq
+
+    async def trim(self, retention: Callable[[str], Retention], now: int) -> int:
+        removed = 0
+        for log in self._logs.values():
+            r = retention(log.name)
+            drop = 0
+            if r.max_messages is not None:
+                drop = max(drop, len(log.messages) - r.max_messages)
+            if r.max_age_ms is not None:
+                cutoff = now - r.max_age_ms
+                drop = max(drop, bisect.bisect_left(log.messages, cutoff, key=lambda m: m.time))
+            removed += log.trim_to(drop)
+        expired = [k for k, (_, t) in self._keys.items() if now - t >= self._key_ttl_ms]
+        for k in expired:
+            del self._keys[k]
+        return removed
+
+    def add_listener(self, listener: Listener) -> None:
+        self._listeners.append(listener)

@@ -1,0 +1,143 @@
+"""The stored message and its encodings (pure: no asyncio, no I/O).
+
+A :class:`Message` is what the engines return and what fan-out hands to every
+subscriber. Its wire forms are computed at most once each and cached on the
+object, so a message fanned out to ten thousand subscribers is serialized once
+per wire format, and each subscriber receives the same bytes.
+
+One message shape on every door::
+
+    {"topic": "chat.room1", "offset": 42, "cursor": "k3j9qzx2ab.42.1057",
+     "time": 1700000000123, "id": "0f3c9a7d2b1e4c58", "data": {...}}
+
+``data`` is the JSON value itself for ``application/json`` payloads; any other
+payload adds ``"content_type"`` and carries ``data`` base64-encoded in JSON
+(raw bytes in MessagePack).
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+import msgspec
+
+from . import cursor as _cursor
+
+JSON = "application/json"
+
+_json_encode = msgspec.json.Encoder().encode
+_json_decode = msgspec.json.Decoder().decode
+_msgpack_encode = msgspec.msgpack.Encoder().encode
+
+
+class Message:
+    """One stored message. Immutable by convention; encodings are cached."""
+
+    __slots__ = (
+        "topic", "epoch", "offset", "seq", "time", "id", "data", "content_type",
+        "_cursor", "_json", "_msgpack", "_sse", "_ws_json", "_ws_msgpack",
+    )
+
+    def __init__(
+        self,
+        topic: str,
+        epoch: str,
+        offset: int,
+        seq: int,
+        time: int,
+        id: str,
+        data: bytes,
+        content_type: str = JSON,
+    ) -> None:
+        self.topic = topic
+        self.epoch = epoch
+        self.offset = offset
+        self.seq = seq
+        self.time = time  # milliseconds since the Unix epoch
+        self.id = id
+        self.data = data  # compact JSON text when content_type is JSON
+        self.content_type = content_type
+        self._cursor: str | None = None
+        self._json: bytes | None = None
+        self._msgpack: bytes | None = None
+        self._sse: bytes | None = None
+        self._ws_json: bytes | None = None
+        self._ws_msgpack: bytes | None = None
+
+    def __repr__(self) -> str:
+        return f"<Message {self.topic}#{self.offset} seq={self.seq}>"
+
+    @property
+    def cursor(self) -> str:
+        c = self._cursor
+        if c is None:
+            c = self._cursor = _cursor.encode(self.epoch, self.offset, self.seq)
+        return c
+
+    @property
+    def is_json(self) -> bool:
+        return self.content_type == JSON
+
+    def value(self) -> Any:
+        """The payload as a Python value: the decoded JSON, or the raw bytes."""
+        return _json_decode(self.data) if self.is_json else self.data
+
+    # -- encodings (each computed once) ---------------------------------
+
+    def to_json(self) -> bytes:
+        """The message object as compact JSON bytes."""
+        j = self._json
+        if j is None:
+            head = (
+                b'{"topic":' + _json_encode(self.topic)
+                + b',"offset":' + str(self.offset).encode()
+                + b',"cursor":"' + self.cursor.encode()
+                + b'","time":' + str(self.time).encode()
+                + b',"id":' + _json_encode(self.id)
+            )
+            if self.is_json:
+                j = head + b',"data":' + self.data + b"}"
+            else:
+                j = (
+                    head + b',"content_type":' + _json_encode(self.content_type)
+                    + b',"data":"' + base64.b64encode(self.data) + b'"}'
+                )
+            self._json = j
+        return j
+
+    def to_dict(self) -> dict[str, Any]:
+        """The message object as a dict (data decoded, bytes left raw)."""
+        d: dict[str, Any] = {
+            "topic": self.topic, "offset": self.offset, "cursor": self.cursor,
+            "time": self.time, "id": self.id,
+        }
+        if not self.is_json:
+            d["content_type"] = self.content_type
+        d["data"] = self.value()
+        return d
+
+    def sse_event(self) -> bytes:
+        """The SSE event: ``id:`` is the cursor, ``event: message``, one ``data:`` line."""
+        s = self._sse
+        if s is None:
+            s = self._sse = (
+                b"id: " + self.cursor.encode() + b"\nevent: message\ndata: "
+                + self.to_json() + b"\n\n"
+            )
+        return s
+
+    def ws_json(self) -> bytes:
+        """The WebSocket ``msg`` frame, JSON form (UTF-8 bytes of a text frame)."""
+        w = self._ws_json
+        if w is None:
+            w = self._ws_json = b'{"op":"msg",' + self.to_json()[1:]
+        return w
+
+    def ws_msgpack(self) -> bytes:
+        """The WebSocket ``msg`` frame, MessagePack form (data as native value or bytes)."""
+        w = self._ws_msgpack
+        if w is None:
+            d = self.to_dict()
+            w = self._ws_msgpack = _msgpack_encode({"op": "msg", **d})
+        return w

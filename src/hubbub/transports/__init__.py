@@ -1,0 +1,1 @@
+"""Transports: thin adapters from HTTP, SSE and WebSocket to the hub core."""
