@@ -168,3 +168,5 @@ def spawn_hub() -> Iterator[Any]:
         if p.proc is not None and p.proc.poll() is None:
             p.proc.kill()
             p.proc.wait(10)
+        if p.proc is not None and p.proc.stdout is not None:
+            p.proc.stdout.close()  # else a ResourceWarning (an error here) at GC

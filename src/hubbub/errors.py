@@ -14,6 +14,7 @@ The tree::
     │   │   ├── InvalidTopic      topic name or pattern breaks the grammar
     │   │   ├── InvalidCursor     cursor is not one hubbub issued (or another topic's)
     │   │   └── InvalidOp         unknown or malformed WebSocket op
+    │   │       └── MalformedFrame  not JSON or MessagePack at all
     │   ├── Unauthorized          no or bad credentials (401)
     │   ├── Forbidden             credentials do not allow this action (403)
     │   ├── NotFound              no such thing (404)
@@ -81,6 +82,12 @@ class InvalidCursor(InvalidRequest):
 
 class InvalidOp(InvalidRequest):
     code = "invalid-op"
+
+
+class MalformedFrame(InvalidOp):
+    """A frame that is not JSON (or MessagePack) at all; the connection closes."""
+
+    code = "malformed-frame"
 
 
 class Unauthorized(PeerError):

@@ -18,13 +18,19 @@ payload adds ``"content_type"`` and carries ``data`` base64-encoded in JSON
 from __future__ import annotations
 
 import base64
+import re
 from typing import Any
 
 import msgspec
 
 from . import cursor as _cursor
+from .errors import InvalidRequest
 
 JSON = "application/json"
+OCTET = "application/octet-stream"
+# RFC 9110 §8.3.1: media-type = type "/" subtype parameters; tokens per §5.6.2.
+_TOKEN = r"[!#$%&'*+.^_`|~0-9A-Za-z-]+"
+_MEDIA_TYPE_RE = re.compile(rf"({_TOKEN}/{_TOKEN})[ \t]*(;[\x20-\x7e]*)?")
 
 _json_encode = msgspec.json.Encoder().encode
 _json_decode = msgspec.json.Decoder().decode
@@ -36,7 +42,7 @@ class Message:
 
     __slots__ = (
         "topic", "epoch", "offset", "seq", "time", "id", "data", "content_type",
-        "_cursor", "_json", "_msgpack", "_sse", "_ws_json", "_ws_msgpack",
+        "_cursor", "_json", "_msgpack", "_sse", "_ws_json", "_ws_text", "_ws_msgpack",
     )
 
     def __init__(
@@ -63,6 +69,7 @@ class Message:
         self._msgpack: bytes | None = None
         self._sse: bytes | None = None
         self._ws_json: bytes | None = None
+        self._ws_text: str | None = None
         self._ws_msgpack: bytes | None = None
 
     def __repr__(self) -> str:
@@ -134,6 +141,13 @@ class Message:
             w = self._ws_json = b'{"op":"msg",' + self.to_json()[1:]
         return w
 
+    def ws_text(self) -> str:
+        """The WebSocket ``msg`` frame, JSON form, as the ``str`` a text frame sends."""
+        t = self._ws_text
+        if t is None:
+            t = self._ws_text = self.ws_json().decode()
+        return t
+
     def ws_msgpack(self) -> bytes:
         """The WebSocket ``msg`` frame, MessagePack form (data as native value or bytes)."""
         w = self._ws_msgpack
@@ -141,3 +155,17 @@ class Message:
             d = self.to_dict()
             w = self._ws_msgpack = _msgpack_encode({"op": "msg", **d})
         return w
+
+
+def media_type(value: str | None, *, field: str) -> str:
+    """The content type to store: ``JSON`` for JSON types, else the value as given."""
+    if value is None or not value.strip():
+        return OCTET
+    value = value.strip()
+    m = _MEDIA_TYPE_RE.fullmatch(value)
+    if m is None or len(value) > 255:
+        raise InvalidRequest("content type must be a media type like text/plain", field=field)
+    essence = m.group(1).lower()
+    if essence == JSON or essence.endswith("+json"):
+        return JSON
+    return value

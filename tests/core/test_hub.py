@@ -66,10 +66,13 @@ async def test_long_poll_answers_on_publish(hub: Hub) -> None:
 
 async def test_ten_thousand_long_polls_all_wake(hub: Hub) -> None:
     """10,000 concurrent waiting polls all answer after one publish."""
-    tasks = [asyncio.create_task(hub.poll(["t.many"], "end", wait=30 * UNIT)) for _ in range(10_000)]
-    await asyncio.sleep(0.5)
+    start = (await hub.poll(["t.many"], "end")).cursor
+    tasks = [asyncio.create_task(hub.poll(["t.many"], start, wait=60 * UNIT)) for _ in range(10_000)]
+    async with asyncio.timeout(30 * UNIT):
+        while len(hub.fanout) < 10_000:  # every poll is registered and waiting
+            await asyncio.sleep(0.05)
     await hub.publish("t.many", b"1")
-    async with asyncio.timeout(20 * UNIT):
+    async with asyncio.timeout(30 * UNIT):
         pages = await asyncio.gather(*tasks)
     assert all([m.value() for m in p.messages] == [1] for p in pages)
     assert len(hub.fanout) == 0

@@ -148,17 +148,21 @@ class Hub:
 
     # -- publishing ---------------------------------------------------------
 
-    def _request(self, item: PublishItem, field: str = "topic") -> AppendRequest:
-        validate_topic(item.topic, field=field)
+    def _request(self, item: PublishItem, prefix: str = "") -> AppendRequest:
+        """Validate one item; error fields are ``prefix`` + topic, data or key."""
+        validate_topic(item.topic, field=prefix + "topic")
         ns = self.config.for_topic(item.topic)
         if len(item.data) > ns.max_message_size:
             raise PayloadTooLarge(
-                f"message is larger than {ns.max_message_size} bytes", field="data"
+                f"message is larger than {ns.max_message_size} bytes", field=prefix + "data"
             )
-        data = compact_json(item.data) if item.content_type == JSON else item.data
+        data = (
+            compact_json(item.data, field=prefix + "data")
+            if item.content_type == JSON else item.data
+        )
         if item.key is not None and _KEY_RE.fullmatch(item.key) is None:
             raise InvalidRequest(
-                "idempotency key must be 1-200 printable ASCII characters", field="key"
+                "idempotency key must be 1-200 printable ASCII characters", field=prefix + "key"
             )
         return AppendRequest(
             item.topic, data, item.content_type, item.key, ns.retention.max_messages
@@ -187,7 +191,7 @@ class Hub:
         self._check_open()
         if not items:
             raise InvalidRequest("batch is empty")
-        reqs = [self._request(item, f"[{i}].topic") for i, item in enumerate(items)]
+        reqs = [self._request(item, f"[{i}].") for i, item in enumerate(items)]
         return await self.engine.append(reqs, self.now())
 
     # -- reading ----------------------------------------------------------------
@@ -281,22 +285,38 @@ class Hub:
             info = await engine.topic(topic)
             if info is None:
                 return [], []
+            if pos.epoch == info.epoch:
+                # The gap is read off the page itself: a trim may run between
+                # any two awaits, so topic info alone could hide one.
+                msgs = await engine.read(topic, pos.offset, limit)
+                if msgs:
+                    first, trim_seq = msgs[0].offset, msgs[0].seq - 1
+                else:
+                    now = await engine.topic(topic) or info
+                    first, trim_seq = now.first_offset, now.trim_seq
+                if first > pos.offset + 1:
+                    return msgs, [(topic, first - 1, trim_seq, pos.offset + 1)]
+                return msgs, []
             trims = []
-            same_epoch = pos.epoch == info.epoch
             if info.trim_seq > pos.seq:
-                first_lost = pos.offset + 1 if same_epoch else 1
-                trims.append((topic, info.trim_offset, info.trim_seq, first_lost))
-            if same_epoch:
-                return await engine.read(topic, pos.offset, limit), trims
+                trims.append((topic, info.trim_offset, info.trim_seq, 1))
             return await engine.read_seq([topic], pos.seq, limit), trims
-        infos = [t for t in await engine.topics() if filt(t.name)]
+        every = await engine.topics()
+        infos = [t for t in every if filt(t.name)]
         trims = [
             (t.name, t.trim_offset, t.trim_seq, 1) for t in infos if t.trim_seq > pos.seq
         ]
         if not infos:
             return [], trims
         names = None if filt.patterns == (">",) else [t.name for t in infos]
-        return await engine.read_seq(names, pos.seq, limit), trims
+        msgs = await engine.read_seq(names, pos.seq, limit)
+        # Messages committed after the topic list was taken may belong to topics
+        # missing from it; stop at the list's horizon. Anything newer reaches the
+        # subscription live (it registered before reading), so nothing is lost.
+        horizon = max(t.last_seq for t in every)
+        if msgs and msgs[-1].seq > horizon:
+            msgs = [m for m in msgs if m.seq <= horizon]
+        return msgs, trims
 
     async def subscribe(
         self,

@@ -114,8 +114,10 @@ class Engine(Protocol):
         durable engine the call returns only after the commit. A request whose
         ``(topic, key)`` was appended before (within the key expiry) stores
         nothing and returns the earlier message with ``duplicate=True``. After
-        the commit every listener is called once with the new messages, in seq
-        order. When ``max_messages`` is set, the topic is trimmed to it in the
+        the commit, and before this call returns, every listener is called
+        with the new messages, in seq order (once per commit: a commit may
+        group several calls). A listener's exception goes to the event loop's
+        exception handler, never to the caller: the messages are stored. When ``max_messages`` is set, the topic is trimmed to it in the
         same transaction.
 
         Raises:
@@ -142,7 +144,7 @@ class Engine(Protocol):
         """What ``epoch`` names in this store, or ``None`` if it is not of this store."""
 
     async def head_seq(self) -> int:
-        """The seq of the newest appended message (0 when the store is empty)."""
+        """The seq of the newest message already handed to the listeners (0: none)."""
 
     async def trim(self, retention: Callable[[str], Retention], now: int) -> int:
         """Remove messages beyond each topic's retention (count and age).

@@ -6,6 +6,7 @@ from an earlier process are reported as gaps, never silently reused.
 
 from __future__ import annotations
 
+import asyncio
 import bisect
 import os
 from collections.abc import Callable, Sequence
@@ -98,7 +99,12 @@ class MemoryEngine:
             new.append(msg)
         if new:
             for listener in self._listeners:
-                listener(new)
+                try:
+                    listener(new)
+                except Exception as exc:  # the messages are stored: report, don't fail
+                    asyncio.get_running_loop().call_exception_handler(
+                        {"message": "hubbub listener failed", "exception": exc}
+                    )
         return results
 
     def _new_log(self, topic: str, now: int) -> _Log:

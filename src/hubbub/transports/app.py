@@ -59,7 +59,7 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     code = {404: "not-found", 405: "method-not-allowed"}.get(exc.status_code, "http-error")
     return problem(
         exc.status_code, str(exc.detail), str(exc.detail), code=code,
-        instance=request.url.path, headers=exc.headers,
+        instance=request.url.path, headers=dict(exc.headers or {}),
     )
 
 

@@ -1,0 +1,316 @@
+"""The HTTP request-response and polling doors: publish, read, topic metadata.
+
+Every endpoint parses its input, calls the :class:`~hubbub.core.Hub`, and
+encodes the answer. Bad input raises a :mod:`hubbub.errors` exception, which
+the application turns into an RFC 9457 problem document
+(:mod:`hubbub.transports.problems`); nothing here picks an error status.
+
+Decisions a client can rely on (also in the OpenAPI document):
+
+* ``POST /v1/topics/{topic}`` stores the body as JSON when its media type is
+  ``application/json`` or any ``*/*+json`` (the stored type is then
+  ``application/json``), and as bytes with the ``Content-Type`` header kept
+  otherwise, ``application/octet-stream`` when there is none. ``curl -d``
+  sends ``application/x-www-form-urlencoded``, so it stores bytes; say
+  ``-H 'Content-Type: application/json'`` to publish JSON.
+* A first publish answers ``201``; a retry with the same ``Idempotency-Key``
+  stores nothing and answers ``200`` with the first receipt plus
+  ``"duplicate": true``.
+* A query parameter given empty (``?after=``) counts as absent; one given
+  twice is refused.
+* ``GET /v1/topics/{topic}/messages`` answers ``409`` when history was lost
+  past the cursor; the problem carries the lost range and a ``cursor`` to
+  continue knowingly. ``GET /v1/messages`` cannot do that: one cursor covers
+  many topics, and refusing it for one topic's gap would stall all the
+  others, so gaps come in-band in ``"gaps"`` next to the messages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import re
+from typing import Annotated, Any
+
+import msgspec
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from ..core import Hub, Page, PublishItem
+from ..engines.base import AppendResult
+from ..errors import HubbubError, InvalidRequest, NotFound, PayloadTooLarge, Unavailable
+from ..message import JSON, media_type
+from ..topics import validate_topic
+from .openapi import spec_json
+
+MAX_BATCH = 1000
+#: A batch body may be this large, or twice the largest message, whichever is more.
+MAX_BATCH_BODY = 16 << 20
+DEFAULT_LIMIT = 100
+
+_encode = msgspec.json.Encoder().encode
+# RFC 9110 §8.3.1: media-type = type "/" subtype parameters; kept printable and short.
+_UINT_RE = re.compile(r"[0-9]{1,9}")
+_SECONDS_RE = re.compile(r"[0-9]{1,6}(?:\.[0-9]{1,6})?")
+_AT_RE = re.compile(r"(.*) - at `\$(.*)`", re.DOTALL)
+
+
+class _BatchItem(msgspec.Struct, forbid_unknown_fields=True):
+    topic: str
+    data: msgspec.Raw
+    key: str | None = None
+    content_type: str | None = None
+
+
+_decode_batch = msgspec.json.Decoder(
+    Annotated[list[_BatchItem], msgspec.Meta(max_length=MAX_BATCH)]
+).decode
+
+
+# -- helpers shared with the SSE door ------------------------------------------
+
+
+def hub_of(request: Request) -> Hub:
+    hub: Hub = request.app.state.hub
+    return hub
+
+
+def query_one(request: Request, name: str) -> str | None:
+    """A single-valued query parameter; empty counts as absent.
+
+    Raises:
+        InvalidRequest: the parameter is given more than once.
+    """
+    values = request.query_params.getlist(name)
+    if len(values) > 1:
+        raise InvalidRequest(f"{name} is given more than once", field=name)
+    return values[0] if values and values[0] else None
+
+
+def query_topics(request: Request) -> list[str]:
+    """The repeated ``topic`` parameter (validated later by the hub)."""
+    return request.query_params.getlist("topic")
+
+
+def json_response(body: Any, status: int = 200) -> Response:
+    return Response(_encode(body), status, media_type=JSON)
+
+
+def _limit(request: Request, max_limit: int) -> int:
+    text = query_one(request, "limit")
+    if text is None:
+        return min(DEFAULT_LIMIT, max_limit)
+    if _UINT_RE.fullmatch(text) is None or not 1 <= int(text) <= max_limit:
+        raise InvalidRequest(f"limit must be an integer from 1 to {max_limit}", field="limit")
+    return int(text)
+
+
+def _wait(request: Request, max_wait: float) -> float:
+    text = query_one(request, "wait")
+    if text is None:
+        return 0.0
+    if _SECONDS_RE.fullmatch(text) is None or float(text) > max_wait:
+        raise InvalidRequest(f"wait must be a number of seconds from 0 to {max_wait:g}",
+                             field="wait")
+    return float(text)
+
+
+def _receipt(result: AppendResult) -> dict[str, Any]:
+    m = result.message
+    out: dict[str, Any] = {
+        "topic": m.topic, "offset": m.offset, "cursor": m.cursor, "id": m.id, "time": m.time,
+    }
+    if result.duplicate:
+        out["duplicate"] = True
+    return out
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    """The request body, refused with 413 as soon as it passes ``limit`` bytes.
+
+    The declared ``Content-Length`` is checked before reading anything; the
+    stream is checked as it comes, so a lying or chunked client costs at most
+    ``limit`` bytes of memory.
+    """
+    declared = request.headers.get("content-length", "")
+    too_large = PayloadTooLarge(f"body is larger than {limit} bytes", field="body")
+    if declared.isdigit() and int(declared) > limit:
+        raise too_large
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise too_large
+            chunks.append(chunk)
+    except ClientDisconnect:
+        raise InvalidRequest("client went away before the body ended", field="body") from None
+    return b"".join(chunks)
+
+
+# -- publishing -------------------------------------------------------------------
+
+
+async def publish(request: Request) -> Response:
+    hub = hub_of(request)
+    topic = validate_topic(request.path_params["topic"])
+    content_type = media_type(request.headers.get("content-type"), field="content-type")
+    key = request.headers.get("idempotency-key")
+    if key is not None and len(key) >= 2 and key[0] == key[-1] == '"':
+        # draft-ietf-httpapi-idempotency-key-header: the key is a Structured
+        # Field sf-string, i.e. quoted; bare keys (as Stripe's) are accepted too.
+        key = key[1:-1]
+    body = await _read_body(request, hub.config.for_topic(topic).max_message_size)
+    try:
+        result = await hub.publish(topic, body, content_type, key)
+    except InvalidRequest as exc:
+        if exc.field == "key":
+            exc.field = "Idempotency-Key"
+        raise
+    return json_response(_receipt(result), 200 if result.duplicate else 201)
+
+
+def _batch_item(i: int, item: _BatchItem) -> PublishItem:
+    content_type = media_type(item.content_type, field=f"[{i}].content_type")
+    if item.content_type is None or content_type == JSON:
+        return PublishItem(item.topic, bytes(item.data), JSON, item.key)
+    text = msgspec.json.decode(item.data)
+    if not isinstance(text, str):
+        raise InvalidRequest("data must be a base64 string when content_type is not JSON",
+                             field=f"[{i}].data")
+    try:
+        data = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise InvalidRequest("data is not valid base64", field=f"[{i}].data") from None
+    return PublishItem(item.topic, data, content_type, item.key)
+
+
+async def publish_batch(request: Request) -> Response:
+    hub = hub_of(request)
+    # The body is read as JSON whatever its Content-Type says (curl -d sends
+    # a form type): it either parses as the batch or is refused.
+    limit = max(MAX_BATCH_BODY, 2 * hub.config.max_message_size)
+    body = await _read_body(request, limit)
+    try:
+        raw = _decode_batch(body)
+    except msgspec.ValidationError as exc:
+        m = _AT_RE.fullmatch(str(exc))
+        message, path = (m.group(1), m.group(2)) if m else (str(exc), "")
+        message = message[:1].lower() + message[1:]
+        raise InvalidRequest(message, field=path.lstrip(".") or "body") from None
+    except msgspec.DecodeError:
+        raise InvalidRequest("malformed JSON", field="body") from None
+    items = [_batch_item(i, item) for i, item in enumerate(raw)]
+    results = await hub.publish_batch(items)
+    return json_response({"results": [_receipt(r) for r in results]}, 201)
+
+
+# -- reading ----------------------------------------------------------------------
+
+
+async def _until_disconnect(request: Request) -> None:
+    with contextlib.suppress(Exception):  # a broken receive means gone, too
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+
+
+async def _poll(request: Request, patterns: list[str], *, single: bool) -> Page:
+    """Run ``hub.poll``; a long poll ends early (and quietly) if the client leaves."""
+    hub = hub_of(request)
+    server = hub.config.server
+    after = query_one(request, "after")
+    limit = _limit(request, server.max_limit)
+    wait = _wait(request, server.max_wait)
+    call = hub.poll(patterns, after, limit=limit, wait=wait, raise_gap=single)
+    if wait == 0:
+        return await call
+    # Starlette does not watch the socket during a plain endpoint; without
+    # this a client that hung up would keep its subscription for ``wait`` s.
+    poll = asyncio.ensure_future(call)
+    gone = asyncio.ensure_future(_until_disconnect(request))
+    try:
+        await asyncio.wait((poll, gone), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        gone.cancel()
+        if not poll.done():
+            poll.cancel()  # hub.poll closes its subscription as it unwinds
+    if not poll.done():
+        return Page([], after or "")  # the client left; nobody reads this answer
+    return poll.result()
+
+
+def _page_response(page: Page, *, gaps: bool) -> Response:
+    # The cached per-message JSON is spliced in as is: no re-serialization.
+    parts = [
+        b'{"messages":[', b",".join(m.to_json() for m in page.messages),
+        b'],"cursor":', _encode(page.cursor),
+    ]
+    if gaps:
+        parts += [b',"gaps":', _encode([g.to_dict() for g in page.gaps])]
+    parts.append(b"}")
+    return Response(b"".join(parts), media_type=JSON)
+
+
+async def topic_messages(request: Request) -> Response:
+    topic = validate_topic(request.path_params["topic"])
+    return _page_response(await _poll(request, [topic], single=True), gaps=False)
+
+
+async def messages(request: Request) -> Response:
+    page = await _poll(request, query_topics(request), single=False)
+    return _page_response(page, gaps=True)
+
+
+async def list_topics(request: Request) -> Response:
+    topics = await hub_of(request).list_topics(query_one(request, "pattern"))
+    return json_response({"topics": topics})
+
+
+async def topic_info(request: Request) -> Response:
+    info = await hub_of(request).topic_info(request.path_params["topic"])
+    if info is None:
+        raise NotFound("no such topic", field="topic")
+    return json_response(info)
+
+
+# -- operations ---------------------------------------------------------------------
+
+
+async def healthz(request: Request) -> Response:
+    """Liveness: the process answers."""
+    return json_response({"status": "ok"})
+
+
+async def readyz(request: Request) -> Response:
+    """Readiness: the store answers and the hub takes new work."""
+    hub = hub_of(request)
+    if hub.draining:
+        raise Unavailable("hub is shutting down")
+    try:
+        await hub.engine.ping()
+    except HubbubError:
+        raise
+    except Exception:
+        raise Unavailable("store is not reachable") from None
+    return json_response({"status": "ok"})
+
+
+async def openapi(request: Request) -> Response:
+    return Response(spec_json(), media_type=JSON)
+
+
+routes: list[BaseRoute] = [
+    Route("/v1/topics/{topic}", publish, methods=["POST"]),
+    Route("/v1/topics/{topic}", topic_info, methods=["GET"]),
+    Route("/v1/publish", publish_batch, methods=["POST"]),
+    Route("/v1/topics", list_topics, methods=["GET"]),
+    Route("/v1/topics/{topic}/messages", topic_messages, methods=["GET"]),
+    Route("/v1/messages", messages, methods=["GET"]),
+    Route("/healthz", healthz, methods=["GET"]),
+    Route("/readyz", readyz, methods=["GET"]),
+    Route("/openapi.json", openapi, methods=["GET"]),
+]

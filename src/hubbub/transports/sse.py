@@ -1,0 +1,194 @@
+"""The Server-Sent Events door: ``text/event-stream`` over one topic or many.
+
+Implements the event stream format of the WHATWG HTML standard, section
+"Server-sent events" (9.2). A stream looks like this::
+
+    retry: 2000
+    id: k3j9qzx2ab.0.1056
+    event: ready
+    data: {"cursor":"k3j9qzx2ab.0.1056"}
+
+    id: k3j9qzx2ab.42.1057
+    event: message
+    data: {"topic":"chat.room1","offset":42,...}
+
+    : hb
+
+Rules:
+
+1. Every event that moves the reader carries its resume cursor in ``id:``.
+   The spec: "If the field name is 'id': ... set the last event ID buffer to
+   the field value", and on reconnection "the user agent must ... include a
+   `Last-Event-ID` HTTP header" with it. So ``Last-Event-ID`` wins over
+   ``?after=``: the reconnecting browser repeats the original URL, whose
+   ``after`` is stale.
+2. ``ready`` comes first, with the cursor the subscription starts from, so a
+   client that got no message yet still has a resume point; it also carries
+   ``retry:``, the reconnection delay in milliseconds.
+3. A ``gap`` event's ``id`` is the cursor *before* the gap (the last message
+   delivered ahead of it): resuming from it says the gap again rather than
+   skipping messages that followed it in the same batch.
+4. The stream ends after ``error`` (the reader fell behind its buffer, or
+   the store failed; ``data`` has ``code``, ``message`` and the ``cursor``
+   to resume from) or ``close`` (the hub is shutting down). A browser's
+   EventSource reconnects by itself after ``retry`` milliseconds.
+5. Silence longer than ``server.heartbeat`` seconds is broken by a comment.
+   The spec: "Legacy proxy servers are known to, in certain cases, drop HTTP
+   connections after a short timeout. To protect against such proxy servers,
+   authors can include a comment line (one starting with a ':' character)
+   every 15 seconds or so."
+
+Bad input is refused before the stream starts, as an ordinary problem
+response: the subscription is made inside the endpoint, and only a working
+subscription is handed to the streaming response.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+import msgspec
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+from starlette.types import Receive, Scope, Send
+
+from ..core import Gap, Subscription
+from ..core.subscription import PAGE, State
+from ..errors import HubbubError, InvalidCursor
+from ..message import Message
+from ..topics import validate_topic
+from .http import hub_of, query_one, query_topics
+
+RETRY_MS = 2000
+#: A comment line with no blank line after it: the spec ignores comment lines,
+#: and without a blank line no parser can take it for an (empty) event --
+#: httpx-sse dispatches one on any blank line once an id was seen.
+HEARTBEAT = b": hb\n"
+
+_encode = msgspec.json.Encoder().encode
+
+
+def event(kind: bytes, cursor: str, data: Any) -> bytes:
+    """One SSE event; ``data`` is compact JSON, so it is one ``data:`` line."""
+    return b"id: " + cursor.encode() + b"\nevent: " + kind + b"\ndata: " + _encode(data) + b"\n\n"
+
+
+class EventStream(Response):
+    """A streaming response that follows a ready :class:`Subscription` until it ends.
+
+    It owns the subscription from construction on and closes it however the
+    stream ends: client gone, slow consumer, hub draining, or an error.
+    """
+
+    media_type = "text/event-stream"
+
+    def __init__(self, sub: Subscription, heartbeat: float) -> None:
+        self.sub = sub
+        self.heartbeat = heartbeat
+        self.status_code = 200
+        self.background = None
+        self.client_gone = False
+        self.init_headers({
+            # Caches and buffering proxies (nginx's X-Accel-Buffering) must
+            # pass events through as they come.
+            "Cache-Control": "no-cache",
+            "X-Accel-Buffering": "no",
+        })
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        watcher = asyncio.ensure_future(self._watch(receive))
+        try:
+            await self._stream(send)
+        except OSError:
+            pass  # the client went away mid-write
+        finally:
+            self.sub.close()
+            watcher.cancel()
+
+    async def _watch(self, receive: Receive) -> None:
+        # Closing the subscription wakes a reader waiting in next_batch at once.
+        with contextlib.suppress(Exception):  # a broken receive means gone, too
+            while (await receive())["type"] != "http.disconnect":
+                pass
+        self.client_gone = True
+        self.sub.close()
+
+    async def _stream(self, send: Send) -> None:
+        sub = self.sub
+        await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+        # "If the field value consists of only ASCII digits, then interpret the
+        # field value as an integer in base ten, and set the event stream's
+        # reconnection time to that integer." It rides on the ready event: a
+        # block of its own would be dispatched by httpx-sse as an empty event.
+        await self._send(send, b"retry: %d\n" % RETRY_MS + event(
+            b"ready", sub.cursor, {"cursor": sub.cursor}))
+        while True:
+            before = sub.cursor
+            try:
+                batch = await sub.next_batch(PAGE, timeout=self.heartbeat)
+            except HubbubError as exc:  # SlowConsumer, or Unavailable from the store
+                cursor = exc.extra.get("cursor", sub.cursor)
+                body = {"code": exc.code, "message": exc.message, "cursor": cursor}
+                await self._send(send, event(b"error", cursor, body))
+                break
+            if batch:
+                await self._send(send, self._encode_batch(batch, before))
+            elif sub.state is State.CLOSED:
+                if not self.client_gone:
+                    await self._send(send, event(b"close", sub.cursor, {"cursor": sub.cursor}))
+                break
+            else:
+                await self._send(send, HEARTBEAT)
+        if not self.client_gone:
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    @staticmethod
+    def _encode_batch(batch: list[Message | Gap], before: str) -> bytes:
+        # One write per batch: the cached per-message event bytes are joined,
+        # so a busy stream costs one send, not one per message.
+        parts: list[bytes] = []
+        cursor = before
+        for ev in batch:
+            if isinstance(ev, Message):
+                parts.append(ev.sse_event())
+                cursor = ev.cursor
+            else:  # Rule 3: a gap keeps the cursor of what came before it
+                parts.append(event(b"gap", cursor, ev.to_dict()))
+        return b"".join(parts)
+
+    async def _send(self, send: Send, body: bytes) -> None:
+        if not self.client_gone:
+            await send({"type": "http.response.body", "body": body, "more_body": True})
+
+
+async def _subscribe(request: Request, patterns: list[str]) -> EventStream:
+    hub = hub_of(request)
+    after = query_one(request, "after")
+    last_id = request.headers.get("last-event-id") or None
+    try:
+        sub = await hub.subscribe(patterns, last_id or after, default="end")
+    except InvalidCursor as exc:
+        if last_id is not None:
+            exc.field = "Last-Event-ID"
+        raise
+    return EventStream(sub, hub.config.server.heartbeat)
+
+
+async def topic_events(request: Request) -> Response:
+    topic = validate_topic(request.path_params["topic"])
+    return await _subscribe(request, [topic])
+
+
+async def events(request: Request) -> Response:
+    return await _subscribe(request, query_topics(request))
+
+
+routes: list[BaseRoute] = [
+    Route("/v1/topics/{topic}/events", topic_events, methods=["GET"]),
+    Route("/v1/events", events, methods=["GET"]),
+]
+
+__all__ = ["EventStream", "event", "routes"]

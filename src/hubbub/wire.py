@@ -1,0 +1,255 @@
+"""WebSocket frames of the ``hubbub.v1`` protocols (pure: no asyncio, no I/O).
+
+Theory of operation
+-------------------
+A client speaks one of two subprotocols, chosen in the opening handshake
+(RFC 6455 §1.9, §4.2.2): ``hubbub.v1.json`` (each op a JSON object in a text
+frame) or ``hubbub.v1.msgpack`` (the same maps in MessagePack, in binary
+frames, payload bytes raw). :func:`negotiate` picks the :class:`Codec`; its
+:meth:`Codec.decode` turns one frame into one client op, a tagged
+:class:`msgspec.Struct` of the :data:`ClientOp` union, or into a
+:class:`Refusal` that says what went wrong and whether it can be answered.
+
+Rule 1. Every client op carries an ``id`` (an integer in the signed 64-bit
+        range, or a string of at most 64 characters), echoed in its reply.
+        A frame with a usable ``id`` is always answered, even when its op is
+        unknown or malformed: ``Refusal(error, op_id)`` becomes an ``err``
+        frame and the connection carries on.
+Rule 2. A frame that cannot be answered (not JSON or MessagePack, not an
+        object, no usable ``id``, a text frame on the MessagePack protocol or
+        a binary one on the JSON protocol) gives ``Refusal(error, None)``:
+        the connection closes with the code the error maps to in
+        :mod:`hubbub.transports.problems` (1007, 1008 or 1003 of RFC 6455
+        §7.4.1).
+Rule 3. Unknown fields are ignored, so newer clients can talk to older
+        hubs; missing or mistyped known fields are errors naming the field,
+        as msgspec reports them (``topics[0]``).
+
+Decoding is one msgspec call on the happy path; only a frame that fails it is
+decoded a second time, leniently, to find its ``op`` and ``id``.
+
+The payload of a ``pub`` stays :class:`msgspec.Raw` (the undecoded bytes of
+the value): in JSON it goes to the store as it came (the hub only compacts
+it), in MessagePack the transport decodes it once to tell bytes from values.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Annotated, Any, Final
+
+import msgspec
+
+from .errors import (
+    HubbubError,
+    InvalidOp,
+    InvalidRequest,
+    MalformedFrame,
+    UnsupportedMediaType,
+)
+
+SUBPROTOCOL_JSON: Final = "hubbub.v1.json"
+SUBPROTOCOL_MSGPACK: Final = "hubbub.v1.msgpack"
+SUBPROTOCOLS: Final = (SUBPROTOCOL_JSON, SUBPROTOCOL_MSGPACK)
+MAX_ID_LENGTH: Final = 64
+#: RFC 6455 §5.5: a control frame's payload is at most 125 bytes; a close
+#: frame's starts with the 2-byte status code (§5.5.1), leaving 123 for the reason.
+MAX_REASON_BYTES: Final = 123
+
+#: The ``id`` of a client op: what the client chose, echoed in the reply.
+OpId = (
+    Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
+    | Annotated[str, msgspec.Meta(max_length=MAX_ID_LENGTH)]
+)
+
+
+# -- client ops --------------------------------------------------------------------
+
+
+class Op(msgspec.Struct, tag_field="op"):
+    """Base of every client op: the ``op`` tag and the ``id`` echoed in the reply."""
+
+    id: OpId
+
+
+class Sub(Op, tag="sub"):
+    """Follow ``topics`` (names or patterns) from ``after`` (default: the live end)."""
+
+    topics: list[str]
+    after: str | None = None
+    #: Reserved for consumer groups; refused until they exist.
+    group: str | None = None
+
+
+class Unsub(Op, tag="unsub"):
+    """End the subscription ``sub``, or every subscription whose topics are all in ``topics``."""
+
+    topics: list[str] | None = None
+    sub: int | None = None
+
+
+class Pub(Op, tag="pub"):
+    """Store one message; the reply comes after the store committed it."""
+
+    topic: str
+    data: msgspec.Raw
+    key: str | None = None
+    content_type: str | None = None
+
+
+class Ping(Op, tag="ping"):
+    """Ask for a ``pong``: an application-level liveness check."""
+
+
+ClientOp = Sub | Unsub | Pub | Ping
+OPS: Final = frozenset({"sub", "unsub", "pub", "ping"})
+#: Ops of the design that later versions add; named so the error says "not yet".
+RESERVED_OPS: Final = frozenset({"ack", "nack", "req", "reply"})
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """A frame the hub will not carry out.
+
+    ``op_id`` is the id to answer with (send ``err``, carry on), or ``None``
+    when the frame cannot be answered: close with the error's close code.
+    """
+
+    error: HubbubError
+    op_id: int | str | None = None
+
+
+class _Envelope(msgspec.Struct):
+    op: Any = None
+    id: Any = None
+
+
+_AT_RE = re.compile(r"(.*) - at `\$(.*)`", re.DOTALL)
+_MISSING_RE = re.compile(r"Object missing required field `(.*)`")
+_NOT_OBJECT = "a frame must be an object with an op and an id"
+_NO_ID = f"every op needs an id: an integer or a string of at most {MAX_ID_LENGTH} characters"
+
+
+def _valid_id(value: Any) -> bool:
+    if type(value) is int:
+        return -(2**63) <= value <= 2**63 - 1
+    return type(value) is str and len(value) <= MAX_ID_LENGTH
+
+
+def explain(exc: msgspec.ValidationError) -> InvalidRequest:
+    """An :class:`InvalidRequest` from a msgspec validation error, naming the field."""
+    text = str(exc)
+    field = None
+    if m := _AT_RE.fullmatch(text):
+        text, field = m.group(1), m.group(2).lstrip(".") or None
+    elif m := _MISSING_RE.fullmatch(text):
+        text, field = f"missing field `{m.group(1)}`", m.group(1)
+    return InvalidRequest(text[:1].lower() + text[1:], field=field)
+
+
+def _refuse_invalid(envelope: _Envelope, exc: msgspec.ValidationError) -> Refusal:
+    """Why a decodable frame is not a valid op (Rules 1 and 2)."""
+    op_id = envelope.id
+    if not _valid_id(op_id):
+        return Refusal(InvalidOp(_NO_ID, field="id"))
+    op = envelope.op
+    if op is None:
+        return Refusal(InvalidOp("missing op", field="op"), op_id)
+    if not isinstance(op, str):
+        return Refusal(InvalidOp("op must be a string", field="op"), op_id)
+    if op in RESERVED_OPS:
+        return Refusal(InvalidOp(f"op {op!r} is not available yet", field="op"), op_id)
+    if op not in OPS:
+        shown = f" {op!r}" if len(op) <= 32 else ""
+        return Refusal(InvalidOp(f"unknown op{shown}", field="op"), op_id)
+    return Refusal(explain(exc), op_id)
+
+
+# -- codecs ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Codec:
+    """One subprotocol's frames: how ops are decoded and replies encoded.
+
+    ``subprotocol`` is the name to accept in the handshake (``None`` when the
+    client offered none and gets JSON by default); ``binary`` says whether
+    frames are binary (MessagePack) or text (JSON).
+    """
+
+    subprotocol: str | None
+    binary: bool
+
+    def decode(self, frame: str | bytes) -> ClientOp | Refusal:
+        """One client op from one frame's payload (``str`` for text frames).
+
+        Returns:
+            The op, or a :class:`Refusal`: answer it with ``err`` when it has
+            an ``op_id``, else close the connection (Rule 2).
+        """
+        if isinstance(frame, str) == self.binary:
+            kind, want = ("text", "binary") if self.binary else ("binary", "text")
+            proto = SUBPROTOCOL_MSGPACK if self.binary else SUBPROTOCOL_JSON
+            return Refusal(UnsupportedMediaType(f"{kind} frame on {proto}: send {want} frames"))
+        ops, envelope = _DECODERS[self.binary]
+        try:
+            op: ClientOp = ops(frame)
+            return op
+        except msgspec.ValidationError as exc:
+            try:
+                return _refuse_invalid(envelope(frame), exc)
+            except msgspec.DecodeError:
+                return Refusal(InvalidOp(_NOT_OBJECT))
+        except msgspec.DecodeError:
+            what = "MessagePack" if self.binary else "JSON"
+            return Refusal(MalformedFrame(f"frame is not valid {what}"))
+
+    def encode(self, obj: Any) -> bytes:
+        """A server frame's payload (UTF-8 JSON text, or MessagePack)."""
+        return _msgpack_encode(obj) if self.binary else _json_encode(obj)
+
+
+_json_encode = msgspec.json.Encoder().encode
+_msgpack_encode = msgspec.msgpack.Encoder().encode
+_Decoders = tuple[Callable[[Any], Any], Callable[[Any], _Envelope]]
+_DECODERS: Final[dict[bool, _Decoders]] = {
+    False: (msgspec.json.Decoder(ClientOp).decode, msgspec.json.Decoder(_Envelope).decode),
+    True: (msgspec.msgpack.Decoder(ClientOp).decode, msgspec.msgpack.Decoder(_Envelope).decode),
+}
+JSON_CODEC: Final = Codec(SUBPROTOCOL_JSON, binary=False)
+MSGPACK_CODEC: Final = Codec(SUBPROTOCOL_MSGPACK, binary=True)
+DEFAULT_CODEC: Final = Codec(None, binary=False)
+
+
+def negotiate(offered: list[str] | tuple[str, ...]) -> Codec:
+    """The codec for the subprotocols a client offered (``Sec-WebSocket-Protocol``).
+
+    RFC 6455 §4.1 has the client list them "ordered by preference", and
+    §4.2.2 has the server select one of them (or none): the first one hubbub
+    speaks wins. A client that offers none gets JSON, no subprotocol named.
+
+    Raises:
+        InvalidRequest: the client offered subprotocols, none of them hubbub's;
+            refuse the handshake.
+    """
+    if not offered:
+        return DEFAULT_CODEC
+    for name in offered:
+        if name == SUBPROTOCOL_JSON:
+            return JSON_CODEC
+        if name == SUBPROTOCOL_MSGPACK:
+            return MSGPACK_CODEC
+    raise InvalidRequest(
+        f"no supported subprotocol: offer {SUBPROTOCOL_JSON} or {SUBPROTOCOL_MSGPACK}",
+        field="Sec-WebSocket-Protocol",
+    )
+
+
+def fit_reason(reason: str) -> str:
+    """``reason`` cut to the 123 UTF-8 bytes a close frame can carry, on a character boundary."""
+    raw = reason.encode()
+    if len(raw) <= MAX_REASON_BYTES:
+        return reason
+    return raw[:MAX_REASON_BYTES].decode(errors="ignore")
