@@ -561,3 +561,12 @@ async def test_drain_closes_1012_with_the_cursor(hub_server: HubServer) -> None:
         async with ws_client(hub_server):
             pass
     assert info.value.response.status_code == 503
+
+
+async def test_drain_closes_connections_without_subscriptions(hub_server: HubServer) -> None:
+    """A connection that only publishes is closed with 1012 too, not left open."""
+    async with ws_client(hub_server) as idle:
+        await idle.ok({"op": "ping", "id": 1})
+        await hub_server.hub.drain()
+        code, reason, _ = await idle.closed()
+        assert code == 1012 and reason.startswith("service restart")

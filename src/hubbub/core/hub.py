@@ -99,6 +99,8 @@ class Hub:
         self.config = config or Config()
         self.fanout = FanOut()
         self.draining = False
+        #: Set when the hub starts draining; doors holding connections open watch it.
+        self.closing = asyncio.Event()
         self._clock = clock
         self._subs: set[Subscription] = set()
         self._trimmer: asyncio.Task[None] | None = None
@@ -119,9 +121,17 @@ class Hub:
         self._trimmer = asyncio.create_task(self._trim_forever(), name="hubbub-trim")
         self._started = True
 
+    async def __aenter__(self) -> Hub:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
     async def drain(self) -> None:
         """Refuse new work and end every subscription (their readers get ``[]``)."""
         self.draining = True
+        self.closing.set()
         for sub in list(self._subs):
             sub.close()
 

@@ -52,7 +52,6 @@ MAX_BATCH_BODY = 16 << 20
 DEFAULT_LIMIT = 100
 
 _encode = msgspec.json.Encoder().encode
-# RFC 9110 §8.3.1: media-type = type "/" subtype parameters; kept printable and short.
 _UINT_RE = re.compile(r"[0-9]{1,9}")
 _SECONDS_RE = re.compile(r"[0-9]{1,6}(?:\.[0-9]{1,6})?")
 _AT_RE = re.compile(r"(.*) - at `\$(.*)`", re.DOTALL)

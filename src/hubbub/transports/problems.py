@@ -18,30 +18,10 @@ import msgspec
 from starlette.responses import Response
 
 from .. import errors
+from ..status import TABLE
 
 PROBLEM = "application/problem+json"
 TYPE_BASE = "https://hubbub.dev/problems/"
-
-#: error class -> (HTTP status, title, WebSocket close code for fatal errors)
-TABLE: list[tuple[type[errors.HubbubError], int, str, int]] = [
-    (errors.GapError, 409, "History lost", 4409),
-    (errors.InvalidTopic, 400, "Invalid topic", 4400),
-    (errors.InvalidCursor, 400, "Invalid cursor", 4400),
-    # RFC 6455 §7.4.1: 1007 "data within a message that was not consistent with
-    # the type of the message"; 1008 "a generic status code that can be returned
-    # when there is no other more suitable status code" (a frame with no op or id).
-    (errors.MalformedFrame, 400, "Malformed frame", 1007),
-    (errors.InvalidOp, 400, "Invalid operation", 1008),
-    (errors.InvalidRequest, 400, "Invalid request", 4400),
-    (errors.Unauthorized, 401, "Unauthorized", 4401),
-    (errors.Forbidden, 403, "Forbidden", 4403),
-    (errors.NotFound, 404, "Not found", 4404),
-    (errors.Conflict, 409, "Conflict", 4409),
-    (errors.PayloadTooLarge, 413, "Payload too large", 1009),
-    (errors.UnsupportedMediaType, 415, "Unsupported media type", 1003),
-    (errors.Unavailable, 503, "Service unavailable", 1013),
-    (errors.SlowConsumer, 503, "Slow consumer", 4008),
-]
 
 _encode = msgspec.json.Encoder().encode
 

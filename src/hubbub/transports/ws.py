@@ -338,7 +338,18 @@ class WebSocketDoor:
             await _refuse(scope, send, exc)
             return
         await send({"type": "websocket.accept", "subprotocol": codec.subprotocol})
-        await Connection(hub, codec, send).serve(receive)
+        conn = Connection(hub, codec, send)
+        # A connection with no subscription has no pump to notice a drain.
+        watcher = asyncio.create_task(_close_on_drain(hub, conn))
+        try:
+            await conn.serve(receive)
+        finally:
+            watcher.cancel()
+
+
+async def _close_on_drain(hub: Hub, conn: Connection) -> None:
+    await hub.closing.wait()
+    conn.close(1012, "service restart", resume=True)
 
 
 async def _refuse(scope: Scope, send: Send, exc: HubbubError) -> None:

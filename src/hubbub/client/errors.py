@@ -1,0 +1,72 @@
+"""Errors the hub reports, turned back into :mod:`hubbub.errors` exceptions.
+
+The server sends RFC 9457 problem documents on HTTP, ``err`` frames and close
+codes on WebSockets, ``error`` events on SSE. Each carries the stable
+``code`` of a :class:`~hubbub.errors.HubbubError` subclass, so the client
+raises the same class the server raised: ``except InvalidCursor`` works on
+both sides of the wire.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import httpx
+import msgspec
+
+from .. import errors
+
+#: RFC 9457 §3.1 members and our own standard ones; the rest is error data.
+_STANDARD = {"type", "title", "status", "detail", "code", "field", "temporary", "instance",
+             "message", "op", "id"}
+_CURSOR_RE = re.compile(r"[0-9a-z]{10}\.[0-9]{1,19}\.[0-9]{1,19}")
+
+
+def _codes() -> dict[str, type[errors.HubbubError]]:
+    out: dict[str, type[errors.HubbubError]] = {}
+    todo: list[type[errors.HubbubError]] = [errors.HubbubError]
+    while todo:
+        cls = todo.pop()
+        out.setdefault(cls.code, cls)
+        todo.extend(cls.__subclasses__())
+    return out
+
+
+_BY_CODE = _codes()
+
+
+def error_from_problem(doc: Any, status: int = 0) -> errors.HubbubError:
+    """The exception a problem document or ``err`` frame describes.
+
+    Unknown codes fall back on the HTTP status: 5xx is
+    :class:`~hubbub.errors.Unavailable` (retrying may help), anything else a
+    :class:`~hubbub.errors.PeerError`.
+    """
+    if not isinstance(doc, dict):
+        doc = {}
+    code = doc.get("code")
+    cls = _BY_CODE.get(code) if isinstance(code, str) else None
+    if cls is None:
+        cls = errors.Unavailable if status >= 500 or status == 0 else errors.PeerError
+    message = doc.get("detail") or doc.get("message") or f"hub answered {status or 'an error'}"
+    field = doc.get("field")
+    extra = {k: v for k, v in doc.items() if k not in _STANDARD}
+    return cls(str(message), field=field if isinstance(field, str) else None, **extra)
+
+
+async def error_from_response(response: httpx.Response) -> errors.HubbubError:
+    """The exception an HTTP error response stands for (reads its body)."""
+    body = await response.aread()
+    try:
+        doc = msgspec.json.decode(body)
+    except msgspec.DecodeError:
+        doc = {"detail": f"hub answered {response.status_code} {response.reason_phrase}"}
+    return error_from_problem(doc, response.status_code)
+
+
+def cursor_in(text: str) -> str | None:
+    """The first cursor in a text (a WebSocket close reason), if any."""
+    m = _CURSOR_RE.search(text)
+    return m.group(0) if m else None
+
