@@ -345,7 +345,7 @@ class Hub:
         self._check_open()
         filt = self.topic_filter(patterns)
         sub = Subscription(
-            self, filt, Position(self.engine.store_epoch, 0),
+            self.read_position, self._release, filt, Position(self.engine.store_epoch, 0),
             buffer=buffer or self.config.server.buffer,
             is_ephemeral=lambda t: self.config.for_topic(t).ephemeral,
         )
@@ -364,8 +364,9 @@ class Hub:
         """Close ``sub``; same as ``sub.close()``."""
         sub.close()
 
-    def forget(self, sub: Subscription) -> None:
-        """Called by a closing subscription."""
+    def _release(self, sub: Subscription) -> None:
+        """Stop feeding ``sub`` and forget it (it closed, or was cut off)."""
+        self.fanout.remove(sub)
         self._subs.discard(sub)
 
     async def poll(

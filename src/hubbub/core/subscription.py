@@ -40,16 +40,19 @@ from __future__ import annotations
 import asyncio
 import enum
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from ..errors import SlowConsumer
 from ..message import Message
 from ..topics import TopicFilter
 
-if TYPE_CHECKING:
-    from .hub import Hub
+#: Reads a page of the store after a position: ``(messages, trims)``, see
+#: :meth:`hubbub.core.hub.Hub.read_position`.
+Reader = Callable[
+    [TopicFilter, "Position", int],
+    Awaitable[tuple[list[Message], list[tuple[str, int, int, int]]]],
+]
 
 PAGE = 500
 
@@ -129,7 +132,8 @@ class Subscription:
 
     def __init__(
         self,
-        hub: Hub,
+        read: Reader,
+        release: Callable[[Subscription], None],
         topics: TopicFilter,
         position: Position,
         *,
@@ -137,7 +141,8 @@ class Subscription:
         buffer: int = 1024,
         is_ephemeral: Callable[[str], bool] = lambda topic: False,
     ) -> None:
-        self.hub = hub
+        self._read = read
+        self._release = release  # stop feeding us and forget us; idempotent
         self.topics = topics
         self.position = position
         self.state = State.CATCHING_UP
@@ -168,7 +173,7 @@ class Subscription:
                     self._wake()
                     return
                 self._cut_off = True
-                self.hub.fanout.remove(self)
+                self._release(self)
                 self._wake()
                 return
             self._queue.append(msg)
@@ -251,7 +256,7 @@ class Subscription:
         self._gaps.clear()
         limit = max(1, min(max_items, PAGE) - len(events))
         self._pending_overflow = False
-        msgs, trims = await self.hub.read_position(self.topics, self.position, limit)
+        msgs, trims = await self._read(self.topics, self.position, limit)
         if self.state is State.CLOSED:
             return []
         last_seq = msgs[-1].seq if msgs else None
@@ -313,8 +318,7 @@ class Subscription:
         if self.state is State.CLOSED:
             return
         self.state = State.CLOSED
-        self.hub.fanout.remove(self)
-        self.hub.forget(self)
+        self._release(self)
         self._queue.clear()
         self._pending.clear()
         self._wake()
