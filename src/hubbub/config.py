@@ -6,6 +6,7 @@ Example ``hubbub.toml``::
     history_size = 100000      # messages kept per topic (0: unlimited)
     history_age = "7d"         # s, m, h, d suffixes or plain seconds (0: unlimited)
     max_message_size = 1048576 # bytes of payload
+    max_deliver = 5            # consumer groups: tries before a message is dead-lettered
 
     [namespaces.cursors]       # topics cursors.*
     ephemeral = true           # slow subscribers lose messages (a gap is said) instead of being cut off
@@ -56,6 +57,7 @@ class NamespaceConfig:
     history_age: float = 7 * 86400.0
     ephemeral: bool = False
     max_message_size: int = 1 << 20
+    max_deliver: int = 5
 
     @property
     def retention(self) -> Retention:

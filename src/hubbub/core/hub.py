@@ -27,6 +27,7 @@ from ..config import Config
 from ..engines.base import AppendRequest, AppendResult, Engine, TopicInfo
 from ..errors import (
     GapError,
+    HubbubError,
     InvalidCursor,
     InvalidRequest,
     PayloadTooLarge,
@@ -35,6 +36,7 @@ from ..errors import (
 from ..message import JSON, Message
 from ..topics import TopicFilter, validate_pattern, validate_topic
 from .fanout import FanOut
+from .groups import Groups
 from .subscription import Event, Gap, Position, Subscription
 
 _KEY_RE = re.compile(r"[\x21-\x7e]{1,200}")
@@ -105,6 +107,11 @@ class Hub:
         self._subs: set[Subscription] = set()
         self._trimmer: asyncio.Task[None] | None = None
         self._started = False
+        self.groups = Groups(
+            engine, self.config,
+            lambda patterns, after: self.subscribe(patterns, after, buffer=64),
+            self.now,
+        )
 
     def now(self) -> int:
         """Milliseconds since the Unix epoch."""
@@ -118,6 +125,10 @@ class Hub:
             return
         await self.engine.open()
         self.engine.add_listener(self.fanout.publish)
+        # An engine whose live feed can break (redis: its pub/sub link) says so.
+        add_error_listener = getattr(self.engine, "add_error_listener", None)
+        if add_error_listener is not None:
+            add_error_listener(self.fail_subscriptions)
         self._trimmer = asyncio.create_task(self._trim_forever(), name="hubbub-trim")
         self._started = True
 
@@ -359,6 +370,12 @@ class Hub:
             raise
         sub.add_gaps(gaps)
         return sub
+
+    def fail_subscriptions(self, exc: HubbubError) -> None:
+        """End every live subscription with (a copy of) ``exc``, as
+        :meth:`Subscription.fail` does: their clients resume from their cursors."""
+        for sub in list(self._subs):
+            sub.fail(type(exc)(exc.message))
 
     def unsubscribe(self, sub: Subscription) -> None:
         """Close ``sub``; same as ``sub.close()``."""

@@ -43,7 +43,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
-from ..errors import SlowConsumer
+from ..errors import HubbubError, SlowConsumer
 from ..message import Message
 from ..topics import TopicFilter
 
@@ -155,6 +155,7 @@ class Subscription:
         self._queue: deque[Message] = deque()
         self._dropped_ranges: dict[str, list[int]] = {}
         self._cut_off = False
+        self._error: HubbubError | None = None
         self._waiter: asyncio.Future[None] | None = None
         self._reported: dict[str, int] = {}
 
@@ -219,10 +220,17 @@ class Subscription:
         Raises:
             SlowConsumer: the reader fell behind its buffer on a durable topic;
                 resume from ``exc.extra["cursor"]``.
+            HubbubError: the one given to :meth:`fail`; resume from
+                ``exc.extra["cursor"]``.
         """
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
         while True:
+            if self._error is not None and self.state is not State.CLOSED:
+                exc = self._error
+                exc.extra.setdefault("cursor", self.cursor)
+                self.close()
+                raise exc
             if self.state is State.CLOSED:
                 return []
             if self.state is State.CATCHING_UP:
@@ -312,6 +320,19 @@ class Subscription:
     def add_gaps(self, gaps: Sequence[Gap]) -> None:
         """Queue gaps to be handed out before the next messages."""
         self._gaps.extend(gaps)
+
+    def fail(self, exc: HubbubError) -> None:
+        """End the subscription with ``exc``: instead of further events, the
+        reader gets it, with ``extra["cursor"]`` to resume from.
+
+        For when live delivery may have missed messages (an engine lost its
+        fan-out link): the client resumes from the store, which has them.
+        """
+        if self.state is State.CLOSED or self._error is not None:
+            return
+        self._error = exc
+        self._release(self)
+        self._wake()
 
     def close(self) -> None:
         """Stop the subscription; pending readers get ``[]``. Idempotent."""

@@ -17,8 +17,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Literal, Protocol
 
+from ..leases import Outcome
 from ..message import Message
 
 #: Called with committed messages, in seq order.
@@ -83,6 +84,38 @@ class EpochInfo:
 
     topic: str | None
     current: bool
+
+
+@dataclass(frozen=True, slots=True)
+class GroupInfo:
+    """A consumer group as stored: its patterns, how far it has taken new
+    messages (``delivered_seq``), and how many entries are pending."""
+
+    name: str
+    patterns: tuple[str, ...]
+    delivered_seq: int
+    pending: int
+    created: int
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """A message leased to one worker until ``deadline`` (ms), on its ``attempts``-th try."""
+
+    lease_id: str
+    message: Message
+    attempts: int
+    deadline: int
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """What a pull took: leases, messages moved to the dead-letter topic, and
+    the earliest deadline still pending (when a waiting pull should look again)."""
+
+    leases: list[Lease]
+    dead: list[AppendResult]
+    next_due: int | None
 
 
 class Engine(Protocol):
@@ -156,3 +189,57 @@ class Engine(Protocol):
 
     def add_listener(self, listener: Listener) -> None:
         """Call ``listener`` with every batch of committed messages, in seq order."""
+
+    # -- consumer groups (rules in hubbub.leases) ---------------------------------
+
+    async def group(self, name: str) -> GroupInfo | None:
+        """The group, or ``None`` if it was never created."""
+
+    async def create_group(
+        self, name: str, patterns: Sequence[str], start_seq: int, now: int
+    ) -> GroupInfo:
+        """Create the group taking new messages after ``start_seq``, unless it
+        exists; either way return it as stored (the caller compares patterns)."""
+
+    async def claim(
+        self,
+        name: str,
+        topics: Sequence[str],
+        horizon: int,
+        max_messages: int,
+        lease_ms: int,
+        max_deliver: int,
+        now: int,
+    ) -> Claim:
+        """Lease up to ``max_messages`` messages to one worker, atomically.
+
+        Due entries come first, oldest seq first (Rules 1-2 of
+        :mod:`hubbub.leases`); one that reached ``max_deliver`` attempts is
+        removed and appended to the group's dead-letter topic instead, in the
+        same transaction (listeners are called for it). Then new messages of
+        ``topics`` with seq in ``(delivered_seq, horizon]``, in seq order, each
+        a new entry on its first attempt. Entries whose message was trimmed
+        from the log are dropped.
+
+        Raises:
+            NotFound: no such group.
+        """
+
+    async def settle(
+        self,
+        name: str,
+        lease_ids: Sequence[str],
+        action: Literal["ack", "nack", "extend"],
+        now: int,
+        *,
+        delay_ms: int = 0,
+        lease_ms: int = 0,
+        error: str | None = None,
+    ) -> list[Outcome]:
+        """Ack, nack (due again after ``delay_ms``, remembering ``error``) or
+        extend (deadline ``now + lease_ms``) leases, atomically (Rule 3 of
+        :mod:`hubbub.leases`); one outcome per id, in order.
+
+        Raises:
+            NotFound: no such group.
+        """

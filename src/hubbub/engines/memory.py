@@ -11,10 +11,32 @@ import bisect
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Literal
 
 from ..cursor import new_epoch
-from ..message import Message
-from .base import AppendRequest, AppendResult, EpochInfo, Listener, Retention, TopicInfo
+from ..errors import NotFound
+from ..leases import (
+    Outcome,
+    Pending,
+    State,
+    dead_letter_payload,
+    dead_letter_topic,
+    new_lease_id,
+    parse_lease_id,
+    take,
+)
+from ..message import JSON, Message
+from .base import (
+    AppendRequest,
+    AppendResult,
+    Claim,
+    EpochInfo,
+    GroupInfo,
+    Lease,
+    Listener,
+    Retention,
+    TopicInfo,
+)
 
 DEFAULT_KEY_TTL_MS = 24 * 3600 * 1000
 
@@ -38,6 +60,13 @@ class _Log:
             self.trim_offset, self.trim_seq, self.created,
         )
 
+    def at(self, offset: int) -> Message | None:
+        """The retained message at ``offset``, if any."""
+        if not self.messages:
+            return None
+        i = offset - self.messages[0].offset
+        return self.messages[i] if 0 <= i < len(self.messages) else None
+
     def trim_to(self, keep_from: int) -> int:
         """Drop the first ``keep_from`` messages; returns how many were dropped."""
         if keep_from <= 0:
@@ -46,6 +75,20 @@ class _Log:
         self.trim_offset, self.trim_seq = dropped.offset, dropped.seq
         del self.messages[:keep_from]
         return keep_from
+
+
+@dataclass(slots=True)
+class _Group:
+    name: str
+    patterns: tuple[str, ...]
+    delivered_seq: int
+    created: int
+    pending: dict[int, Pending] = field(default_factory=dict)  # by seq
+
+    def info(self) -> GroupInfo:
+        return GroupInfo(
+            self.name, self.patterns, self.delivered_seq, len(self.pending), self.created
+        )
 
 
 class MemoryEngine:
@@ -61,6 +104,7 @@ class MemoryEngine:
         self._seq = 0
         self._listeners: list[Listener] = []
         self._key_ttl_ms = key_ttl_ms
+        self._groups: dict[str, _Group] = {}
 
     async def open(self) -> None:
         return None
@@ -171,3 +215,101 @@ class MemoryEngine:
 
     def add_listener(self, listener: Listener) -> None:
         self._listeners.append(listener)
+
+    # -- consumer groups ---------------------------------------------------------
+
+    def _group(self, name: str) -> _Group:
+        g = self._groups.get(name)
+        if g is None:
+            raise NotFound(f"no group {name!r}", field="group")
+        return g
+
+    async def group(self, name: str) -> GroupInfo | None:
+        g = self._groups.get(name)
+        return None if g is None else g.info()
+
+    async def create_group(
+        self, name: str, patterns: Sequence[str], start_seq: int, now: int
+    ) -> GroupInfo:
+        g = self._groups.get(name)
+        if g is None:
+            g = self._groups[name] = _Group(name, tuple(patterns), start_seq, now)
+        return g.info()
+
+    async def claim(
+        self,
+        name: str,
+        topics: Sequence[str],
+        horizon: int,
+        max_messages: int,
+        lease_ms: int,
+        max_deliver: int,
+        now: int,
+    ) -> Claim:
+        g = self._group(name)
+        leases: list[Lease] = []
+        dead: list[AppendRequest] = []
+        for seq in sorted(s for s, e in g.pending.items() if e.due(now)):
+            if len(leases) >= max_messages:
+                break
+            entry = g.pending[seq]
+            log = self._logs.get(entry.topic)
+            msg = None if log is None else log.at(entry.offset)
+            if msg is None:  # trimmed from the log while pending
+                del g.pending[seq]
+                continue
+            if take(entry, now, lease_ms, max_deliver) is State.DEAD:
+                del g.pending[seq]
+                payload = dead_letter_payload(name, msg, entry.attempts, entry.last_error)
+                dead.append(AppendRequest(dead_letter_topic(name), payload, JSON))
+                continue
+            assert entry.lease_id is not None
+            leases.append(Lease(entry.lease_id, msg, entry.attempts, entry.deadline))
+        room = max_messages - len(leases)
+        if room > 0 and horizon > g.delivered_seq:
+            fresh = await self.read_seq(topics, g.delivered_seq, room)
+            for msg in fresh:
+                if msg.seq > horizon:
+                    break
+                lease_id = new_lease_id(msg.seq)
+                g.pending[msg.seq] = Pending(
+                    msg.seq, msg.topic, msg.offset, 1, lease_id, now + lease_ms
+                )
+                leases.append(Lease(lease_id, msg, 1, now + lease_ms))
+                g.delivered_seq = msg.seq
+            if len(fresh) < room:
+                g.delivered_seq = max(g.delivered_seq, horizon)
+        stored = await self.append(dead, now) if dead else []
+        next_due = min((e.deadline for e in g.pending.values()), default=None)
+        return Claim(leases, stored, next_due)
+
+    async def settle(
+        self,
+        name: str,
+        lease_ids: Sequence[str],
+        action: Literal["ack", "nack", "extend"],
+        now: int,
+        *,
+        delay_ms: int = 0,
+        lease_ms: int = 0,
+        error: str | None = None,
+    ) -> list[Outcome]:
+        g = self._group(name)
+        out: list[Outcome] = []
+        for lease_id in lease_ids:
+            entry = g.pending.get(parse_lease_id(lease_id))
+            if entry is None or entry.lease_id is None:
+                out.append(Outcome.UNKNOWN if entry is None else Outcome.EXPIRED)
+                continue
+            if entry.lease_id != lease_id:
+                out.append(Outcome.EXPIRED)
+                continue
+            if action == "ack":
+                del g.pending[entry.seq]
+            elif action == "nack":
+                entry.lease_id, entry.deadline = None, now + delay_ms
+                entry.last_error = error
+            else:
+                entry.deadline = now + lease_ms
+            out.append(Outcome.OK)
+        return out

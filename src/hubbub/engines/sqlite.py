@@ -3,19 +3,23 @@
 Theory of operation
 -------------------
 Rule 1. One writer. A dedicated thread owns the only writing connection.
-        ``append()`` and ``trim()`` put a job on its queue and await a future.
-        The thread takes *every* pending job (up to ``MAX_GROUP`` requests),
-        runs them all in ONE transaction (``BEGIN IMMEDIATE`` ... ``COMMIT``)
-        and only then answers: that is group commit. Under load many publishes
-        share one commit; alone, a publish waits for nobody.
+        ``append()``, ``trim()`` and the group methods (Rule 5) put a job on
+        its queue and await a future. The thread takes *every* pending job
+        (up to ``MAX_GROUP`` requests), runs them all in ONE transaction
+        (``BEGIN IMMEDIATE`` ... ``COMMIT``) and only then answers: that is
+        group commit. Under load many publishes share one commit; alone, a
+        publish waits for nobody.
 Rule 2. Each job is atomic on its own. Jobs assign positions and buffer rows
         in Python; the group's rows then reach SQLite in one ``executemany``
         per table. If that fails for a reason other than the store itself (a
         value SQLite cannot bind, a bug), the group is rolled back and run
         again with one ``SAVEPOINT`` per job, so only the job at fault fails.
-        If the store fails (``sqlite3.OperationalError``: locked, I/O error,
-        disk full), every job of the group fails with
-        :class:`~hubbub.errors.Unavailable` and nothing of it was stored.
+        (A job that refuses its input, e.g. a claim for an unknown group,
+        raises a :class:`~hubbub.errors.HubbubError` *before* it writes
+        anything: it fails alone, with no rollback.) If the store fails
+        (``sqlite3.OperationalError``: locked, I/O error, disk full), every
+        job of the group fails with :class:`~hubbub.errors.Unavailable` and
+        nothing of it was stored.
 Rule 3. Answers follow the commit, in commit order. After ``COMMIT`` the
         thread schedules ONE callback on the event loop that advances
         ``head_seq``, calls each listener once with all new messages of the
@@ -27,16 +31,25 @@ Rule 4. Positions are never reused. The writer keeps each topic's state
         reloaded from the database whenever a job or a commit fails. The
         topics row outlives every trim, so the store's seq (the largest
         ``last_seq``) and each topic's offsets only grow, across reopens too.
-Rule 5. Readers never block the writer. WAL lets a small pool of read-only
+Rule 5. Consumer groups are writes. ``create_group()``, ``claim()`` and
+        ``settle()`` are jobs of the writer like appends, in the same group
+        commits (:mod:`hubbub.engines.sqlite_groups` has their statements).
+        So a claim is atomic and serialized with every append; the
+        dead-letter appends of a claim are made by the claim's own job, in the
+        same transaction as the removal of their entries, and reach the
+        listeners like any other append (Rule 3). A claim first writes the
+        rows its group buffered so far: it sees the appends and trims
+        queued before it.
+Rule 6. Readers never block the writer. WAL lets a small pool of read-only
         connections (one per pool thread) read the last commit while the
         writer writes the next one. A read of several statements runs in one
         read transaction, so it sees one snapshot.
 
 Durability: with ``synchronous="NORMAL"`` (the default) in WAL mode, a commit
-is written to the WAL file, not fsynced, before the publish is answered: it
-survives a crash of the process (``kill -9``) but maybe not a power loss or an
-OS crash. ``synchronous="FULL"`` fsyncs each group commit and survives those
-too, at the price of one fsync per group.
+is written to the WAL file, not fsynced, before the publish (or claim, or
+settle) is answered: it survives a crash of the process (``kill -9``) but
+maybe not a power loss or an OS crash. ``synchronous="FULL"`` fsyncs each
+group commit and survives those too, at the price of one fsync per group.
 
 A cancelled ``append()`` may still be committed; the caller just does not hear
 of it (an idempotency key makes the retry safe).
@@ -54,12 +67,23 @@ import sqlite3
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Final, TypeVar, cast
+from typing import Any, Final, Literal, TypeVar, cast
 
 from ..cursor import MAX_POSITION, new_epoch
-from ..errors import Unavailable
+from ..errors import HubbubError, Unavailable
+from ..leases import Outcome, parse_lease_id
 from ..message import Message
-from .base import AppendRequest, AppendResult, EpochInfo, Listener, Retention, TopicInfo
+from . import sqlite_groups as groups
+from .base import (
+    AppendRequest,
+    AppendResult,
+    Claim,
+    EpochInfo,
+    GroupInfo,
+    Listener,
+    Retention,
+    TopicInfo,
+)
 
 DEFAULT_KEY_TTL_MS: Final = 24 * 3600 * 1000
 #: Most requests one group transaction takes (bounds commit latency and memory).
@@ -87,6 +111,7 @@ _SCHEMA: Final = (
         id TEXT NOT NULL, content_type TEXT NOT NULL, data BLOB NOT NULL,
         PRIMARY KEY (topic_id, key))""",
     "CREATE INDEX IF NOT EXISTS keys_created ON keys (created)",
+    *groups.SCHEMA,
 )
 _INSERT_MESSAGE: Final = "INSERT INTO messages VALUES (?, ?, ?, ?, ?, ?, ?)"
 _INSERT_KEY: Final = "INSERT OR REPLACE INTO keys VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
@@ -161,6 +186,7 @@ class SQLiteEngine:
         # The writer thread's own state (Rule 4) ...
         self._conn: sqlite3.Connection | None = None
         self._topics: dict[str, _Topic] = {}
+        self._by_id: dict[int, _Topic] = {}
         self._epochs: set[str] = set()
         self._seq, self._next_id, self._stale = 0, 1, False
         self._random, self._random_pos = "", 0  # message ids: 16 random hex digits each
@@ -338,7 +364,11 @@ class SQLiteEngine:
         outcomes: list[_Outcome] = []
         new: list[Message] = []
         for job, args, fut, _ in group:
-            value, msgs = job(*args)
+            try:
+                value, msgs = job(*args)
+            except HubbubError as e:  # refused before writing anything (Rule 2)
+                outcomes.append((fut, None, e))
+                continue
             outcomes.append((fut, value, None))
             new += msgs
         self._flush()
@@ -385,6 +415,7 @@ class SQLiteEngine:
         self._rows, self._key_rows, self._keys, self._trims, self._dirty = [], [], {}, {}, {}
         rows = self._conn.execute("SELECT * FROM topics").fetchall()
         self._topics = {r[1]: _Topic(*r) for r in rows}
+        self._by_id = {t.id: t for t in self._topics.values()}
         self._epochs = {r[2] for r in rows} | {self.store_epoch}
         self._seq = max((r[6] for r in rows), default=0)
         self._next_id = max((r[0] for r in rows), default=0) + 1
@@ -441,7 +472,9 @@ class SQLiteEngine:
             epoch = new_epoch()
         self._epochs.add(epoch)
         self._next_id += 1
-        return _Topic(self._next_id - 1, name, epoch, now, seq, 0, 0, 0, 0)
+        t = self._by_id[self._next_id - 1] = _Topic(
+            self._next_id - 1, name, epoch, now, seq, 0, 0, 0, 0)
+        return t
 
     def _trim_through(self, t: _Topic, offset: int) -> int:
         """Delete ``t``'s messages up to ``offset``; the caller writes the topics row."""
@@ -548,19 +581,9 @@ class SQLiteEngine:
         ids = [hit[0] for n in names if (hit := self._topic_id(conn, n)) is not None]
         if not ids:
             return []
-        conn.execute("BEGIN")  # one snapshot for every statement below (Rule 5)
+        conn.execute("BEGIN")  # one snapshot for every statement below (Rule 6)
         try:
-            if len(ids) <= MERGE_TOPICS:
-                # Each topic's next ``limit`` by its (topic_id, seq) index, merged.
-                one = f"{_SELECT} WHERE topic_id = ? AND seq > ? ORDER BY seq LIMIT ?"
-                runs = [conn.execute(one, (i, after, limit)).fetchall() for i in ids]
-                rows: Any = list(heapq.merge(*runs, key=lambda r: r[2]))[:limit]
-            else:
-                # Many topics: walk seq order; ``+`` keeps the planner on the seq key.
-                rows = conn.execute(
-                    f"{_SELECT} WHERE seq > ? AND +topic_id IN (SELECT value FROM json_each(?))"
-                    " ORDER BY seq LIMIT ?", (after, str(ids), limit)).fetchall()
-            return self._messages(conn, rows)
+            return self._messages(conn, _select_seq(conn, ids, after, limit))
         finally:
             conn.execute("COMMIT")
 
@@ -583,6 +606,102 @@ class SQLiteEngine:
 
     async def head_seq(self) -> int:
         return self._head_seq  # on the loop, in step with the listeners (Rule 3)
+
+    # -- consumer groups (Rule 5; the statements are in sqlite_groups) ----
+
+    async def group(self, name: str) -> GroupInfo | None:
+        return await self._read(groups.read_group, name)
+
+    async def create_group(
+        self, name: str, patterns: Sequence[str], start_seq: int, now: int
+    ) -> GroupInfo:
+        args = (name, tuple(patterns), _clamp(start_seq), now)
+        return await self._submit(self._create_group_job, args, 1)
+
+    async def claim(
+        self,
+        name: str,
+        topics: Sequence[str],
+        horizon: int,
+        max_messages: int,
+        lease_ms: int,
+        max_deliver: int,
+        now: int,
+    ) -> Claim:
+        args = (name, list(dict.fromkeys(topics)), _clamp(horizon), max_messages, lease_ms,
+                max_deliver, now)
+        return await self._submit(self._claim_job, args, max(1, max_messages))
+
+    async def settle(
+        self,
+        name: str,
+        lease_ids: Sequence[str],
+        action: Literal["ack", "nack", "extend"],
+        now: int,
+        *,
+        delay_ms: int = 0,
+        lease_ms: int = 0,
+        error: str | None = None,
+    ) -> list[Outcome]:
+        # Malformed ids raise here, on the loop: before anything could change.
+        leases = [(parse_lease_id(lease_id), lease_id) for lease_id in lease_ids]
+        args = (name, leases, action, now, delay_ms, lease_ms, error)
+        return await self._submit(self._settle_job, args, max(1, len(leases)))
+
+    def _create_group_job(
+        self, name: str, patterns: tuple[str, ...], start_seq: int, now: int
+    ) -> tuple[GroupInfo, list[Message]]:
+        assert self._conn is not None
+        return groups.create_group(self._conn, name, patterns, start_seq, now), []
+
+    def _claim_job(
+        self, name: str, topics: list[str], horizon: int, max_messages: int, lease_ms: int,
+        max_deliver: int, now: int,
+    ) -> tuple[Claim, list[Message]]:
+        conn = self._conn
+        assert conn is not None
+        self._flush()  # the appends and trims queued before this claim come first (Rule 5)
+        ids = [t.id for name_ in topics if (t := self._topics.get(name_)) is not None]
+
+        def read_new(after: int, limit: int) -> list[Any]:
+            return _select_seq(conn, ids, after, limit) if ids else []
+
+        leases, dead, next_due = groups.claim(
+            conn, name, horizon, max_messages, lease_ms, max_deliver, now,
+            self._message_of, read_new)
+        stored, new = self._append_job(dead, now) if dead else ([], [])
+        return Claim(leases, stored, next_due), new
+
+    def _settle_job(
+        self, name: str, leases: list[tuple[int, str]], action: Literal["ack", "nack", "extend"],
+        now: int, delay_ms: int, lease_ms: int, error: str | None,
+    ) -> tuple[list[Outcome], list[Message]]:
+        assert self._conn is not None
+        return groups.settle(
+            self._conn, name, leases, action, now, delay_ms, lease_ms, error), []
+
+    def _message_of(self, row: Sequence[Any]) -> Message:
+        """A message row read by the writer; its topic is in the writer's own cache.
+
+        (Not the readers' cache: the writer also sees topics of a transaction
+        that may yet roll back, and then their ids are given out again.)
+        """
+        t = self._by_id[row[0]]
+        return Message(t.name, t.epoch, row[1], row[2], row[3], row[4], row[5], row[6])
+
+
+def _select_seq(conn: sqlite3.Connection, ids: list[int], after: int, limit: int) -> list[Any]:
+    """Message rows of the topics ``ids`` with seq > ``after``, in seq order, at most ``limit``."""
+    if len(ids) <= MERGE_TOPICS:
+        # Each topic's next ``limit`` by its (topic_id, seq) index, merged.
+        one = f"{_SELECT} WHERE topic_id = ? AND seq > ? ORDER BY seq LIMIT ?"
+        runs = [conn.execute(one, (i, after, limit)).fetchall() for i in ids]
+        return list(heapq.merge(*runs, key=lambda r: r[2]))[:limit]
+    # Many topics: walk seq order; ``+`` keeps the planner on the seq key.
+    rows: list[Any] = conn.execute(
+        f"{_SELECT} WHERE seq > ? AND +topic_id IN (SELECT value FROM json_each(?))"
+        " ORDER BY seq LIMIT ?", (after, str(ids), limit)).fetchall()
+    return rows
 
 
 def _clamp(n: int) -> int:

@@ -1,0 +1,222 @@
+"""Consumer groups: many workers share a topic or pattern; each message is leased to one.
+
+The rules of a single delivery (leases, attempts, dead letters) are in
+:mod:`hubbub.leases`; the engines apply them atomically. This module checks
+input, creates groups on first use, resolves patterns to topics, and makes a
+pull wait (a long poll) until something can be leased::
+
+    groups = hub.groups
+    leases = await groups.pull("mailer", ["orders.*"], max_messages=10, wait=30)
+    for lease in leases:
+        send_mail(lease.message.value())
+    await groups.ack("mailer", [lease.lease_id for lease in leases])
+
+Delivery is at-least-once: a message whose lease runs out before its ack is
+leased again, to any worker, up to ``max_deliver`` times per namespace, then
+moved to the dead-letter topic ``dlq.<group>`` with its attempts and the last
+error a nack gave.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Literal
+
+from ..config import Config
+from ..engines.base import Engine, GroupInfo, Lease
+from ..errors import Conflict, InvalidRequest, NotFound, SlowConsumer
+from ..leases import Outcome, dead_letter_topic, parse_lease_id, validate_group
+from ..topics import TopicFilter, validate_pattern
+from .subscription import State, Subscription
+
+MAX_PULL = 1000
+MAX_LEASE = 12 * 3600.0
+MAX_DELAY = 7 * 86400.0
+MAX_IDS = 1000
+MAX_ERROR = 1000
+
+Subscribe = Callable[[Sequence[str], str], Awaitable[Subscription]]
+
+
+def _seconds(value: float, field: str, low: float, high: float) -> int:
+    """Validate a duration in seconds; return it in milliseconds."""
+    if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value):
+        raise InvalidRequest(f"{field} must be a number of seconds", field=field)
+    if not low <= value <= high:
+        raise InvalidRequest(f"{field} must be from {low:g} to {high:g} seconds", field=field)
+    return int(value * 1000)
+
+
+class Groups:
+    """Consumer groups over one engine. Reached as ``hub.groups``."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        config: Config,
+        subscribe: Subscribe,
+        now: Callable[[], int],
+    ) -> None:
+        self.engine = engine
+        self.config = config
+        self._subscribe = subscribe
+        self._now = now
+
+    async def info(self, name: str) -> GroupInfo:
+        """The group as stored.
+
+        Raises:
+            NotFound: no such group.
+        """
+        validate_group(name)
+        g = await self.engine.group(name)
+        if g is None:
+            raise NotFound(f"no group {name!r}", field="group")
+        return g
+
+    async def _open(
+        self, name: str, patterns: Sequence[str] | None, start: Literal["start", "end"]
+    ) -> GroupInfo:
+        """The group, created on first use at ``start``; its topics must match."""
+        g = await self.engine.group(name)
+        if patterns is None:
+            if g is None:
+                raise NotFound(
+                    f"no group {name!r}; name its topics to create it", field="topic"
+                )
+            return g
+        if g is None:
+            start_seq = 0 if start == "start" else await self.engine.head_seq()
+            g = await self.engine.create_group(name, patterns, start_seq, self._now())
+        if tuple(g.patterns) != tuple(patterns):
+            raise Conflict(
+                f"group {name!r} exists for topics {', '.join(g.patterns)}", field="topic"
+            )
+        return g
+
+    async def pull(
+        self,
+        name: str,
+        patterns: Sequence[str] | None = None,
+        *,
+        max_messages: int = 1,
+        wait: float = 0.0,
+        lease: float = 30.0,
+        start: Literal["start", "end"] = "end",
+    ) -> list[Lease]:
+        """Lease up to ``max_messages`` messages of the group to the caller.
+
+        ``patterns`` creates the group on first use, at the start of retained
+        history or at the current end (``start``); later pulls may omit them or
+        must name the same. With ``wait`` > 0 and nothing to lease, waits up to
+        ``wait`` seconds for a message (or a lease running out).
+
+        Raises:
+            InvalidRequest: bad name, patterns, ``max_messages``, ``wait`` or ``lease``.
+            Conflict: the group exists for other topics.
+            NotFound: no such group and no patterns to create it.
+        """
+        validate_group(name)
+        if patterns is not None:
+            if not patterns:
+                raise InvalidRequest("at least one topic is required", field="topic")
+            for p in patterns:
+                validate_pattern(p)
+        if (
+            isinstance(max_messages, bool) or not isinstance(max_messages, int)
+            or not 1 <= max_messages <= MAX_PULL
+        ):
+            raise InvalidRequest(f"max must be from 1 to {MAX_PULL}", field="max")
+        lease_ms = _seconds(lease, "lease", 0.1, MAX_LEASE)
+        wait_ms = _seconds(wait, "wait", 0, self.config.server.max_wait)
+        g = await self._open(name, patterns, start)
+        deadline = self._now() + wait_ms
+        sub: Subscription | None = None
+        try:
+            while True:
+                if sub is None and wait_ms:
+                    # Follow the topics before claiming, so a message stored
+                    # between the claim and the wait still wakes us.
+                    sub = await self._subscribe(g.patterns, "end")
+                claim = await self._claim(g, max_messages, lease_ms)
+                now = self._now()
+                if claim[0] or now >= deadline:
+                    return claim[0]
+                until = deadline if claim[1] is None else min(deadline, claim[1])
+                assert sub is not None
+                try:
+                    await sub.next_batch(timeout=max(0.0, (until - now) / 1000))
+                except SlowConsumer:
+                    sub = None
+                else:
+                    if sub.state is State.CLOSED:
+                        return []  # the hub is draining: do not spin until the deadline
+        finally:
+            if sub is not None:
+                sub.close()
+
+    async def _claim(
+        self, g: GroupInfo, max_messages: int, lease_ms: int
+    ) -> tuple[list[Lease], int | None]:
+        filt = TopicFilter(g.patterns)
+        every = await self.engine.topics()
+        own_dlq = dead_letter_topic(g.name)
+        topics = [t.name for t in every if filt(t.name) and t.name != own_dlq]
+        # New messages only up to the topic list's horizon: a topic created
+        # after the list was taken has larger seqs (see Hub.read_position).
+        horizon = max((t.last_seq for t in every), default=0)
+        ns = self.config.for_topic(g.patterns[0])
+        claim = await self.engine.claim(
+            g.name, topics, horizon, max_messages, lease_ms, ns.max_deliver, self._now()
+        )
+        return claim.leases, claim.next_due
+
+    async def settle(
+        self,
+        name: str,
+        lease_ids: Sequence[str],
+        action: Literal["ack", "nack", "extend"],
+        *,
+        delay: float = 0.0,
+        lease: float = 30.0,
+        error: str | None = None,
+    ) -> dict[str, Outcome]:
+        """Ack, nack or extend leases; returns each id's outcome.
+
+        Nothing changes for ids that are ``expired`` (someone else holds the
+        message now) or ``unknown``; they are reported, not raised, so that
+        one stale id does not hide the outcome of the others.
+
+        Raises:
+            InvalidRequest: malformed ids, too many, or a bad ``delay``/``lease``.
+            NotFound: no such group.
+        """
+        validate_group(name)
+        if not isinstance(lease_ids, list | tuple) or not 1 <= len(lease_ids) <= MAX_IDS:
+            raise InvalidRequest(f"ids must be a list of 1 to {MAX_IDS} lease ids", field="ids")
+        for i, lease_id in enumerate(lease_ids):
+            parse_lease_id(lease_id, field=f"ids[{i}]")
+        delay_ms = _seconds(delay, "delay", 0, MAX_DELAY)
+        lease_ms = _seconds(lease, "lease", 0.1, MAX_LEASE)
+        if error is not None and (not isinstance(error, str) or len(error) > MAX_ERROR):
+            raise InvalidRequest(f"error must be text of at most {MAX_ERROR} characters",
+                                 field="error")
+        outcomes = await self.engine.settle(
+            name, lease_ids, action, self._now(),
+            delay_ms=delay_ms, lease_ms=lease_ms, error=error,
+        )
+        return dict(zip(lease_ids, outcomes, strict=True))
+
+    async def ack(self, name: str, lease_ids: Sequence[str]) -> dict[str, Outcome]:
+        """Settle leases as done."""
+        return await self.settle(name, lease_ids, "ack")
+
+    async def nack(
+        self, name: str, lease_ids: Sequence[str], *, delay: float = 0.0, error: str | None = None
+    ) -> dict[str, Outcome]:
+        """Give leases back, to be delivered again after ``delay`` seconds."""
+        return await self.settle(name, lease_ids, "nack", delay=delay, error=error)
+
+
+__all__ = ["Groups", "Outcome"]
