@@ -9,6 +9,11 @@ Thin on purpose: arguments in, a call to :mod:`hubbub.server` or
   as the hub sends it, or a gap as ``{"gap": {topic, from, to, reason}}``.
   Gaps go to stdout, in order with the messages, because a consumer of the
   stream must not miss them; stderr only carries diagnostics.
+* ``sub --group NAME`` takes a share of a consumer group instead: each line is
+  a pulled item as the hub sends it (``lease``, ``attempt``, ``deadline``,
+  then the message), and the message is acked only once its line is written
+  (at-least-once: a line that could not be written is nacked, and a crash
+  between writing and acking means the message comes again).
 * Exit status: 0 done; 1 the hub refused the request or could not be
   reached, or ``serve`` could not start (port taken, store will not open);
   2 bad arguments or configuration; 130 interrupted.
@@ -21,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import sys
 from collections.abc import Sequence
@@ -31,7 +37,7 @@ import msgspec
 
 from . import __version__
 from .client import TRANSPORTS, AsyncClient
-from .errors import HubbubError, UsageError
+from .errors import Conflict, HubbubError, UsageError
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 DEFAULT_STORE = "sqlite:///./hubbub-data/hub.db"
@@ -105,14 +111,21 @@ def build_parser() -> argparse.ArgumentParser:
     sub = commands.add_parser(
         "sub", help="follow topics",
         description="Follow topics or patterns; print one JSON line per message, and "
-                    'gaps as {"gap": ...} lines. Reconnects and resumes by itself.',
+                    'gaps as {"gap": ...} lines. Reconnects and resumes by itself. '
+                    "With --group, share the messages with the group's other workers "
+                    "instead: each is printed by one worker and acked once printed.",
     )
     sub.add_argument("topics", metavar="TOPIC", nargs="+")
     sub.add_argument("--url", default=DEFAULT_URL, help="the hub (%(default)s)")
-    sub.add_argument("--transport", choices=TRANSPORTS, default="ws",
-                     help="the door to use (%(default)s)")
+    sub.add_argument("--transport", choices=TRANSPORTS,
+                     help="the door to use (default: ws; groups pull over HTTP)")
     sub.add_argument("--after", metavar="CURSOR",
                      help="a cursor, 'start' or 'end' (default: end, only new messages)")
+    sub.add_argument("--group", metavar="NAME", help="consume as a worker of this group")
+    sub.add_argument("--start", choices=["start", "end"],
+                     help="where a new group begins (default: end, only new messages)")
+    sub.add_argument("--lease", type=_seconds, default=30.0, metavar="SECONDS",
+                     help="with --group: seconds to print and ack a message (%(default)s)")
     sub.add_argument("--count", type=_positive_int, metavar="N",
                      help="exit after N messages (default: follow forever)")
     return parser
@@ -203,13 +216,48 @@ async def _pub(args: argparse.Namespace) -> int:
 
 
 async def _sub(args: argparse.Namespace) -> int:
+    if args.group is not None:
+        return await _sub_group(args)
+    if args.start is not None:
+        raise UsageError("--start applies to --group only; use --after")
     async with AsyncClient(args.url) as client, client.subscribe(
-        args.topics, after=args.after, transport=args.transport
+        args.topics, after=args.after, transport=args.transport or "ws"
     ) as sub:
         seen = 0
         async for item in sub:
             _print_json(item)
             if "gap" not in item:
+                seen += 1
+                if args.count is not None and seen >= args.count:
+                    break
+    return 0
+
+
+async def _sub_group(args: argparse.Namespace) -> int:
+    if args.after is not None:
+        raise UsageError("--after does not apply to --group: a group keeps its own "
+                         "position; use --start for a new one")
+    if args.transport is not None:
+        raise UsageError("--group pulls over HTTP; --transport does not apply")
+    seen = 0
+    async with AsyncClient(args.url) as client:
+        group = client.group(args.group, args.topics, start=args.start or "end",
+                             lease=args.lease)
+        # With --count, never lease more than is left to print.
+        batch = min(10, args.count) if args.count is not None else 10
+        async with contextlib.aclosing(group.consume(batch)) as deliveries:
+            async for delivery in deliveries:
+                try:
+                    _print_json(delivery.to_dict())
+                except _StdoutClosed:
+                    with contextlib.suppress(HubbubError):
+                        await delivery.nack()
+                    raise
+                try:
+                    await delivery.ack()
+                except Conflict:
+                    _complain(f"lease {delivery.lease} ran out before its ack; "
+                              "the message may be delivered again")
                 seen += 1
                 if args.count is not None and seen >= args.count:
                     break

@@ -38,7 +38,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated, Any, Final
+from typing import Annotated, Any, Final, Literal
 
 import msgspec
 
@@ -49,6 +49,7 @@ from .errors import (
     MalformedFrame,
     UnsupportedMediaType,
 )
+from .message import Message
 
 SUBPROTOCOL_JSON: Final = "hubbub.v1.json"
 SUBPROTOCOL_MSGPACK: Final = "hubbub.v1.msgpack"
@@ -57,6 +58,10 @@ MAX_ID_LENGTH: Final = 64
 #: RFC 6455 §5.5: a control frame's payload is at most 125 bytes; a close
 #: frame's starts with the 2-byte status code (§5.5.1), leaving 123 for the reason.
 MAX_REASON_BYTES: Final = 123
+#: Group subscriptions: deliveries unsettled at once (default, most), lease seconds.
+DEFAULT_WINDOW: Final = 10
+MAX_WINDOW: Final = 1000
+DEFAULT_LEASE: Final = 30.0
 
 #: The ``id`` of a client op: what the client chose, echoed in the reply.
 OpId = (
@@ -75,12 +80,42 @@ class Op(msgspec.Struct, tag_field="op"):
 
 
 class Sub(Op, tag="sub"):
-    """Follow ``topics`` (names or patterns) from ``after`` (default: the live end)."""
+    """Follow ``topics`` (names or patterns) from ``after`` (default: the live end).
+
+    With ``group``, take a share of a consumer group's messages instead: each
+    is leased to this subscription (at most ``window`` unsettled at once, each
+    for ``lease`` seconds) and must be acked. ``start`` says where a group
+    that does not exist yet begins; ``after`` does not apply to groups.
+    """
 
     topics: list[str]
     after: str | None = None
-    #: Reserved for consumer groups; refused until they exist.
     group: str | None = None
+    window: Annotated[int, msgspec.Meta(ge=1, le=MAX_WINDOW)] | None = None
+    lease: float | None = None
+    start: Literal["start", "end"] | None = None
+
+
+class Ack(Op, tag="ack"):
+    """Settle group deliveries of this connection as done."""
+
+    ids: list[str]
+
+
+class Nack(Op, tag="nack"):
+    """Give group deliveries back, due again after ``delay`` seconds; ``error`` is kept
+    for the dead-letter topic."""
+
+    ids: list[str]
+    delay: float = 0.0
+    error: str | None = None
+
+
+class Extend(Op, tag="extend"):
+    """Extend the leases of group deliveries to ``lease`` seconds from now."""
+
+    ids: list[str]
+    lease: float = DEFAULT_LEASE
 
 
 class Unsub(Op, tag="unsub"):
@@ -103,10 +138,10 @@ class Ping(Op, tag="ping"):
     """Ask for a ``pong``: an application-level liveness check."""
 
 
-ClientOp = Sub | Unsub | Pub | Ping
-OPS: Final = frozenset({"sub", "unsub", "pub", "ping"})
+ClientOp = Sub | Unsub | Pub | Ping | Ack | Nack | Extend
+OPS: Final = frozenset({"sub", "unsub", "pub", "ping", "ack", "nack", "extend"})
 #: Ops of the design that later versions add; named so the error says "not yet".
-RESERVED_OPS: Final = frozenset({"ack", "nack", "req", "reply"})
+RESERVED_OPS: Final = frozenset({"req", "reply"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -253,3 +288,42 @@ def fit_reason(reason: str) -> str:
     if len(raw) <= MAX_REASON_BYTES:
         return reason
     return raw[:MAX_REASON_BYTES].decode(errors="ignore")
+
+
+# -- group deliveries --------------------------------------------------------------
+
+#: The first pair of every cached MessagePack ``msg`` frame: ``"op": "msg"``.
+_OP_MSG: Final = b"\xa2op\xa3msg"
+
+
+def delivery_json(
+    message: Message, lease: str, attempt: int, deadline: int, *, sub: int | None = None
+) -> bytes:
+    """A group delivery as JSON: the message object with its lease in front.
+
+    With ``sub``, the WebSocket ``msg`` frame of group subscription ``sub``;
+    without, an item of an HTTP pull. Either way the message part is its
+    cached JSON, spliced in, not serialized again.
+    """
+    head = b'{"op":"msg","sub":%d,' % sub if sub is not None else b"{"
+    return (
+        head + b'"lease":' + _json_encode(lease)
+        + b',"attempt":%d,"deadline":%d,' % (attempt, deadline)
+        + message.to_json()[1:]
+    )
+
+
+def delivery_msgpack(message: Message, lease: str, attempt: int, deadline: int, sub: int) -> bytes:
+    """The MessagePack ``msg`` frame of a group delivery (see :func:`delivery_json`).
+
+    The lease pairs are spliced into the message's cached frame, a fixmap
+    (MessagePack spec: "fixmap stores a map whose length is upto 15
+    elements", type byte ``0x80 | N``) that starts with ``"op": "msg"``.
+    """
+    extra = {"sub": sub, "lease": lease, "attempt": attempt, "deadline": deadline}
+    cached = message.ws_msgpack()
+    size = cached[0] & 0x0F
+    if cached[0] & 0xF0 != 0x80 or size + len(extra) > 15 or not cached.startswith(_OP_MSG, 1):
+        return _msgpack_encode({"op": "msg", **extra, **message.to_dict()})
+    pairs = b"".join(_msgpack_encode(k) + _msgpack_encode(v) for k, v in extra.items())
+    return bytes([0x80 | (size + len(extra))]) + _OP_MSG + pairs + cached[1 + len(_OP_MSG):]

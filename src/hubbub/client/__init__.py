@@ -8,6 +8,9 @@
         await hub.publish("chat.room1", {"text": "hi"})
         async for item in hub.subscribe("chat.>", after="start", transport="sse"):
             ...
+        async for delivery in hub.group("mailer", "orders.*").consume():
+            ...                               # consumer groups: at-least-once
+            await delivery.ack()
 
 Errors the hub reports are raised as the :mod:`hubbub.errors` class it names
 (``InvalidTopic``, ``InvalidCursor``, ``Unavailable``...).
@@ -16,5 +19,6 @@ Errors the hub reports are raised as the :mod:`hubbub.errors` class it names
 from __future__ import annotations
 
 from .aio import TRANSPORTS, AsyncClient, Subscription, Transport
+from .groups import Delivery, Group
 
-__all__ = ["TRANSPORTS", "AsyncClient", "Subscription", "Transport"]
+__all__ = ["TRANSPORTS", "AsyncClient", "Delivery", "Group", "Subscription", "Transport"]

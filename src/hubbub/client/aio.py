@@ -35,6 +35,7 @@ from websockets.exceptions import WebSocketException
 
 from .. import __version__, errors
 from .errors import error_from_response
+from .groups import Group
 from .streams import Event, read_poll, read_sse, read_ws
 
 Transport = Literal["ws", "sse", "longpoll", "poll"]
@@ -290,6 +291,30 @@ class AsyncClient:
                            wait=wait, interval=interval, max_backoff=max_backoff)
         self._subs.add(sub)
         return sub
+
+
+    def group(
+        self,
+        name: str,
+        topics: str | Sequence[str] | None = None,
+        *,
+        start: Literal["start", "end"] = "end",
+        lease: float = 30.0,
+    ) -> Group:
+        """A consumer group: many workers share its messages, each leased to one.
+
+        Args:
+            topics: the group's topics or patterns; needed to create it, and
+                must match when it exists (``None``: whatever it has).
+            start: where a new group begins: ``"end"`` (only messages stored
+                from now on) or ``"start"`` (all retained history).
+            lease: seconds each pulled message is leased for.
+        Returns:
+            A :class:`~hubbub.client.groups.Group`: ``pull()``, ``ack()``,
+            ``nack()``, ``extend()``, ``info()``, or ``consume()`` to iterate.
+        """
+        names = [topics] if isinstance(topics, str) else topics
+        return Group(self, name, names, start=start, lease=lease)
 
 
 def _payload(data: Any, content_type: str | None) -> tuple[bytes, str]:

@@ -31,6 +31,7 @@ from ..topics import TopicFilter, validate_pattern
 from .subscription import State, Subscription
 
 MAX_PULL = 1000
+MAX_TOPICS = 100
 MAX_LEASE = 12 * 3600.0
 MAX_DELAY = 7 * 86400.0
 MAX_IDS = 1000
@@ -89,7 +90,7 @@ class Groups:
         if g is None:
             start_seq = 0 if start == "start" else await self.engine.head_seq()
             g = await self.engine.create_group(name, patterns, start_seq, self._now())
-        if tuple(g.patterns) != tuple(patterns):
+        if sorted(g.patterns) != sorted(patterns):
             raise Conflict(
                 f"group {name!r} exists for topics {', '.join(g.patterns)}", field="topic"
             )
@@ -121,6 +122,9 @@ class Groups:
         if patterns is not None:
             if not patterns:
                 raise InvalidRequest("at least one topic is required", field="topic")
+            if len(patterns) > MAX_TOPICS:
+                raise InvalidRequest(f"at most {MAX_TOPICS} topics per group", field="topic")
+            patterns = sorted(set(patterns))
             for p in patterns:
                 validate_pattern(p)
         if (
@@ -197,6 +201,7 @@ class Groups:
             raise InvalidRequest(f"ids must be a list of 1 to {MAX_IDS} lease ids", field="ids")
         for i, lease_id in enumerate(lease_ids):
             parse_lease_id(lease_id, field=f"ids[{i}]")
+        lease_ids = list(dict.fromkeys(lease_ids))  # a repeated id is settled once
         delay_ms = _seconds(delay, "delay", 0, MAX_DELAY)
         lease_ms = _seconds(lease, "lease", 0.1, MAX_LEASE)
         if error is not None and (not isinstance(error, str) or len(error) > MAX_ERROR):

@@ -52,8 +52,8 @@ MAX_BATCH_BODY = 16 << 20
 DEFAULT_LIMIT = 100
 
 _encode = msgspec.json.Encoder().encode
-_UINT_RE = re.compile(r"[0-9]{1,9}")
-_SECONDS_RE = re.compile(r"[0-9]{1,6}(?:\.[0-9]{1,6})?")
+UINT_RE = re.compile(r"[0-9]{1,9}")
+SECONDS_RE = re.compile(r"[0-9]{1,6}(?:\.[0-9]{1,6})?")
 _AT_RE = re.compile(r"(.*) - at `\$(.*)`", re.DOTALL)
 
 
@@ -102,16 +102,16 @@ def _limit(request: Request, max_limit: int) -> int:
     text = query_one(request, "limit")
     if text is None:
         return min(DEFAULT_LIMIT, max_limit)
-    if _UINT_RE.fullmatch(text) is None or not 1 <= int(text) <= max_limit:
+    if UINT_RE.fullmatch(text) is None or not 1 <= int(text) <= max_limit:
         raise InvalidRequest(f"limit must be an integer from 1 to {max_limit}", field="limit")
     return int(text)
 
 
-def _wait(request: Request, max_wait: float) -> float:
+def query_wait(request: Request, max_wait: float) -> float:
     text = query_one(request, "wait")
     if text is None:
         return 0.0
-    if _SECONDS_RE.fullmatch(text) is None or float(text) > max_wait:
+    if SECONDS_RE.fullmatch(text) is None or float(text) > max_wait:
         raise InvalidRequest(f"wait must be a number of seconds from 0 to {max_wait:g}",
                              field="wait")
     return float(text)
@@ -127,7 +127,7 @@ def _receipt(result: AppendResult) -> dict[str, Any]:
     return out
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
+async def read_body(request: Request, limit: int) -> bytes:
     """The request body, refused with 413 as soon as it passes ``limit`` bytes.
 
     The declared ``Content-Length`` is checked before reading anything; the
@@ -163,7 +163,7 @@ async def publish(request: Request) -> Response:
         # draft-ietf-httpapi-idempotency-key-header: the key is a Structured
         # Field sf-string, i.e. quoted; bare keys (as Stripe's) are accepted too.
         key = key[1:-1]
-    body = await _read_body(request, hub.config.for_topic(topic).max_message_size)
+    body = await read_body(request, hub.config.for_topic(topic).max_message_size)
     try:
         result = await hub.publish(topic, body, content_type, key)
     except InvalidRequest as exc:
@@ -193,7 +193,7 @@ async def publish_batch(request: Request) -> Response:
     # The body is read as JSON whatever its Content-Type says (curl -d sends
     # a form type): it either parses as the batch or is refused.
     limit = max(MAX_BATCH_BODY, 2 * hub.config.max_message_size)
-    body = await _read_body(request, limit)
+    body = await read_body(request, limit)
     try:
         raw = _decode_batch(body)
     except msgspec.ValidationError as exc:
@@ -211,7 +211,7 @@ async def publish_batch(request: Request) -> Response:
 # -- reading ----------------------------------------------------------------------
 
 
-async def _until_disconnect(request: Request) -> None:
+async def until_disconnect(request: Request) -> None:
     with contextlib.suppress(Exception):  # a broken receive means gone, too
         while (await request.receive())["type"] != "http.disconnect":
             pass
@@ -223,14 +223,14 @@ async def _poll(request: Request, patterns: list[str], *, single: bool) -> Page:
     server = hub.config.server
     after = query_one(request, "after")
     limit = _limit(request, server.max_limit)
-    wait = _wait(request, server.max_wait)
+    wait = query_wait(request, server.max_wait)
     call = hub.poll(patterns, after, limit=limit, wait=wait, raise_gap=single)
     if wait == 0:
         return await call
     # Starlette does not watch the socket during a plain endpoint; without
     # this a client that hung up would keep its subscription for ``wait`` s.
     poll = asyncio.ensure_future(call)
-    gone = asyncio.ensure_future(_until_disconnect(request))
+    gone = asyncio.ensure_future(until_disconnect(request))
     try:
         await asyncio.wait((poll, gone), return_when=asyncio.FIRST_COMPLETED)
     finally:

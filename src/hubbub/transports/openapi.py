@@ -32,10 +32,11 @@ def _problems(*statuses: int) -> dict[str, Any]:
 
 
 _STATUS_TEXT = {
-    400: "Bad input: malformed body, query, topic or cursor",
-    404: "No such topic or route",
-    409: "History was lost past the cursor; the problem carries the range and a cursor "
-         "to continue from knowingly",
+    400: "Bad input: malformed body, query, topic, cursor, group name or lease id",
+    404: "No such topic, group or route",
+    409: "History was lost past the cursor (the problem carries the range and a cursor "
+         "to continue from knowingly); or a group exists for other topics; or no lease "
+         "of a settle was settled (the problem carries each id's outcome in results)",
     413: "Body larger than the namespace's max_message_size",
     503: "The store cannot be reached or the hub is shutting down; retry later",
 }
@@ -59,6 +60,8 @@ _SCHEMAS: dict[str, Any] = {
             "to": {"type": "integer"},
             "reason": {"type": "string", "enum": ["trimmed", "epoch", "dropped"]},
             "cursor": {"type": "string", "description": "where to continue (gap problems)"},
+            "results": {"type": "object", "additionalProperties": {"type": "string"},
+                        "description": "each lease id's outcome (settle conflicts)"},
         },
     },
     "Message": {
@@ -132,6 +135,54 @@ _SCHEMAS: dict[str, Any] = {
         },
     },
     "Status": {"type": "object", "properties": {"status": {"type": "string"}}},
+    "Delivery": {
+        "description": "A message leased to the caller: the Message object with its lease.",
+        "allOf": [_ref("Message"), {
+            "type": "object",
+            "required": ["lease", "attempt", "deadline"],
+            "properties": {
+                "lease": {"type": "string", "description": "the lease id to ack, nack or extend"},
+                "attempt": {"type": "integer", "minimum": 1,
+                            "description": "1 on first delivery, then one more per redelivery"},
+                "deadline": {"type": "integer", "description": "when the lease runs out "
+                                                               "(ms since the Unix epoch)"},
+            },
+        }],
+    },
+    "Deliveries": {
+        "type": "object", "required": ["messages"],
+        "properties": {"messages": {"type": "array", "items": _ref("Delivery")}},
+    },
+    "LeaseIds": {
+        "type": "array", "minItems": 1, "maxItems": 1000,
+        "items": {"type": "string", "pattern": r"^(0|[1-9][0-9]{0,18})\.[0-9a-f]{12}$"},
+    },
+    "Outcomes": {
+        "type": "object", "required": ["results"],
+        "properties": {"results": {
+            "type": "object",
+            "additionalProperties": {"type": "string", "enum": ["ok", "expired", "unknown"]},
+            "description": "per lease id: ok (settled), expired (the lease was replaced; "
+                           "nothing changed), unknown (never given or already settled; "
+                           "nothing changed)"}},
+    },
+    "GroupInfo": {
+        "type": "object",
+        "required": ["group", "topics", "pending", "cursor", "max_deliver",
+                     "dead_letter_topic", "created"],
+        "properties": {
+            "group": {"type": "string"},
+            "topics": {"type": "array", "items": {"type": "string"}},
+            "pending": {"type": "integer", "description": "messages leased or waiting for a "
+                                                         "redelivery"},
+            "cursor": {"type": "string", "description": "watermark of the newest message the "
+                                                        "group has taken: poll the topics after "
+                                                        "it to see what is still to come"},
+            "max_deliver": {"type": "integer"},
+            "dead_letter_topic": {"type": "string"},
+            "created": {"type": "integer"},
+        },
+    },
 }
 
 _PARAMETERS: dict[str, Any] = {
@@ -149,6 +200,8 @@ _PARAMETERS: dict[str, Any] = {
     "Wait": {"name": "wait", "in": "query",
              "description": "seconds to hold an empty answer (long poll); 0 answers at once",
              "schema": {"type": "number", "minimum": 0, "maximum": 60, "default": 0}},
+    "Group": {"name": "group", "in": "path", "required": True,
+              "schema": {"type": "string", "pattern": r"^[A-Za-z0-9_\-:@]{1,64}$"}},
     "LastEventID": {"name": "Last-Event-ID", "in": "header",
                     "description": "sent by EventSource on reconnect; wins over after",
                     "schema": {"type": "string"}},
@@ -245,7 +298,8 @@ _PATHS: dict[str, Any] = {
         "get": {
             "summary": "WebSocket (RFC 6455 upgrade of this GET)",
             "description": "Subprotocols hubbub.v1.json (text frames) and hubbub.v1.msgpack "
-                           "(binary frames); ops sub, unsub, pub, ack, req, reply.",
+                           "(binary frames); ops sub (also of a consumer group), unsub, pub, ack, "
+                           "nack, extend, ping.",
             "parameters": [
                 {"name": "Upgrade", "in": "header", "required": True,
                  "schema": {"type": "string", "const": "websocket"}},
@@ -255,6 +309,60 @@ _PATHS: dict[str, Any] = {
             "responses": {"101": {"description": "Switching Protocols"}},
         },
     },
+    "/v1/groups/{group}": {
+        "parameters": [_ref("Group", "parameters")],
+        "get": {
+            "summary": "Consumer group state",
+            "responses": {"200": _json(_ref("GroupInfo"), "The group"), **_problems(400, 404)},
+        },
+    },
+    "/v1/groups/{group}/pull": {
+        "parameters": [_ref("Group", "parameters")],
+        "post": {
+            "summary": "Lease messages of a consumer group (long poll with wait)",
+            "description": "The first pull names the topics and creates the group at start "
+                           "(default end: only messages stored from then on); later pulls may "
+                           "omit topic or must name the same. Each message goes to one puller "
+                           "at a time; unacked ones come back after their lease, up to the "
+                           "namespace's max_deliver tries, then go to dlq.{group}.",
+            "parameters": [
+                {**_PARAMETERS["Topics"], "required": False,
+                 "description": "the group's topic names or patterns; repeat it"},
+                {"name": "max", "in": "query",
+                 "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 1}},
+                _ref("Wait", "parameters"),
+                {"name": "lease", "in": "query", "description": "seconds each lease lasts",
+                 "schema": {"type": "number", "minimum": 0.1, "maximum": 43200, "default": 30}},
+                {"name": "start", "in": "query",
+                 "description": "where a new group begins; ignored once it exists",
+                 "schema": {"type": "string", "enum": ["start", "end"], "default": "end"}},
+            ],
+            "responses": {"200": _json(_ref("Deliveries"), "Leased messages (maybe none)"),
+                          **_problems(400, 404, 409, 503)},
+        },
+    },
+    **{f"/v1/groups/{{group}}/{action}": {
+        "parameters": [_ref("Group", "parameters")],
+        "post": {
+            "summary": summary,
+            "description": "Each lease id is judged on its own. 200 when at least one was "
+                           "settled (the others changed nothing); 409 with the same results "
+                           "when none was; 400 (nothing changed) for malformed input.",
+            "requestBody": {"required": True, "content": {JSON: {"schema": {
+                "type": "object", "required": ["ids"], "additionalProperties": False,
+                "properties": {"ids": _ref("LeaseIds"), **extra}}}}},
+            "responses": {"200": _json(_ref("Outcomes"), "Each id's outcome"),
+                          **_problems(400, 404, 409, 413, 503)},
+        },
+    } for action, summary, extra in [
+        ("ack", "Ack leased messages: done", {}),
+        ("nack", "Give leased messages back, for a redelivery after delay seconds", {
+            "delay": {"type": "number", "minimum": 0, "maximum": 604800, "default": 0},
+            "error": {"type": "string", "maxLength": 1000,
+                      "description": "kept for the dead-letter topic"}}),
+        ("extend", "Extend leases to lease seconds from now", {
+            "lease": {"type": "number", "minimum": 0.1, "maximum": 43200, "default": 30}}),
+    ]},
     "/healthz": {"get": {"summary": "Liveness",
                          "responses": {"200": _json(_ref("Status"), "The process answers")}}},
     "/readyz": {"get": {"summary": "Readiness", "responses": {

@@ -32,6 +32,13 @@ Rule 4. A deliberate close sets ``closing`` first: from then on nothing but the
 Rule 5. An op that fails with a :class:`~hubbub.errors.HubbubError` is answered
         with an ``err`` frame and the connection carries on; nothing a peer
         sends ends the reader except by a deliberate close.
+
+Consumer-group subscriptions (``sub`` with ``group``) and their ``ack``,
+``nack`` and ``extend`` ops are carried out by
+:class:`hubbub.transports.groups.GroupFeeds`, one per connection: a pump per
+group subscription pulls while its window has room and sends under the same
+lock (Rules 1 and 4 hold for them too); when the connection ends, what it did
+not settle is nacked so that other workers get it at once.
 """
 
 from __future__ import annotations
@@ -55,7 +62,6 @@ from ..core.hub import encode_value
 from ..core.subscription import PAGE
 from ..errors import (
     HubbubError,
-    InvalidOp,
     InvalidRequest,
     NotFound,
     SlowConsumer,
@@ -63,6 +69,7 @@ from ..errors import (
 )
 from ..message import JSON, OCTET, Message, media_type
 from ..topics import validate_pattern
+from .groups import GroupFeeds
 from .problems import close_code, problem_from, ws_error
 
 log = logging.getLogger("hubbub")
@@ -97,6 +104,9 @@ class Connection:
         self._lock = asyncio.Lock()
         self._next_sub = 1
         self._close_task: asyncio.Task[None] | None = None
+        #: Consumer-group subscriptions (``sub`` with ``group``), apart from
+        #: ``subs``: they have no cursor, the group keeps their position.
+        self.groups = GroupFeeds(self)
 
     # -- reading ----------------------------------------------------------------
 
@@ -135,6 +145,8 @@ class Connection:
                     await self._unsub(op)
                 case wire.Ping():
                     await self.send_obj({"op": "pong", "id": op.id})
+                case wire.Ack() | wire.Nack() | wire.Extend():
+                    await self.send_obj(await self.groups.settle(op))
         except HubbubError as exc:
             await self.send_obj(ws_error(exc, op_id))
         except OSError:
@@ -185,11 +197,16 @@ class Connection:
         return encode_value(value)
 
     async def _sub(self, op: wire.Sub) -> None:
-        if op.group is not None:
-            raise InvalidOp("consumer groups are not available yet", field="group")
-        if len(self.subs) >= MAX_SUBSCRIPTIONS:
+        if len(self.subs) + len(self.groups.feeds) >= MAX_SUBSCRIPTIONS:
             raise InvalidRequest(
                 f"at most {MAX_SUBSCRIPTIONS} subscriptions per connection", field="topics")
+        if op.group is not None:
+            await self.groups.subscribe(op, self._next_sub)
+            self._next_sub += 1
+            return
+        for name in ("window", "lease", "start"):
+            if getattr(op, name) is not None:
+                raise InvalidRequest(f"{name} applies to group subscriptions only", field=name)
         for i, pattern in enumerate(op.topics):
             validate_pattern(pattern, field=f"topics[{i}]")
         try:
@@ -208,17 +225,23 @@ class Connection:
     async def _unsub(self, op: wire.Unsub) -> None:
         if (op.sub is None) == (op.topics is None):
             raise InvalidRequest("unsub needs either sub or topics", field="sub")
+        feeds = self.groups.feeds
         if op.sub is not None:
-            if op.sub not in self.subs:
+            if op.sub not in self.subs and op.sub not in feeds:
                 raise NotFound("no such subscription on this connection", field="sub")
             ended = [op.sub]
         else:
             wanted = set(op.topics or ())
             ended = [i for i, s in self.subs.items() if set(s.sub.topics.patterns) <= wanted]
+            ended += [i for i, f in feeds.items() if set(f.patterns) <= wanted]
             if not ended:
                 raise NotFound("no subscription has only these topics", field="topics")
-        cursors = {}
-        for i in ended:
+        cursors: dict[str, str | None] = {}
+        for i in sorted(ended):
+            if i in feeds:
+                await self.groups.stop(feeds[i])
+                cursors[str(i)] = None  # a group keeps its own position
+                continue
             s = self.subs.pop(i)
             await self._stop(s)
             cursors[str(i)] = s.cursor
@@ -246,6 +269,14 @@ class Connection:
         event = self.frame(obj)
         async with self._lock:
             if not self.closing:
+                await self._send(event)
+
+    async def send_many(self, events: list[ASGIMessage]) -> None:
+        """Send frames in one go, stopping if the connection starts closing (Rule 4)."""
+        async with self._lock:
+            for event in events:
+                if self.closing:
+                    return
                 await self._send(event)
 
     async def _pump(self, s: _Sub) -> None:
@@ -321,6 +352,7 @@ class Connection:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        await self.groups.close()
 
 
 class WebSocketDoor:
