@@ -35,7 +35,7 @@ from typing import Any
 
 import msgspec
 
-from . import __version__
+from . import __version__, bench
 from .client import TRANSPORTS, AsyncClient
 from .errors import Conflict, HubbubError, UsageError
 
@@ -128,6 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="with --group: seconds to print and ack a message (%(default)s)")
     sub.add_argument("--count", type=_positive_int, metavar="N",
                      help="exit after N messages (default: follow forever)")
+    bench.add_parser(commands)
     return parser
 
 
@@ -138,6 +139,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "serve":
             return _serve(args, parser)
+        if args.command == "bench":
+            return bench.run_command(args)
         if args.command == "pub":
             return asyncio.run(_pub(args))
         return asyncio.run(_sub(args))

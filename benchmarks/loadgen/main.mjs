@@ -1,0 +1,34 @@
+// The load generator of hubbub's benchmark suite.
+//
+//   node main.mjs '{"mode": "fanout", ...}'
+//
+// Runs one mode of modes.mjs with the spec given as one JSON argument and
+// writes JSON lines on stdout: {"mark": NAME} when a measured window opens
+// ("start", "held") or closes ("end"), so the orchestrator can read the CPU
+// time of the server and of this process at those instants, and last
+// {"result": {...}} or {"error": "..."}. Every run is bounded: past
+// spec.timeout_s it gives up with an error (exit status 2).
+
+import { MODES } from "./modes.mjs";
+
+function emit(obj) {
+  process.stdout.write(JSON.stringify(obj) + "\n");
+}
+
+async function main() {
+  const spec = JSON.parse(process.argv[2] ?? "{}");
+  const mode = MODES[spec.mode];
+  if (!mode) throw new Error(`unknown mode ${spec.mode}; modes: ${Object.keys(MODES).join(", ")}`);
+  setTimeout(() => {
+    emit({ error: `gave up after ${spec.timeout_s} s` });
+    process.exit(2);
+  }, (spec.timeout_s ?? 120) * 1000).unref();
+  const result = await mode(spec, (name) => emit({ mark: name }));
+  emit({ result });
+  process.exit(0);
+}
+
+main().catch((err) => {
+  emit({ error: String(err?.stack ?? err) });
+  process.exit(1);
+});

@@ -1,0 +1,191 @@
+// The fan-out meter: counts deliveries per subscriber, knows when a message
+// has reached every subscriber, drives a publisher at the highest rate that
+// keeps up (a window of messages in flight) or at a fixed rate, and records
+// end-to-end latencies.
+//
+// Theory of operation. Every server under test delivers a topic's messages to
+// each subscriber in order, once. So the c-th delivery to a subscriber is the
+// c-th message published, and message c has reached everyone when c
+// subscribers-worth of counts have passed it. No frame needs parsing: the
+// latency of a delivery is now minus the send time recorded for message c.
+// One delivery in `CHECK_EVERY` is parsed all the same, to check that its
+// payload's "seq" is c (a server that lost or reordered a message would make
+// every later latency wrong, and the run is failed instead).
+
+const RING = 1 << 16;
+const MASK = RING - 1;
+const CHECK_EVERY = 4096;
+const SEQ_RE = /"seq":(\d+)/;
+
+export const now = () => performance.now();
+
+/** A JSON payload of exactly `size` bytes carrying its sequence number and send time. */
+export function payload(seq, size) {
+  const head = `{"seq":${seq},"t":${Date.now()},"pad":"`;
+  return head + "x".repeat(Math.max(0, size - head.length - 2)) + '"}';
+}
+
+/** The p-th percentile (0..100) of the first `n` values of a Float64Array, by nearest rank. */
+export function percentile(sorted, n, p) {
+  if (n === 0) return null;
+  return sorted[Math.min(n - 1, Math.max(0, Math.ceil((p / 100) * n) - 1))];
+}
+
+export function summarize(values, n) {
+  const sorted = values.subarray(0, n).sort();
+  return {
+    p50_ms: percentile(sorted, n, 50),
+    p99_ms: percentile(sorted, n, 99),
+    max_ms: n ? sorted[n - 1] : null,
+    samples: n,
+  };
+}
+
+export class Meter {
+  /**
+   * @param {number} n subscribers
+   * @param {(seq: number) => void} publish sends message `seq`
+   * @param {number} latencyCapacity most latencies kept
+   */
+  constructor(n, publish, latencyCapacity = 4_000_000) {
+    this.n = n;
+    this.publish = publish;
+    this.counts = new Uint32Array(n);
+    this.reached = new Uint32Array(RING); // subscribers that have message c, at c & MASK
+    this.sendTimes = new Float64Array(RING);
+    this.latencies = new Float64Array(latencyCapacity);
+    this.nLatencies = 0;
+    this.recording = false;
+    this.sent = 0;
+    this.completed = 0;
+    this.delivered = 0;
+    this.mismatches = 0;
+    this.onProgress = null;
+  }
+
+  /** Subscriber `i` got its next message (`frame`, when it has one to check). */
+  deliver(i, frame = null) {
+    const c = ++this.counts[i];
+    if (++this.delivered % CHECK_EVERY === 0 && frame !== null) this.check(frame, c);
+    const slot = c & MASK;
+    if (this.recording && this.nLatencies < this.latencies.length) {
+      this.latencies[this.nLatencies++] = now() - this.sendTimes[slot];
+    }
+    if (++this.reached[slot] === this.n) {
+      this.reached[slot] = 0;
+      this.completed = c; // in order: whoever has c had c - 1 before
+      if (this.onProgress) this.onProgress();
+    }
+  }
+
+  check(frame, c) {
+    const m = SEQ_RE.exec(frame.toString());
+    if (!m || Number(m[1]) !== c) this.mismatches++;
+  }
+
+  send() {
+    const seq = ++this.sent;
+    this.sendTimes[seq & MASK] = now();
+    this.publish(seq);
+  }
+
+  /**
+   * Resolves true once every message sent has reached every subscriber, false
+   * when deliveries stopped for `stallMs` (or after `capMs` in all).
+   */
+  async drain(stallMs = 5000, capMs = 60000) {
+    const deadline = now() + capMs;
+    let last = this.delivered;
+    let lastMove = now();
+    while (this.completed !== this.sent) {
+      const t = now();
+      if (this.delivered !== last) [last, lastMove] = [this.delivered, t];
+      if (t - lastMove > stallMs || t > deadline) return false;
+      await sleep(10);
+    }
+    return true;
+  }
+
+  /**
+   * Make sure every subscriber is live, then start counting from zero. Primer
+   * messages (sent with seq 0 through `prime`) go out until each subscriber has
+   * had as many as were sent (subscriptions that are only confirmed by a first
+   * delivery, like an SSE stream, are live by then).
+   */
+  async prime(prime, ms) {
+    let primers = 0;
+    const deadline = now() + ms;
+    while (now() < deadline) {
+      prime(0);
+      primers++;
+      await sleep(100);
+      if (this.counts.every((c) => c === primers)) break;
+    }
+    await sleep(300); // no primer is still on its way
+    if (!this.counts.every((c) => c === primers)) {
+      throw new Error(`subscribers not all live: ${this.counts.filter((c) => c === 0).length} of ${this.n} got nothing`);
+    }
+    this.counts.fill(0);
+    this.reached.fill(0);
+    this.sent = this.completed = this.delivered = this.mismatches = 0;
+  }
+
+  /**
+   * Publish as fast as the slowest subscriber keeps up: at most `window`
+   * messages in flight. After `warmup` seconds, measures deliveries (and
+   * messages that reached everyone) per second over `seconds`.
+   */
+  async windowed(window, warmup, seconds, mark) {
+    const end = now() + (warmup + seconds) * 1000;
+    this.onProgress = () => {
+      while (this.sent - this.completed < window && now() < end) this.send();
+    };
+    this.onProgress();
+    await sleep(warmup * 1000);
+    const start = now();
+    const [delivered, completed] = [this.delivered, this.completed];
+    mark("start");
+    await sleep(end - now());
+    const elapsed = (now() - start) / 1000;
+    const result = {
+      deliveries_per_s: (this.delivered - delivered) / elapsed,
+      messages_per_s: (this.completed - completed) / elapsed,
+    };
+    mark("end");
+    this.onProgress = null;
+    return result;
+  }
+
+  /** Publish `rate` messages a second for `seconds`, recording every delivery's latency. */
+  async paced(rate, seconds) {
+    this.recording = true;
+    this.nLatencies = 0;
+    const total = Math.max(1, Math.round(rate * seconds));
+    const interval = 1000 / rate;
+    const first = this.sent;
+    let next = now();
+    while (this.sent - first < total) {
+      if (this.sent - this.completed > RING / 2) throw new Error("subscribers fell too far behind the paced publisher");
+      while (next <= now() && this.sent - first < total) {
+        this.send();
+        next += interval;
+      }
+      await sleep(next - now());
+    }
+    return total;
+  }
+}
+
+export function sleep(ms) {
+  return new Promise((resolve) => setTimeout(resolve, Math.max(0, ms)));
+}
+
+/** Resolves true once `done()` holds (checked every 10 ms), false after `ms`. */
+export async function until(done, ms) {
+  const deadline = now() + ms;
+  while (!done()) {
+    if (now() > deadline) return false;
+    await sleep(10);
+  }
+  return true;
+}

@@ -1,0 +1,174 @@
+// The load generator's modes, one per kind of scenario. Each takes its spec
+// (the JSON object given on the command line, see main.mjs) and `mark(name)`,
+// which tells the orchestrator when a measured window opens and closes, and
+// resolves with the figures of the run.
+
+import { bareGet, DIALECTS, openEventStream, openMany, openWebSocket, postJson, request } from "./clients.mjs";
+import { Meter, now, payload, sleep, summarize, until } from "./meter.mjs";
+
+const CONNECT_CONCURRENCY = 200;
+const MARKER = Buffer.from('"seq":');
+
+/**
+ * Fan-out over WebSockets (`dialect`) or SSE (`sse_url`): `n` subscribers,
+ * one publisher. Deliveries per second at the highest rate that keeps up,
+ * then latencies at half that rate.
+ */
+export async function fanout(spec, mark) {
+  const meter = new Meter(spec.n, () => {});
+  let closed = 0;
+  let publishErrors = 0;
+  const onClose = () => closed++;
+  let publish;
+  if (spec.sse_url) {
+    await openMany(spec.n, CONNECT_CONCURRENCY, (i) =>
+      openEventStream({ url: spec.sse_url, index: i, marker: MARKER, onEnd: onClose, onCount: (k) => { for (; k > 0; k--) meter.deliver(i); } }));
+    publish = (seq) => postJson(spec.publish_url, payload(seq, spec.size)).catch(() => publishErrors++);
+  } else {
+    const sockets = await openMany(spec.n, CONNECT_CONCURRENCY, (i) =>
+      openWebSocket({ url: spec.url, dialect: spec.dialect, topic: spec.topic, index: i, onClose, onDelivery: (frame) => meter.deliver(i, frame) }));
+    const publisher = await openWebSocket({ url: spec.url, dialect: spec.dialect, index: spec.n, onClose });
+    sockets.push(publisher);
+    const frame = DIALECTS[spec.dialect].publishFrame;
+    publish = (seq) => publisher.send(frame(seq, spec.topic, payload(seq, spec.size)));
+    meter.sockets = sockets;
+  }
+  meter.publish = publish;
+  await meter.prime(publish, 15000);
+  const max = await meter.windowed(spec.window, spec.warmup, spec.seconds, mark);
+  if (!(await meter.drain())) throw new Error(`deliveries stopped with ${meter.sent - meter.completed} messages in flight`);
+  // Latency is measured at half the measured rate, or at `latency_rate` messages/s when given.
+  const halfRate = spec.latency_rate ?? max.deliveries_per_s / spec.n / 2;
+  const start = now();
+  const sent = await meter.paced(halfRate, spec.latency_seconds);
+  const drained = await meter.drain();
+  const elapsed = (now() - start) / 1000;
+  meter.recording = false;
+  for (const ws of meter.sockets ?? []) ws.terminate();
+  return {
+    ...max,
+    half_rate_msgs_per_s: halfRate,
+    half_rate_deliveries_per_s: (sent * spec.n) / elapsed,
+    ...summarize(meter.latencies, meter.nLatencies),
+    undelivered: drained ? 0 : meter.sent - meter.completed,
+    closed,
+    publish_errors: publishErrors,
+    mismatches: meter.mismatches,
+  };
+}
+
+/**
+ * `n` long polls waiting at once, then one publish: how long until each
+ * poll has its answer (its first bytes).
+ */
+export async function longpoll(spec, mark) {
+  let connected = 0;
+  let failed = 0;
+  let early = 0;
+  let publishedAt = Infinity;
+  const latencies = new Float64Array(spec.n);
+  let answered = 0;
+  const sockets = [];
+  for (let i = 0; i < spec.n; i++) {
+    // At most CONNECT_CONCURRENCY connections being set up at a time.
+    await until(() => i - connected < CONNECT_CONCURRENCY, 30000);
+    bareGet(spec.poll_url, { index: i, marker: MARKER, sockets, onConnect: () => connected++ }).then(
+      ({ at, ok }) => {
+        if (at < publishedAt) early++;
+        else if (!ok) failed++;
+        else latencies[answered++] = at - publishedAt;
+      },
+      () => failed++,
+    );
+  }
+  if (!(await until(() => connected === spec.n, 30000))) throw new Error(`only ${connected} of ${spec.n} polls connected`);
+  await sleep(spec.settle * 1000); // the server reads and parks each request
+  mark("start");
+  publishedAt = now();
+  await postJson(spec.publish_url, payload(1, spec.size));
+  await until(() => answered + failed + early === spec.n, spec.timeout_ms);
+  mark("end");
+  for (const sock of sockets) sock.destroy();
+  return { ...summarize(latencies, answered), answered, early, failed, waiting: spec.n - answered - failed - early };
+}
+
+/** Hold `n` WebSocket connections, each subscribed to a topic (room) of its own. */
+export async function idle(spec, mark) {
+  let closed = 0;
+  const sockets = await openMany(spec.n, CONNECT_CONCURRENCY, (i) =>
+    openWebSocket({ url: spec.url, dialect: spec.dialect, topic: `${spec.topic}${i}`, index: i, onClose: () => closed++ }));
+  await sleep(spec.settle * 1000);
+  mark("held");
+  await sleep(spec.hold * 1000);
+  mark("end");
+  for (const ws of sockets) ws.terminate();
+  return { connections: sockets.length, closed };
+}
+
+/** Store `count` messages in `topic` through the batch publish endpoint. */
+export async function preload(spec, mark) {
+  let next = 0;
+  const start = now();
+  mark("start");
+  const worker = async () => {
+    while (next < spec.count) {
+      const first = next;
+      next = Math.min(spec.count, next + spec.batch);
+      const items = [];
+      for (let seq = first + 1; seq <= next; seq++) items.push(`{"topic":"${spec.topic}","data":${payload(seq, spec.size)}}`);
+      await postJson(spec.batch_url, `[${items.join(",")}]`);
+    }
+  };
+  await Promise.all(Array.from({ length: spec.concurrency }, worker));
+  mark("end");
+  const seconds = (now() - start) / 1000;
+  return { messages: spec.count, seconds, messages_per_s: spec.count / seconds };
+}
+
+/** Replay `count` stored messages from the start over one WebSocket subscription. */
+export async function replayWs(spec, mark) {
+  let got = 0;
+  let done;
+  const finished = new Promise((resolve) => (done = resolve));
+  const start = now();
+  mark("start");
+  const ws = await openWebSocket({
+    url: spec.url, dialect: "hubbub", topic: spec.topic, after: "start",
+    onDelivery: () => { if (++got === spec.count) done(); },
+    onClose: (code, reason) => done(new Error(`closed after ${got} messages: ${code} ${reason}`)),
+  });
+  const err = await finished;
+  const seconds = (now() - start) / 1000;
+  mark("end");
+  ws.terminate();
+  if (err) throw err;
+  return { messages: got, seconds, messages_per_s: got / seconds };
+}
+
+const CURSOR_KEY = '"cursor":"';
+const MESSAGE_KEY = Buffer.from('"offset":');
+
+/** Replay `count` stored messages from the start by long polling, page after page. */
+export async function replayPoll(spec, mark) {
+  let got = 0;
+  let cursor = "start";
+  const start = now();
+  mark("start");
+  while (got < spec.count) {
+    const res = await request(`${spec.poll_url}?after=${encodeURIComponent(cursor)}&limit=${spec.limit}&wait=${spec.wait}`);
+    if (res.status !== 200) throw new Error(`poll answered ${res.status}: ${res.body}`);
+    // The page's own cursor is its last key: {"messages":[...],"cursor":"..."}.
+    const text = res.body.toString("latin1", Math.max(0, res.body.length - 200));
+    const at = text.lastIndexOf(CURSOR_KEY) + CURSOR_KEY.length;
+    cursor = text.slice(at, text.indexOf('"', at));
+    let page = 0;
+    for (let i = res.body.indexOf(MESSAGE_KEY); i !== -1; i = res.body.indexOf(MESSAGE_KEY, i + MESSAGE_KEY.length)) page++;
+    if (page === 0) throw new Error(`an empty page after ${got} messages`);
+    got += page;
+  }
+  const seconds = (now() - start) / 1000;
+  mark("end");
+  return { messages: got, seconds, messages_per_s: got / seconds };
+}
+
+export const MODES = { fanout, longpoll, idle, preload, "replay-ws": replayWs, "replay-poll": replayPoll };

@@ -1,0 +1,280 @@
+"""The measuring instruments: servers under test as processes, the load
+generator, wrk, and CPU and memory read from ``/proc``.
+
+Rule 1 of :mod:`hubbub.bench` lives here: the load generator prints marks
+(``start``, ``end``, ``held``) and :func:`drive` samples ``/proc`` at each,
+for the server, the generator and the whole machine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import re
+import resource
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+Metrics = dict[str, float]
+
+#: The checkout's load generator (``benchmarks/loadgen``), next to ``src/``.
+LOADGEN = Path(__file__).resolve().parents[3] / "benchmarks" / "loadgen"
+RUN_LIMIT = 180.0
+START_LIMIT = 30.0
+_TICK = os.sysconf("SC_CLK_TCK")
+#: The topic (or room) every scenario uses (its namespace, ``bench``, is configurable).
+TOPIC = "bench"
+
+
+class BenchError(Exception):
+    """A run could not be carried out or gave an invalid result; the message says why."""
+
+
+@dataclass(frozen=True, slots=True)
+class Server:
+    """A server under test: how to start it and where its doors are.
+
+    ``argv(port, scratch)`` is its command line (``scratch`` is an empty
+    directory of its own); ``doors`` maps a door (``ws``, ``sse``,
+    ``publish``, ``poll``, ``batch``) to its path, where ``{topic}`` stands
+    for the topic; ``dialect`` is how the load generator speaks WebSocket to
+    it (``hubbub`` or ``socketio``).
+    """
+
+    name: str
+    argv: Callable[[int, Path], list[str]]
+    doors: Mapping[str, str]
+    dialect: str = "hubbub"
+    python: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """CPU seconds and resident memory of some processes at one instant.
+
+    ``busy`` is the CPU time of the whole machine (every core, every process,
+    the kernel's own work included), so that what other processes took
+    during a measurement is seen and reported.
+    """
+
+    at: float
+    cpu: Mapping[int, float]
+    rss_kb: Mapping[int, int]
+    busy: float
+
+
+def _machine_busy() -> float:
+    # /proc/stat "cpu" line: user nice system idle iowait irq softirq steal ...
+    ticks = [int(t) for t in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    return (sum(ticks) - ticks[3] - ticks[4]) / _TICK
+
+
+def sample(pids: Sequence[int]) -> Sample:
+    """Read ``/proc`` for ``pids`` (a process that is gone reads as zero)."""
+    at, cpu, rss, busy = time.monotonic(), {}, {}, _machine_busy()
+    for pid in pids:
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+            status = Path(f"/proc/{pid}/status").read_text()
+        except OSError:
+            cpu[pid], rss[pid] = 0.0, 0
+            continue
+        fields = stat[stat.rindex(")") + 2:].split()  # after "pid (comm) "
+        cpu[pid] = (int(fields[11]) + int(fields[12])) / _TICK  # utime + stime
+        rss[pid] = next((int(line.split()[1]) for line in status.splitlines()
+                         if line.startswith("VmRSS:")), 0)
+    return Sample(at, cpu, rss, busy)
+
+
+def cpu_share(first: Sample, last: Sample, pid: int) -> float:
+    """Cores ``pid`` used on average between two samples (1.0 = one core)."""
+    return (last.cpu[pid] - first.cpu[pid]) / max(1e-9, last.at - first.at)
+
+
+def cpu_shares(first: Sample, last: Sample, server: int, loadgen: float) -> Metrics:
+    """The server's, the load generator's (``loadgen`` cores) and everything else's CPU."""
+    ours = cpu_share(first, last, server)
+    machine = (last.busy - first.busy) / max(1e-9, last.at - first.at)
+    return {"server_cpu": ours, "loadgen_cpu": loadgen,
+            "other_cpu": max(0.0, machine - ours - loadgen)}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass(slots=True)
+class Served:
+    """A running server under test."""
+
+    server: Server
+    proc: asyncio.subprocess.Process
+    port: int
+    scratch: Path
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def url(self, door: str, scheme: str = "http", topic: str = TOPIC) -> str:
+        return f"{scheme}://127.0.0.1:{self.port}{self.server.doors[door].format(topic=topic)}"
+
+
+@contextlib.asynccontextmanager
+async def serving(server: Server, profile: Path | None = None) -> AsyncIterator[Served]:
+    """Start ``server``, wait until it accepts connections, and stop it at the end."""
+    with tempfile.TemporaryDirectory(prefix="hubbub-bench-") as tmp:
+        scratch, port = Path(tmp), free_port()
+        log = (scratch / "server.log").open("wb")
+        proc = await asyncio.create_subprocess_exec(
+            *server.argv(port, scratch), stdout=log, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL)
+        spy: subprocess.Popen[bytes] | None = None
+        try:
+            await _until_listening(proc, port, scratch / "server.log")
+            if profile is not None and server.python:
+                spy = _profiler(proc.pid, profile, server.name)
+            yield Served(server, proc, port, scratch)
+        finally:
+            if spy is not None:
+                spy.send_signal(signal.SIGINT)  # py-spy writes its profile and exits
+                await asyncio.to_thread(spy.wait, 30)
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            await proc.wait()
+            log.close()
+
+
+async def _until_listening(proc: asyncio.subprocess.Process, port: int, log: Path) -> None:
+    deadline = time.monotonic() + START_LIMIT
+    while time.monotonic() < deadline:
+        if proc.returncode is not None:
+            tail = await asyncio.to_thread(log.read_text, errors="replace")
+            raise BenchError(f"the server exited: {tail[-500:]}")
+        with contextlib.suppress(OSError):
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.close()
+            await writer.wait_closed()
+            return
+        await asyncio.sleep(0.05)
+    raise BenchError(f"the server did not listen within {START_LIMIT:g} s")
+
+
+def _profiler(pid: int, directory: Path, name: str) -> subprocess.Popen[bytes]:
+    """py-spy sampling ``pid`` (server ``name``) into a speedscope file under ``directory``."""
+    # On PATH, next to this interpreter, or in the suite's venv (benchmarks/run installs it).
+    candidates = [Path(sys.executable).parent / "py-spy", LOADGEN.parent / ".venv/bin/py-spy"]
+    spy = shutil.which("py-spy") or next((str(c) for c in candidates if c.exists()), None)
+    if spy is None:
+        raise BenchError("--profile needs py-spy (benchmarks/run installs it)")
+    directory.mkdir(parents=True, exist_ok=True)
+    slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+    out = directory / f"{time.strftime('%H%M%S')}-{slug}-{pid}.speedscope.json"
+    return subprocess.Popen([spy, "record", "--pid", str(pid), "--rate", "250", "--nonblocking",
+                             "--format", "speedscope", "--output", str(out)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+async def drive(spec: Mapping[str, Any], served: Served) -> tuple[Metrics, dict[str, Sample]]:
+    """Run the load generator with ``spec``; its result and a sample at each of its marks."""
+    node = shutil.which("node")
+    if node is None:
+        raise BenchError("node is not installed (the load generator needs Node.js 18 or later)")
+    spec = {"timeout_s": RUN_LIMIT - 10, **spec}
+    proc = await asyncio.create_subprocess_exec(
+        node, str(LOADGEN / "main.mjs"), json.dumps(spec),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, limit=1 << 20)
+    assert proc.stdout is not None and proc.stderr is not None
+    marks: dict[str, Sample] = {}
+    outcome: dict[str, Any] = {}
+    try:
+        async with asyncio.timeout(RUN_LIMIT):
+            async for line in proc.stdout:
+                event = json.loads(line)
+                if "mark" in event:
+                    marks[event["mark"]] = sample([served.pid, proc.pid])
+                else:
+                    outcome = event
+            stderr = (await proc.stderr.read()).decode(errors="replace")
+            await proc.wait()
+    except TimeoutError:
+        raise BenchError(f"the load generator ran past {RUN_LIMIT:g} s") from None
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+    if "result" not in outcome:
+        raise BenchError(outcome.get("error") or f"the load generator failed: {stderr[-500:]}")
+    result: Metrics = outcome["result"]
+    if "start" in marks and "end" in marks:
+        first, last = marks["start"], marks["end"]
+        result |= cpu_shares(first, last, served.pid, cpu_share(first, last, proc.pid))
+    return result, marks
+
+
+# -- wrk ------------------------------------------------------------------------------
+_WRK_RATE = re.compile(r"^Requests/sec:\s+([\d.]+)", re.M)
+_WRK_P99 = re.compile(r"^\s+99%\s+([\d.]+)(us|ms|s)\s*$", re.M)
+_WRK_ERRORS = re.compile(
+    r"Non-2xx or 3xx responses: (\d+)"
+    r"|Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)")
+_TO_MS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
+
+
+def parse_wrk(output: str) -> Metrics:
+    """Requests per second, p99 (ms) and errors from the output of ``wrk --latency``."""
+    rate, p99 = _WRK_RATE.search(output), _WRK_P99.search(output)
+    if rate is None or p99 is None:
+        raise BenchError(f"unexpected wrk output: {output[-300:]}")
+    errors = sum(int(n) for m in _WRK_ERRORS.finditer(output) for n in m.groups() if n)
+    return {"requests_per_s": float(rate.group(1)),
+            "p99_ms": float(p99.group(1)) * _TO_MS[p99.group(2)], "errors": errors}
+
+
+def run_measured(argv: list[str], limit: float) -> tuple[str, float]:
+    """Run ``argv`` to its end (killed past ``limit`` s): its output and CPU seconds."""
+    with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT) as proc:
+        timer = threading.Timer(limit, proc.kill)
+        timer.start()
+        assert proc.stdout is not None
+        output = proc.stdout.read().decode(errors="replace")
+        _, status, usage = os.wait4(proc.pid, 0)
+        timer.cancel()
+        proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise BenchError(f"{argv[0]} exited with {proc.returncode}: {output[-300:]}")
+    return output, usage.ru_utime + usage.ru_stime
+
+
+def raise_file_limit(needed: int) -> None:
+    """Raise the open-file limit to its hard maximum (children inherit it)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    if hard != resource.RLIM_INFINITY and hard < needed:
+        print(f"hubbub bench: warning: the open-file limit is {hard}, below the {needed} "
+              "some scenarios need", file=sys.stderr)
+
+
+def ensure_loadgen() -> None:
+    """Install the load generator's dependencies (npm ci) if they are missing."""
+    if (LOADGEN / "node_modules" / "ws").is_dir():
+        return
+    npm = shutil.which("npm")
+    if not (LOADGEN / "package.json").is_file() or npm is None:
+        raise BenchError(f"the load generator needs {LOADGEN} (a hubbub checkout) and npm")
+    print("hubbub bench: installing the load generator (npm ci)", file=sys.stderr, flush=True)
+    subprocess.run([npm, "ci", "--no-audit", "--no-fund", "--silent"], cwd=LOADGEN, check=True)

@@ -1,0 +1,243 @@
+"""The scenarios: what each one runs against which servers, and what it reports.
+
+A scenario's ``measure`` carries out one run against a started server and
+returns its figures; ``prepare`` (Rule 4 of :mod:`hubbub.bench`) loads the
+server once before its runs. Peers are added by ``benchmarks/suite.py``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import sys
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from .measure import (
+    LOADGEN,
+    RUN_LIMIT,
+    TOPIC,
+    BenchError,
+    Metrics,
+    Served,
+    Server,
+    cpu_shares,
+    drive,
+    parse_wrk,
+    run_measured,
+    sample,
+)
+
+HUB_DOORS = {
+    "ws": "/v1/ws", "sse": "/v1/topics/{topic}/events", "publish": "/v1/topics/{topic}",
+    "poll": "/v1/topics/{topic}/messages", "batch": "/v1/publish",
+}
+
+
+def hub(engine: str, config: str = "") -> Server:
+    """The hub on ``engine`` (``memory`` or ``sqlite``) with a TOML ``config``."""
+
+    def argv(port: int, scratch: Path) -> list[str]:
+        (scratch / "hubbub.toml").write_text(config)
+        store = "memory://" if engine == "memory" else f"sqlite:///{scratch / 'hub.db'}"
+        return [sys.executable, "-m", "hubbub", "serve", "--port", str(port),
+                "--store", store, "--config", str(scratch / "hubbub.toml")]
+
+    return Server(f"hubbub ({engine})", argv, HUB_DOORS)
+
+
+@dataclass(frozen=True, slots=True)
+class Size:
+    """How big and how long: the full suite, or ``--quick`` for a smoke test."""
+
+    fanout_n: tuple[int, ...] = (100, 1000)
+    sse_n: int = 1000
+    polls: int = 10_000
+    idle: int = 10_000
+    history: int = 1_000_000
+    warmup: float = 2.0
+    seconds: float = 5.0
+    latency_seconds: float = 4.0
+    settle: float = 3.0
+    runs: int = 3
+
+
+FULL = Size()
+QUICK = Size(fanout_n=(50,), sse_n=100, polls=500, idle=500, history=20_000, warmup=0.5,
+             seconds=1.0, latency_seconds=1.0, settle=1.0, runs=1)
+
+
+@dataclass(frozen=True, slots=True)
+class Metric:
+    """A figure a scenario reports: its key in a run's metrics, its label and unit."""
+
+    key: str
+    label: str
+    unit: str
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    """One repetition of a variant: the server, the variant's parameters, the sizes."""
+
+    served: Served
+    params: Mapping[str, Any]
+    size: Size
+
+
+@dataclass(frozen=True, slots=True)
+class Scenario:
+    """A scenario: the hub's own servers, the variants, and how one run measures."""
+
+    name: str
+    title: str
+    metrics: tuple[Metric, ...]
+    servers: Callable[[], list[Server]]
+    variants: Callable[[Size], list[tuple[str, dict[str, Any]]]]
+    measure: Callable[[Run], Awaitable[Metrics]]
+    #: Run once per server start before the measured runs (Rule 4).
+    prepare: Callable[[Run], Awaitable[None]] | None = None
+
+
+def _check(result: Metrics, *keys: str) -> None:
+    """Refuse a run in which something was lost, cut off or wrong."""
+    bad = {k: result[k] for k in keys if result.get(k)}
+    if bad:
+        raise BenchError("invalid run: " + ", ".join(f"{k}={v:g}" for k, v in bad.items()))
+
+
+# At most this many messages in flight while the fan-out publisher runs flat
+# out: a quarter of the hub's default subscriber buffer, the same for every
+# server, enough for each to reach its plateau (measured: 64 is not).
+FANOUT_WINDOW = 256
+FANOUT_CHECKS = ("closed", "publish_errors", "mismatches", "undelivered")
+
+
+def _fanout_spec(run: Run, n: int) -> dict[str, Any]:
+    s = run.size
+    return {"mode": "fanout", "n": n, "size": 256, "window": FANOUT_WINDOW, "warmup": s.warmup,
+            "seconds": s.seconds, "latency_seconds": s.latency_seconds}
+
+
+async def _ws_fanout(run: Run) -> Metrics:
+    served = run.served
+    spec = _fanout_spec(run, run.params["n"])
+    spec |= {"dialect": served.server.dialect, "url": served.url("ws", "ws"), "topic": TOPIC}
+    result, _ = await drive(spec, served)
+    _check(result, *FANOUT_CHECKS)
+    return result
+
+
+async def _sse_fanout(run: Run) -> Metrics:
+    served = run.served
+    spec = _fanout_spec(run, run.size.sse_n)
+    spec |= {"sse_url": served.url("sse"), "publish_url": served.url("publish")}
+    result, _ = await drive(spec, served)
+    _check(result, *FANOUT_CHECKS)
+    return result
+
+
+async def _long_poll(run: Run) -> Metrics:
+    served = run.served
+    result, _ = await drive({
+        "mode": "longpoll", "n": run.size.polls, "size": 100, "settle": run.size.settle,
+        "poll_url": served.url("poll") + "?after=end&wait=30", "publish_url": served.url("publish"),
+        "timeout_ms": 30_000,
+    }, served)
+    _check(result, "early", "failed", "waiting")
+    return result
+
+
+async def _idle_ws(run: Run) -> Metrics:
+    served, n = run.served, run.size.idle
+    base = sample([served.pid])
+    result, marks = await drive({
+        "mode": "idle", "dialect": served.server.dialect, "url": served.url("ws", "ws"),
+        "topic": f"{TOPIC}.idle.", "n": n, "settle": run.size.settle, "hold": 1.0,
+    }, served)
+    _check(result, "closed")
+    held = marks["end"].rss_kb[served.pid]
+    return {"kb_per_conn": (held - base.rss_kb[served.pid]) / n,
+            "rss_mb": held / 1024, "connections": result["connections"]}
+
+
+async def _preload(run: Run) -> None:
+    served = run.served
+    result, _ = await drive({
+        "mode": "preload", "batch_url": served.url("batch"), "topic": TOPIC,
+        "count": run.size.history, "size": 256, "batch": 1000, "concurrency": 2,
+    }, served)
+    if result["messages"] != run.size.history:
+        raise BenchError(f"stored {result['messages']:g} of {run.size.history} messages")
+
+
+async def _history(run: Run) -> Metrics:
+    served, count = run.served, run.size.history
+    ws, _ = await drive({"mode": "replay-ws", "url": served.url("ws", "ws"), "topic": TOPIC,
+                         "count": count}, served)
+    poll, _ = await drive({"mode": "replay-poll", "poll_url": served.url("poll"), "count": count,
+                           "limit": 1000, "wait": 1}, served)
+    cpu = {k: ws[k] for k in ("server_cpu", "loadgen_cpu", "other_cpu")}
+    return {"ws_msgs_per_s": ws["messages_per_s"], "poll_msgs_per_s": poll["messages_per_s"],
+            **cpu}
+
+
+def _one(size: Size) -> list[tuple[str, dict[str, Any]]]:
+    return [("", {})]
+
+
+def _engines(config: str = "") -> Callable[[], list[Server]]:
+    return lambda: [hub("memory", config), hub("sqlite", config)]
+
+
+WRK_CONNECTIONS = 64
+
+
+async def _wrk_publish(run: Run) -> Metrics:
+    wrk = shutil.which("wrk")
+    if wrk is None:
+        raise BenchError("wrk is not installed (apt-get install wrk)")
+    served = run.served
+    argv = [wrk, "-t1", f"-c{WRK_CONNECTIONS}", "--latency", "--timeout", "10s",
+            "-s", str(LOADGEN / "publish.lua"), served.url("publish")]
+    await asyncio.to_thread(run_measured, [*argv, f"-d{max(1, round(run.size.warmup))}s"],
+                            RUN_LIMIT)
+    first = sample([served.pid])
+    output, cpu = await asyncio.to_thread(
+        run_measured, [*argv, f"-d{max(1, round(run.size.seconds))}s"], RUN_LIMIT)
+    last = sample([served.pid])
+    result = parse_wrk(output)
+    _check(result, "errors")
+    return result | cpu_shares(first, last, served.pid, cpu / (last.at - first.at))
+
+
+DELIVERIES = Metric("deliveries_per_s", "deliveries/s", "/s")
+P50, P99 = Metric("p50_ms", "p50", "ms"), Metric("p99_ms", "p99", "ms")
+
+SCENARIOS: dict[str, Scenario] = {s.name: s for s in [
+    Scenario("ws-fanout", "WebSocket fan-out, 1 publisher, 256-byte messages",
+             (DELIVERIES, replace(P50, label="p50 at half rate"),
+              replace(P99, label="p99 at half rate")),
+             lambda: [hub("memory")],
+             lambda size: [(f"N={n}", {"n": n}) for n in size.fanout_n], _ws_fanout),
+    Scenario("sse-fanout", "SSE fan-out, 1 publisher (HTTP), 256-byte messages",
+             (DELIVERIES, replace(P99, label="p99 at half rate")),
+             lambda: [hub("memory")],
+             lambda size: [(f"N={size.sse_n}", {})], _sse_fanout),
+    Scenario("http-publish", "HTTP publish, 100-byte JSON, keep-alive (wrk)",
+             (Metric("requests_per_s", "requests/s", "/s"), P99),
+             _engines(), _one, _wrk_publish),
+    Scenario("long-poll", "Long polls waiting, then one publish: wake-up latency",
+             (P50, P99, Metric("max_ms", "all answered", "ms")),
+             _engines(), lambda size: [(f"{size.polls} polls", {})], _long_poll),
+    Scenario("idle-ws", "Idle WebSocket connections, each subscribed to a topic",
+             (Metric("kb_per_conn", "memory/conn", "KB"),),
+             lambda: [hub("memory")], lambda size: [(f"{size.idle} conns", {})], _idle_ws),
+    Scenario("history", "Replay of stored messages from the start",
+             (Metric("ws_msgs_per_s", "over WebSocket", "msg/s"),
+              Metric("poll_msgs_per_s", "over long polling", "msg/s")),
+             _engines("[namespaces.bench]\nhistory_size = 0\n"),
+             lambda size: [(f"{size.history:,} msgs", {})], _history, prepare=_preload),
+]}

@@ -1,0 +1,98 @@
+"""``hubbub bench``: the parts that need no load, and one quick scenario end to end."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from hubbub import bench
+from hubbub.cli import main
+from tests.conftest import UNIT
+
+WRK_OUTPUT = """\
+Running 5s test @ http://127.0.0.1:8080/v1/topics/bench
+  1 threads and 64 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency     6.35ms    1.02ms  20.07ms   91.82%
+    Req/Sec    10.11k   420.21    10.64k    88.00%
+  Latency Distribution
+     50%    6.18ms
+     75%    6.49ms
+     90%    7.03ms
+     99%  950.00us
+  50303 requests in 5.00s, 11.52MB read
+Requests/sec:  10056.83
+Transfer/sec:      2.30MB
+"""
+
+
+def test_wrk_output_gives_rate_p99_and_errors() -> None:
+    """The rate, the p99 in milliseconds whatever wrk's unit, and no errors are read."""
+    assert bench.parse_wrk(WRK_OUTPUT) == {
+        "requests_per_s": 10056.83, "p99_ms": pytest.approx(0.95), "errors": 0}
+
+
+def test_wrk_errors_are_counted() -> None:
+    """Non-2xx answers and socket errors count as errors (a run with any is refused)."""
+    output = WRK_OUTPUT.replace(
+        "Requests/sec", "  Socket errors: connect 0, read 2, write 0, timeout 1\n"
+        "  Non-2xx or 3xx responses: 4\nRequests/sec")
+    assert bench.parse_wrk(output)["errors"] == 7
+
+
+def test_unexpected_wrk_output_is_an_error() -> None:
+    """Output without the figures is a BenchError, not a zero."""
+    with pytest.raises(bench.BenchError):
+        bench.parse_wrk("unable to connect to 127.0.0.1:1 Connection refused")
+
+
+def test_figure_is_median_with_min_and_max() -> None:
+    """A figure reads median (min-max) over the runs; no successful run reads failed."""
+    case = bench.CaseResult("ws-fanout", "N=100", "hubbub (memory)",
+                            runs=[{"deliveries_per_s": v} for v in (3000.0, 1000.0, 2000.0)])
+    metric = bench.SCENARIOS["ws-fanout"].metrics[0]
+    assert bench.figure(case, metric) == "2,000 (1,000-3,000)"
+    assert bench.figure(bench.CaseResult("ws-fanout", "N=100", "x"), metric) == "failed"
+
+
+def test_summary_lists_every_figure_and_failure() -> None:
+    """The summary has a row per figure of the scenario and names failed runs with why."""
+    ok = bench.CaseResult("idle-ws", "10000 conns", "hubbub (memory)", runs=[{"kb_per_conn": 12.5}])
+    bad = bench.CaseResult("idle-ws", "10000 conns", "peer", errors=["the server exited"])
+    text = bench.summary([ok, bad])
+    assert "| idle-ws " in text and "12.5" in text
+    assert "- idle-ws 10000 conns peer: the server exited" in text
+
+
+def test_unknown_scenario_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    """An unknown scenario exits 2 and names the known ones; nothing runs."""
+    assert main(["bench", "no-such-scenario"]) == 2
+    assert "ws-fanout" in capsys.readouterr().err
+
+
+needs_node = pytest.mark.skipif(
+    shutil.which("node") is None or shutil.which("npm") is None,
+    reason="the load generator needs Node.js and npm")
+
+
+@pytest.mark.slow
+@needs_node
+def test_quick_ws_fanout_runs_end_to_end(tmp_path: Path) -> None:
+    """`hubbub bench ws-fanout --quick` runs the hub and the load generator and reports."""
+    out = tmp_path / "runs.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "hubbub", "bench", "ws-fanout", "--quick", "--json", str(out)],
+        capture_output=True, text=True, timeout=120 * UNIT, env={**os.environ},
+    )
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    assert "deliveries/s" in proc.stdout
+    (case,) = json.loads(out.read_text())
+    (run,) = case["runs"]
+    assert case["server"] == "hubbub (memory)" and run["deliveries_per_s"] > 0
+    assert 0 < run["p50_ms"] <= run["p99_ms"]
