@@ -127,6 +127,10 @@ def _receipt(result: AppendResult) -> dict[str, Any]:
     return out
 
 
+def _too_large(limit: int) -> PayloadTooLarge:
+    return PayloadTooLarge(f"body is larger than {limit} bytes", field="body")
+
+
 async def read_body(request: Request, limit: int) -> bytes:
     """The request body, refused with 413 as soon as it passes ``limit`` bytes.
 
@@ -135,16 +139,15 @@ async def read_body(request: Request, limit: int) -> bytes:
     ``limit`` bytes of memory.
     """
     declared = request.headers.get("content-length", "")
-    too_large = PayloadTooLarge(f"body is larger than {limit} bytes", field="body")
     if declared.isdigit() and int(declared) > limit:
-        raise too_large
+        raise _too_large(limit)
     chunks: list[bytes] = []
     size = 0
     try:
         async for chunk in request.stream():
             size += len(chunk)
             if size > limit:
-                raise too_large
+                raise _too_large(limit)
             chunks.append(chunk)
     except ClientDisconnect:
         raise InvalidRequest("client went away before the body ended", field="body") from None
