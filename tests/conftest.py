@@ -1,9 +1,15 @@
 """Shared fixtures: a real hub on a real socket, over every engine.
 
 ``hub_server`` runs uvicorn in the test's event loop on a free loopback port,
-once per engine (``memory``, ``sqlite``): transport tests talk to it with real
-clients (httpx, httpx-sse, websockets). ``spawn_hub`` starts ``hubbub serve``
-as a separate process, for tests that kill it.
+once per engine (``memory``, ``sqlite``, ``redis``): transport tests talk to it
+with real clients (httpx, httpx-sse, websockets). ``spawn_hub`` starts
+``hubbub serve`` as a separate process, for tests that kill it.
+
+The redis engine runs against a ``redis-server`` that the tests start
+themselves on a free port (:class:`RedisServer`, one for the whole session,
+started on first use); every store gets a key prefix of its own, so tests
+share the server but nothing else. Without ``redis-server`` on the PATH the
+redis runs are skipped.
 """
 
 from __future__ import annotations
@@ -11,11 +17,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +39,8 @@ from hubbub.transports.app import create_app
 
 #: Timeouts in tests are multiples of this unit; raise HUBBUB_TEST_UNIT on slow machines.
 UNIT = float(os.environ.get("HUBBUB_TEST_UNIT", "1.0"))
-ENGINES = ["memory", "sqlite"]
+ENGINES = ["memory", "sqlite", "redis"]
+REDIS_SERVER = shutil.which("redis-server")
 
 
 def free_port() -> int:
@@ -39,11 +49,83 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+class RedisServer:
+    """A ``redis-server`` child process on a loopback port, with its files in ``dir``.
+
+    ``persist`` turns on the append-only file with an fsync per write
+    (``appendfsync always``): what a Redis must run with for acknowledged
+    publishes to survive a crash of Redis itself.
+    """
+
+    def __init__(self, dir: Path, *, port: int | None = None, persist: bool = False) -> None:
+        self.dir, self.port, self.persist = dir, port or free_port(), persist
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def store(self, prefix: str | None = None) -> str:
+        """A store URL with a fresh (or the given) key prefix."""
+        return f"{self.url}?prefix={prefix or 't' + uuid.uuid4().hex[:12]}"
+
+    def start(self) -> RedisServer:
+        if REDIS_SERVER is None:
+            pytest.skip("redis-server is not installed")
+        aof = ["--appendonly", "yes", "--appendfsync", "always"] if self.persist else [
+            "--appendonly", "no"]
+        self.proc = subprocess.Popen(
+            [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--dir", str(self.dir), "--logfile", "redis.log", *aof],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10 * UNIT
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"redis-server exited; see {self.dir}/redis.log")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1) as s:
+                    s.sendall(b"PING\r\n")
+                    if s.recv(64).startswith(b"+PONG"):
+                        return self
+            except OSError:
+                pass
+            time.sleep(0.02)
+        raise TimeoutError("redis-server did not start")
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        """Stop the server (SIGKILL: a crash) and wait for it."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            self.proc.wait(10)
+        self.proc = None
+
+
+_session_redis: RedisServer | None = None
+
+
+def session_redis() -> RedisServer:
+    """The session's shared redis-server, started on first use (stopped at session end)."""
+    global _session_redis
+    if _session_redis is None:
+        _session_redis = RedisServer(Path(tempfile.mkdtemp(prefix="hubbub-redis-"))).start()
+    return _session_redis
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _stop_session_redis() -> Iterator[None]:
+    yield
+    if _session_redis is not None:
+        _session_redis.stop()
+        shutil.rmtree(_session_redis.dir, ignore_errors=True)
+
+
 def store_url(engine: str, tmp_path: Path) -> str:
     if engine == "memory":
         return "memory://"
     if engine == "sqlite":
         return f"sqlite:///{tmp_path / 'hub.db'}"
+    if engine == "redis":
+        return session_redis().store()
     raise ValueError(engine)
 
 
@@ -99,8 +181,16 @@ def config() -> Config:
     return Config()
 
 
+#: Test modules of features the redis engine does not have yet.
+NOT_ON_REDIS = ("groups",)
+
+
 @pytest.fixture
-async def hub_server(engine: str, tmp_path: Path, config: Config) -> AsyncIterator[HubServer]:
+async def hub_server(
+    engine: str, tmp_path: Path, config: Config, request: pytest.FixtureRequest
+) -> AsyncIterator[HubServer]:
+    if engine == "redis" and any(f in request.module.__name__ for f in NOT_ON_REDIS):
+        pytest.skip("consumer groups are not available on the redis engine yet")
     srv = await start_server(store_url(engine, tmp_path), config)
     try:
         yield srv

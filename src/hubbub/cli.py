@@ -85,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (%(default)s)")
     serve.add_argument("--port", type=_port, default=8080, help="port (%(default)s)")
     serve.add_argument("--store", default=DEFAULT_STORE, metavar="URL",
-                       help="sqlite:///PATH or memory:// (%(default)s)")
+                       help="sqlite:///PATH, memory:// or redis://HOST:PORT/DB (%(default)s)")
     serve.add_argument("--config", type=Path, metavar="FILE", help="a hubbub.toml file")
     serve.add_argument("--log-level", default="warning",
                        choices=["critical", "error", "warning", "info", "debug"])

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -14,9 +13,8 @@ from hubbub.core import Gap, Hub, PublishItem
 from hubbub.engines import open_engine
 from hubbub.errors import GapError, InvalidCursor, InvalidRequest, SlowConsumer, Unavailable
 from hubbub.message import Message
-from tests.conftest import UNIT
+from tests.conftest import ENGINES, UNIT, store_url
 
-ENGINES = ["memory"] + (["sqlite"] if importlib.util.find_spec("hubbub.engines.sqlite") else [])
 SMALL = Config.from_dict(
     {"namespaces": {"small": {"history_size": 3}, "eph": {"ephemeral": True}}}
 )
@@ -24,7 +22,7 @@ SMALL = Config.from_dict(
 
 @pytest.fixture(params=ENGINES)
 async def hub(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Hub]:
-    url = "memory://" if request.param == "memory" else f"sqlite:///{tmp_path}/hub.db"
+    url = store_url(request.param, tmp_path)
     h = Hub(open_engine(url), SMALL)
     await h.start()
     try:

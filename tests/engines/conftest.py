@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import os
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any, ParamSpec, Protocol, TypeVar
@@ -18,12 +19,14 @@ import pytest
 
 from hubbub.engines.base import AppendRequest, Engine
 from hubbub.engines.memory import MemoryEngine
+from hubbub.engines.redis import RedisEngine
 from hubbub.engines.sqlite import SQLiteEngine
 from hubbub.message import JSON
+from tests.conftest import NOT_ON_REDIS, session_redis
 
 #: Timeouts are multiples of this unit; raise HUBBUB_TEST_UNIT on slow machines.
 UNIT = float(os.environ.get("HUBBUB_TEST_UNIT", "1.0"))
-ENGINES = ["memory", "sqlite"]
+ENGINES = ["memory", "sqlite", "redis"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -60,12 +63,20 @@ def engine_name(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def make_engine(engine_name: str, tmp_path: Path) -> MakeEngine:
-    """Make a not yet opened engine; for sqlite every call is the same store file."""
+def make_engine(engine_name: str, tmp_path: Path, request: pytest.FixtureRequest) -> MakeEngine:
+    """Make a not yet opened engine; for sqlite and redis every call is the same store.
+
+    Each redis test gets a key prefix of its own on the session's redis-server.
+    """
+    if engine_name == "redis" and any(f in request.module.__name__ for f in NOT_ON_REDIS):
+        pytest.skip("consumer groups are not available on the redis engine yet")
+    prefix = "t" + uuid.uuid4().hex[:12]
 
     def make(**kw: Any) -> Engine:
         if engine_name == "memory":
             return MemoryEngine(**kw)
+        if engine_name == "redis":
+            return RedisEngine(session_redis().url, prefix=prefix, **kw)
         return SQLiteEngine(str(tmp_path / "store" / "hub.db"), **kw)
 
     return make

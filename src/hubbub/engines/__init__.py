@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from urllib.parse import parse_qs, urlparse
 
 from .base import Engine
@@ -14,6 +15,9 @@ def open_engine(url: str) -> Engine:
     slashes, then a relative path, or four for an absolute one) is the embedded
     durable store; ``?synchronous=full`` makes its commits survive power loss
     too (the default, ``normal``, survives a crash of the process).
+    ``redis://[:PASSWORD@]HOST:PORT/DB`` (or ``rediss://`` for TLS) keeps the
+    logs in Redis, shared by every node that names the same Redis and
+    ``?prefix=`` (default ``hubbub``); see ``docs/cluster.md``.
 
     Raises:
         ValueError: the URL names no known engine.
@@ -35,4 +39,15 @@ def open_engine(url: str) -> Engine:
         if options or sync not in ("NORMAL", "FULL"):
             raise ValueError("sqlite store URL takes only ?synchronous=normal|full")
         return SQLiteEngine(path, synchronous=sync)
-    raise ValueError(f"unknown store URL {url!r}: use memory:// or sqlite:///PATH")
+    if scheme in ("redis", "rediss"):
+        from .redis import RedisEngine
+
+        parsed = urlparse(url)
+        query = parse_qs(parsed.query, keep_blank_values=True)
+        prefix = query.pop("prefix", ["hubbub"])[-1]
+        if re.fullmatch(r"[\w.:-]{1,64}", prefix, re.ASCII) is None:
+            raise ValueError("redis store URL: ?prefix= takes 1-64 of A-Z a-z 0-9 _ . : -")
+        rest = "&".join(f"{k}={v}" for k, vs in query.items() for v in vs)
+        return RedisEngine(parsed._replace(query=rest).geturl(), prefix=prefix)
+    raise ValueError(
+        f"unknown store URL {url!r}: use memory://, sqlite:///PATH or redis://HOST:PORT/DB")
