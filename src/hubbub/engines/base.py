@@ -17,10 +17,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Final, Literal, Protocol
 
 from ..leases import Outcome
 from ..message import Message
+
+#: How long an idempotency key dedups a retried append (24 hours).
+DEFAULT_KEY_TTL_MS: Final = 24 * 3600 * 1000
 
 #: Called with committed messages, in seq order.
 Listener = Callable[[Sequence[Message]], None]

@@ -27,6 +27,7 @@ from ..leases import (
 )
 from ..message import JSON, Message
 from .base import (
+    DEFAULT_KEY_TTL_MS,
     AppendRequest,
     AppendResult,
     Claim,
@@ -37,8 +38,6 @@ from .base import (
     Retention,
     TopicInfo,
 )
-
-DEFAULT_KEY_TTL_MS = 24 * 3600 * 1000
 
 
 @dataclass(slots=True)

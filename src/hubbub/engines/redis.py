@@ -93,6 +93,7 @@ from ..leases import Outcome
 from ..message import Message
 from . import redis_scripts as lua
 from .base import (
+    DEFAULT_KEY_TTL_MS,
     AppendRequest,
     AppendResult,
     Claim,
@@ -105,7 +106,6 @@ from .base import (
 from .redis_feed import ErrorListener, Feed
 from .redis_wire import ctype, message, topic_info, unavailable
 
-DEFAULT_KEY_TTL_MS: Final = 24 * 3600 * 1000
 #: Most messages, and bytes of data, one append script takes when it groups
 #: several calls (bounds script time and the fan-out frame).
 MAX_GROUP: Final = 1000

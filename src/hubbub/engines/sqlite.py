@@ -75,6 +75,7 @@ from ..leases import Outcome, parse_lease_id
 from ..message import Message
 from . import sqlite_groups as groups
 from .base import (
+    DEFAULT_KEY_TTL_MS,
     AppendRequest,
     AppendResult,
     Claim,
@@ -85,7 +86,6 @@ from .base import (
     TopicInfo,
 )
 
-DEFAULT_KEY_TTL_MS: Final = 24 * 3600 * 1000
 #: Most requests one group transaction takes (bounds commit latency and memory).
 MAX_GROUP: Final = 4096
 #: read_seq over more topics than this walks seq order instead of merging per topic.
