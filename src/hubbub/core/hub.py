@@ -126,9 +126,7 @@ class Hub:
         await self.engine.open()
         self.engine.add_listener(self.fanout.publish)
         # An engine whose live feed can break (redis: its pub/sub link) says so.
-        add_error_listener = getattr(self.engine, "add_error_listener", None)
-        if add_error_listener is not None:
-            add_error_listener(self.fail_subscriptions)
+        self.engine.add_error_listener(self.fail_subscriptions)
         self._trimmer = asyncio.create_task(self._trim_forever(), name="hubbub-trim")
         self._started = True
 

@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Final, Literal, Protocol
 
+from ..errors import HubbubError
 from ..leases import Outcome
 from ..message import Message
 
@@ -27,6 +28,8 @@ DEFAULT_KEY_TTL_MS: Final = 24 * 3600 * 1000
 
 #: Called with committed messages, in seq order.
 Listener = Callable[[Sequence[Message]], None]
+#: Called with the error when live delivery may have missed messages.
+ErrorListener = Callable[[HubbubError], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,6 +195,11 @@ class Engine(Protocol):
 
     def add_listener(self, listener: Listener) -> None:
         """Call ``listener`` with every batch of committed messages, in seq order."""
+
+    def add_error_listener(self, listener: ErrorListener) -> None:
+        """Call ``listener`` whenever listeners may have missed messages (a
+        broken link to a shared store); live subscribers must then resume from
+        the store. Engines whose feed cannot break never call it."""
 
     # -- consumer groups (rules in hubbub.leases) ---------------------------------
 

@@ -32,6 +32,7 @@ from .base import (
     AppendResult,
     Claim,
     EpochInfo,
+    ErrorListener,
     GroupInfo,
     Lease,
     Listener,
@@ -214,6 +215,9 @@ class MemoryEngine:
 
     def add_listener(self, listener: Listener) -> None:
         self._listeners.append(listener)
+
+    def add_error_listener(self, listener: ErrorListener) -> None:
+        return None  # this engine's feed is in-process: it cannot break
 
     # -- consumer groups ---------------------------------------------------------
 

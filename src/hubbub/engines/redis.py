@@ -98,12 +98,13 @@ from .base import (
     AppendResult,
     Claim,
     EpochInfo,
+    ErrorListener,
     GroupInfo,
     Listener,
     Retention,
     TopicInfo,
 )
-from .redis_feed import ErrorListener, Feed
+from .redis_feed import Feed
 from .redis_wire import ctype, message, topic_info, unavailable
 
 #: Most messages, and bytes of data, one append script takes when it groups

@@ -25,13 +25,11 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from ..cursor import new_epoch
 from ..errors import HubbubError, Unavailable
 from ..message import Message
-from .base import Listener
+from .base import ErrorListener, Listener
 from .redis_wire import decode_frame
 
 log = logging.getLogger("hubbub.redis")
 
-#: Called when live listeners may have missed messages (the hub fails its subscriptions).
-ErrorListener = Callable[[HubbubError], None]
 #: Messages per read while catching up from the streams.
 FILL_PAGE: Final = 1000
 _BACKOFF: Final = (0.05, 2.0)

@@ -80,6 +80,7 @@ from .base import (
     AppendResult,
     Claim,
     EpochInfo,
+    ErrorListener,
     GroupInfo,
     Listener,
     Retention,
@@ -236,6 +237,9 @@ class SQLiteEngine:
 
     def add_listener(self, listener: Listener) -> None:
         self._listeners.append(listener)
+
+    def add_error_listener(self, listener: ErrorListener) -> None:
+        return None  # this engine's feed is in-process: it cannot break
 
     # -- writing (event loop) -------------------------------------------
 
