@@ -389,3 +389,21 @@ async def test_listener_order_under_concurrent_appends(engine: Engine) -> None:
     assert rec.seqs == seqs == list(range(seqs[0], seqs[0] + 200))
     assert all(call for call in rec.calls)
     assert await engine.head_seq() == seqs[-1]
+
+
+@bounded(30)
+async def test_a_full_topic_keeps_exactly_its_newest_messages(engine: Engine) -> None:
+    """Trimmed on every append for thousands of appends, a topic keeps its newest N,
+    readable by offset and by seq, with the trim point just before them."""
+    for start in range(0, 3000, 100):
+        await engine.append(
+            [req("full.t", i, max_messages=10) for i in range(start, start + 100)], now=1
+        )
+    info = await engine.topic("full.t")
+    assert info is not None
+    assert (info.first_offset, info.last_offset, info.trim_offset) == (2991, 3000, 2990)
+    by_offset = await engine.read("full.t", 2994, 100)
+    assert [m.offset for m in by_offset] == list(range(2995, 3001))
+    by_seq = await engine.read_seq(["full.t"], 0, 100)
+    assert [m.offset for m in by_seq] == list(range(2991, 3001))
+    assert [m.offset for m in await engine.read("full.t", 0, 1)] == [2991]

@@ -43,18 +43,26 @@ from .base import (
 
 @dataclass(slots=True)
 class _Log:
+    """One topic's log. Retained messages are ``buf[head:]``: trimming moves
+    ``head`` and compacts the list only now and then, so a full topic does not
+    shift its whole history on every append."""
+
     name: str
     epoch: str
     start_seq: int
     created: int
-    messages: list[Message] = field(default_factory=list)
+    buf: list[Message] = field(default_factory=list)
+    head: int = 0
     last_offset: int = 0
     last_seq: int = 0
     trim_offset: int = 0
     trim_seq: int = 0
 
+    def __len__(self) -> int:
+        return len(self.buf) - self.head
+
     def info(self) -> TopicInfo:
-        first = self.messages[0].offset if self.messages else self.last_offset + 1
+        first = self.buf[self.head].offset if len(self) else self.last_offset + 1
         return TopicInfo(
             self.name, self.epoch, first, self.last_offset, self.last_seq, self.start_seq,
             self.trim_offset, self.trim_seq, self.created,
@@ -62,18 +70,35 @@ class _Log:
 
     def at(self, offset: int) -> Message | None:
         """The retained message at ``offset``, if any."""
-        if not self.messages:
+        if not len(self):
             return None
-        i = offset - self.messages[0].offset
-        return self.messages[i] if 0 <= i < len(self.messages) else None
+        i = self.head + offset - self.buf[self.head].offset
+        return self.buf[i] if self.head <= i < len(self.buf) else None
+
+    def after_offset(self, offset: int, limit: int) -> list[Message]:
+        if not len(self):
+            return []
+        start = self.head + max(0, offset + 1 - self.buf[self.head].offset)
+        return self.buf[start : start + limit]
+
+    def after_seq(self, seq: int, limit: int) -> list[Message]:
+        i = bisect.bisect_right(self.buf, seq, lo=self.head, key=lambda m: m.seq)
+        return self.buf[i : i + limit]
+
+    def older_than(self, cutoff: int) -> int:
+        """How many retained messages are older than ``cutoff`` (ms)."""
+        return bisect.bisect_left(self.buf, cutoff, lo=self.head, key=lambda m: m.time) - self.head
 
     def trim_to(self, keep_from: int) -> int:
-        """Drop the first ``keep_from`` messages; returns how many were dropped."""
+        """Drop the first ``keep_from`` retained messages; returns how many were dropped."""
         if keep_from <= 0:
             return 0
-        dropped = self.messages[keep_from - 1]
+        dropped = self.buf[self.head + keep_from - 1]
         self.trim_offset, self.trim_seq = dropped.offset, dropped.seq
-        del self.messages[:keep_from]
+        self.head += keep_from
+        if self.head >= 1024 and self.head * 2 >= len(self.buf):
+            del self.buf[: self.head]
+            self.head = 0
         return keep_from
 
 
@@ -134,9 +159,9 @@ class MemoryEngine:
                 req.topic, log.epoch, log.last_offset, self._seq, now,
                 os.urandom(8).hex(), req.data, req.content_type,
             )
-            log.messages.append(msg)
-            if req.max_messages is not None and len(log.messages) > req.max_messages:
-                log.trim_to(len(log.messages) - req.max_messages)
+            log.buf.append(msg)
+            if req.max_messages is not None and len(log) > req.max_messages:
+                log.trim_to(len(log) - req.max_messages)
             if req.key is not None:
                 self._keys[(req.topic, req.key)] = (msg, now)
             results.append(AppendResult(msg))
@@ -159,11 +184,9 @@ class MemoryEngine:
 
     async def read(self, topic: str, after_offset: int, limit: int) -> list[Message]:
         log = self._logs.get(topic)
-        if log is None or not log.messages or limit <= 0:
+        if log is None or limit <= 0:
             return []
-        first = log.messages[0].offset
-        start = max(0, after_offset + 1 - first)
-        return log.messages[start : start + limit]
+        return log.after_offset(after_offset, limit)
 
     async def read_seq(
         self, topics: Sequence[str] | None, after_seq: int, limit: int
@@ -173,9 +196,7 @@ class MemoryEngine:
         ]
         out: list[Message] = []
         for log in logs:
-            msgs = log.messages
-            i = bisect.bisect_right(msgs, after_seq, key=lambda m: m.seq)
-            out.extend(msgs[i : i + limit])
+            out.extend(log.after_seq(after_seq, limit))
         out.sort(key=lambda m: m.seq)
         return out[:limit]
 
@@ -203,10 +224,10 @@ class MemoryEngine:
             r = retention(log.name)
             drop = 0
             if r.max_messages is not None:
-                drop = max(drop, len(log.messages) - r.max_messages)
+                drop = max(drop, len(log) - r.max_messages)
             if r.max_age_ms is not None:
                 cutoff = now - r.max_age_ms
-                drop = max(drop, bisect.bisect_left(log.messages, cutoff, key=lambda m: m.time))
+                drop = max(drop, log.older_than(cutoff))
             removed += log.trim_to(drop)
         expired = [k for k, (_, t) in self._keys.items() if now - t >= self._key_ttl_ms]
         for k in expired:
