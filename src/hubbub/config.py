@@ -19,6 +19,7 @@ Example ``hubbub.toml``::
 
 from __future__ import annotations
 
+import functools
 import re
 import tomllib
 from dataclasses import dataclass, field, fields, replace
@@ -67,6 +68,16 @@ class NamespaceConfig:
         )
 
 
+#: The namespace of request-reply inboxes (:mod:`hubbub.core.requests`).
+INBOX = "_inbox"
+
+
+@functools.cache
+def _inbox_defaults(defaults: NamespaceConfig) -> NamespaceConfig:
+    """Inboxes, unless configured, keep one reply for a minute: a caller reads it live."""
+    return replace(defaults, history_size=1, history_age=60.0)
+
+
 @dataclass(frozen=True, slots=True)
 class ServerConfig:
     buffer: int = 1024
@@ -84,7 +95,11 @@ class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
 
     def for_topic(self, topic: str) -> NamespaceConfig:
-        return self.namespaces.get(namespace(topic), self.defaults)
+        ns = namespace(topic)
+        found = self.namespaces.get(ns)
+        if found is not None:
+            return found
+        return _inbox_defaults(self.defaults) if ns == INBOX else self.defaults
 
     def retention(self, topic: str) -> Retention:
         return self.for_topic(topic).retention

@@ -20,9 +20,11 @@ The tree::
     │   ├── NotFound              no such thing (404)
     │   ├── Conflict              the request conflicts with state (409)
     │   │   └── GapError          history was lost past the cursor (409)
+    │   ├── Expired               a reply came after its request's deadline (410)
     │   ├── PayloadTooLarge       message or frame over the limit (413)
     │   └── UnsupportedMediaType  (415)
     ├── Unavailable               the store cannot be reached; retry later (503)
+    ├── GatewayTimeout            no responder replied to a request in time (504)
     ├── SlowConsumer              a subscriber fell too far behind its buffer
     └── UsageError                the caller misused the Python API (a bug
                                   in the calling code, never sent to peers)
@@ -117,6 +119,12 @@ class GapError(Conflict):
     code = "gap"
 
 
+class Expired(PeerError):
+    """A reply to a request whose deadline has passed; nothing was stored."""
+
+    code = "request-expired"
+
+
 class PayloadTooLarge(PeerError):
     code = "payload-too-large"
 
@@ -127,6 +135,13 @@ class UnsupportedMediaType(PeerError):
 
 class Unavailable(HubbubError):
     code = "unavailable"
+    temporary = True
+
+
+class GatewayTimeout(HubbubError):
+    """No responder replied to a request before its timeout."""
+
+    code = "timeout"
     temporary = True
 
 

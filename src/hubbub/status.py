@@ -26,9 +26,11 @@ TABLE: list[tuple[type[errors.HubbubError], int, str, int]] = [
     (errors.Forbidden, 403, "Forbidden", 4403),
     (errors.NotFound, 404, "Not found", 4404),
     (errors.Conflict, 409, "Conflict", 4409),
+    (errors.Expired, 410, "Request expired", 4410),
     (errors.PayloadTooLarge, 413, "Payload too large", 1009),
     (errors.UnsupportedMediaType, 415, "Unsupported media type", 1003),
     (errors.Unavailable, 503, "Service unavailable", 1013),
+    (errors.GatewayTimeout, 504, "Gateway timeout", 4504),
     (errors.SlowConsumer, 503, "Slow consumer", 4008),
 ]
 

@@ -37,6 +37,7 @@ from ..message import JSON, Message
 from ..topics import TopicFilter, validate_pattern, validate_topic
 from .fanout import FanOut
 from .groups import Groups
+from .requests import Requests
 from .subscription import Event, Gap, Position, Subscription
 
 _KEY_RE = re.compile(r"[\x21-\x7e]{1,200}")
@@ -112,6 +113,7 @@ class Hub:
             lambda patterns, after: self.subscribe(patterns, after, buffer=64),
             self.now,
         )
+        self.requests = Requests(self)
 
     def now(self) -> int:
         """Milliseconds since the Unix epoch."""

@@ -84,7 +84,7 @@ def create_app(
     Returns:
         A Starlette application; its hub is ``app.state.hub``.
     """
-    from . import groups, http, sse, ws
+    from . import groups, http, requests, sse, ws
 
     hub = store if isinstance(store, Hub) else Hub(open_engine(store), config)
 
@@ -96,7 +96,7 @@ def create_app(
         finally:
             await hub.stop()
 
-    routes = [*http.routes, *sse.routes, *groups.routes]
+    routes = [*http.routes, *sse.routes, *groups.routes, *requests.routes]
     if websocket:
         routes.extend(ws.routes)
     app = Starlette(

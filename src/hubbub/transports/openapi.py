@@ -36,9 +36,12 @@ _STATUS_TEXT = {
     404: "No such topic, group or route",
     409: "History was lost past the cursor (the problem carries the range and a cursor "
          "to continue from knowingly); or a group exists for other topics; or no lease "
-         "of a settle was settled (the problem carries each id's outcome in results)",
+         "of a settle was settled (the problem carries each id's outcome in results); "
+         "or a request was already answered",
+    410: "A reply after its request's deadline; nothing stored",
     413: "Body larger than the namespace's max_message_size",
     503: "The store cannot be reached or the hub is shutting down; retry later",
+    504: "No reply to the request within its timeout",
 }
 
 _SCHEMAS: dict[str, Any] = {
@@ -363,6 +366,21 @@ _PATHS: dict[str, Any] = {
         ("extend", "Extend leases to lease seconds from now", {
             "lease": {"type": "number", "minimum": 0.1, "maximum": 43200, "default": 30}}),
     ]},
+    "/v1/requests/{topic}": {"parameters": [_ref("Topic", "parameters")], "post": {
+        "summary": "Publish a request and wait for one reply (docs/requests.md)",
+        "parameters": [{"name": "timeout", "in": "query", "schema": {
+            "type": "number", "exclusiveMinimum": 0, "maximum": 60, "default": 5}}],
+        "requestBody": {"required": True, "content": {"*/*": {"schema": {}}}},
+        "responses": {"200": _json(_ref("Message"), "The first reply"),
+                      **_problems(400, 413, 503, 504)}}},
+    "/v1/replies/{request}": {"parameters": [
+        {"name": "request", "in": "path", "required": True,
+         "schema": {"type": "string", "pattern": r"^(0|[1-9][0-9]{0,15})\.[0-9a-f]{32}$"}}],
+        "post": {
+            "summary": "Reply to a request (only the first reply is stored)",
+            "requestBody": {"required": True, "content": {"*/*": {"schema": {}}}},
+            "responses": {"201": _json(_ref("Receipt"), "Stored for the caller"),
+                          **_problems(400, 409, 410, 413, 503)}}},
     "/healthz": {"get": {"summary": "Liveness",
                          "responses": {"200": _json(_ref("Status"), "The process answers")}}},
     "/readyz": {"get": {"summary": "Readiness", "responses": {

@@ -1,0 +1,66 @@
+"""Request-reply in the core (``hub.requests``), with no server: the Python API's rules."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+
+from hubbub.config import Config
+from hubbub.core import Hub
+from hubbub.core.requests import parse_request_id
+from hubbub.engines import open_engine
+from hubbub.errors import Conflict, Expired, GatewayTimeout, InvalidRequest
+from tests.conftest import UNIT
+
+
+@pytest.fixture
+async def hub() -> AsyncIterator[Hub]:
+    async with Hub(open_engine("memory://"), Config()) as h:
+        yield h
+
+
+async def test_group_worker_answers_and_the_caller_gets_the_reply(hub: Hub) -> None:
+    """A worker takes the envelope through a group, replies and acks; the caller gets it."""
+    assert await hub.groups.pull("w", ["svc.add"]) == []
+
+    async def worker() -> None:
+        (lease,) = await hub.groups.pull("w", wait=5 * UNIT)
+        env = lease.message.value()
+        assert set(env) == {"request", "deadline", "data"}
+        await hub.requests.reply(env["request"], b"%d" % (env["data"]["a"] + env["data"]["b"]))
+        await hub.groups.ack("w", [lease.lease_id])
+
+    async with asyncio.timeout(10 * UNIT):
+        task = asyncio.create_task(worker())
+        reply = await hub.requests.request("svc.add", b'{"a": 2, "b": 3}', timeout=5 * UNIT)
+        await task
+    assert reply.value() == 5 and reply.topic.startswith("_inbox.")
+    # inboxes keep one message for a minute unless configured otherwise
+    assert hub.config.for_topic(reply.topic).history_size == 1
+
+
+async def test_timeout_expiry_and_duplicates(hub: Hub) -> None:
+    """No reply: GatewayTimeout; then a reply is Expired; a second reply is a Conflict."""
+    async with asyncio.timeout(5 * UNIT):
+        with pytest.raises(GatewayTimeout):
+            await hub.requests.request("svc.none", b"1", timeout=0.1)
+    page = await hub.poll(["svc.none"])
+    request_id = page.messages[0].value()["request"]
+    with pytest.raises(Expired):
+        await hub.requests.reply(request_id, b"1")
+    live = f"{hub.now() + 60_000}.{'ab' * 16}"
+    await hub.requests.reply(live, b"1")
+    with pytest.raises(Conflict):
+        await hub.requests.reply(live, b"2")
+    assert [m.value() for m in (await hub.poll([parse_request_id(live)[1]])).messages] == [1]
+
+
+@pytest.mark.parametrize("timeout", [0, -1, 61, float("nan"), True])
+async def test_bad_timeout_publishes_nothing(hub: Hub, timeout: float) -> None:
+    """A timeout out of (0, max_wait] is refused before anything is published."""
+    with pytest.raises(InvalidRequest) as info:
+        await hub.requests.request("svc.t", b"1", timeout=timeout)
+    assert info.value.field == "timeout"
+    assert (await hub.poll(["svc.t"])).messages == []

@@ -1,0 +1,199 @@
+"""Request-reply over HTTP, on a real server: every caller gets its own reply, in time or 504.
+
+Workers read requests either through a consumer group (not on the redis
+engine yet) or by polling the request topic; bad replies change nothing, which
+is checked by reading the inbox topics afterwards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import time
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import UNIT
+
+HEX = "0123456789abcdef" * 2
+
+
+def problem(r: httpx.Response, status: int, code: str, field: str | None = None) -> None:
+    assert r.status_code == status, r.text
+    assert r.headers["content-type"] == "application/problem+json"
+    doc = r.json()
+    assert doc["code"] == code and doc["detail"], doc
+    if field is not None:
+        assert doc.get("field") == field, doc
+
+
+async def next_request(client: httpx.AsyncClient, topic: str, after: str | None = None
+                       ) -> dict[str, Any]:
+    """The next request envelope on ``topic`` (a worker that polls instead of pulling)."""
+    params: dict[str, Any] = {"wait": 5 * UNIT, "limit": 1}
+    if after is not None:
+        params["after"] = after
+    r = await client.get(f"/v1/topics/{topic}/messages", params=params)
+    assert r.status_code == 200, r.text
+    (msg,) = r.json()["messages"]
+    env: dict[str, Any] = msg["data"]
+    return env
+
+
+async def inbox(client: httpx.AsyncClient) -> list[dict[str, Any]]:
+    """Every reply stored on any inbox."""
+    r = await client.get("/v1/messages", params={"topic": "_inbox.>"})
+    assert r.status_code == 200, r.text
+    messages: list[dict[str, Any]] = r.json()["messages"]
+    return messages
+
+
+async def test_three_responders_share_requests_and_each_caller_gets_its_own_reply(
+    client: httpx.AsyncClient, engine: str
+) -> None:
+    """30 concurrent requests, 3 group workers: each reply carries its request's n; all work."""
+    if engine == "redis":
+        pytest.skip("consumer groups are not available on the redis engine yet")
+    r = await client.post("/v1/groups/echo/pull", params={"topic": "svc.echo"})
+    assert r.status_code == 200 and r.json() == {"messages": []}
+    stop = asyncio.Event()
+    answered: dict[int, int] = {0: 0, 1: 0, 2: 0}
+
+    async def worker(i: int) -> None:
+        while not stop.is_set():
+            r = await client.post("/v1/groups/echo/pull", params={"wait": 0.2, "max": 1})
+            assert r.status_code == 200, r.text
+            for item in r.json()["messages"]:
+                env = item["data"]
+                await asyncio.sleep(0.02)  # a little work, so the others take their share
+                rep = await client.post(f"/v1/replies/{env['request']}",
+                                        json={"n": env["data"]["n"], "worker": i})
+                assert rep.status_code == 201, rep.text
+                answered[i] += 1
+                ack = await client.post("/v1/groups/echo/ack", json={"ids": [item["lease"]]})
+                assert ack.status_code == 200, ack.text
+
+    async def call(n: int) -> None:
+        r = await client.post("/v1/requests/svc.echo", params={"timeout": 10 * UNIT},
+                              json={"n": n})
+        assert r.status_code == 200, r.text
+        reply = r.json()
+        assert reply["topic"].startswith("_inbox.") and reply["data"]["n"] == n
+
+    async with asyncio.timeout(20 * UNIT):
+        workers = [asyncio.create_task(worker(i)) for i in range(3)]
+        try:
+            await asyncio.gather(*(call(n) for n in range(30)))
+        finally:
+            stop.set()
+            await asyncio.gather(*workers)
+    assert sum(answered.values()) == 30
+    assert all(answered.values()), answered
+
+
+async def test_request_with_no_responder_times_out_with_504(client: httpx.AsyncClient) -> None:
+    """Nobody answers: a 504 problem (code timeout) once the timeout has passed, not much later."""
+    t0 = time.monotonic()
+    r = await client.post("/v1/requests/nobody.home", params={"timeout": 0.5}, json={"q": 1})
+    elapsed = time.monotonic() - t0
+    problem(r, 504, "timeout", "timeout")
+    assert 0.5 <= elapsed < 0.5 + UNIT
+    # the request itself was published, as an envelope
+    r = await client.get("/v1/topics/nobody.home/messages")
+    (msg,) = r.json()["messages"]
+    assert set(msg["data"]) == {"request", "deadline", "data"} and msg["data"]["data"] == {"q": 1}
+
+
+async def test_late_reply_is_refused_and_reaches_nobody(client: httpx.AsyncClient) -> None:
+    """A reply after the deadline answers 410 request-expired and stores nothing anywhere."""
+    caller = asyncio.create_task(
+        client.post("/v1/requests/slow.svc", params={"timeout": 0.3}, json="ping"))
+    async with asyncio.timeout(5 * UNIT):
+        env = await next_request(client, "slow.svc")
+        problem(await caller, 504, "timeout")
+    r = await client.post(f"/v1/replies/{env['request']}", json="pong")
+    problem(r, 410, "request-expired", "to")
+    assert await inbox(client) == []
+
+
+async def test_second_reply_is_a_conflict_and_the_caller_gets_the_first(
+    client: httpx.AsyncClient,
+) -> None:
+    """Only the first reply is stored and delivered; a second one answers 409 and adds nothing."""
+    caller = asyncio.create_task(
+        client.post("/v1/requests/dup.svc", params={"timeout": 5 * UNIT}, json=1))
+    async with asyncio.timeout(10 * UNIT):
+        env = await next_request(client, "dup.svc")
+        first = await client.post(f"/v1/replies/{env['request']}", json="first")
+        assert first.status_code == 201, first.text
+        r = await caller
+    assert r.status_code == 200 and r.json()["data"] == "first"
+    second = await client.post(f"/v1/replies/{env['request']}", json="second")
+    problem(second, 409, "conflict", "to")
+    assert [m["data"] for m in await inbox(client)] == ["first"]
+
+
+async def test_bytes_travel_base64_with_their_content_type(client: httpx.AsyncClient) -> None:
+    """A text/plain request is base64 in the envelope; a text/plain reply comes back as such."""
+    caller = asyncio.create_task(client.post(
+        "/v1/requests/txt.svc", params={"timeout": 5 * UNIT}, content=b"hello",
+        headers={"content-type": "text/plain"}))
+    async with asyncio.timeout(10 * UNIT):
+        env = await next_request(client, "txt.svc")
+        assert env["content_type"] == "text/plain"
+        assert base64.b64decode(env["data"]) == b"hello"
+        rep = await client.post(f"/v1/replies/{env['request']}", content=b"HELLO",
+                                headers={"content-type": "text/plain"})
+        assert rep.status_code == 201, rep.text
+        r = await caller
+    reply = r.json()
+    assert reply["content_type"] == "text/plain" and base64.b64decode(reply["data"]) == b"HELLO"
+
+
+@pytest.mark.parametrize("request_id", [
+    "abc", "1." + HEX[:31], "1." + HEX + "0", "01." + HEX, "-1." + HEX, "1." + HEX.upper(),
+    "1.." + HEX,
+])
+async def test_malformed_request_id_is_refused(client: httpx.AsyncClient, request_id: str) -> None:
+    """A reply to something that is not a request id: 400 on field "to", nothing stored."""
+    r = await client.post(f"/v1/replies/{request_id}", json="x")
+    problem(r, 400, "invalid-request", "to")
+    assert await inbox(client) == []
+
+
+async def test_bad_reply_and_bad_request_change_nothing(client: httpx.AsyncClient) -> None:
+    """Bad timeouts, malformed JSON and forged envelopes are 400s; nothing is published."""
+    for timeout in ("0", "-1", "abc", "61", "1e3"):
+        r = await client.post("/v1/requests/bad.svc", params={"timeout": timeout}, json=1)
+        problem(r, 400, "invalid-request", "timeout")
+    for body in (b"{", b'1,"request":"forged"'):
+        r = await client.post("/v1/requests/bad.svc", content=body,
+                              headers={"content-type": "application/json"})
+        problem(r, 400, "invalid-request", "data")
+    r = await client.post("/v1/requests/bad..svc", json=1)
+    problem(r, 400, "invalid-topic", "topic")
+    assert (await client.get("/v1/topics/bad.svc/messages")).json()["messages"] == []
+    # a malformed reply to a live request stores nothing; a good one still gets through
+    caller = asyncio.create_task(
+        client.post("/v1/requests/bad.svc", params={"timeout": 5 * UNIT}, json=2))
+    async with asyncio.timeout(10 * UNIT):
+        env = await next_request(client, "bad.svc")
+        r = await client.post(f"/v1/replies/{env['request']}", content=b"{",
+                              headers={"content-type": "application/json"})
+        problem(r, 400, "invalid-request", "data")
+        assert await inbox(client) == []
+        r = await client.post(f"/v1/replies/{env['request']}", json="ok")
+        assert r.status_code == 201, r.text
+        assert (await caller).json()["data"] == "ok"
+
+
+async def test_reply_to_an_unknown_but_well_formed_id_is_accepted_and_read_by_nobody(
+    client: httpx.AsyncClient,
+) -> None:
+    """Without shared state such an id cannot be told apart: it is stored on an unread inbox."""
+    deadline = int(time.time() * 1000) + 60_000
+    r = await client.post(f"/v1/replies/{deadline}.{HEX}", json="nobody")
+    assert r.status_code == 201, r.text
+    assert r.json()["topic"] == f"_inbox.{HEX}"
