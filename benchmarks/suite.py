@@ -283,7 +283,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="one short run with small N")
     parser.add_argument("--runs", type=int, metavar="N", help="repetitions of every run")
     parser.add_argument("--out", type=Path, help="where the report goes (default: benchmarks/, "
-                        "or benchmarks/work/quick with --quick)")
+                        "or benchmarks/scratch/quick with --quick)")
     parser.add_argument("--profile", type=Path, metavar="DIR",
                         help="record py-spy profiles of the hub's runs into DIR")
     args = parser.parse_args(argv)
@@ -293,7 +293,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     size = bench.QUICK if args.quick else bench.FULL
     if args.runs:
         size = replace(size, runs=args.runs)
-    out = args.out or (HERE / "work" / "quick" if args.quick else HERE)
+    out = args.out or (HERE / "scratch" / "quick" if args.quick else HERE)
     out.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     env = machine() + versions()
