@@ -182,7 +182,7 @@ def config() -> Config:
 
 
 #: Test modules of features the redis engine does not have yet.
-NOT_ON_REDIS = ("groups",)
+NOT_ON_REDIS: tuple[str, ...] = ()
 
 
 @pytest.fixture
@@ -190,7 +190,7 @@ async def hub_server(
     engine: str, tmp_path: Path, config: Config, request: pytest.FixtureRequest
 ) -> AsyncIterator[HubServer]:
     if engine == "redis" and any(f in request.module.__name__ for f in NOT_ON_REDIS):
-        pytest.skip("consumer groups are not available on the redis engine yet")
+        pytest.skip("this feature is not available on the redis engine yet")
     srv = await start_server(store_url(engine, tmp_path), config)
     try:
         yield srv

@@ -14,10 +14,8 @@ from hubbub.core import Hub
 from hubbub.engines import open_engine
 from hubbub.errors import Conflict, InvalidRequest, NotFound
 from hubbub.leases import Outcome
-from tests.conftest import UNIT
+from tests.conftest import ENGINES, UNIT, store_url
 
-#: Consumer groups are not available on the redis engine yet.
-ENGINES = ["memory", "sqlite"]
 CONFIG = Config.from_dict({"defaults": {"max_deliver": 3}})
 
 
@@ -38,8 +36,7 @@ def clock() -> Clock:
 
 @pytest.fixture(params=ENGINES)
 async def hub(request: pytest.FixtureRequest, tmp_path: Path, clock: Clock) -> AsyncIterator[Hub]:
-    url = "memory://" if request.param == "memory" else f"sqlite:///{tmp_path}/hub.db"
-    h = Hub(open_engine(url), CONFIG, clock=clock)
+    h = Hub(open_engine(store_url(request.param, tmp_path)), CONFIG, clock=clock)
     async with h:
         yield h
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
@@ -12,12 +13,12 @@ from hubbub.core import Hub
 from hubbub.core.requests import parse_request_id
 from hubbub.engines import open_engine
 from hubbub.errors import Conflict, Expired, GatewayTimeout, InvalidRequest
-from tests.conftest import UNIT
+from tests.conftest import ENGINES, UNIT, store_url
 
 
-@pytest.fixture
-async def hub() -> AsyncIterator[Hub]:
-    async with Hub(open_engine("memory://"), Config()) as h:
+@pytest.fixture(params=ENGINES)
+async def hub(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Hub]:
+    async with Hub(open_engine(store_url(request.param, tmp_path)), Config()) as h:
         yield h
 
 

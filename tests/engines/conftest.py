@@ -69,7 +69,7 @@ def make_engine(engine_name: str, tmp_path: Path, request: pytest.FixtureRequest
     Each redis test gets a key prefix of its own on the session's redis-server.
     """
     if engine_name == "redis" and any(f in request.module.__name__ for f in NOT_ON_REDIS):
-        pytest.skip("consumer groups are not available on the redis engine yet")
+        pytest.skip("this feature is not available on the redis engine yet")
     prefix = "t" + uuid.uuid4().hex[:12]
 
     def make(**kw: Any) -> Engine:

@@ -136,6 +136,31 @@ async def test_concurrent_appends_share_a_few_scripts(nodes: Any) -> None:
     assert 1 <= a.engine.groups - before <= 20
 
 
+async def test_a_cancelled_call_is_cancelled(nodes: Any) -> None:
+    """Cancelling a task inside an engine call ends it with CancelledError.
+
+    A websocket's unsub or close cancels a pump that may be inside a claim;
+    a client library that completed the command and swallowed the cancel
+    (redis-py 8.0 to 8.2 do) would leave that pump running forever.
+    """
+    node = await nodes()
+    for delay in (0, 0.0001, 0.0005):
+        started = asyncio.Event()
+
+        async def forever(started: asyncio.Event) -> None:
+            while True:
+                started.set()
+                await node.engine.head_seq()
+
+        task = asyncio.create_task(forever(started))
+        await started.wait()
+        await asyncio.sleep(delay)
+        task.cancel()
+        async with asyncio.timeout(5 * UNIT):
+            with pytest.raises(asyncio.CancelledError):
+                await task
+
+
 @bounded()
 async def test_reopen_keeps_everything(nodes: Any) -> None:
     """Another engine on the same store sees the same epochs, messages, seqs and keys."""

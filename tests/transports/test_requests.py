@@ -1,8 +1,8 @@
 """Request-reply over HTTP, on a real server: every caller gets its own reply, in time or 504.
 
-Workers read requests either through a consumer group (not on the redis
-engine yet) or by polling the request topic; bad replies change nothing, which
-is checked by reading the inbox topics afterwards.
+Workers read requests either through a consumer group or by polling the
+request topic; bad replies change nothing, which is checked by reading the
+inbox topics afterwards.
 """
 
 from __future__ import annotations
@@ -51,11 +51,9 @@ async def inbox(client: httpx.AsyncClient) -> list[dict[str, Any]]:
 
 
 async def test_three_responders_share_requests_and_each_caller_gets_its_own_reply(
-    client: httpx.AsyncClient, engine: str
+    client: httpx.AsyncClient,
 ) -> None:
     """30 concurrent requests, 3 group workers: each reply carries its request's n; all work."""
-    if engine == "redis":
-        pytest.skip("consumer groups are not available on the redis engine yet")
     r = await client.post("/v1/groups/echo/pull", params={"topic": "svc.echo"})
     assert r.status_code == 200 and r.json() == {"messages": []}
     stop = asyncio.Event()

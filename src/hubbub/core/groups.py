@@ -19,6 +19,7 @@ error a nack gave.
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Literal
@@ -63,6 +64,9 @@ class Groups:
         self.config = config
         self._subscribe = subscribe
         self._now = now
+        # Pulls of this node waiting per group: a nack here wakes them at once
+        # (a nack on another node reaches them by their next claim).
+        self._waiting: dict[str, set[asyncio.Future[None]]] = {}
 
     async def info(self, name: str) -> GroupInfo:
         """The group as stored.
@@ -150,7 +154,7 @@ class Groups:
                 until = deadline if claim[1] is None else min(deadline, claim[1])
                 assert sub is not None
                 try:
-                    await sub.next_batch(timeout=max(0.0, (until - now) / 1000))
+                    await self._wait(g.name, sub, max(0.0, (until - now) / 1000))
                 except SlowConsumer:
                     sub = None
                 else:
@@ -159,6 +163,33 @@ class Groups:
         finally:
             if sub is not None:
                 sub.close()
+
+    async def _wait(self, name: str, sub: Subscription, timeout: float) -> None:
+        """Until a message arrives on ``sub``, a nack on this node gives
+        leases of the group back, or ``timeout`` seconds pass."""
+        kick: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        waiting = self._waiting.setdefault(name, set())
+        waiting.add(kick)
+        news = asyncio.ensure_future(sub.next_batch(timeout=timeout))
+        try:
+            await asyncio.wait((news, kick), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            waiting.discard(kick)
+            if not waiting:
+                self._waiting.pop(name, None)
+            if not news.done():
+                news.cancel()
+                # Let it finish before ``sub`` is waited on again (it clears
+                # the subscription's waiter on its way out); a cancel of this
+                # task meanwhile still ends this task.
+                await asyncio.wait((news,))
+        if news.done() and not news.cancelled():
+            news.result()  # SlowConsumer, if that is what ended the wait
+
+    def _kick(self, name: str) -> None:
+        for kick in self._waiting.get(name, ()):
+            if not kick.done():
+                kick.set_result(None)
 
     async def _claim(
         self, g: GroupInfo, max_messages: int, lease_ms: int
@@ -211,6 +242,8 @@ class Groups:
             name, lease_ids, action, self._now(),
             delay_ms=delay_ms, lease_ms=lease_ms, error=error,
         )
+        if action == "nack" and Outcome.OK in outcomes:
+            self._kick(name)  # the messages are due again (or will be after ``delay``)
         return dict(zip(lease_ids, outcomes, strict=True))
 
     async def ack(self, name: str, lease_ids: Sequence[str]) -> dict[str, Outcome]:

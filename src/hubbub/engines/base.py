@@ -124,6 +124,37 @@ class Claim:
     next_due: int | None
 
 
+@dataclass(frozen=True, slots=True)
+class Record:
+    """A small keyed value with a version and an optional expiry (ms).
+
+    Records hold state that is not a log: upload offsets, job states,
+    presence entries. ``version`` starts at 1 and grows by one per write, so
+    writers can compare-and-set. Keys are strings such as ``"job/abc"``; the
+    part before the first ``/`` is the record's *kind* (every key and prefix
+    must have one: :func:`record_kind`), and scans and expiry work within
+    one kind.
+    """
+
+    key: str
+    value: bytes
+    version: int
+    expires: int | None
+
+
+def record_kind(key_or_prefix: str) -> str:
+    """The kind a record key or prefix names: the part before its first ``/``.
+
+    Raises:
+        ValueError: it has no ``/``, so it names no one kind (engines index
+            records per kind; a scan or sweep stays within one).
+    """
+    kind, slash, _ = key_or_prefix.partition("/")
+    if not slash:
+        raise ValueError(f"record key or prefix {key_or_prefix!r} names no kind ('kind/...')")
+    return kind
+
+
 class Engine(Protocol):
     """Storage for topic logs. All methods are coroutine-safe."""
 
@@ -254,3 +285,36 @@ class Engine(Protocol):
         Raises:
             NotFound: no such group.
         """
+
+    # -- records (keys with versions and expiry) ------------------------------------
+
+    async def get(self, key: str, now: int) -> Record | None:
+        """The record, or ``None`` if there is none or it expired before ``now``."""
+
+    async def put(
+        self,
+        key: str,
+        value: bytes,
+        now: int,
+        *,
+        expires: int | None = None,
+        if_version: int | None = None,
+    ) -> Record | None:
+        """Write a record, atomically, and return it as stored.
+
+        ``if_version`` makes the write conditional: ``0`` means "only if there
+        is no live record", ``n > 0`` "only if the live record has version
+        ``n``". When the condition fails nothing changes and ``None`` is
+        returned. An expired record counts as absent.
+        """
+
+    async def delete(self, key: str, now: int, *, if_version: int | None = None) -> bool:
+        """Remove a live record (conditionally, as in :meth:`put`); whether one was removed."""
+
+    async def scan(self, prefix: str, now: int, limit: int = 1000) -> list[Record]:
+        """Live records whose key starts with ``prefix``, sorted by key, at most ``limit``."""
+
+    async def expire(self, prefix: str, now: int, limit: int = 1000) -> list[Record]:
+        """Remove records under ``prefix`` that expired before ``now`` and return
+        them, atomically: when several nodes sweep, each expired record is
+        returned to exactly one of them."""

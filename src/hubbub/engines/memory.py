@@ -36,8 +36,10 @@ from .base import (
     GroupInfo,
     Lease,
     Listener,
+    Record,
     Retention,
     TopicInfo,
+    record_kind,
 )
 
 
@@ -130,6 +132,7 @@ class MemoryEngine:
         self._listeners: list[Listener] = []
         self._key_ttl_ms = key_ttl_ms
         self._groups: dict[str, _Group] = {}
+        self._records: dict[str, Record] = {}
 
     async def open(self) -> None:
         return None
@@ -337,3 +340,54 @@ class MemoryEngine:
                 entry.deadline = now + lease_ms
             out.append(Outcome.OK)
         return out
+
+    # -- records -------------------------------------------------------------------
+
+    def _live(self, key: str, now: int) -> Record | None:
+        record_kind(key)
+        r = self._records.get(key)
+        if r is not None and r.expires is not None and r.expires <= now:
+            return None
+        return r
+
+    async def get(self, key: str, now: int) -> Record | None:
+        return self._live(key, now)
+
+    async def put(
+        self,
+        key: str,
+        value: bytes,
+        now: int,
+        *,
+        expires: int | None = None,
+        if_version: int | None = None,
+    ) -> Record | None:
+        live = self._live(key, now)
+        if if_version is not None and (live.version if live else 0) != if_version:
+            return None
+        r = self._records[key] = Record(key, value, (live.version if live else 0) + 1, expires)
+        return r
+
+    async def delete(self, key: str, now: int, *, if_version: int | None = None) -> bool:
+        live = self._live(key, now)
+        if live is None or (if_version is not None and live.version != if_version):
+            return False
+        del self._records[key]
+        return True
+
+    async def scan(self, prefix: str, now: int, limit: int = 1000) -> list[Record]:
+        record_kind(prefix)
+        keys = sorted(k for k in self._records if k.startswith(prefix))
+        live = (self._live(k, now) for k in keys)
+        return [r for r in live if r is not None][:limit]
+
+    async def expire(self, prefix: str, now: int, limit: int = 1000) -> list[Record]:
+        record_kind(prefix)
+        gone = sorted(
+            (r for k, r in self._records.items()
+             if k.startswith(prefix) and r.expires is not None and r.expires <= now),
+            key=lambda r: r.key,
+        )[:limit]
+        for r in gone:
+            del self._records[r.key]
+        return gone

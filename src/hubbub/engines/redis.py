@@ -88,9 +88,10 @@ from redis.backoff import NoBackoff
 from redis.exceptions import NoScriptError, RedisError
 
 from ..cursor import MAX_POSITION, new_epoch
-from ..errors import InvalidRequest, Unavailable
+from ..errors import Unavailable
 from ..leases import Outcome
 from ..message import Message
+from . import redis_groups, redis_records
 from . import redis_scripts as lua
 from .base import (
     DEFAULT_KEY_TTL_MS,
@@ -101,6 +102,7 @@ from .base import (
     ErrorListener,
     GroupInfo,
     Listener,
+    Record,
     Retention,
     TopicInfo,
 )
@@ -161,6 +163,9 @@ class RedisEngine:
         self._known: set[str] = set()  # topics that exist: no epoch candidate needed
         self._feed = Feed(prefix, self.node, heartbeat=heartbeat, on_reset=self._known.clear,
                           read=lambda after, limit: self.read_seq(None, after, limit))
+        self._groups = redis_groups.RedisGroups(prefix, key_ttl_ms, self._script, self._known,
+                                                self._feed.park)
+        self._records = redis_records.RedisRecords(prefix, self._script, self._call)
         self._redis: aioredis.Redis | None = None
         self._scripts: dict[str, Any] = {}
         self._queue: asyncio.Queue[_Job | None] = asyncio.Queue()
@@ -195,6 +200,9 @@ class RedisEngine:
             self._scripts = {name: client.register_script(getattr(lua, name))
                              for name in ("APPEND", "READ", "READ_SEQ", "TOPICS",
                                           "LOOKUP_EPOCH", "TRIM")}
+            self._scripts.update((name, client.register_script(script))
+                                 for name, script in (*redis_groups.SCRIPTS.items(),
+                                                      *redis_records.SCRIPTS.items()))
             try:
                 await self._feed.start(client)
             except RedisError as e:
@@ -232,12 +240,20 @@ class RedisEngine:
         self._feed.error_listeners.append(listener)
 
     async def _call(self, fn: Callable[[aioredis.Redis], Any]) -> Any:
+        """Run one command (or script) on the pool, shielded from cancellation.
+
+        A caller that is cancelled mid-command (a websocket unsub cancels a
+        pump inside a claim) gets its CancelledError at once, while the
+        command runs to its end in the background and its connection goes
+        back to the pool whole. Cancelling inside redis-py instead can leave
+        the task waiting for ever (a cancelled ``drain`` under Python 3.11's
+        ``wait_for``) or, in redis-py 8.0-8.2, lose the cancel altogether.
+        """
         if self._redis is None:
             raise Unavailable("store is closed")
-        try:
-            return await fn(self._redis)
-        except RedisError as e:
-            raise unavailable(e) from e
+        task = asyncio.ensure_future(_command(fn, self._redis))
+        task.add_done_callback(_retrieve)
+        return await asyncio.shield(task)
 
     async def _script(self, name: str, args: list[Any]) -> Any:
         return await self._call(lambda r: self._scripts[name](args=args))
@@ -433,32 +449,59 @@ class RedisEngine:
             removed += int(await self._script("TRIM", args))
         return removed
 
-    # -- consumer groups: not yet on this engine ----------------------------------
-    # The layout is ready for them (a group is a consumer group of Redis on the
-    # per-topic streams, whose ids map to offsets); until then they are refused.
+    # -- consumer groups (one script per operation: see redis_groups) -------------
 
     async def group(self, name: str) -> GroupInfo | None:
-        raise _no_groups()
+        return await self._groups.group(name)
 
     async def create_group(
         self, name: str, patterns: Sequence[str], start_seq: int, now: int
     ) -> GroupInfo:
-        raise _no_groups()
+        return await self._groups.create_group(name, patterns, start_seq, now)
 
     async def claim(self, name: str, topics: Sequence[str], horizon: int, max_messages: int,
                     lease_ms: int, max_deliver: int, now: int) -> Claim:
-        raise _no_groups()
+        return await self._groups.claim(name, topics, horizon, max_messages, lease_ms,
+                                        max_deliver, now)
 
     async def settle(
         self, name: str, lease_ids: Sequence[str], action: Literal["ack", "nack", "extend"],
         now: int, *, delay_ms: int = 0, lease_ms: int = 0, error: str | None = None,
     ) -> list[Outcome]:
-        raise _no_groups()
+        return await self._groups.settle(name, lease_ids, action, now, delay_ms=delay_ms,
+                                         lease_ms=lease_ms, error=error)
 
 
-def _no_groups() -> InvalidRequest:
-    return InvalidRequest("consumer groups are not available on the redis store yet",
-                          field="group")
+    # -- records (one script per write: see redis_records) -------------------------
+
+    async def get(self, key: str, now: int) -> Record | None:
+        return await self._records.get(key, now)
+
+    async def put(self, key: str, value: bytes, now: int, *, expires: int | None = None,
+                  if_version: int | None = None) -> Record | None:
+        return await self._records.put(key, value, now, expires=expires, if_version=if_version)
+
+    async def delete(self, key: str, now: int, *, if_version: int | None = None) -> bool:
+        return await self._records.delete(key, now, if_version=if_version)
+
+    async def scan(self, prefix: str, now: int, limit: int = 1000) -> list[Record]:
+        return await self._records.scan(prefix, now, limit)
+
+    async def expire(self, prefix: str, now: int, limit: int = 1000) -> list[Record]:
+        return await self._records.expire(prefix, now, limit)
+
+
+async def _command(fn: Callable[[aioredis.Redis], Any], client: aioredis.Redis) -> Any:
+    try:
+        return await fn(client)
+    except RedisError as e:
+        raise unavailable(e) from e
+
+
+def _retrieve(task: asyncio.Future[Any]) -> None:
+    """Mark a shielded command's failure as seen: its caller may have left."""
+    if not task.cancelled():
+        task.exception()
 
 
 def _answer(answers: _Answers) -> None:

@@ -74,6 +74,7 @@ from ..errors import HubbubError, Unavailable
 from ..leases import Outcome, parse_lease_id
 from ..message import Message
 from . import sqlite_groups as groups
+from . import sqlite_records as records
 from .base import (
     DEFAULT_KEY_TTL_MS,
     AppendRequest,
@@ -83,8 +84,10 @@ from .base import (
     ErrorListener,
     GroupInfo,
     Listener,
+    Record,
     Retention,
     TopicInfo,
+    record_kind,
 )
 
 #: Most requests one group transaction takes (bounds commit latency and memory).
@@ -113,6 +116,7 @@ _SCHEMA: Final = (
         PRIMARY KEY (topic_id, key))""",
     "CREATE INDEX IF NOT EXISTS keys_created ON keys (created)",
     *groups.SCHEMA,
+    *records.SCHEMA,
 )
 _INSERT_MESSAGE: Final = "INSERT INTO messages VALUES (?, ?, ?, ?, ?, ?, ?)"
 _INSERT_KEY: Final = "INSERT OR REPLACE INTO keys VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
@@ -683,6 +687,43 @@ class SQLiteEngine:
         assert self._conn is not None
         return groups.settle(
             self._conn, name, leases, action, now, delay_ms, lease_ms, error), []
+
+    # -- records (writes are writer jobs; the statements are in sqlite_records) ----
+
+    async def get(self, key: str, now: int) -> Record | None:
+        record_kind(key)
+        return await self._read(records.get, key, now)
+
+    async def put(
+        self,
+        key: str,
+        value: bytes,
+        now: int,
+        *,
+        expires: int | None = None,
+        if_version: int | None = None,
+    ) -> Record | None:
+        record_kind(key)
+        args = (key, bytes(value), now, expires, if_version)
+        return await self._submit(self._record_job, (records.put, args), 1)
+
+    async def delete(self, key: str, now: int, *, if_version: int | None = None) -> bool:
+        record_kind(key)
+        return await self._submit(self._record_job, (records.delete, (key, now, if_version)), 1)
+
+    async def scan(self, prefix: str, now: int, limit: int = 1000) -> list[Record]:
+        record_kind(prefix)
+        return await self._read(records.scan, prefix, now, limit)
+
+    async def expire(self, prefix: str, now: int, limit: int = 1000) -> list[Record]:
+        record_kind(prefix)
+        return await self._submit(self._record_job, (records.expire, (prefix, now, limit)), 1)
+
+    def _record_job(
+        self, fn: Callable[..., _T], args: tuple[Any, ...]
+    ) -> tuple[_T, list[Message]]:
+        assert self._conn is not None
+        return fn(self._conn, *args), []
 
     def _message_of(self, row: Sequence[Any]) -> Message:
         """A message row read by the writer; its topic is in the writer's own cache.
