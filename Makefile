@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test test-slow lint typecheck check clean bench
+.PHONY: run test test-slow lint typecheck check clean bench chromium
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,11 +15,23 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/hubbub serve $(ARGS)
 
-test: $(STAMP)
+test: $(STAMP) chromium
 	PYTHONASYNCIODEBUG=$(ASYNCIO_DEBUG) $(BIN)/pytest -q $(ARGS)
 
 test-slow: $(STAMP)
 	$(BIN)/pytest -q -m slow $(ARGS)
+
+# The dashboard's tests (tests/transports/test_dashboard.py) drive a real Chromium
+# through Playwright: Debian's package, installed here when none is found (they
+# are skipped, saying so, when it cannot be).
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo -n)
+chromium:
+	@[ -n "$$HUBBUB_CHROMIUM" ] || [ -x /usr/bin/chromium ] || command -v chromium >/dev/null 2>&1 \
+	|| { command -v apt-get >/dev/null 2>&1 \
+	     && { DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q chromium >/dev/null 2>&1 \
+	          || { $(SUDO) apt-get update -q >/dev/null \
+	               && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q chromium >/dev/null; }; }; } \
+	|| echo "make: could not install chromium: the dashboard's browser tests will be skipped" >&2
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests

@@ -57,15 +57,22 @@ SSE_STARLETTE = uvicorn_app("sse-starlette", "sse_app:app", PEER_PYTHON)
 # The ceiling runs on hubbub's own interpreter: the very uvicorn and Starlette the hub runs on.
 STARLETTE_HELLO = uvicorn_app("starlette hello POST", "hello_app:app", Path(sys.executable))
 
+# The reference Node tus server on its defaults (endpoint /files/, files in scratch/files).
+TUS_SERVER = Server(
+    "@tus/server", lambda port, scratch: ["node", str(PEERS_DIR / "tus-server.mjs"), str(port),
+                                          str(scratch / "files")],
+    {"upload": "/files/", "upload_files": "files"}, dialect="tus", python=False)
+
 PEERS: dict[str, list[Server]] = {
     "ws-fanout": [PYTHON_SOCKETIO, NODE_SOCKETIO],
     "sse-fanout": [SSE_STARLETTE],
     "http-publish": [STARLETTE_HELLO],
     "idle-ws": [PYTHON_SOCKETIO, NODE_SOCKETIO],
+    "upload": [TUS_SERVER],
 }
 #: Per scenario: the figure that ratios compare.
 PRIMARY = {"ws-fanout": "deliveries_per_s", "sse-fanout": "deliveries_per_s",
-           "http-publish": "requests_per_s", "idle-ws": "kb_per_conn"}
+           "http-publish": "requests_per_s", "idle-ws": "kb_per_conn", "upload": "mb_per_s"}
 
 
 # -- targets ------------------------------------------------------------------------
@@ -133,6 +140,12 @@ TARGETS = [
            unit="msg/s"),
     Target("history replay >= 200k msg/s over WS (memory)", "history", "ws_msgs_per_s",
            lambda v: v >= 200_000, variant="1,000,000", unit="msg/s"),
+    Target("tus upload 512 MiB in 8 MiB chunks >= @tus/server MB/s (SQLite)", "upload",
+           "mb_per_s", lambda r: r >= 1.0, server="hubbub (sqlite)", peer="@tus/server",
+           variant="512"),
+    Target("tus upload 512 MiB >= 60% of the disk's write speed (dd)", "upload", "mb_per_s",
+           lambda r: r >= 0.6, server="hubbub (sqlite)", peer="disk write (dd)",
+           variant="512"),
 ]
 
 

@@ -96,3 +96,36 @@ def test_quick_ws_fanout_runs_end_to_end(tmp_path: Path) -> None:
     (run,) = case["runs"]
     assert case["server"] == "hubbub (memory)" and run["deliveries_per_s"] > 0
     assert 0 < run["p50_ms"] <= run["p99_ms"]
+
+
+def test_cluster_scenario_compares_engines_and_node_counts() -> None:
+    """The cluster scenario runs SQLite, Redis on one node and Redis on three,
+    each measuring publishes and fan-out in the same run."""
+    scenario = bench.SCENARIOS["cluster"]
+    assert [(s.name, s.nodes, s.store_pid is not None) for s in scenario.servers()] == [
+        ("hubbub (sqlite)", 1, False), ("hubbub (redis)", 1, True),
+        ("hubbub (redis, 3 nodes)", 3, True)]
+    assert scenario.variants(bench.QUICK) == [("N=60", {"n": 60})]
+    assert {m.key for m in scenario.metrics} >= {"publish_per_s", "deliveries_per_s"}
+
+
+@pytest.mark.slow
+@needs_node
+@pytest.mark.skipif(shutil.which("wrk") is None or shutil.which("redis-server") is None,
+                    reason="the cluster scenario needs wrk and redis-server")
+def test_quick_cluster_runs_end_to_end(tmp_path: Path) -> None:
+    """`hubbub bench cluster --quick` starts its own redis-server and measures
+    publishes and fan-out on SQLite, on Redis, and on three Redis nodes."""
+    out = tmp_path / "runs.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "hubbub", "bench", "cluster", "--quick", "--json", str(out)],
+        capture_output=True, text=True, timeout=180 * UNIT, env={**os.environ},
+    )
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    cases = json.loads(out.read_text())
+    assert [c["server"] for c in cases] == [
+        "hubbub (sqlite)", "hubbub (redis)", "hubbub (redis, 3 nodes)"]
+    for case in cases:
+        (run,) = case["runs"]
+        assert run["publish_per_s"] > 0 and run["deliveries_per_s"] > 0
+        assert ("store_cpu" in run) == ("redis" in case["server"])

@@ -1,11 +1,13 @@
 """A cluster: several ``hubbub serve`` nodes on one Redis, clients on any node.
 
 Publishers talk to node A, subscribers to nodes B and C on every door (SSE,
-WebSocket, long poll; one topic and a wildcard). Each subscriber must read
-exactly what was published: every message once, in order. The slow tests
-kill a node with SIGKILL mid-stream (its clients resume on another node from
-their cursors) and stop Redis during a publish loop (no publish is reported
-stored unless it is; the nodes recover by themselves).
+WebSocket, long poll, short poll; one topic and a wildcard). Each subscriber
+must read exactly what was published: every message once, in order. The slow
+tests kill a node with SIGKILL mid-stream (its clients resume on another node
+from their cursors: readers that move on to the next node themselves, and
+``AsyncClient`` subscriptions behind a balancer) and stop Redis during a
+publish loop (no publish is reported stored unless it is; the nodes recover
+by themselves).
 """
 
 from __future__ import annotations
@@ -28,7 +30,8 @@ from websockets.exceptions import ConnectionClosed
 from websockets.typing import Subprotocol
 
 from hubbub import cursor as _cursor
-from hubbub.client.aio import NETWORK_ERRORS
+from hubbub.client.aio import NETWORK_ERRORS, TRANSPORTS, AsyncClient
+from hubbub.client.backoff import BackoffPolicy
 from hubbub.client.streams import Event, read_poll, read_sse, read_ws
 from hubbub.core import Hub
 from hubbub.engines import open_engine
@@ -37,7 +40,7 @@ from hubbub.message import Message
 from tests.conftest import UNIT, HubProcess, RedisServer, session_redis, start_server
 
 Spawn = Callable[..., HubProcess]
-DOORS = ("sse", "ws", "longpoll")
+DOORS = ("sse", "ws", "longpoll", "poll")
 
 
 @dataclass
@@ -58,7 +61,8 @@ class Reader:
             return read_ws("ws" + url.removeprefix("http") + "/v1/ws", self.topics, self.cursor)
         if self.door == "sse":
             return read_sse(http, self.topics, self.cursor)
-        return read_poll(http, self.topics, self.cursor, wait=5.0, interval=0.05)
+        wait = 5.0 if self.door == "longpoll" else 0.0
+        return read_poll(http, self.topics, self.cursor, wait=wait, interval=0.05)
 
     async def run(self, total: int) -> None:
         node = 0
@@ -250,6 +254,112 @@ async def test_killed_node_clients_resume_on_another_node(spawn_hub: Spawn) -> N
     for r in readers:
         check(r, receipts)
     assert all(r.errors for r in readers[:len(DOORS) * 2]), "B's readers saw B die"
+
+
+class Balancer:
+    """A TCP balancer in front of some nodes, as a load balancer with health
+    checks routes: each new connection goes to the first node that accepts
+    it; bytes are copied both ways; when one side closes, so does the other."""
+
+    def __init__(self, nodes: list[HubProcess]) -> None:
+        self.ports = [n.port for n in nodes]
+        self.url = ""
+        #: The node port each connection went to, in order.
+        self.routed: list[int] = []
+        self._server: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def __aenter__(self) -> Balancer:
+        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
+        self.url = f"http://127.0.0.1:{self._server.sockets[0].getsockname()[1]}"
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._server is not None
+        self._server.close()
+        for t in list(self._tasks):
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._server.wait_closed()
+
+    def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.create_task(self._serve(reader, writer))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            for port in self.ports:
+                try:
+                    up_reader, up_writer = await asyncio.open_connection("127.0.0.1", port)
+                except OSError:
+                    continue
+                self.routed.append(port)
+                await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer))
+                return
+        finally:
+            writer.close()
+
+    @staticmethod
+    async def _pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+        try:
+            while data := await src.read(1 << 16):
+                dst.write(data)
+                await dst.drain()
+        except OSError:
+            pass
+        finally:
+            dst.close()
+
+
+@pytest.mark.slow
+async def test_clients_behind_a_balancer_resume_on_another_node(spawn_hub: Spawn) -> None:
+    """``AsyncClient`` subscriptions on every door reach node B through a
+    balancer (one each, to see where each one's connections go); B is
+    SIGKILLed mid-stream, their reconnects go to node C, and each gets every
+    message once, in order."""
+    store = session_redis().store()
+    a, b, c = (spawn_hub(store) for _ in range(3))
+    receipts: list[dict[str, Any]] = []
+    total = 3 * 60
+    got: dict[str, list[dict[str, Any]]] = {door: [] for door in TRANSPORTS}
+    async with contextlib.AsyncExitStack() as stack:
+        balancers, subs = [], []
+        for door in TRANSPORTS:
+            balancers.append(await stack.enter_async_context(Balancer([b, c])))
+            hub = await stack.enter_async_context(
+                AsyncClient(balancers[-1].url, backoff=BackoffPolicy(0.05, 0.5)))
+            subs.append(hub.subscribe("k.>", after="start", transport=door, wait=5,
+                                      interval=0.05))
+
+        async def consume(door: str, sub: Any) -> None:
+            async with sub:
+                async for msg in sub:
+                    got[door].append(msg)
+                    if len(got[door]) >= total:
+                        return
+
+        async def kill_b_midway() -> None:
+            while min(len(g) for g in got.values()) < total // 3:
+                await asyncio.sleep(0.01)
+            assert all(set(balancer.routed) == {b.port} for balancer in balancers)
+            assert len(receipts) < total, "B dies while A still publishes"
+            b.kill()
+
+        async with asyncio.timeout(60 * UNIT):
+            await asyncio.gather(
+                *(consume(door, sub) for door, sub in zip(TRANSPORTS, subs, strict=True)),
+                *(publish(a.url, f"k.{k}", total // 3, k, receipts, pause=0.01)
+                  for k in range(3)),
+                kill_b_midway())
+    want = [(r["topic"], r["offset"], r["data"]) for r in sorted(receipts, key=seq)]
+    for door, balancer in zip(TRANSPORTS, balancers, strict=True):
+        assert [(m["topic"], m["offset"], m["data"]) for m in got[door]] == want, door
+        # B until it died, C after (a short poll between two requests may
+        # not even notice: its client opens a new connection for the next).
+        routed = balancer.routed
+        assert routed[0] == b.port and routed[-1] == c.port, door
+        assert routed == sorted(routed, key=lambda port: port == c.port), door
 
 
 @pytest.mark.slow

@@ -284,7 +284,7 @@ async def test_kill_9_keeps_every_acknowledged_message(spawn_hub: Spawn, tmp_pat
 
 
 def test_refuses_a_public_address_without_insecure() -> None:
-    """``serve --host 0.0.0.0`` exits 2 and explains: no auth yet, so --insecure is needed."""
+    """``serve --host 0.0.0.0`` with no [auth] exits 2 and explains what would do."""
     out = subprocess.run(
         [sys.executable, "-m", "hubbub", "serve", "--host", "0.0.0.0", "--port",
          str(free_port()), "--store", "memory://"],
@@ -292,7 +292,7 @@ def test_refuses_a_public_address_without_insecure() -> None:
     )
     assert out.returncode == 2
     assert "refusing to listen on 0.0.0.0" in out.stderr
-    assert "no authentication" in out.stderr and "--insecure" in out.stderr
+    assert "no [auth] is configured" in out.stderr and "--insecure" in out.stderr
     assert "listening" not in out.stdout
 
 

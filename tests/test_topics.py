@@ -7,7 +7,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from hubbub.errors import InvalidTopic
-from hubbub.topics import TopicFilter, matches, namespace, validate_pattern, validate_topic
+from hubbub.topics import (
+    TopicFilter,
+    covers,
+    matches,
+    namespace,
+    validate_pattern,
+    validate_topic,
+)
 
 TOKEN = st.from_regex(r"[A-Za-z0-9_\-:@]{1,8}", fullmatch=True)
 TOPIC = st.lists(TOKEN, min_size=1, max_size=5).map(".".join)
@@ -89,3 +96,42 @@ def test_filter_single_topic() -> None:
     assert TopicFilter(["a.b"]).single_topic == "a.b"
     assert TopicFilter(["a.*"]).single_topic is None
     assert TopicFilter(["a", "b"]).single_topic is None
+
+
+@pytest.mark.parametrize(
+    ("outer", "inner", "covered"),
+    [
+        ("chat.>", "chat.*", True),
+        ("chat.>", "chat.a.>", True),
+        ("chat.>", "chat.a", True),
+        ("chat.>", "chat", False),
+        ("chat.>", "chat.>", True),
+        ("chat.*", "chat.a", True),
+        ("chat.*", "chat.*", True),
+        ("chat.*", "chat.>", False),
+        ("chat.*", "chat.a.b", False),
+        ("chat.a", "chat.*", False),
+        ("chat.a", "chat.a", True),
+        ("*.a", "chat.a", True),
+        ("*.a", "*.a", True),
+        ("chat.*", "*.a", False),
+        (">", ">", True),
+        (">", "*.*.>", True),
+        ("a.>", ">", False),
+    ],
+)
+def test_covers(outer: str, inner: str, covered: bool) -> None:
+    """A pattern covers another when every topic the inner one matches, it matches."""
+    assert covers(outer, inner) is covered
+
+
+PATTERN = st.lists(st.sampled_from(["a", "b", "*"]), min_size=1, max_size=4).flatmap(
+    lambda toks: st.sampled_from([".".join(toks), ".".join([*toks, ">"])]))
+
+
+@given(PATTERN, PATTERN, st.lists(st.sampled_from(["a", "b", "c"]), min_size=1, max_size=6))
+def test_covers_agrees_with_matching(outer: str, inner: str, tokens: list[str]) -> None:
+    """If outer covers inner, no topic matches inner without matching outer."""
+    topic = ".".join(tokens)
+    if covers(outer, inner) and matches(inner, topic):
+        assert matches(outer, topic)

@@ -79,6 +79,23 @@ def test_decode_each_op(codec: wire.Codec) -> None:
     assert (pub.topic, pub.key, pub.content_type) == ("t", "k", "text/plain")
 
 
+@pytest.mark.parametrize("codec", CODECS)
+def test_req_reply_and_presence_fields_decode(codec: wire.Codec) -> None:
+    """req and reply carry their payload raw like pub; sub carries client and info."""
+    req = codec.decode(frame(codec, {"op": "req", "id": 1, "topic": "svc.a", "data": [1],
+                                     "timeout": 2}))
+    assert isinstance(req, wire.Req) and (req.topic, req.timeout) == ("svc.a", 2.0)
+    decode = msgspec.msgpack.decode if codec.binary else msgspec.json.decode
+    assert req.content_type is None and decode(bytes(req.data)) == [1]
+    assert isinstance(codec.decode(frame(codec, {"op": "req", "id": 1, "topic": "t",
+                                                 "data": 1})), wire.Req)
+    reply = codec.decode(frame(codec, {"op": "reply", "id": 2, "to": "1.ab", "data": None}))
+    assert isinstance(reply, wire.Reply) and reply.to == "1.ab"
+    sub = codec.decode(frame(codec, {"op": "sub", "id": 3, "topics": ["a"], "client": "me",
+                                     "info": {"k": [1]}}))
+    assert isinstance(sub, Sub) and (sub.client, sub.info) == ("me", {"k": [1]})
+
+
 def test_pub_data_stays_raw() -> None:
     """The payload of a pub is the undecoded value: JSON text, or MessagePack bytes."""
     pub = JSON_CODEC.decode('{"op":"pub","id":1,"topic":"t","data": {"a": [1, 2]}}')
@@ -102,7 +119,10 @@ def test_unknown_fields_are_ignored(codec: wire.Codec) -> None:
     ({"op": "pub", "id": 1, "topic": "a"}, InvalidRequest, "data"),
     ({"op": "unsub", "id": 1, "sub": "one"}, InvalidRequest, "sub"),
     ({"op": "nope", "id": 1}, InvalidOp, "op"),
-    ({"op": "reply", "id": 1}, InvalidOp, "op"),
+    ({"op": "reply", "id": 1}, InvalidRequest, "to"),
+    ({"op": "reply", "id": 1, "to": "x"}, InvalidRequest, "data"),
+    ({"op": "req", "id": 1, "data": 1}, InvalidRequest, "topic"),
+    ({"op": "req", "id": 1, "topic": "a", "data": 1, "timeout": "5"}, InvalidRequest, "timeout"),
     ({"op": ["sub"], "id": 1}, InvalidOp, "op"),
     ({"op": {"x": 1}, "id": 1}, InvalidOp, "op"),
     ({"id": 1}, InvalidOp, "op"),

@@ -3,6 +3,8 @@
 // which tells the orchestrator when a measured window opens and closes, and
 // resolves with the figures of the run.
 
+import * as http from "node:http";
+import { readFile } from "node:fs/promises";
 import { bareGet, DIALECTS, openEventStream, openMany, openWebSocket, postJson, request } from "./clients.mjs";
 import { Meter, now, payload, sleep, summarize, until } from "./meter.mjs";
 
@@ -12,7 +14,9 @@ const MARKER = Buffer.from('"seq":');
 /**
  * Fan-out over WebSockets (`dialect`) or SSE (`sse_url`): `n` subscribers,
  * one publisher. Deliveries per second at the highest rate that keeps up,
- * then latencies at half that rate.
+ * then latencies at half that rate. With `sub_urls` (several nodes of one
+ * hub), WebSocket subscriber i connects to `sub_urls[i % length]`; the
+ * publisher always to `url`.
  */
 export async function fanout(spec, mark) {
   const meter = new Meter(spec.n, () => {});
@@ -26,7 +30,7 @@ export async function fanout(spec, mark) {
     publish = (seq) => postJson(spec.publish_url, payload(seq, spec.size)).catch(() => publishErrors++);
   } else {
     const sockets = await openMany(spec.n, CONNECT_CONCURRENCY, (i) =>
-      openWebSocket({ url: spec.url, dialect: spec.dialect, topic: spec.topic, index: i, onClose, onDelivery: (frame) => meter.deliver(i, frame) }));
+      openWebSocket({ url: spec.sub_urls?.[i % spec.sub_urls.length] ?? spec.url, dialect: spec.dialect, topic: spec.topic, index: i, onClose, onDelivery: (frame) => meter.deliver(i, frame) }));
     const publisher = await openWebSocket({ url: spec.url, dialect: spec.dialect, index: spec.n, onClose });
     sockets.push(publisher);
     const frame = DIALECTS[spec.dialect].publishFrame;
@@ -171,4 +175,46 @@ export async function replayPoll(spec, mark) {
   return { messages: got, seconds, messages_per_s: got / seconds };
 }
 
-export const MODES = { fanout, longpoll, idle, preload, "replay-ws": replayWs, "replay-poll": replayPoll };
+export const MODES = { fanout, longpoll, idle, preload, "replay-ws": replayWs, "replay-poll": replayPoll, upload };
+
+/**
+ * One tus upload of the file `file` to `endpoint` in PATCHes of `chunk` bytes,
+ * one after the other on one keep-alive connection (tus appends in order).
+ * The file is read into memory first, so the measured window holds the HTTP
+ * requests only. Resolves with the throughput and the upload's final offset.
+ */
+export async function upload(spec, mark) {
+  const data = await readFile(spec.file);
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+  const tus = { "Tus-Resumable": "1.0.0" };
+  const created = await tusRequest(agent, "POST", spec.endpoint, { ...tus, "Upload-Length": String(data.length) });
+  if (created.status !== 201) throw new Error(`creation answered ${created.status}`);
+  const url = new URL(created.headers.location, spec.endpoint).href;
+  mark("start");
+  const start = now();
+  let offset = 0;
+  while (offset < data.length) {
+    const body = data.subarray(offset, Math.min(offset + spec.chunk, data.length));
+    const r = await tusRequest(agent, "PATCH", url, {
+      ...tus, "Upload-Offset": String(offset), "Content-Type": "application/offset+octet-stream",
+      "Content-Length": String(body.length),
+    }, body);
+    if (r.status !== 204) throw new Error(`PATCH at ${offset} answered ${r.status}`);
+    offset = Number(r.headers["upload-offset"]);
+  }
+  const seconds = (now() - start) / 1000;
+  mark("end");
+  agent.destroy();
+  return { mb_per_s: data.length / 1e6 / seconds, seconds, offset, id: url.split("/").pop() };
+}
+
+function tusRequest(agent, method, url, headers, body) {
+  return new Promise((resolve, reject) => {
+    const req = http.request(url, { method, headers, agent }, (res) => {
+      res.resume();
+      res.on("end", () => resolve({ status: res.statusCode, headers: res.headers }));
+    });
+    req.on("error", reject);
+    req.end(body);
+  });
+}

@@ -1,4 +1,5 @@
-"""The ``hubbub`` command: ``serve``, ``pub`` and ``sub``.
+"""The ``hubbub`` command: ``serve``, ``pub``, ``sub``, ``request``, ``upload``, ``worker``
+and ``job``.
 
 Thin on purpose: arguments in, a call to :mod:`hubbub.server` or
 :class:`hubbub.client.AsyncClient`, JSON lines out. Output contract:
@@ -14,6 +15,23 @@ Thin on purpose: arguments in, a call to :mod:`hubbub.server` or
   then the message), and the message is acked only once its line is written
   (at-least-once: a line that could not be written is nacked, and a crash
   between writing and acking means the message comes again).
+* ``request TOPIC DATA`` publishes a request (DATA as for ``pub``) and
+  prints the reply, the message object as the hub sends it, as one JSON
+  line; no reply within ``--timeout`` exits 1 (the hub answered 504).
+* ``upload FILE`` shows a progress bar on stderr (when it is a terminal)
+  and prints ``{url, id, size, resumed_from}`` as one JSON line when done;
+  an interrupted upload of the same unchanged file resumes on the next run
+  (:mod:`hubbub.client.uploads`). With ``--job QUEUE`` the line also names the
+  ``job`` the upload started; ``--follow`` then shows the job's progress on
+  stderr and prints the finished job as a second line (exit 1 if it failed).
+* ``worker QUEUE --run MODULE:FUNCTION`` calls ``FUNCTION(data, progress)``
+  for each job of the queue (:meth:`hubbub.client.jobs.Jobs.work`) and prints
+  each job as it ended, one JSON line each.
+* ``job ID`` prints the job as one JSON line; ``--follow`` prints each of its
+  states until the final one.
+* ``token --sub NAME --pub PATTERN --subscribe PATTERN`` prints a JWT (HS256)
+  that a hub with the same secret accepts (``docs/auth.md``). The client
+  commands send ``--token`` (default: ``$HUBBUB_TOKEN``) on every door.
 * Exit status: 0 done; 1 the hub refused the request or could not be
   reached, or ``serve`` could not start (port taken, store will not open);
   2 bad arguments or configuration; 130 interrupted.
@@ -37,7 +55,7 @@ import msgspec
 
 from . import __version__, bench
 from .client import TRANSPORTS, AsyncClient
-from .errors import Conflict, HubbubError, UsageError
+from .errors import Conflict, HubbubError, InvalidRequest, UsageError
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 DEFAULT_STORE = "sqlite:///./hubbub-data/hub.db"
@@ -91,7 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
                        choices=["critical", "error", "warning", "info", "debug"])
     serve.add_argument("--access-log", action="store_true", help="log every request")
     serve.add_argument("--insecure", action="store_true",
-                       help="allow a non-loopback address although hubbub has no authentication")
+                       help="allow a non-loopback address with no [auth] configured")
 
     pub = commands.add_parser(
         "pub", help="publish one message",
@@ -117,8 +135,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub.add_argument("topics", metavar="TOPIC", nargs="+")
     sub.add_argument("--url", default=DEFAULT_URL, help="the hub (%(default)s)")
-    sub.add_argument("--transport", choices=TRANSPORTS,
-                     help="the door to use (default: ws; groups pull over HTTP)")
+    sub.add_argument("--transport", choices=["auto", *TRANSPORTS],
+                     help="the door to use (default: auto, the first of ws, sse, longpoll, "
+                          "poll that is not refused; groups pull over HTTP)")
     sub.add_argument("--after", metavar="CURSOR",
                      help="a cursor, 'start' or 'end' (default: end, only new messages)")
     sub.add_argument("--group", metavar="NAME", help="consume as a worker of this group")
@@ -128,6 +147,81 @@ def build_parser() -> argparse.ArgumentParser:
                      help="with --group: seconds to print and ack a message (%(default)s)")
     sub.add_argument("--count", type=_positive_int, metavar="N",
                      help="exit after N messages (default: follow forever)")
+    up = commands.add_parser(
+        "upload", help="upload a file (resumable, tus)",
+        description="Upload a file to the hub over tus, with a progress bar. An "
+                    "interrupted upload of the same unchanged file resumes on the next run.",
+    )
+    up.add_argument("file", metavar="FILE", type=Path)
+    up.add_argument("--url", default=DEFAULT_URL, help="the hub (%(default)s)")
+    up.add_argument("--job", metavar="QUEUE", help="start a job on this queue once uploaded")
+    up.add_argument("--chunk-size", type=_positive_int, default=8 << 20, metavar="BYTES",
+                    help="bytes per request (%(default)s)")
+    up.add_argument("--state", type=Path, metavar="FILE",
+                    help="where unfinished uploads are remembered "
+                         "(default: ~/.local/state/hubbub/uploads.json)")
+    up.add_argument("--timeout", type=_seconds, default=60.0, metavar="SECONDS",
+                    help="give up after this long without progress (%(default)s)")
+    up.add_argument("--follow", action="store_true",
+                    help="with --job: follow the job until it finished")
+    work = commands.add_parser(
+        "worker", help="run a Python function for each job of a queue",
+        description="Take the jobs of QUEUE one at a time and call FUNCTION(data, progress) "
+                    "for each: its return value is the job's result; an exception fails the "
+                    "job (retried while attempts are left); progress(percent, message) "
+                    "reports progress. Prints each job as it ended, one JSON line each.",
+    )
+    work.add_argument("queue", metavar="QUEUE")
+    work.add_argument("--run", required=True, metavar="MODULE:FUNCTION",
+                      help="the function to call (the current directory is importable)")
+    work.add_argument("--url", default=DEFAULT_URL, help="the hub (%(default)s)")
+    work.add_argument("--lease", type=_seconds, metavar="SECONDS",
+                      help="lease of each job; heartbeats keep it (default: the hub's)")
+    work.add_argument("--count", type=_positive_int, metavar="N",
+                      help="exit after N jobs (default: run forever)")
+    job = commands.add_parser("job", help="show or follow a job",
+                              description="Print a job as one JSON line.")
+    job.add_argument("id", metavar="ID")
+    job.add_argument("--url", default=DEFAULT_URL, help="the hub (%(default)s)")
+    job.add_argument("--follow", action="store_true",
+                     help="print each state, from the first, until the final one")
+    req = commands.add_parser(
+        "request", help="send a request and print the reply",
+        description="Publish a request to TOPIC and wait for one responder's reply "
+                    "(request-reply, docs/requests.md); print the reply as one JSON line. "
+                    "DATA is sent as for pub.",
+    )
+    req.add_argument("topic", metavar="TOPIC")
+    req.add_argument("data", metavar="DATA")
+    req.add_argument("--url", default=DEFAULT_URL, help="the hub (%(default)s)")
+    req.add_argument("--timeout", type=_seconds, default=5.0, metavar="SECONDS",
+                     help="wait this long for the reply (%(default)s)")
+    req.add_argument("--content-type", metavar="TYPE", help="send DATA as bytes of this type")
+    tok = commands.add_parser(
+        "token", help="mint a JWT",
+        description="Print a JWT (HS256) that a hub with the same secret accepts. The "
+                    "secret comes from --secret-file, --config (its [auth] secret), "
+                    "$HUBBUB_SECRET or --secret (visible to other users in the process "
+                    "list: prefer the others).",
+    )
+    tok.add_argument("--sub", dest="subject", metavar="NAME", help="who the holder is")
+    tok.add_argument("--pub", action="append", default=[], metavar="PATTERN",
+                     help="a topic pattern the holder may publish to (repeatable)")
+    tok.add_argument("--subscribe", action="append", default=[], metavar="PATTERN",
+                     help="a topic pattern the holder may subscribe to (repeatable)")
+    tok.add_argument("--admin", action="store_true", help="the holder may do everything")
+    tok.add_argument("--ttl", default="1h", metavar="DURATION",
+                     help="lifetime: seconds or 30m, 12h, 7d; 0 never expires (%(default)s)")
+    tok.add_argument("--secret", help="the HS256 secret (at least 32 bytes)")
+    tok.add_argument("--secret-file", type=Path, metavar="FILE", help="read the secret here")
+    tok.add_argument("--config", type=Path, metavar="FILE",
+                     help="a hubbub.toml: its [auth] secret, issuer and audience")
+    tok.add_argument("--issuer", help="the iss claim (default: the config's)")
+    tok.add_argument("--audience", help="the aud claim (default: the config's)")
+    for client_command in (pub, sub, up, work, job, req):
+        client_command.add_argument(
+            "--token", default=os.environ.get("HUBBUB_TOKEN") or None,
+            help="a JWT or API key for the hub (default: $HUBBUB_TOKEN)")
     bench.add_parser(commands)
     return parser
 
@@ -139,10 +233,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "serve":
             return _serve(args, parser)
+        if args.command == "token":
+            return _token(args)
         if args.command == "bench":
             return bench.run_command(args)
         if args.command == "pub":
             return asyncio.run(_pub(args))
+        if args.command == "upload":
+            return asyncio.run(_upload(args))
+        if args.command == "request":
+            return asyncio.run(_request(args))
+        if args.command == "worker":
+            return asyncio.run(_worker(args))
+        if args.command == "job":
+            return asyncio.run(_job(args))
         return asyncio.run(_sub(args))
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
@@ -161,20 +265,21 @@ def _serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from .config import Config, ConfigError
     from .server import configure_logging, is_loopback, serve
 
-    if not args.insecure and not is_loopback(args.host):
-        _complain(
-            f"refusing to listen on {args.host}: it is not a loopback address and hubbub "
-            "has no authentication yet, so anyone who can reach it could read and publish "
-            "every topic; listen on 127.0.0.1 (behind a proxy that authenticates), or "
-            "pass --insecure to accept that"
-        )
-        return EXIT_USAGE
     try:
         config = Config.load(args.config) if args.config else Config()
     except ConfigError as exc:
         _complain(f"invalid configuration: {exc}")
         return EXIT_USAGE
-    if args.insecure and not is_loopback(args.host):
+    public = not is_loopback(args.host)
+    if public and not args.insecure and not config.auth.enabled:
+        _complain(
+            f"refusing to listen on {args.host}: it is not a loopback address and no "
+            "[auth] is configured, so anyone who can reach it could read and publish "
+            "every topic; configure [auth] (docs/auth.md), listen on 127.0.0.1, or "
+            "pass --insecure to accept that"
+        )
+        return EXIT_USAGE
+    if public and args.insecure and not config.auth.enabled:
         print(f"hubbub: warning: listening on {args.host} with no authentication",
               file=sys.stderr, flush=True)
     configure_logging(args.log_level)
@@ -187,6 +292,40 @@ def _serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     except OSError as exc:  # the store's directory cannot be made
         _complain(f"cannot prepare the store: {exc}")
         return EXIT_ERROR
+
+
+def _token(args: argparse.Namespace) -> int:
+    from .config import Config, ConfigError, parse_duration
+    from .core.auth import mint
+
+    try:
+        config = Config.load(args.config) if args.config else Config()
+        ttl = parse_duration(args.ttl, where="--ttl")
+    except ConfigError as exc:
+        _complain(str(exc))
+        return EXIT_USAGE
+    if args.secret_file is not None:
+        try:
+            secret: bytes | None = args.secret_file.read_bytes().rstrip(b"\r\n")
+        except OSError as exc:
+            _complain(f"cannot read {args.secret_file}: {exc.strerror}")
+            return EXIT_USAGE
+    elif args.secret is not None:
+        secret = args.secret.encode()
+    else:
+        env = os.environ.get("HUBBUB_SECRET")
+        secret = config.auth.secret or (env.encode() if env else None)
+    if not secret:
+        raise UsageError("give the secret: --secret-file, --config, $HUBBUB_SECRET or --secret")
+    try:
+        token = mint(secret, args.subject, pub=args.pub, sub=args.subscribe, admin=args.admin,
+                     ttl=ttl or None, issuer=args.issuer or config.auth.issuer,
+                     audience=args.audience or config.auth.audience)
+    except InvalidRequest as exc:  # a malformed pattern
+        raise UsageError(f"--{'pub' if exc.field == 'pub' else 'subscribe'}: {exc.message}"
+                         ) from None
+    print(token, flush=True)
+    return 0
 
 
 def _payload(data: str, content_type: str | None) -> tuple[Any, str | None]:
@@ -211,7 +350,7 @@ async def _pub(args: argparse.Namespace) -> int:
     except OSError as exc:
         _complain(f"cannot read {args.data[1:]}: {exc.strerror}")
         return EXIT_USAGE
-    async with AsyncClient(args.url, retry_for=args.timeout) as client:
+    async with AsyncClient(args.url, token=args.token, retry_for=args.timeout) as client:
         receipt = await client.publish(args.topic, value, key=args.key,
                                        content_type=content_type)
     _print_json(receipt)
@@ -223,8 +362,8 @@ async def _sub(args: argparse.Namespace) -> int:
         return await _sub_group(args)
     if args.start is not None:
         raise UsageError("--start applies to --group only; use --after")
-    async with AsyncClient(args.url) as client, client.subscribe(
-        args.topics, after=args.after, transport=args.transport or "ws"
+    async with AsyncClient(args.url, token=args.token) as client, client.subscribe(
+        args.topics, after=args.after, transport=args.transport or "auto", on_gap="event"
     ) as sub:
         seen = 0
         async for item in sub:
@@ -243,7 +382,7 @@ async def _sub_group(args: argparse.Namespace) -> int:
     if args.transport is not None:
         raise UsageError("--group pulls over HTTP; --transport does not apply")
     seen = 0
-    async with AsyncClient(args.url) as client:
+    async with AsyncClient(args.url, token=args.token) as client:
         group = client.group(args.group, args.topics, start=args.start or "end",
                              lease=args.lease)
         # With --count, never lease more than is left to print.
@@ -264,6 +403,85 @@ async def _sub_group(args: argparse.Namespace) -> int:
                 seen += 1
                 if args.count is not None and seen >= args.count:
                     break
+    return 0
+
+
+async def _request(args: argparse.Namespace) -> int:
+    try:
+        value, content_type = _payload(args.data, args.content_type)
+    except OSError as exc:
+        _complain(f"cannot read {args.data[1:]}: {exc.strerror}")
+        return EXIT_USAGE
+    async with AsyncClient(args.url, token=args.token) as client:
+        reply = await client.request(args.topic, value, timeout=args.timeout,
+                                     content_type=content_type)
+    _print_json(reply)
+    return 0
+
+
+async def _upload(args: argparse.Namespace) -> int:
+    from .client.uploads import ProgressBar
+
+    if args.follow and args.job is None:
+        raise UsageError("--follow needs --job")
+    bar = ProgressBar(args.file.name, sys.stderr)
+    async with AsyncClient(args.url, token=args.token, retry_for=args.timeout) as client:
+        try:
+            result = await client.upload(args.file, job=args.job, chunk_size=args.chunk_size,
+                                         on_progress=bar.update, state_file=args.state)
+        finally:
+            bar.close()
+        if args.job is None:
+            _print_json(result)
+            return 0
+        result["job"] = await client.jobs.for_upload(result["id"])
+        _print_json(result)
+        if result["job"] is None:
+            _complain("the upload started no job; see the hub's log")
+            return EXIT_ERROR
+        if args.follow:
+            return await _follow(client, result["job"], quiet=True)
+    return 0
+
+
+async def _follow(client: AsyncClient, job_id: str, *, quiet: bool = False) -> int:
+    """Follow a job: a bar on stderr (``quiet``) or each state on stdout."""
+    from .client.jobs import JobBar
+
+    bar = JobBar(sys.stderr)
+    final: dict[str, Any] = {}
+    try:
+        async for state in client.jobs.follow(job_id):
+            final = state
+            if quiet:
+                bar.update(state)
+            else:
+                _print_json(state)
+    finally:
+        bar.close()
+    if quiet:
+        _print_json(final)
+    if final.get("state") == "failed":
+        _complain(f"job {job_id} failed: {final.get('error')}")
+        return EXIT_ERROR
+    return 0
+
+
+async def _worker(args: argparse.Namespace) -> int:
+    from .client.jobs import load_handler
+
+    handler = load_handler(args.run)
+    async with AsyncClient(args.url, token=args.token) as client:
+        await client.jobs.work(args.queue, handler, count=args.count, lease=args.lease,
+                               on_done=_print_json)
+    return 0
+
+
+async def _job(args: argparse.Namespace) -> int:
+    async with AsyncClient(args.url, token=args.token) as client:
+        if args.follow:
+            return await _follow(client, args.id)
+        _print_json(await client.jobs.get(args.id))
     return 0
 
 

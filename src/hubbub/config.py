@@ -12,14 +12,50 @@ Example ``hubbub.toml``::
     ephemeral = true           # slow subscribers lose messages (a gap is said) instead of being cut off
     history_size = 100
 
+    [namespaces.chat]          # topics chat.*
+    presence = true            # track who subscribes (docs/presence.md); default false
+
     [server]
     buffer = 1024              # messages held per subscriber before it counts as slow
     heartbeat = 15             # seconds between SSE heartbeat comments
+    presence_ttl = 30          # a presence entry its node stops renewing expires after this
+
+    [uploads]                  # tus uploads (docs/uploads.md)
+    dir = "/srv/uploads"       # default: <store dir>/uploads (sqlite), a temp dir (memory)
+    max_size = 10737418240     # bytes per upload
+    expiration = "24h"         # an unfinished upload expires this long after its last write
+    keep = "7d"                # a completed upload is kept this long (0: until deleted)
+    jobs = ["thumbnails"]      # queues an upload may start a job on ("*": any)
+
+    [jobs]                     # asynchronous jobs (docs/jobs.md)
+    keep = "24h"               # a finished job is kept this long (0: forever)
+    lease = "30s"              # default lease of a taken job (a worker's heartbeat extends it)
+    max_attempts = 3           # tries before a job fails (its queue's max_deliver)
+
+    [auth]                     # authentication (docs/auth.md); off when no key is set
+    secret_file = "/run/secrets/hubbub-jwt"   # HS256 secret (or secret = "..."), >= 32 bytes
+    public_key_file = "/etc/hubbub/jwt.pem"   # RS256/ES256/EdDSA public key (or public_key)
+    issuer = "https://login.example.com"      # checked when set (iss claim)
+    audience = "hubbub"                       # checked when set (aud claim)
+    leeway = "30s"                            # clock skew allowed on exp and nbf
+
+    [auth.api_keys."hk_3b1f9c2e8d7a6f50"]      # an API key and the claims it stands for
+    subject = "billing-worker"
+    pub = ["jobs-queue.billing"]              # topic patterns it may publish to
+    sub = ["billing.>"]                       # topic patterns it may subscribe to
+
+    [auth.anonymous]                          # what a client with no credentials may do
+    sub = ["public.>"]                        # (default: nothing; it is asked to authenticate)
+
+    [namespaces.announcements]
+    subscribers = ["*"]        # subjects who may subscribe to every topic of the namespace
+    publishers = ["alice"]     # ... and publish ("*": every authenticated client)
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import re
 import tomllib
 from dataclasses import dataclass, field, fields, replace
@@ -27,7 +63,8 @@ from pathlib import Path
 from typing import Any
 
 from .engines.base import Retention
-from .topics import namespace
+from .errors import InvalidTopic
+from .topics import namespace, validate_pattern
 
 _DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)\s*([smhd]?)")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -57,8 +94,13 @@ class NamespaceConfig:
     history_size: int = 100_000
     history_age: float = 7 * 86400.0
     ephemeral: bool = False
+    presence: bool = False
     max_message_size: int = 1 << 20
     max_deliver: int = 5
+    #: Subjects granted publishing / subscribing on every topic of the namespace,
+    #: on top of their own claims; ``"*"``: every authenticated client.
+    publishers: tuple[str, ...] = ()
+    subscribers: tuple[str, ...] = ()
 
     @property
     def retention(self) -> Retention:
@@ -70,6 +112,12 @@ class NamespaceConfig:
 
 #: The namespace of request-reply inboxes (:mod:`hubbub.core.requests`).
 INBOX = "_inbox"
+#: The namespace of upload progress topics (:mod:`hubbub.core.uploads`).
+UPLOADS = "uploads"
+#: The namespace of presence events, ``presence.<topic>`` (:mod:`hubbub.core.presence`).
+PRESENCE = "presence"
+#: The namespaces of job states and of job queues (:mod:`hubbub.core.jobs`).
+JOBS, JOB_QUEUES = "jobs", "jobs-queue"
 
 
 @functools.cache
@@ -78,12 +126,60 @@ def _inbox_defaults(defaults: NamespaceConfig) -> NamespaceConfig:
     return replace(defaults, history_size=1, history_age=60.0)
 
 
+@functools.cache
+def _presence_defaults(defaults: NamespaceConfig) -> NamespaceConfig:
+    """Presence events, unless configured, keep the last 1000 per topic for a day."""
+    return replace(defaults, history_size=1000, history_age=86400.0)
+
+
+@functools.cache
+def _uploads_defaults(defaults: NamespaceConfig) -> NamespaceConfig:
+    """Upload progress topics, unless configured, keep their last 100 events for a day."""
+    return replace(defaults, history_size=100, history_age=86400.0)
+
+
+@dataclass(frozen=True, slots=True)
+class UploadsConfig:
+    """Settings of tus uploads (:mod:`hubbub.core.uploads`); sizes in bytes, times in s."""
+
+    dir: str | None = None
+    max_size: int = 10 << 30
+    expiration: float = 86400.0
+    keep: float = 7 * 86400.0
+    jobs: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class JobsConfig:
+    """Settings of asynchronous jobs (:mod:`hubbub.core.jobs`); times in seconds."""
+
+    keep: float = 86400.0
+    lease: float = 30.0
+    max_attempts: int = 3
+
+
+@functools.cache
+def _jobs_defaults(defaults: NamespaceConfig, jobs: JobsConfig) -> NamespaceConfig:
+    """Job state topics, unless configured, keep their last 1000 states at least as
+    long as finished jobs are kept (a day at least; forever when jobs are)."""
+    age = 0.0 if not jobs.keep else max(jobs.keep, 86400.0)
+    return replace(defaults, history_size=1000, history_age=age)
+
+
+@functools.cache
+def _job_queues_defaults(defaults: NamespaceConfig, jobs: JobsConfig) -> NamespaceConfig:
+    """Job queues, unless configured, keep every job (a week by default) and
+    give each ``max_attempts`` tries."""
+    return replace(defaults, history_size=0, max_deliver=jobs.max_attempts)
+
+
 @dataclass(frozen=True, slots=True)
 class ServerConfig:
     buffer: int = 1024
     heartbeat: float = 15.0
     max_wait: float = 60.0
     max_limit: int = 1000
+    presence_ttl: float = 30.0
 
 
 @dataclass(slots=True)
@@ -93,12 +189,23 @@ class Config:
     defaults: NamespaceConfig = field(default_factory=NamespaceConfig)
     namespaces: dict[str, NamespaceConfig] = field(default_factory=dict)
     server: ServerConfig = field(default_factory=ServerConfig)
+    uploads: UploadsConfig = field(default_factory=UploadsConfig)
+    jobs: JobsConfig = field(default_factory=JobsConfig)
+    auth: AuthConfig = field(default_factory=lambda: AuthConfig())
 
     def for_topic(self, topic: str) -> NamespaceConfig:
         ns = namespace(topic)
         found = self.namespaces.get(ns)
         if found is not None:
             return found
+        if ns == UPLOADS:
+            return _uploads_defaults(self.defaults)
+        if ns == PRESENCE:
+            return _presence_defaults(self.defaults)
+        if ns == JOBS:
+            return _jobs_defaults(self.defaults, self.jobs)
+        if ns == JOB_QUEUES:
+            return _job_queues_defaults(self.defaults, self.jobs)
         return _inbox_defaults(self.defaults) if ns == INBOX else self.defaults
 
     def retention(self, topic: str) -> Retention:
@@ -120,7 +227,7 @@ class Config:
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> Config:
-        unknown = set(raw) - {"defaults", "namespaces", "server"}
+        unknown = set(raw) - {"defaults", "namespaces", "server", "uploads", "jobs", "auth"}
         if unknown:
             raise ConfigError(f"unknown section(s): {', '.join(sorted(unknown))}")
         defaults = _namespace(NamespaceConfig(), raw.get("defaults", {}), "defaults")
@@ -129,7 +236,8 @@ class Config:
             for name, section in raw.get("namespaces", {}).items()
         }
         server = _server(raw.get("server", {}))
-        return cls(defaults, namespaces, server)
+        return cls(defaults, namespaces, server, _uploads(raw.get("uploads", {})),
+                   _jobs(raw.get("jobs", {})), _auth(raw.get("auth", {})))
 
 
 def _namespace(base: NamespaceConfig, section: Any, where: str) -> NamespaceConfig:
@@ -142,10 +250,12 @@ def _namespace(base: NamespaceConfig, section: Any, where: str) -> NamespaceConf
             raise ConfigError(f"{where}.{key}: unknown setting")
         if key == "history_age":
             changes[key] = parse_duration(value, where=f"{where}.{key}")
-        elif key == "ephemeral":
+        elif key in ("ephemeral", "presence"):
             if not isinstance(value, bool):
                 raise ConfigError(f"{where}.{key}: expected true or false")
             changes[key] = value
+        elif key in ("publishers", "subscribers"):
+            changes[key] = _strings(value, f"{where}.{key}", "subjects")
         else:
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ConfigError(f"{where}.{key}: expected a non-negative integer")
@@ -161,10 +271,206 @@ def _server(section: Any) -> ServerConfig:
     for key, value in section.items():
         if key not in known:
             raise ConfigError(f"server.{key}: unknown setting")
-        if key in ("heartbeat", "max_wait"):
+        if key in ("heartbeat", "max_wait", "presence_ttl"):
             changes[key] = parse_duration(value, where=f"server.{key}")
+            if key == "presence_ttl" and not changes[key] > 0:
+                raise ConfigError("server.presence_ttl: must be more than 0")
         elif isinstance(value, bool) or not isinstance(value, int) or value <= 0:
             raise ConfigError(f"server.{key}: expected a positive integer")
         else:
             changes[key] = value
     return replace(ServerConfig(), **changes)
+
+
+def _uploads(section: Any) -> UploadsConfig:
+    if not isinstance(section, dict):
+        raise ConfigError("uploads: expected a table")
+    known = {f.name for f in fields(UploadsConfig)}
+    changes: dict[str, Any] = {}
+    for key, value in section.items():
+        where = f"uploads.{key}"
+        if key not in known:
+            raise ConfigError(f"{where}: unknown setting")
+        if key in ("expiration", "keep"):
+            changes[key] = parse_duration(value, where=where)
+        elif key == "dir":
+            if not isinstance(value, str) or not value:
+                raise ConfigError(f"{where}: expected a directory path")
+            changes[key] = value
+        elif key == "jobs":
+            if not isinstance(value, list) or not all(isinstance(q, str) for q in value):
+                raise ConfigError(f"{where}: expected a list of queue names")
+            changes[key] = tuple(value)
+        elif isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise ConfigError(f"{where}: expected a positive integer")
+        else:
+            changes[key] = value
+    return replace(UploadsConfig(), **changes)
+
+
+def _jobs(section: Any) -> JobsConfig:
+    if not isinstance(section, dict):
+        raise ConfigError("jobs: expected a table")
+    known = {f.name for f in fields(JobsConfig)}
+    changes: dict[str, Any] = {}
+    for key, value in section.items():
+        where = f"jobs.{key}"
+        if key not in known:
+            raise ConfigError(f"{where}: unknown setting")
+        if key in ("keep", "lease"):
+            changes[key] = parse_duration(value, where=where)
+            if key == "lease" and not 0.1 <= changes[key] <= 43200:
+                raise ConfigError(f"{where}: expected from 0.1 seconds to 12 hours")
+        elif isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 1000:
+            raise ConfigError(f"{where}: expected an integer from 1 to 1000")
+        else:
+            changes[key] = value
+    return replace(JobsConfig(), **changes)
+
+
+# -- authentication (docs/auth.md) ----------------------------------------------------
+
+#: RFC 7518 §3.2: "A key of the same size as the hash output (for instance, 256
+#: bits for "HS256") or larger MUST be used with this algorithm."
+MIN_SECRET_BYTES = 32
+
+
+@dataclass(frozen=True, slots=True)
+class Grant:
+    """What one credential allows: topic patterns to publish and to subscribe to.
+
+    ``admin`` allows everything. ``subject`` names the client (a JWT's ``sub``,
+    an API key's ``subject``); namespace rules (``publishers``, ``subscribers``)
+    grant by it.
+    """
+
+    subject: str | None = None
+    pub: tuple[str, ...] = ()
+    sub: tuple[str, ...] = ()
+    admin: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class AuthConfig:
+    """How clients prove who they are (:mod:`hubbub.core.auth`); off when nothing is set."""
+
+    #: The HS256 shared secret (also HS384/HS512 when long enough).
+    secret: bytes | None = None
+    #: A PEM public key: RS*/PS* for RSA, ES* for EC, EdDSA for Ed25519/Ed448.
+    public_key: str | None = None
+    issuer: str | None = None
+    audience: str | None = None
+    leeway: float = 30.0
+    #: SHA-256 hex digest of each API key -> what it grants (keys are not kept).
+    api_keys: dict[str, Grant] = field(default_factory=dict)
+    #: What a request with no credentials may do; ``None``: it must authenticate.
+    anonymous: Grant | None = None
+
+    @property
+    def enabled(self) -> bool:
+        """Whether any rule is set; when not, every client may do everything."""
+        return bool(self.secret or self.public_key or self.api_keys) or self.anonymous is not None
+
+
+def _strings(value: Any, where: str, what: str) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise ConfigError(f"{where}: expected a list of {what}")
+    return tuple(value)
+
+
+def _patterns(value: Any, where: str) -> tuple[str, ...]:
+    out = _strings(value, where, "topic patterns")
+    for i, pattern in enumerate(out):
+        try:
+            validate_pattern(pattern)
+        except InvalidTopic as exc:
+            raise ConfigError(f"{where}[{i}]: {exc.message}") from None
+    return out
+
+
+def _grant(section: Any, where: str, *, keys: set[str]) -> Grant:
+    if not isinstance(section, dict):
+        raise ConfigError(f"{where}: expected a table")
+    if unknown := sorted(set(section) - keys):
+        raise ConfigError(f"{where}.{unknown[0]}: unknown setting")
+    subject = section.get("subject")
+    if subject is not None and (not isinstance(subject, str) or not subject):
+        raise ConfigError(f"{where}.subject: expected a name")
+    admin = section.get("admin", False)
+    if not isinstance(admin, bool):
+        raise ConfigError(f"{where}.admin: expected true or false")
+    return Grant(subject, _patterns(section.get("pub", []), f"{where}.pub"),
+                 _patterns(section.get("sub", []), f"{where}.sub"), admin)
+
+
+def _read(path: Any, where: str) -> bytes:
+    if not isinstance(path, str) or not path:
+        raise ConfigError(f"{where}: expected a file path")
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{where}: cannot read {path}: {exc.strerror}") from None
+
+
+def _auth(section: Any) -> AuthConfig:
+    if not isinstance(section, dict):
+        raise ConfigError("auth: expected a table")
+    known = {"secret", "secret_file", "public_key", "public_key_file", "issuer", "audience",
+             "leeway", "api_keys", "anonymous"}
+    if unknown := sorted(set(section) - known):
+        raise ConfigError(f"auth.{unknown[0]}: unknown setting")
+    for one, other in (("secret", "secret_file"), ("public_key", "public_key_file")):
+        if one in section and other in section:
+            raise ConfigError(f"auth: give {one} or {other}, not both")
+    secret: bytes | None = None
+    if "secret_file" in section:
+        secret = _read(section["secret_file"], "auth.secret_file").rstrip(b"\r\n")
+    elif "secret" in section:
+        if not isinstance(section["secret"], str):
+            raise ConfigError("auth.secret: expected a string")
+        secret = section["secret"].encode()
+    if secret is not None and len(secret) < MIN_SECRET_BYTES:
+        raise ConfigError(f"auth.secret: must be at least {MIN_SECRET_BYTES} bytes "
+                          "(RFC 7518 §3.2); `openssl rand -hex 32` makes one")
+    public_key: str | None = None
+    if "public_key_file" in section:
+        public_key = _read(section["public_key_file"], "auth.public_key_file").decode(
+            errors="replace")
+    elif "public_key" in section:
+        if not isinstance(section["public_key"], str):
+            raise ConfigError("auth.public_key: expected PEM text")
+        public_key = section["public_key"]
+    if public_key is not None:
+        from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
+        from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
+        try:
+            pem_key = load_pem_public_key(public_key.encode())
+        except (ValueError, TypeError) as exc:
+            raise ConfigError(f"auth.public_key: not a PEM public key ({exc})") from None
+        kinds = (rsa.RSAPublicKey, ec.EllipticCurvePublicKey, ed25519.Ed25519PublicKey,
+                 ed448.Ed448PublicKey)
+        if not isinstance(pem_key, kinds):
+            raise ConfigError("auth.public_key: expected an RSA, EC or Ed25519/Ed448 key")
+    claims: dict[str, str | None] = {}
+    for key in ("issuer", "audience"):
+        value = section.get(key)
+        if value is not None and (not isinstance(value, str) or not value):
+            raise ConfigError(f"auth.{key}: expected a string")
+        claims[key] = value
+    leeway = parse_duration(section.get("leeway", 30), where="auth.leeway")
+    keys = section.get("api_keys", {})
+    if not isinstance(keys, dict):
+        raise ConfigError("auth.api_keys: expected a table of keys")
+    api_keys: dict[str, Grant] = {}
+    for key, grant in keys.items():
+        where = f"auth.api_keys.{key[:6]}..."  # never the whole key in a message
+        if len(key) < 16:
+            raise ConfigError(f"{where}: an API key must be at least 16 characters")
+        api_keys[hashlib.sha256(key.encode()).hexdigest()] = _grant(
+            grant, where, keys={"subject", "pub", "sub", "admin"})
+    anonymous = None
+    if "anonymous" in section:
+        anonymous = _grant(section["anonymous"], "auth.anonymous", keys={"pub", "sub"})
+    return AuthConfig(secret, public_key, claims["issuer"], claims["audience"], leeway,
+                      api_keys, anonymous)

@@ -21,8 +21,12 @@ The tree::
     │   ├── Conflict              the request conflicts with state (409)
     │   │   └── GapError          history was lost past the cursor (409)
     │   ├── Expired               a reply came after its request's deadline (410)
+    │   │   └── UploadExpired     the upload's expiry passed (410)
+    │   ├── PreconditionFailed    an unsupported protocol version (412)
     │   ├── PayloadTooLarge       message or frame over the limit (413)
-    │   └── UnsupportedMediaType  (415)
+    │   ├── UnsupportedMediaType  (415)
+    │   ├── Locked                another request is writing the same upload (423)
+    │   └── ChecksumMismatch      a body does not match its checksum (460)
     ├── Unavailable               the store cannot be reached; retry later (503)
     ├── GatewayTimeout            no responder replied to a request in time (504)
     ├── SlowConsumer              a subscriber fell too far behind its buffer
@@ -50,6 +54,10 @@ class HubbubError(Exception):
 
     code = "error"
     temporary = False
+    #: Set by the client on errors the hub reported: the HTTP status (0 for
+    #: WebSocket and SSE errors) and the whole problem document (RFC 9457).
+    status: int | None = None
+    problem: dict[str, Any] | None = None
 
     def __init__(self, message: str, *, field: str | None = None, **extra: Any) -> None:
         super().__init__(message)
@@ -125,12 +133,37 @@ class Expired(PeerError):
     code = "request-expired"
 
 
+class UploadExpired(Expired):
+    """A tus upload whose expiry passed: it cannot be resumed."""
+
+    code = "upload-expired"
+
+
+class PreconditionFailed(PeerError):
+    """The request asks for a protocol version the hub does not speak."""
+
+    code = "precondition-failed"
+
+
 class PayloadTooLarge(PeerError):
     code = "payload-too-large"
 
 
 class UnsupportedMediaType(PeerError):
     code = "unsupported-media-type"
+
+
+class Locked(PeerError):
+    """Another request is writing the same upload; retry once it is done."""
+
+    code = "locked"
+    temporary = True
+
+
+class ChecksumMismatch(PeerError):
+    """A body's digest differs from the one its request declared; nothing was stored."""
+
+    code = "checksum-mismatch"
 
 
 class Unavailable(HubbubError):

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import re
+import struct
 from typing import Any
 
 import msgspec
@@ -37,12 +38,23 @@ _json_decode = msgspec.json.Decoder().decode
 _msgpack_encode = msgspec.msgpack.Encoder().encode
 
 
+#: The message object, for JSON payloads and (base64) for any other. The
+#: cursor is ``epoch.offset.seq``, the text :func:`hubbub.cursor.encode` makes.
+_MEMBERS = b'"topic":%s,"offset":%d,"cursor":"%s.%d.%d","time":%d,"id":%s'
+_JSON = b"{" + _MEMBERS + b',"data":%s}'
+_JSON_B64 = b"{" + _MEMBERS + b',"content_type":%s,"data":"%s"}'
+#: The same as WebSocket ``msg`` ops.
+_WS_JSON = b'{"op":"msg",' + _JSON[1:]
+_WS_JSON_B64 = b'{"op":"msg",' + _JSON_B64[1:]
+
+
 class Message:
     """One stored message. Immutable by convention; encodings are cached."""
 
     __slots__ = (
         "topic", "epoch", "offset", "seq", "time", "id", "data", "content_type",
         "_cursor", "_json", "_msgpack", "_sse", "_ws_json", "_ws_text", "_ws_msgpack",
+        "_ws_frame", "_ws_msgpack_frame",
     )
 
     def __init__(
@@ -71,6 +83,8 @@ class Message:
         self._ws_json: bytes | None = None
         self._ws_text: str | None = None
         self._ws_msgpack: bytes | None = None
+        self._ws_frame: bytes | None = None
+        self._ws_msgpack_frame: bytes | None = None
 
     def __repr__(self) -> str:
         return f"<Message {self.topic}#{self.offset} seq={self.seq}>"
@@ -96,22 +110,24 @@ class Message:
         """The message object as compact JSON bytes."""
         j = self._json
         if j is None:
-            head = (
-                b'{"topic":' + _json_encode(self.topic)
-                + b',"offset":' + str(self.offset).encode()
-                + b',"cursor":"' + self.cursor.encode()
-                + b'","time":' + str(self.time).encode()
-                + b',"id":' + _json_encode(self.id)
-            )
-            if self.is_json:
-                j = head + b',"data":' + self.data + b"}"
-            else:
-                j = (
-                    head + b',"content_type":' + _json_encode(self.content_type)
-                    + b',"data":"' + base64.b64encode(self.data) + b'"}'
-                )
-            self._json = j
+            j = self._json = self._encode(_JSON, _JSON_B64)
         return j
+
+    def _encode(self, json_form: bytes, b64_form: bytes) -> bytes:
+        """The message object in ``json_form`` (JSON payloads) or ``b64_form``.
+
+        Every door (a poll page, an SSE event, a replayed frame) builds it
+        once per message, so it is one %-format of the fields as they are,
+        rather than bytes concatenated piece by piece.
+        """
+        if self.content_type == JSON:
+            return json_form % (
+                _json_encode(self.topic), self.offset, self.epoch.encode(), self.offset,
+                self.seq, self.time, _json_encode(self.id), self.data)
+        return b64_form % (
+            _json_encode(self.topic), self.offset, self.epoch.encode(), self.offset, self.seq,
+            self.time, _json_encode(self.id), _json_encode(self.content_type),
+            base64.b64encode(self.data))
 
     def to_dict(self) -> dict[str, Any]:
         """The message object as a dict (data decoded, bytes left raw)."""
@@ -155,6 +171,50 @@ class Message:
             d = self.to_dict()
             w = self._ws_msgpack = _msgpack_encode({"op": "msg", **d})
         return w
+
+    def ws_frame(self) -> bytes:
+        """The whole WebSocket text frame of the JSON ``msg`` op, as a server sends it.
+
+        Server frames are unmasked, so these bytes are the same for every
+        subscriber and can be written to each socket as they are (see
+        :func:`ws_frame`). Computed from :meth:`to_json` without caching
+        :meth:`ws_json`, so a message keeps one copy of its frame text.
+        """
+        f = self._ws_frame
+        if f is None:
+            j = self._json
+            f = self._ws_frame = ws_frame(
+                self._encode(_WS_JSON, _WS_JSON_B64) if j is None else b'{"op":"msg",' + j[1:])
+        return f
+
+    def ws_msgpack_frame(self) -> bytes:
+        """The whole WebSocket binary frame of the MessagePack ``msg`` op."""
+        f = self._ws_msgpack_frame
+        if f is None:
+            f = self._ws_msgpack_frame = ws_frame(self.ws_msgpack(), BINARY_FRAME)
+        return f
+
+
+#: RFC 6455 §5.2 opcodes of the data frames a server sends.
+TEXT_FRAME, BINARY_FRAME = 0x1, 0x2
+
+
+def ws_frame(payload: bytes, opcode: int = TEXT_FRAME) -> bytes:
+    """One final, unmasked WebSocket frame (RFC 6455 §5.2) carrying ``payload``.
+
+    A text frame's payload must be UTF-8 (every ``msg`` frame's JSON is).
+    """
+    n = len(payload)
+    if n < 126:
+        return _head7(0x80 | opcode, n) + payload
+    if n < 1 << 16:
+        return _head16(0x80 | opcode, 126, n) + payload
+    return _head64(0x80 | opcode, 127, n) + payload
+
+
+_head7 = struct.Struct("!BB").pack
+_head16 = struct.Struct("!BBH").pack
+_head64 = struct.Struct("!BBQ").pack
 
 
 def media_type(value: str | None, *, field: str) -> str:

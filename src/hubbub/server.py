@@ -47,7 +47,9 @@ from uvicorn.config import STARTUP_FAILURE
 from .config import Config
 from .core import Hub
 from .errors import HubbubError, Unavailable
+from .httpwhole import WholeResponseProtocol
 from .transports.app import create_app
+from .wsframes import FramesProtocol
 
 log = logging.getLogger("hubbub.server")
 
@@ -72,8 +74,10 @@ def is_loopback(host: str) -> bool:
 
 def _is_websocket(connection: object) -> bool:
     # uvicorn keeps HTTP and WebSocket protocol objects in one set; the
-    # WebSocket implementations all live under uvicorn.protocols.websockets.
-    return type(connection).__module__.startswith("uvicorn.protocols.websockets.")
+    # WebSocket implementations all live under uvicorn.protocols.websockets
+    # (hubbub's FramesProtocol is a subclass of one).
+    return any(cls.__module__.startswith("uvicorn.protocols.websockets.")
+               for cls in type(connection).__mro__)
 
 
 class HubServer(uvicorn.Server):
@@ -181,10 +185,16 @@ def serve(
     app = create_app(store, config)
     uv = uvicorn.Config(
         app, host=host, port=port,
-        # websockets-sansio: uvicorn deprecates its legacy "websockets" protocol,
-        # and "auto" (what the in-process test servers run) picks this one.
-        loop="uvloop", http="httptools", ws="websockets-sansio",
+        # uvicorn's websockets-sansio protocol (it deprecates its legacy
+        # "websockets" one) plus the hubbub.frames extension: the WebSocket
+        # door writes pre-built message frames, a batch per write.
+        # httptools plus the hubbub.respond extension (whole responses in one
+        # write: a long-poll page goes out to every waiting poll at once).
+        loop="uvloop", http=WholeResponseProtocol, ws=FramesProtocol,
         ws_max_size=config.max_message_size + WS_FRAME_OVERHEAD,
+        # No permessage-deflate: message frames go out pre-built, uncompressed,
+        # and a negotiated compression context costs tens of KB per connection.
+        ws_per_message_deflate=False,
         lifespan="on", access_log=access_log, log_level=log_level,
         timeout_graceful_shutdown=max(1, round(drain_timeout)),
     )

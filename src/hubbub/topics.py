@@ -97,6 +97,28 @@ def matches(pattern: str, topic: str) -> bool:
     return len(ptoks) == len(ttoks)
 
 
+def covers(outer: str, inner: str) -> bool:
+    """Whether every topic ``inner`` matches also matches ``outer`` (both validated).
+
+    ``inner`` may itself be a pattern: ``chat.>`` covers ``chat.*`` and
+    ``chat.a.>``; ``chat.*`` covers ``chat.a`` but not ``chat.>``; a concrete
+    ``inner`` is covered exactly when ``outer`` matches it.
+    """
+    otoks = outer.split(".")
+    itoks = inner.split(".")
+    for i, o in enumerate(otoks):
+        if o == ">":
+            return len(itoks) > i  # '>' takes one token or more; so does any rest of inner
+        if i >= len(itoks):
+            return False
+        t = itoks[i]
+        if t == ">":
+            return False  # inner goes on to any depth; outer does not
+        if o != "*" and o != t:
+            return False  # a literal covers only itself ('*' in inner is wider)
+    return len(otoks) == len(itoks)
+
+
 class TopicFilter:
     """A set of patterns, answering "does this topic match any of them?".
 

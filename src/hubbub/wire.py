@@ -86,6 +86,9 @@ class Sub(Op, tag="sub"):
     is leased to this subscription (at most ``window`` unsettled at once, each
     for ``lease`` seconds) and must be acked. ``start`` says where a group
     that does not exist yet begins; ``after`` does not apply to groups.
+
+    On topics whose namespace has presence on, ``client`` (an id the client
+    chooses) and ``info`` (any JSON value) say who is present.
     """
 
     topics: list[str]
@@ -94,6 +97,8 @@ class Sub(Op, tag="sub"):
     window: Annotated[int, msgspec.Meta(ge=1, le=MAX_WINDOW)] | None = None
     lease: float | None = None
     start: Literal["start", "end"] | None = None
+    client: str | None = None
+    info: Any = None
 
 
 class Ack(Op, tag="ack"):
@@ -138,10 +143,38 @@ class Ping(Op, tag="ping"):
     """Ask for a ``pong``: an application-level liveness check."""
 
 
-ClientOp = Sub | Unsub | Pub | Ping | Ack | Nack | Extend
-OPS: Final = frozenset({"sub", "unsub", "pub", "ping", "ack", "nack", "extend"})
+class Req(Op, tag="req"):
+    """Publish a request to ``topic`` and answer with its one reply, or with an
+    ``err`` (``timeout``) when none came within ``timeout`` seconds (default 5).
+    Other ops go on while it waits."""
+
+    topic: str
+    data: msgspec.Raw
+    timeout: float | None = None
+    content_type: str | None = None
+
+
+class Reply(Op, tag="reply"):
+    """Answer the request ``to`` (a request id from its envelope)."""
+
+    to: str
+    data: msgspec.Raw
+    content_type: str | None = None
+
+
+class Auth(Op, tag="auth"):
+    """Authenticate the connection with a bearer token (a JWT or an API key), for
+    clients that cannot send ``Authorization`` on the upgrade and would rather not
+    put the token in the URL. Only as the first op, or while anonymous."""
+
+    token: str
+
+
+ClientOp = Sub | Unsub | Pub | Ping | Ack | Nack | Extend | Req | Reply | Auth
+OPS: Final = frozenset({"sub", "unsub", "pub", "ping", "ack", "nack", "extend", "req", "reply",
+                        "auth"})
 #: Ops of the design that later versions add; named so the error says "not yet".
-RESERVED_OPS: Final = frozenset({"req", "reply"})
+RESERVED_OPS: Final[frozenset[str]] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)

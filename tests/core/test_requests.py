@@ -12,7 +12,7 @@ from hubbub.config import Config
 from hubbub.core import Hub
 from hubbub.core.requests import parse_request_id
 from hubbub.engines import open_engine
-from hubbub.errors import Conflict, Expired, GatewayTimeout, InvalidRequest
+from hubbub.errors import Conflict, Expired, GatewayTimeout, InvalidRequest, NotFound
 from tests.conftest import ENGINES, UNIT, store_url
 
 
@@ -51,11 +51,41 @@ async def test_timeout_expiry_and_duplicates(hub: Hub) -> None:
     request_id = page.messages[0].value()["request"]
     with pytest.raises(Expired):
         await hub.requests.reply(request_id, b"1")
-    live = f"{hub.now() + 60_000}.{'ab' * 16}"
-    await hub.requests.reply(live, b"1")
+    pending = await hub.requests.send("svc.live", b"0", timeout=5 * UNIT)
+    await hub.requests.reply(pending.id, b"1")
     with pytest.raises(Conflict):
-        await hub.requests.reply(live, b"2")
-    assert [m.value() for m in (await hub.poll([parse_request_id(live)[1]])).messages] == [1]
+        await hub.requests.reply(pending.id, b"2")
+    async with asyncio.timeout(5 * UNIT):
+        assert (await pending.wait()).value() == 1
+    with pytest.raises(Conflict):  # the caller has its reply; the request is still answered
+        await hub.requests.reply(pending.id, b"3")
+    assert [m.value() for m in (await hub.poll([parse_request_id(pending.id)[1]])).messages] == [1]
+
+
+async def test_replies_to_requests_nobody_waits_for_store_nothing(hub: Hub) -> None:
+    """A well-formed id never issued, one with a forged deadline, and one whose
+    caller gave up are NotFound; nothing reaches any inbox."""
+    forged = f"{hub.now() + 60_000}.{'ab' * 16}"
+    with pytest.raises(NotFound) as info:
+        await hub.requests.reply(forged, b"1")
+    assert info.value.field == "to"
+    pending = await hub.requests.send("svc.gone", b"0", timeout=30 * UNIT)
+    deadline, token = pending.id.split(".")
+    with pytest.raises(NotFound):
+        await hub.requests.reply(f"{int(deadline) + 1000}.{token}", b"1")
+    await pending.close()  # the caller gives up before its deadline
+    with pytest.raises(NotFound):
+        await hub.requests.reply(pending.id, b"1")
+    assert (await hub.poll(["_inbox.>"])).messages == []
+
+
+async def test_expired_request_records_are_swept(hub: Hub) -> None:
+    """The record of a request that timed out is removed by the sweep."""
+    async with asyncio.timeout(5 * UNIT):
+        with pytest.raises(GatewayTimeout):
+            await hub.requests.request("svc.sweep", b"1", timeout=0.05)
+    assert await hub.requests.sweep() == 1
+    assert await hub.engine.scan("request/", hub.now() - 10_000) == []
 
 
 @pytest.mark.parametrize("timeout", [0, -1, 61, float("nan"), True])

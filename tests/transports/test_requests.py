@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import time
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.conftest import UNIT
+from tests.conftest import UNIT, HubServer
 
 HEX = "0123456789abcdef" * 2
 
@@ -187,11 +188,33 @@ async def test_bad_reply_and_bad_request_change_nothing(client: httpx.AsyncClien
         assert (await caller).json()["data"] == "ok"
 
 
-async def test_reply_to_an_unknown_but_well_formed_id_is_accepted_and_read_by_nobody(
+async def test_reply_to_an_unknown_request_is_404_and_stores_nothing(
     client: httpx.AsyncClient,
 ) -> None:
-    """Without shared state such an id cannot be told apart: it is stored on an unread inbox."""
+    """A well-formed id nobody waits for (never made, or its caller left): 404, nothing stored."""
     deadline = int(time.time() * 1000) + 60_000
     r = await client.post(f"/v1/replies/{deadline}.{HEX}", json="nobody")
-    assert r.status_code == 201, r.text
-    assert r.json()["topic"] == f"_inbox.{HEX}"
+    problem(r, 404, "not-found", "to")
+    assert r.json()["request"] == f"{deadline}.{HEX}"
+    assert await inbox(client) == []
+
+
+async def test_reply_after_the_caller_left_is_404(
+    hub_server: HubServer, client: httpx.AsyncClient
+) -> None:
+    """A caller that hangs up gives its request up: a reply then gets 404, stored nowhere."""
+    async with hub_server.client() as caller_client, asyncio.timeout(10 * UNIT):
+        caller = asyncio.create_task(caller_client.post(
+            "/v1/requests/left.svc", params={"timeout": 30 * UNIT}, json=1))
+        env = await next_request(client, "left.svc")
+        caller.cancel()  # the client closes its connection
+        with contextlib.suppress(asyncio.CancelledError):
+            await caller
+    hub = hub_server.hub
+    async with asyncio.timeout(5 * UNIT):
+        # The hub sees the hang-up as the socket closes, and removes the request's record.
+        while await hub.engine.scan("request/", hub.now()):
+            await asyncio.sleep(0.01)
+    r = await client.post(f"/v1/replies/{env['request']}", json="late")
+    problem(r, 404, "not-found", "to")
+    assert await inbox(client) == []

@@ -1,14 +1,18 @@
 """The measuring instruments: servers under test as processes, the load
-generator, wrk, and CPU and memory read from ``/proc``.
+generator, wrk, the benchmark's own redis-server, and CPU and memory read
+from ``/proc``.
 
 Rule 1 of :mod:`hubbub.bench` lives here: the load generator prints marks
 (``start``, ``end``, ``held``) and :func:`drive` samples ``/proc`` at each,
-for the server, the generator and the whole machine.
+for the server, the generator and the whole machine. A server may be several
+processes: hub nodes sharing one store, and the store's own process (Redis);
+the CPU of all of them is the server's.
 """
 
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import json
 import os
@@ -23,9 +27,9 @@ import tempfile
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 Metrics = dict[str, float]
 
@@ -51,6 +55,11 @@ class Server:
     ``publish``, ``poll``, ``batch``) to its path, where ``{topic}`` stands
     for the topic; ``dialect`` is how the load generator speaks WebSocket to
     it (``hubbub`` or ``socketio``).
+
+    ``nodes`` processes are started from ``argv``, each on a port of its own
+    and all with the same ``scratch`` (so they name the same store); node 0
+    is the one publishers use. ``store_pid()`` names a store process beside
+    them (the benchmark's redis-server), whose CPU counts as the server's.
     """
 
     name: str
@@ -58,6 +67,8 @@ class Server:
     doors: Mapping[str, str]
     dialect: str = "hubbub"
     python: bool = True
+    nodes: int = 1
+    store_pid: Callable[[], int] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,12 +114,17 @@ def cpu_share(first: Sample, last: Sample, pid: int) -> float:
     return (last.cpu[pid] - first.cpu[pid]) / max(1e-9, last.at - first.at)
 
 
-def cpu_shares(first: Sample, last: Sample, server: int, loadgen: float) -> Metrics:
-    """The server's, the load generator's (``loadgen`` cores) and everything else's CPU."""
-    ours = cpu_share(first, last, server)
+def cpu_shares(first: Sample, last: Sample, server: Sequence[int], loadgen: float,
+               store: int | None = None) -> Metrics:
+    """The server's (every process of it), the load generator's (``loadgen``
+    cores) and everything else's CPU; the ``store`` process's alone besides."""
+    ours = sum(cpu_share(first, last, pid) for pid in server)
     machine = (last.busy - first.busy) / max(1e-9, last.at - first.at)
-    return {"server_cpu": ours, "loadgen_cpu": loadgen,
-            "other_cpu": max(0.0, machine - ours - loadgen)}
+    shares = {"server_cpu": ours, "loadgen_cpu": loadgen,
+              "other_cpu": max(0.0, machine - ours - loadgen)}
+    if store is not None:
+        shares["store_cpu"] = cpu_share(first, last, store)
+    return shares
 
 
 def free_port() -> int:
@@ -119,44 +135,68 @@ def free_port() -> int:
 
 @dataclass(slots=True)
 class Served:
-    """A running server under test."""
+    """A running server under test: node 0, the other nodes, the store process."""
 
     server: Server
     proc: asyncio.subprocess.Process
     port: int
     scratch: Path
+    #: The other nodes (``Server.nodes`` > 1): process and port of each.
+    more: list[tuple[asyncio.subprocess.Process, int]] = field(default_factory=list)
+    store_pid: int | None = None
 
     @property
     def pid(self) -> int:
         return self.proc.pid
 
-    def url(self, door: str, scheme: str = "http", topic: str = TOPIC) -> str:
-        return f"{scheme}://127.0.0.1:{self.port}{self.server.doors[door].format(topic=topic)}"
+    @property
+    def pids(self) -> list[int]:
+        """Every process of the server: its nodes, then its store process."""
+        nodes = [self.proc.pid, *(proc.pid for proc, _ in self.more)]
+        return nodes + ([self.store_pid] if self.store_pid is not None else [])
+
+    def url(self, door: str, scheme: str = "http", topic: str = TOPIC, node: int = 0) -> str:
+        port = self.port if node == 0 else self.more[node - 1][1]
+        return f"{scheme}://127.0.0.1:{port}{self.server.doors[door].format(topic=topic)}"
+
+    def urls(self, door: str, scheme: str = "http", topic: str = TOPIC) -> list[str]:
+        """The door on every node, node 0 first."""
+        return [self.url(door, scheme, topic, k) for k in range(1 + len(self.more))]
 
 
 @contextlib.asynccontextmanager
 async def serving(server: Server, profile: Path | None = None) -> AsyncIterator[Served]:
-    """Start ``server``, wait until it accepts connections, and stop it at the end."""
+    """Start ``server`` (every node), wait until each accepts connections, and
+    stop them at the end."""
     with tempfile.TemporaryDirectory(prefix="hubbub-bench-") as tmp:
-        scratch, port = Path(tmp), free_port()
-        log = (scratch / "server.log").open("wb")
-        proc = await asyncio.create_subprocess_exec(
-            *server.argv(port, scratch), stdout=log, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL)
+        scratch = Path(tmp)
+        procs: list[tuple[asyncio.subprocess.Process, int]] = []
+        logs: list[BinaryIO] = []
         spy: subprocess.Popen[bytes] | None = None
         try:
-            await _until_listening(proc, port, scratch / "server.log")
+            for k in range(server.nodes):
+                port, name = free_port(), "server.log" if k == 0 else f"server-{k}.log"
+                logs.append((scratch / name).open("wb"))
+                procs.append((await asyncio.create_subprocess_exec(
+                    *server.argv(port, scratch), stdout=logs[-1], stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL), port))
+            for (proc, port), log in zip(procs, logs, strict=True):
+                await _until_listening(proc, port, scratch / Path(log.name).name)
+            (proc, port), more = procs[0], procs[1:]
             if profile is not None and server.python:
                 spy = _profiler(proc.pid, profile, server.name)
-            yield Served(server, proc, port, scratch)
+            store = server.store_pid() if server.store_pid is not None else None
+            yield Served(server, proc, port, scratch, more, store)
         finally:
             if spy is not None:
                 spy.send_signal(signal.SIGINT)  # py-spy writes its profile and exits
                 await asyncio.to_thread(spy.wait, 30)
-            with contextlib.suppress(ProcessLookupError):
-                proc.kill()
-            await proc.wait()
-            log.close()
+            for proc, _ in procs:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()
+                await proc.wait()
+            for log in logs:
+                log.close()
 
 
 async def _until_listening(proc: asyncio.subprocess.Process, port: int, log: Path) -> None:
@@ -206,7 +246,7 @@ async def drive(spec: Mapping[str, Any], served: Served) -> tuple[Metrics, dict[
             async for line in proc.stdout:
                 event = json.loads(line)
                 if "mark" in event:
-                    marks[event["mark"]] = sample([served.pid, proc.pid])
+                    marks[event["mark"]] = sample([*served.pids, proc.pid])
                 else:
                     outcome = event
             stderr = (await proc.stderr.read()).decode(errors="replace")
@@ -221,8 +261,68 @@ async def drive(spec: Mapping[str, Any], served: Served) -> tuple[Metrics, dict[
     result: Metrics = outcome["result"]
     if "start" in marks and "end" in marks:
         first, last = marks["start"], marks["end"]
-        result |= cpu_shares(first, last, served.pid, cpu_share(first, last, proc.pid))
+        result |= cpu_shares(first, last, served.pids, cpu_share(first, last, proc.pid),
+                             served.store_pid)
     return result, marks
+
+
+# -- the store of the redis runs ------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RedisServer:
+    """The benchmark's own ``redis-server``: its URL and process id."""
+
+    url: str
+    pid: int
+
+
+_redis: RedisServer | None = None
+#: Durability as the SQLite engine's default (``synchronous=NORMAL``): every
+#: answered write is in the OS's hands (an AOF ``write()`` before Redis
+#: replies), so it survives a crash of the process but not of the machine.
+#: No snapshots and no AOF rewrites: no fork in the middle of a measurement.
+REDIS_ARGS = ("--save", "", "--appendonly", "yes", "--appendfsync", "everysec",
+              "--auto-aof-rewrite-percentage", "0", "--maxmemory-policy", "noeviction")
+
+
+def redis_server() -> RedisServer:
+    """A ``redis-server`` on a free loopback port, started on first use, with
+    its files in a temporary directory (both gone at exit). Runs share it:
+    each run names a key prefix of its own, so none sees another's data."""
+    global _redis
+    if _redis is not None:
+        return _redis
+    exe = shutil.which("redis-server")
+    if exe is None:
+        raise BenchError("redis-server is not installed (apt-get install redis-server)")
+    tmp, port = tempfile.mkdtemp(prefix="hubbub-bench-redis-"), free_port()
+    proc = subprocess.Popen([exe, "--port", str(port), "--bind", "127.0.0.1", "--dir", tmp,
+                             "--logfile", "redis.log", *REDIS_ARGS],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            stdin=subprocess.DEVNULL)
+
+    def stop() -> None:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    atexit.register(stop)
+    deadline = time.monotonic() + START_LIMIT
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise BenchError(f"redis-server exited; see {tmp}/redis.log")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1) as s:
+            s.sendall(b"PING\r\n")
+            if s.recv(64).startswith(b"+PONG"):
+                _redis = RedisServer(f"redis://127.0.0.1:{port}/0", proc.pid)
+                return _redis
+        time.sleep(0.05)
+    raise BenchError(f"redis-server did not answer within {START_LIMIT:g} s")
 
 
 # -- wrk ------------------------------------------------------------------------------

@@ -8,8 +8,12 @@ server once before its runs. Peers are added by ``benchmarks/suite.py``.
 from __future__ import annotations
 
 import asyncio
+import atexit
+import os
 import shutil
 import sys
+import tempfile
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -26,6 +30,7 @@ from .measure import (
     cpu_shares,
     drive,
     parse_wrk,
+    redis_server,
     run_measured,
     sample,
 )
@@ -33,19 +38,32 @@ from .measure import (
 HUB_DOORS = {
     "ws": "/v1/ws", "sse": "/v1/topics/{topic}/events", "publish": "/v1/topics/{topic}",
     "poll": "/v1/topics/{topic}/messages", "batch": "/v1/publish",
+    # tus uploads; "upload_files" is where the files land, under the server's scratch dir
+    "upload": "/v1/uploads/", "upload_files": "uploads",
 }
 
 
-def hub(engine: str, config: str = "") -> Server:
-    """The hub on ``engine`` (``memory`` or ``sqlite``) with a TOML ``config``."""
+def hub(engine: str, config: str = "", *, nodes: int = 1) -> Server:
+    """The hub on ``engine`` (``memory``, ``sqlite`` or ``redis``) with a TOML ``config``.
+
+    On ``redis``, ``nodes`` hub processes share one store on the benchmark's
+    own redis-server (:func:`~.measure.redis_server`), under a key prefix of
+    the run's own: the run's scratch directory, which all its nodes share.
+    """
 
     def argv(port: int, scratch: Path) -> list[str]:
         (scratch / "hubbub.toml").write_text(config)
-        store = "memory://" if engine == "memory" else f"sqlite:///{scratch / 'hub.db'}"
+        if engine == "redis":
+            store = f"{redis_server().url}?prefix={scratch.name}"
+        else:
+            store = "memory://" if engine == "memory" else f"sqlite:///{scratch / 'hub.db'}"
         return [sys.executable, "-m", "hubbub", "serve", "--port", str(port),
                 "--store", store, "--config", str(scratch / "hubbub.toml")]
 
-    return Server(f"hubbub ({engine})", argv, HUB_DOORS)
+    if engine != "redis":
+        return Server(f"hubbub ({engine})", argv, HUB_DOORS)
+    name = "hubbub (redis)" if nodes == 1 else f"hubbub (redis, {nodes} nodes)"
+    return Server(name, argv, HUB_DOORS, nodes=nodes, store_pid=lambda: redis_server().pid)
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,12 +79,16 @@ class Size:
     seconds: float = 5.0
     latency_seconds: float = 4.0
     settle: float = 3.0
+    upload_mib: int = 512
+    #: WebSocket subscribers of the cluster scenario (spread evenly over the nodes).
+    cluster_n: int = 1000
     runs: int = 3
 
 
 FULL = Size()
 QUICK = Size(fanout_n=(50,), sse_n=100, polls=500, idle=500, history=20_000, warmup=0.5,
-             seconds=1.0, latency_seconds=1.0, settle=1.0, runs=1)
+             seconds=1.0, latency_seconds=1.0, settle=1.0, upload_mib=64, cluster_n=60,
+             runs=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,22 +217,108 @@ def _engines(config: str = "") -> Callable[[], list[Server]]:
 WRK_CONNECTIONS = 64
 
 
-async def _wrk_publish(run: Run) -> Metrics:
+async def _wrk(served: Served, url: str, size: Size) -> Metrics:
+    """Publishes with wrk on ``url``: a warm-up, then the measured requests/s and p99."""
     wrk = shutil.which("wrk")
     if wrk is None:
         raise BenchError("wrk is not installed (apt-get install wrk)")
-    served = run.served
     argv = [wrk, "-t1", f"-c{WRK_CONNECTIONS}", "--latency", "--timeout", "10s",
-            "-s", str(LOADGEN / "publish.lua"), served.url("publish")]
-    await asyncio.to_thread(run_measured, [*argv, f"-d{max(1, round(run.size.warmup))}s"],
+            "-s", str(LOADGEN / "publish.lua"), url]
+    await asyncio.to_thread(run_measured, [*argv, f"-d{max(1, round(size.warmup))}s"],
                             RUN_LIMIT)
-    first = sample([served.pid])
+    first = sample(served.pids)
     output, cpu = await asyncio.to_thread(
-        run_measured, [*argv, f"-d{max(1, round(run.size.seconds))}s"], RUN_LIMIT)
-    last = sample([served.pid])
+        run_measured, [*argv, f"-d{max(1, round(size.seconds))}s"], RUN_LIMIT)
+    last = sample(served.pids)
     result = parse_wrk(output)
     _check(result, "errors")
-    return result | cpu_shares(first, last, served.pid, cpu / (last.at - first.at))
+    return result | cpu_shares(first, last, served.pids, cpu / (last.at - first.at),
+                               served.store_pid)
+
+
+async def _wrk_publish(run: Run) -> Metrics:
+    return await _wrk(run.served, run.served.url("publish"), run.size)
+
+
+# -- the engines side by side, and a cluster ----------------------------------------------
+
+
+async def _cluster(run: Run) -> Metrics:
+    """Publish throughput (wrk, on node 0), then WebSocket fan-out on the same
+    fresh server: ``n`` subscribers spread evenly over the nodes, the
+    publisher on node 0, so on several nodes most deliveries cross Redis."""
+    served = run.served
+    publish = await _wrk(served, served.url("publish", topic=f"{TOPIC}.publish"), run.size)
+    spec = _fanout_spec(run, run.params["n"])
+    spec |= {"dialect": "hubbub", "url": served.url("ws", "ws"),
+             "sub_urls": served.urls("ws", "ws"), "topic": TOPIC}
+    result, _ = await drive(spec, served)
+    _check(result, *FANOUT_CHECKS)
+    return result | {"publish_per_s": publish["requests_per_s"],
+                     "publish_p99_ms": publish["p99_ms"],
+                     **{f"publish_{k}": v for k, v in publish.items() if k.endswith("_cpu")}}
+
+
+# -- uploads ---------------------------------------------------------------------------
+
+UPLOAD_CHUNK = 8 << 20
+#: A process that only listens: the disk ceiling is a "server" so that its runs
+#: interleave with the real servers' (Rule 2), and it has nothing to serve.
+_LISTEN = ("import socket, sys, time; s = socket.socket(); "
+           "s.bind(('127.0.0.1', int(sys.argv[1]))); s.listen(); time.sleep(3600)")
+DISK = Server("disk write (dd)", lambda port, scratch: [sys.executable, "-c", _LISTEN, str(port)],
+              {}, dialect="disk")
+_sources: dict[int, Path] = {}
+
+
+def _upload_source(mib: int) -> Path:
+    """A file of ``mib`` MiB of random bytes, made once per process (removed at exit)."""
+    if mib not in _sources:
+        fd, name = tempfile.mkstemp(prefix="hubbub-bench-upload-")
+        with os.fdopen(fd, "wb") as f:
+            for _ in range(mib):
+                f.write(os.urandom(1 << 20))
+        atexit.register(os.unlink, name)
+        _sources[mib] = Path(name)
+    return _sources[mib]
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    if a.stat().st_size != b.stat().st_size:
+        return False
+    with a.open("rb") as fa, b.open("rb") as fb:
+        while block := fa.read(UPLOAD_CHUNK):
+            if block != fb.read(len(block)):
+                return False
+    return True
+
+
+def _dd(source: Path, scratch: Path) -> Metrics:
+    """The disk's own write speed: ``dd`` of the same bytes in the same blocks,
+    flushed to the disk before it ends (``conv=fdatasync``)."""
+    dd = shutil.which("dd")
+    if dd is None:
+        raise BenchError("dd is not installed")
+    start = time.monotonic()
+    run_measured([dd, f"if={source}", f"of={scratch / 'dd.out'}", f"bs={UPLOAD_CHUNK}",
+                  "conv=fdatasync", "status=none"], RUN_LIMIT)
+    seconds = time.monotonic() - start
+    return {"mb_per_s": source.stat().st_size / 1e6 / seconds, "seconds": seconds}
+
+
+async def _upload(run: Run) -> Metrics:
+    served = run.served
+    source = await asyncio.to_thread(_upload_source, run.size.upload_mib)
+    if served.server.dialect == "disk":
+        return await asyncio.to_thread(_dd, source, served.scratch)
+    result, _ = await drive({"mode": "upload", "endpoint": served.url("upload"),
+                             "file": str(source), "chunk": UPLOAD_CHUNK}, served)
+    if result.get("offset") != run.size.upload_mib << 20:
+        raise BenchError(f"the upload ended at offset {result.get('offset')}")
+    stored = served.scratch / served.server.doors["upload_files"] / str(result.pop("id"))
+    if not await asyncio.to_thread(_same_file, source, stored):
+        raise BenchError("the stored file differs from the source")
+    return result
 
 
 DELIVERIES = Metric("deliveries_per_s", "deliveries/s", "/s")
@@ -240,4 +348,15 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in [
               Metric("poll_msgs_per_s", "over long polling", "msg/s")),
              _engines("[namespaces.bench]\nhistory_size = 0\n"),
              lambda size: [(f"{size.history:,} msgs", {})], _history, prepare=_preload),
+    Scenario("upload", "tus upload of one file in 8 MiB PATCHes, then checked byte for byte",
+             (Metric("mb_per_s", "throughput", "MB/s"),),
+             lambda: [hub("sqlite"), DISK],
+             lambda size: [(f"{size.upload_mib} MiB", {})], _upload),
+    Scenario("cluster", "Redis against SQLite: HTTP publish (wrk), then WebSocket fan-out; "
+             "Redis with the subscribers on 1 and 3 nodes",
+             (Metric("publish_per_s", "publish", "/s"),
+              replace(P99, key="publish_p99_ms", label="publish p99"),
+              DELIVERIES, replace(P99, label="fan-out p99 at half rate")),
+             lambda: [hub("sqlite"), hub("redis"), hub("redis", nodes=3)],
+             lambda size: [(f"N={size.cluster_n}", {"n": size.cluster_n})], _cluster),
 ]}

@@ -1,4 +1,4 @@
-"""The hubbub Python client (asyncio for now; the sync client comes later).
+"""The hubbub Python client: :class:`AsyncClient` (asyncio) and :class:`Client` (blocking).
 
 ::
 
@@ -6,19 +6,34 @@
 
     async with AsyncClient("http://127.0.0.1:8080") as hub:
         await hub.publish("chat.room1", {"text": "hi"})
-        async for item in hub.subscribe("chat.>", after="start", transport="sse"):
+        async for msg in hub.subscribe("chat.>", after="start"):   # transport="auto"
             ...
         async for delivery in hub.group("mailer", "orders.*").consume():
             ...                               # consumer groups: at-least-once
             await delivery.ack()
 
+    from hubbub.client import Client          # the same, without an event loop
+
+    with Client("http://127.0.0.1:8080") as hub:
+        hub.publish("chat.room1", {"text": "hi"})
+
 Errors the hub reports are raised as the :mod:`hubbub.errors` class it names
-(``InvalidTopic``, ``InvalidCursor``, ``Unavailable``...).
+(``InvalidTopic``, ``GapError``, ``Unavailable``...), carrying the problem
+document (``exc.status``, ``exc.problem``, ``exc.field``, ``exc.extra``). See
+``docs/client.md``.
 """
 
 from __future__ import annotations
 
-from .aio import TRANSPORTS, AsyncClient, Subscription, Transport
+from .aio import TRANSPORTS, AsyncClient, Door, Subscription, Transport
+from .backoff import Backoff, BackoffPolicy
+from .errors import DoorRefused
 from .groups import Delivery, Group
+from .jobs import JobError, Jobs, Progress, TakenJob
+from .sync import Client, SyncDelivery, SyncGroup, SyncJobs, SyncSubscription, SyncTakenJob
 
-__all__ = ["TRANSPORTS", "AsyncClient", "Delivery", "Group", "Subscription", "Transport"]
+__all__ = [
+    "TRANSPORTS", "AsyncClient", "Backoff", "BackoffPolicy", "Client", "Delivery", "Door",
+    "DoorRefused", "Group", "JobError", "Jobs", "Progress", "Subscription", "SyncDelivery",
+    "SyncGroup", "SyncJobs", "SyncSubscription", "SyncTakenJob", "TakenJob", "Transport",
+]

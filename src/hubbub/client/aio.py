@@ -1,30 +1,40 @@
-"""The asyncio client: publish with retries, subscribe with resumption.
+"""The asyncio client: publish with retries, subscribe with fallback and resumption.
 
 ::
 
     async with AsyncClient("http://127.0.0.1:8080") as hub:
         receipt = await hub.publish("chat.room1", {"text": "hi"})
-        async with hub.subscribe(["chat.room1"], after="start", transport="sse") as sub:
+        async with hub.subscribe(["chat.room1"], after="start") as sub:
             async for item in sub:
-                print(item["offset"], item["data"], sub.cursor)
+                print(item["offset"], item["data"], sub.cursor, sub.transport)
 
-Two promises carry the design:
+Three promises carry the design:
 
 * A publish is retried, on connection errors and on answers the hub marks
   ``temporary``, always with the *same* ``Idempotency-Key``, so a retry whose
   first attempt was in fact stored stores nothing twice.
-* A subscription reconnects (with capped exponential backoff) from the last
-  cursor it saw, on any door, so a dropped connection, a hub drain or a hub
-  restart costs time, never messages, and never repeats one.
+* A subscription reconnects (capped exponential backoff with full jitter,
+  :mod:`hubbub.client.backoff`) from the last cursor it saw, on any door, so
+  a dropped connection, a hub drain or a hub restart costs time, never
+  messages, and never repeats one. Lost history is raised as
+  :class:`~hubbub.errors.GapError` (or handed out as an event), never hidden.
+* ``transport="auto"`` tries WebSocket, then SSE, then long polling, then
+  short polling. Only a *refused* door (:func:`~hubbub.client.errors.refusal`)
+  makes it move on; a network failure is retried on the same door. The door
+  that worked is remembered by the client for its later subscriptions.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import functools
+import os
 import secrets
 import weakref
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
 from urllib.parse import quote
@@ -34,30 +44,40 @@ import msgspec
 from websockets.exceptions import WebSocketException
 
 from .. import __version__, errors
-from .errors import error_from_response
+from .backoff import Backoff, BackoffPolicy
+from .errors import DoorRefused, error_from_response
 from .groups import Group
+from .jobs import Jobs
 from .streams import Event, read_poll, read_sse, read_ws
 
 Transport = Literal["ws", "sse", "longpoll", "poll"]
 TRANSPORTS: tuple[Transport, ...] = ("ws", "sse", "longpoll", "poll")
+#: What ``subscribe(transport=...)`` accepts: a door, or ``auto`` (the best that works).
+Door = Literal["auto", "ws", "sse", "longpoll", "poll"]
+OnGap = Literal["raise", "event"]
 JSON = "application/json"
 OCTET = "application/octet-stream"
 
 #: Failures of the network, not of the request: reconnecting can help.
 NETWORK_ERRORS = (httpx.TransportError, OSError, TimeoutError, WebSocketException)
-MIN_BACKOFF = 0.1
 
 
 class Subscription:
-    """An async iterator of message dicts (and gaps) that survives disconnects.
+    """An async iterator of message dicts that survives disconnects.
 
-    Each item is either a message object exactly as the hub sends it
-    (``{topic, offset, cursor, time, id, data}``, plus ``content_type`` with
-    base64 ``data`` for non-JSON payloads) or a gap, ``{"gap": {topic, from,
-    to, reason}}``: history the hub no longer has, said rather than hidden.
+    Each item is a message object exactly as the hub sends it (``{topic,
+    offset, cursor, time, id, data}``, plus ``content_type`` with base64
+    ``data`` for non-JSON payloads). When history the hub no longer has lies
+    ahead, iteration raises :class:`~hubbub.errors.GapError` (``extra``:
+    ``topic``, ``from``, ``to``, ``reason``, ``cursor``); the subscription
+    stays usable, and iterating it again continues after the gap. With
+    ``on_gap="event"`` a gap is an item instead: ``{"gap": {topic, from, to,
+    reason}}``.
 
     :attr:`cursor` is always where to resume after the last item handed out;
     save it to resume later with ``subscribe(..., after=cursor)``.
+    :attr:`transport` is the door in use (with ``auto``, it changes when a
+    door is refused).
     """
 
     def __init__(
@@ -65,30 +85,40 @@ class Subscription:
         client: AsyncClient,
         topics: Sequence[str],
         after: str,
-        transport: Transport,
+        transport: Door,
         *,
         wait: float,
         interval: float,
-        max_backoff: float,
+        backoff: BackoffPolicy,
+        on_gap: OnGap,
     ) -> None:
         self.topics = list(topics)
-        self.transport = transport
+        self.auto = transport == "auto"
+        self.transport: Transport = client._first_door() if transport == "auto" else transport
         self.cursor = after
         #: How many times the stream was reopened.
         self.reconnects = 0
-        #: The last error that caused a reconnect (for logging).
+        #: The last error that caused a reconnect or a fallback (for logging).
         self.last_error: BaseException | None = None
         self._client = client
         self._wait = wait
         self._interval = interval
-        self._max_backoff = max_backoff
+        self._backoff = Backoff(backoff)
+        self._on_gap = on_gap
         self._items = self._run()
 
     def __aiter__(self) -> Subscription:
         return self
 
     async def __anext__(self) -> dict[str, Any]:
-        return await self._items.__anext__()
+        item = await self._items.__anext__()
+        if "gap" in item and self._on_gap == "raise":
+            gap = item["gap"]
+            raise errors.GapError(
+                f"history lost on {gap.get('topic')}: offsets {gap.get('from')} to "
+                f"{gap.get('to')} ({gap.get('reason', 'trimmed')})",
+                field="after", cursor=self.cursor, **gap)
+        return item
 
     async def __aenter__(self) -> Subscription:
         return self
@@ -118,25 +148,41 @@ class Subscription:
     def _open(self) -> AsyncGenerator[Event, None]:
         http, cursor = self._client.http, self.cursor
         if self.transport == "ws":
-            return read_ws(self._client.ws_url, self.topics, cursor)
+            return read_ws(self._client.ws_url, self.topics, cursor,
+                           headers=self._client.auth_headers)
         if self.transport == "sse":
             return read_sse(http, self.topics, cursor)
         wait = self._wait if self.transport == "longpoll" else 0.0
         return read_poll(http, self.topics, cursor, wait=wait, interval=self._interval)
 
+    def _fall_back(self, exc: DoorRefused) -> None:
+        """Leave a refused door for the next one, or raise when there is none."""
+        self._client._refuse(self.transport)
+        if not self.auto:
+            raise exc
+        nxt = self._client._first_door()
+        if nxt == self.transport:  # every door refused
+            raise DoorRefused("every door to the hub is refused (ws, sse, longpoll, poll)",
+                              transport="auto") from exc
+        self.transport = nxt
+
     async def _run(self) -> AsyncGenerator[dict[str, Any], None]:
-        backoff = MIN_BACKOFF
         while True:
             try:
                 async with contextlib.aclosing(self._open()) as events:
                     async for ev in events:
-                        backoff = MIN_BACKOFF
+                        self._backoff.reset()
+                        self._client._remember(self.transport)
                         if ev.cursor:
                             self.cursor = ev.cursor
                         if ev.kind == "message":
                             yield ev.body
                         elif ev.kind == "gap":
                             yield {"gap": ev.body}
+            except DoorRefused as exc:
+                self.last_error = exc
+                self._fall_back(exc)
+                continue  # the next door at once: nothing is wrong with the hub
             except errors.HubbubError as exc:
                 if not exc.temporary:
                     raise
@@ -148,21 +194,32 @@ class Subscription:
             except NETWORK_ERRORS as exc:
                 self.last_error = exc
             self.reconnects += 1
-            await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, self._max_backoff)
+            await asyncio.sleep(self._backoff.next_delay())
 
 
 class AsyncClient:
     """A connection to one hub.
 
+    ::
+
+        async with AsyncClient("http://127.0.0.1:8080") as hub:
+            await hub.publish("chat.room1", {"text": "hi"})
+
     Args:
         base_url: the hub's HTTP address, e.g. ``http://127.0.0.1:8080``.
-        timeout: seconds for one HTTP request (long polls and streams add
-            their own wait).
+        timeout: seconds for one HTTP request (long polls, streams and
+            requests add their own wait).
         retry_for: how long :meth:`publish` keeps retrying before it gives up
             (``0``: one attempt).
+        backoff: the pauses between publish retries and between reconnects
+            (default: from 0.1 s, doubling, at most 5 s, full jitter).
         http_transport: an httpx transport for the HTTP doors (a proxy, a
             test's fault injector); WebSockets always connect directly.
+        token: a JWT or API key (``docs/auth.md``), sent on every door as
+            ``Authorization: Bearer``; a hub that refuses it raises
+            :class:`~hubbub.errors.Unauthorized` (or
+            :class:`~hubbub.errors.Forbidden` for a topic it does not allow)
+            with the hub's reason, on any call and any door.
     """
 
     def __init__(
@@ -171,18 +228,29 @@ class AsyncClient:
         *,
         timeout: float = 10.0,
         retry_for: float = 30.0,
+        backoff: BackoffPolicy | None = None,
         http_transport: httpx.AsyncBaseTransport | None = None,
+        token: str | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         scheme, sep, rest = self.base_url.partition("://")
         if not sep or scheme not in ("http", "https"):
             raise errors.UsageError(f"base_url must start with http:// or https://: {base_url!r}")
         self.ws_url = ("wss" if scheme == "https" else "ws") + "://" + rest + "/v1/ws"
+        #: Headers that carry the token (on the WebSocket upgrade too); empty without one.
+        self.auth_headers: dict[str, str] = {} if token is None else {
+            "Authorization": f"Bearer {token}"}
         self.retry_for = retry_for
+        self.backoff = backoff or BackoffPolicy()
         self.http = httpx.AsyncClient(
             base_url=self.base_url, timeout=timeout,
-            headers={"User-Agent": f"hubbub-python/{__version__}"}, transport=http_transport,
+            headers={"User-Agent": f"hubbub-python/{__version__}", **self.auth_headers},
+            transport=http_transport,
         )
+        #: The door that last worked for a subscription of this client (``auto`` starts there).
+        self.transport: Transport | None = None
+        #: Doors found refused; ``auto`` skips them for the rest of this client's life.
+        self.refused: set[Transport] = set()
         self._subs: weakref.WeakSet[Subscription] = weakref.WeakSet()
 
     async def __aenter__(self) -> AsyncClient:
@@ -204,6 +272,53 @@ class AsyncClient:
                 await sub.aclose()
         await self.http.aclose()
 
+    def _first_door(self) -> Transport:
+        if self.transport is not None and self.transport not in self.refused:
+            return self.transport
+        for door in TRANSPORTS:
+            if door not in self.refused:
+                return door
+        return TRANSPORTS[-1]
+
+    def _refuse(self, door: Transport) -> None:
+        self.refused.add(door)
+        if self.transport == door:
+            self.transport = None
+
+    def _remember(self, door: Transport) -> None:
+        self.transport = door
+        self.refused.discard(door)
+
+    async def _post_retrying(
+        self, url: str, body: bytes, headers: Mapping[str, str]
+    ) -> dict[str, Any]:
+        """POST until the hub answers for good: retried on network errors and
+        temporary answers (same body, same idempotency keys) for ``retry_for`` s."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.retry_for
+        backoff = Backoff(self.backoff)
+        while True:
+            try:
+                r = await self.http.post(url, content=body, headers=headers)
+            except httpx.UnsupportedProtocol as exc:
+                raise errors.UsageError(str(exc)) from None
+            except httpx.TransportError as exc:
+                failure: errors.HubbubError = errors.Unavailable(
+                    f"cannot reach the hub at {self.base_url}: {exc or type(exc).__name__}"
+                )
+                failure.__cause__ = exc
+            else:
+                if r.status_code in (200, 201, 202):
+                    answer: dict[str, Any] = msgspec.json.decode(r.content)
+                    return answer
+                failure = await error_from_response(r)
+                if not failure.temporary:
+                    raise failure
+            delay = backoff.next_delay()
+            if loop.time() + delay > deadline:
+                raise failure
+            await asyncio.sleep(delay)
+
     async def publish(
         self,
         topic: str,
@@ -213,6 +328,11 @@ class AsyncClient:
         content_type: str | None = None,
     ) -> dict[str, Any]:
         """Publish one message; returns the hub's receipt once the message is stored.
+
+        ::
+
+            receipt = await hub.publish("chat.room1", {"text": "hi"})
+            await hub.publish("files.in", b"\x89PNG...", content_type="image/png")
 
         Args:
             data: bytes are sent as they are (``content_type``, default
@@ -231,51 +351,75 @@ class AsyncClient:
         """
         body, ctype = _payload(data, content_type)
         headers = {"Content-Type": ctype, "Idempotency-Key": key or secrets.token_hex(16)}
-        url = "/v1/topics/" + quote(topic, safe=":@")
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.retry_for
-        delay = MIN_BACKOFF / 2
-        while True:
-            try:
-                r = await self.http.post(url, content=body, headers=headers)
-            except httpx.UnsupportedProtocol as exc:
-                raise errors.UsageError(str(exc)) from None
-            except httpx.TransportError as exc:
-                failure: errors.HubbubError = errors.Unavailable(
-                    f"cannot reach the hub at {self.base_url}: {exc or type(exc).__name__}"
-                )
-                failure.__cause__ = exc
+        return await self._post_retrying("/v1/topics/" + quote(topic, safe=":@"), body, headers)
+
+    async def publish_batch(self, items: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        """Publish several messages in one request, all stored or none.
+
+        ::
+
+            receipts = await hub.publish_batch([
+                {"topic": "chat.room1", "data": {"text": "hi"}},
+                {"topic": "files.in", "data": b"...", "content_type": "image/png"},
+            ])
+
+        Args:
+            items: mappings with ``topic`` and ``data`` (as for
+                :meth:`publish`), optionally ``key`` and ``content_type``.
+                Each item without a ``key`` gets a fresh one, kept across
+                retries, so a retried batch stores each message once.
+        Returns:
+            One receipt per item, in order.
+        Raises:
+            As :meth:`publish`; ``field`` names the bad item (``[2].topic``).
+        """
+        batch = []
+        for item in items:
+            body, ctype = _payload(item["data"], item.get("content_type"))
+            entry: dict[str, Any] = {"topic": item["topic"],
+                                     "key": item.get("key") or secrets.token_hex(16)}
+            if ctype == JSON:
+                entry["data"] = msgspec.Raw(body)
             else:
-                if r.status_code in (200, 201):
-                    receipt: dict[str, Any] = msgspec.json.decode(r.content)
-                    return receipt
-                failure = await error_from_response(r)
-                if not failure.temporary:
-                    raise failure
-            if loop.time() + delay > deadline:
-                raise failure
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 2.0)
+                entry["data"] = base64.b64encode(body).decode()
+                entry["content_type"] = ctype
+            batch.append(entry)
+        answer = await self._post_retrying(
+            "/v1/publish", msgspec.json.encode(batch), {"Content-Type": JSON})
+        results: list[dict[str, Any]] = answer["results"]
+        return results
 
     def subscribe(
         self,
         topics: str | Sequence[str],
         *,
         after: str | None = None,
-        transport: Transport = "ws",
+        transport: Door = "auto",
+        on_gap: OnGap = "raise",
         wait: float = 25.0,
         interval: float = 1.0,
-        max_backoff: float = 5.0,
+        max_backoff: float | None = None,
     ) -> Subscription:
-        """Follow topics (names or patterns) through one door, from ``after``.
+        """Follow topics (names or patterns) from ``after``, through the best door that works.
+
+        ::
+
+            async with hub.subscribe("chat.>", after="start") as sub:
+                async for msg in sub:
+                    print(msg["topic"], msg["data"], msg["cursor"])
 
         Args:
             after: a cursor, ``"start"`` (all retained history) or ``"end"``
                 (only new messages; the default on every transport).
-            transport: ``ws``, ``sse``, ``longpoll`` or ``poll``.
+            transport: ``auto`` (WebSocket, then SSE, then long polling, then
+                short polling, moving on only when a door is refused), or one
+                of ``ws``, ``sse``, ``longpoll``, ``poll`` to force it.
+            on_gap: ``raise`` a :class:`~hubbub.errors.GapError` when history
+                was lost, or hand it out as an ``{"gap": {...}}`` ``event``.
             wait: seconds a long poll is held by the hub.
             interval: seconds between idle short polls.
-            max_backoff: longest pause between reconnection attempts.
+            max_backoff: longest pause between reconnection attempts
+                (default: the client's ``backoff.cap``).
         Returns:
             A :class:`Subscription`; iterate it, and close it (``async with``)
             when done. It connects on first iteration.
@@ -285,13 +429,118 @@ class AsyncClient:
         names = [topics] if isinstance(topics, str) else list(topics)
         if not names:
             raise errors.UsageError("subscribe needs at least one topic")
-        if transport not in TRANSPORTS:
-            raise errors.UsageError(f"transport must be one of {', '.join(TRANSPORTS)}")
-        sub = Subscription(self, names, after or "end", transport,
-                           wait=wait, interval=interval, max_backoff=max_backoff)
+        if transport != "auto" and transport not in TRANSPORTS:
+            raise errors.UsageError(f"transport must be auto or one of {', '.join(TRANSPORTS)}")
+        if on_gap not in ("raise", "event"):
+            raise errors.UsageError("on_gap must be raise or event")
+        policy = self.backoff
+        if max_backoff is not None:
+            policy = BackoffPolicy(min(policy.base, max_backoff), max_backoff, policy.factor)
+        sub = Subscription(self, names, after or "end", transport, wait=wait,
+                           interval=interval, backoff=policy, on_gap=on_gap)
         self._subs.add(sub)
         return sub
 
+    async def request(
+        self,
+        topic: str,
+        data: Any,
+        *,
+        timeout: float = 5.0,
+        content_type: str | None = None,
+    ) -> dict[str, Any]:
+        """Publish a request to ``topic`` and wait for one responder's reply.
+
+        ::
+
+            reply = await hub.request("svc.echo", {"n": 1}, timeout=5)
+            print(reply["data"])
+
+        Not retried: a retry would be a new request (another worker may
+        answer it too).
+
+        Returns:
+            The reply as a message object (``content_type`` and base64
+            ``data`` for a non-JSON reply).
+        Raises:
+            GatewayTimeout: no reply within ``timeout``.
+            InvalidRequest, PayloadTooLarge...: nothing was published.
+            Unavailable: the hub could not be reached.
+        """
+        body, ctype = _payload(data, content_type)
+        url = "/v1/requests/" + quote(topic, safe=":@")
+        try:
+            r = await self.http.post(
+                url, params={"timeout": f"{timeout:g}"}, content=body,
+                headers={"Content-Type": ctype},
+                timeout=httpx.Timeout(10.0, read=timeout + 10.0))
+        except httpx.TransportError as exc:
+            raise errors.Unavailable(f"cannot reach the hub at {self.base_url}: {exc}") from exc
+        if r.status_code != 200:
+            raise await error_from_response(r)
+        reply: dict[str, Any] = msgspec.json.decode(r.content)
+        return reply
+
+    async def reply(
+        self, request_id: str, data: Any, *, content_type: str | None = None
+    ) -> dict[str, Any]:
+        """Answer a request (a responder's side; :meth:`respond` calls it for you).
+
+        Returns:
+            The receipt of the stored reply.
+        Raises:
+            Conflict: the request was already answered. Expired: its deadline
+                passed. NotFound: nobody waits for it (its caller left). In
+                each case nothing was stored.
+        """
+        body, ctype = _payload(data, content_type)
+        return await self._post_retrying(
+            "/v1/replies/" + quote(request_id, safe=""), body, {"Content-Type": ctype})
+
+    async def respond(
+        self,
+        topic: str,
+        handler: Callable[[Any], Any | Awaitable[Any]],
+        *,
+        group: str | None = None,
+        count: int | None = None,
+        lease: float = 30.0,
+    ) -> int:
+        """Answer requests on ``topic`` with ``handler`` until cancelled (or ``count`` done).
+
+        ::
+
+            async def echo(data):
+                return {"echo": data}
+
+            await hub.respond("svc.echo", echo)   # runs until cancelled
+
+        Responders with the same ``group`` share the requests (a consumer
+        group; default ``responders-<topic>``). ``handler`` gets the request
+        data (bytes for a non-JSON request) and returns the reply data (bytes
+        for a non-JSON reply); a plain function runs in a thread. A request
+        past its deadline is skipped; a handler that raises nacks the request
+        (another responder may try it).
+
+        Returns:
+            How many requests were answered (when ``count`` ends it).
+        """
+        from .requests import respond
+
+        return await respond(self, topic, handler, group=group, count=count, lease=lease)
+
+
+    @functools.cached_property
+    def jobs(self) -> Jobs:
+        """Asynchronous jobs: ``submit()``, ``get()``, ``wait()``, ``follow()``, and the
+        worker's ``take()`` and ``work()`` (:class:`~hubbub.client.jobs.Jobs`).
+
+        ::
+
+            job = await hub.jobs.submit("transcode", {"file": "a.mp4"})
+            done = await hub.jobs.wait(job["id"], timeout=600)
+        """
+        return Jobs(self)
 
     def group(
         self,
@@ -315,6 +564,33 @@ class AsyncClient:
         """
         names = [topics] if isinstance(topics, str) else topics
         return Group(self, name, names, start=start, lease=lease)
+
+    async def upload(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        job: str | None = None,
+        metadata: dict[str, str] | None = None,
+        chunk_size: int | None = None,
+        on_progress: Callable[[int, int], None] | None = None,
+        state_file: Path | None = None,
+    ) -> dict[str, Any]:
+        """Upload a file over tus, resuming an interrupted upload of the same file.
+
+        ::
+
+            info = await hub.upload("video.mp4", on_progress=lambda done, total: ...)
+
+        Options (``job``, ``metadata``, ``chunk_size``, ``on_progress``,
+        ``state_file``) and the rules are those of
+        :func:`hubbub.client.uploads.upload`.
+        """
+        from .uploads import CHUNK_SIZE, upload
+
+        return await upload(self, path, job=job, metadata=metadata,
+                            chunk_size=CHUNK_SIZE if chunk_size is None else chunk_size,
+                            on_progress=on_progress,
+                            state_file=state_file)
 
 
 def _payload(data: Any, content_type: str | None) -> tuple[bytes, str]:

@@ -52,7 +52,9 @@ def error_from_problem(doc: Any, status: int = 0) -> errors.HubbubError:
     message = doc.get("detail") or doc.get("message") or f"hub answered {status or 'an error'}"
     field = doc.get("field")
     extra = {k: v for k, v in doc.items() if k not in _STANDARD}
-    return cls(str(message), field=field if isinstance(field, str) else None, **extra)
+    exc = cls(str(message), field=field if isinstance(field, str) else None, **extra)
+    exc.status, exc.problem = status, dict(doc)
+    return exc
 
 
 async def error_from_response(response: httpx.Response) -> errors.HubbubError:
@@ -63,6 +65,50 @@ async def error_from_response(response: httpx.Response) -> errors.HubbubError:
     except msgspec.DecodeError:
         doc = {"detail": f"hub answered {response.status_code} {response.reason_phrase}"}
     return error_from_problem(doc, response.status_code)
+
+
+class DoorRefused(errors.HubbubError):
+    """A transport (door) is refused on the way to the hub: by the hub itself
+    (WebSocket turned off) or by a proxy in front of it.
+
+    Raised by ``subscribe(..., transport=X)`` when X is refused, and by
+    ``transport="auto"`` when every door is. ``extra["transport"]`` names
+    the door, ``status`` is the HTTP status of the refusal (0 for a broken
+    handshake).
+    """
+
+    code = "door-refused"
+
+
+#: Problem codes the hub uses when it has no route (or method) for a path:
+#: on a subscription door they mean "this door is not here", not a hub error.
+_NO_ROUTE = {None, "not-found", "method-not-allowed", "http-error"}
+
+
+def refusal(transport: str, status: int, doc: Any) -> DoorRefused | None:
+    """A :class:`DoorRefused` when an answer to opening a door means "not here".
+
+    The rules: a ``2xx`` or ``3xx`` where an upgrade or an event stream was
+    expected, or a ``4xx`` that is not a hubbub problem of its own (no
+    ``code``, or only "no such route"): a ``403``, ``404``, ``405``, ``406``
+    or ``426`` from a proxy or a hub without that door. A hubbub problem such
+    as ``invalid-topic`` or ``forbidden`` is the hub speaking, and is raised
+    as itself on every door; a ``5xx`` is temporary (reconnect, same door).
+    """
+    if status >= 500:
+        return None
+    code = doc.get("code") if isinstance(doc, dict) else None
+    if 400 <= status < 500 and code not in _NO_ROUTE:
+        return None
+    exc = DoorRefused(f"the {transport} door is refused (HTTP {status})", transport=transport)
+    exc.status = status
+    return exc
+
+
+async def door_error(response: httpx.Response, transport: str) -> errors.HubbubError:
+    """What a failed answer to opening ``transport`` means: a refusal or the hub's error."""
+    err = await error_from_response(response)
+    return refusal(transport, response.status_code, err.problem) or err
 
 
 def cursor_in(text: str) -> str | None:

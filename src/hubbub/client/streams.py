@@ -16,12 +16,17 @@ Rule 2. A stream the hub ends on purpose (SSE ``close``, WebSocket 1012 on
 Rule 3. What the hub refused (a problem document, an ``err`` frame, a 44xx
         close code) is raised as the :mod:`hubbub.errors` class it names;
         the subscription retries only those marked ``temporary``.
+Rule 4. A door that is not there (an answer that is no upgrade or no event
+        stream, a 4xx that is not a hubbub problem: see
+        :func:`~hubbub.client.errors.refusal`) raises
+        :class:`~hubbub.client.errors.DoorRefused`, so ``transport="auto"``
+        moves on to the next door.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import quote
@@ -29,12 +34,24 @@ from urllib.parse import quote
 import httpx
 import msgspec
 from websockets.asyncio.client import connect
-from websockets.exceptions import ConnectionClosedError, InvalidStatus
+from websockets.exceptions import (
+    ConnectionClosedError,
+    InvalidHandshake,
+    InvalidMessage,
+    InvalidStatus,
+)
 from websockets.typing import Subprotocol
 
 from .. import errors
 from ..status import error_for_close
-from .errors import cursor_in, error_from_problem, error_from_response
+from .errors import (
+    DoorRefused,
+    cursor_in,
+    door_error,
+    error_from_problem,
+    error_from_response,
+    refusal,
+)
 from .sse import SSEDecoder
 
 SUBPROTOCOL = "hubbub.v1.json"
@@ -112,7 +129,7 @@ async def read_poll(
             if isinstance(err, errors.InvalidRequest) and err.field == "wait" and wait > 1:
                 wait = int(wait / 2)  # this hub's max_wait is lower
                 continue
-            raise err
+            raise refusal("longpoll" if wait else "poll", r.status_code, err.problem) or err
         page = _decode(r.content)
         for gap in page.get("gaps") or ():
             yield Event("gap", None, _gap(gap))
@@ -149,7 +166,10 @@ async def read_sse(
     timeout = httpx.Timeout(10.0, read=read_timeout)
     async with http.stream("GET", path, params=tuple(params), headers=headers, timeout=timeout) as r:
         if r.status_code != 200:
-            raise await error_from_response(r)
+            raise await door_error(r, "sse")
+        if not r.headers.get("content-type", "").startswith("text/event-stream"):
+            # A proxy (or a login page) answered in the stream's place.
+            raise refusal("sse", r.status_code, None) or DoorRefused("no event stream")
         decoder = SSEDecoder()
         async for line in r.aiter_lines():
             ev = decoder.receive_line(line)
@@ -176,12 +196,14 @@ async def read_ws(
     after: str,
     *,
     open_timeout: float = 10.0,
+    headers: Mapping[str, str] | None = None,
 ) -> AsyncGenerator[Event, None]:
-    """One WebSocket connection with one ``sub`` (JSON subprotocol)."""
+    """One WebSocket connection with one ``sub`` (JSON subprotocol); ``headers`` go
+    on the upgrade (``Authorization``)."""
     try:
         # max_size=None: the hub bounds its own frames (its max message size).
         async with connect(url, subprotocols=[Subprotocol(SUBPROTOCOL)], open_timeout=open_timeout,
-                           close_timeout=5.0, max_size=None) as ws:
+                           close_timeout=5.0, max_size=None, additional_headers=headers) as ws:
             sub = {"op": "sub", "id": 1, "topics": list(topics), "after": after}
             await ws.send(_encode(sub).decode())  # a text frame, as hubbub.v1.json wants
             try:
@@ -212,7 +234,16 @@ async def read_ws(
             doc = _decode(response.body or b"{}")
         except msgspec.DecodeError:
             doc = {}
-        raise error_from_problem(doc, response.status_code) from None
+        status = response.status_code
+        raise refusal("ws", status, doc) or error_from_problem(doc, status) from None
+    except InvalidMessage:
+        raise  # no HTTP answer at all (the hub went away mid-handshake): temporary
+    except InvalidHandshake as exc:
+        # An answer that is no WebSocket upgrade (a 101 without the right
+        # headers, an unknown subprotocol): something in between refuses it.
+        refused = DoorRefused(f"the ws door is refused ({exc})", transport="ws")
+        refused.status = 0
+        raise refused from None
     # RFC 6455 §7.1.6: the close reason is UTF-8 text; hubbub puts the resume cursor there.
     resume = cursor_in(reason)
     if resume is not None:

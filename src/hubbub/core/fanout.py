@@ -24,6 +24,8 @@ class FanOut:
     def __init__(self) -> None:
         self.exact: dict[str, dict[Subscription, None]] = {}
         self.wild: dict[Subscription, None] = {}
+        #: Committed messages fed in (from every node, on a cluster); read by /metrics.
+        self.messages = 0
 
     def add(self, sub: Subscription) -> None:
         """Register ``sub``; from now on it is fed every matching committed message."""
@@ -55,6 +57,7 @@ class FanOut:
 
     def publish(self, messages: Sequence[Message]) -> None:
         """Feed committed ``messages`` (in seq order) to their subscriptions."""
+        self.messages += len(messages)
         for msg in messages:
             for sub in self.targets(msg.topic):
                 sub.feed(msg)

@@ -29,6 +29,7 @@ from ..engines.base import Engine, GroupInfo, Lease
 from ..errors import Conflict, InvalidRequest, NotFound, SlowConsumer
 from ..leases import Outcome, dead_letter_topic, parse_lease_id, validate_group
 from ..topics import TopicFilter, validate_pattern
+from .metrics import Metrics
 from .subscription import State, Subscription
 
 MAX_PULL = 1000
@@ -59,8 +60,12 @@ class Groups:
         config: Config,
         subscribe: Subscribe,
         now: Callable[[], int],
+        *,
+        metrics: Metrics | None = None,
     ) -> None:
         self.engine = engine
+        #: Counted per group: leases handed out, settles, dead letters (core.metrics).
+        self.metrics = metrics or Metrics()
         self.config = config
         self._subscribe = subscribe
         self._now = now
@@ -202,9 +207,11 @@ class Groups:
         # after the list was taken has larger seqs (see Hub.read_position).
         horizon = max((t.last_seq for t in every), default=0)
         ns = self.config.for_topic(g.patterns[0])
+        now = self._now()
         claim = await self.engine.claim(
-            g.name, topics, horizon, max_messages, lease_ms, ns.max_deliver, self._now()
+            g.name, topics, horizon, max_messages, lease_ms, ns.max_deliver, now
         )
+        self.metrics.group(g.name).leases(claim.leases, len(claim.dead), now)
         return claim.leases, claim.next_due
 
     async def settle(
@@ -238,10 +245,12 @@ class Groups:
         if error is not None and (not isinstance(error, str) or len(error) > MAX_ERROR):
             raise InvalidRequest(f"error must be text of at most {MAX_ERROR} characters",
                                  field="error")
+        now = self._now()
         outcomes = await self.engine.settle(
-            name, lease_ids, action, self._now(),
+            name, lease_ids, action, now,
             delay_ms=delay_ms, lease_ms=lease_ms, error=error,
         )
+        self.metrics.group(name).settle(lease_ids, outcomes, action, now + lease_ms)
         if action == "nack" and Outcome.OK in outcomes:
             self._kick(name)  # the messages are due again (or will be after ``delay``)
         return dict(zip(lease_ids, outcomes, strict=True))

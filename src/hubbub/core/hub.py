@@ -35,10 +35,16 @@ from ..errors import (
 )
 from ..message import JSON, Message
 from ..topics import TopicFilter, validate_pattern, validate_topic
+from .auth import Auth
 from .fanout import FanOut
 from .groups import Groups
+from .jobs import Jobs
+from .metrics import Metrics
+from .polls import Polls
+from .presence import Presence
 from .requests import Requests
-from .subscription import Event, Gap, Position, Subscription
+from .subscription import Event, Gap, Position, State, Subscription
+from .uploads import Uploads
 
 _KEY_RE = re.compile(r"[\x21-\x7e]{1,200}")
 _json_decode = msgspec.json.Decoder().decode
@@ -105,6 +111,8 @@ class Hub:
         #: Set when the hub starts draining; doors holding connections open watch it.
         self.closing = asyncio.Event()
         self._clock = clock
+        #: This node's counters, read by /metrics and /v1/stats (core.metrics).
+        self.metrics = Metrics(clock)
         self._subs: set[Subscription] = set()
         self._trimmer: asyncio.Task[None] | None = None
         self._started = False
@@ -112,8 +120,16 @@ class Hub:
             engine, self.config,
             lambda patterns, after: self.subscribe(patterns, after, buffer=64),
             self.now,
+            metrics=self.metrics,
         )
         self.requests = Requests(self)
+        self.uploads = Uploads(self, self.config.uploads)
+        self.jobs = Jobs(self)
+        self.presence = Presence(self)
+        #: Long polls waiting together (see :meth:`poll_now`).
+        self.polls = Polls()
+        #: Who a client is and what it may do; every door asks (:mod:`hubbub.core.auth`).
+        self.auth = Auth(self.config)
 
     def now(self) -> int:
         """Milliseconds since the Unix epoch."""
@@ -130,6 +146,9 @@ class Hub:
         # An engine whose live feed can break (redis: its pub/sub link) says so.
         self.engine.add_error_listener(self.fail_subscriptions)
         self._trimmer = asyncio.create_task(self._trim_forever(), name="hubbub-trim")
+        await self.uploads.start()
+        self.presence.start()
+        await self.jobs.start()
         self._started = True
 
     async def __aenter__(self) -> Hub:
@@ -154,6 +173,9 @@ class Hub:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._trimmer
         if self._started:
+            await self.uploads.stop()
+            await self.presence.stop()  # its leaves are published before the engine closes
+            await self.jobs.stop()
             await self.engine.close()
             self._started = False
 
@@ -162,6 +184,7 @@ class Hub:
             await asyncio.sleep(TRIM_INTERVAL)
             with contextlib.suppress(Unavailable):
                 await self.engine.trim(self.config.retention, self.now())
+                await self.requests.sweep()
 
     def _check_open(self) -> None:
         if self.draining:
@@ -200,7 +223,7 @@ class Hub:
         """
         self._check_open()
         req = self._request(PublishItem(topic, data, content_type, key))
-        (result,) = await self.engine.append([req], self.now())
+        (result,) = await self._append([req])
         return result
 
     async def publish_batch(self, items: Sequence[PublishItem]) -> list[AppendResult]:
@@ -213,7 +236,18 @@ class Hub:
         if not items:
             raise InvalidRequest("batch is empty")
         reqs = [self._request(item, f"[{i}].") for i, item in enumerate(items)]
-        return await self.engine.append(reqs, self.now())
+        return await self._append(reqs)
+
+    async def _append(self, reqs: list[AppendRequest]) -> list[AppendResult]:
+        """Store validated messages; count them and the commit's latency."""
+        started = time.perf_counter()
+        try:
+            results = await self.engine.append(reqs, self.now())
+        except Unavailable:
+            self.metrics.store_errors["append"] += 1
+            raise
+        self.metrics.stored(results, time.perf_counter() - started)
+        return results
 
     # -- reading ----------------------------------------------------------------
 
@@ -356,9 +390,9 @@ class Hub:
         self._check_open()
         filt = self.topic_filter(patterns)
         sub = Subscription(
-            self.read_position, self._release, filt, Position(self.engine.store_epoch, 0),
+            self._read_counted, self._release, filt, Position(self.engine.store_epoch, 0),
             buffer=buffer or self.config.server.buffer,
-            is_ephemeral=lambda t: self.config.for_topic(t).ephemeral,
+            is_ephemeral=self._is_ephemeral,
         )
         # Register before the first read (Rule 1 of core.subscription).
         self.fanout.add(sub)
@@ -371,15 +405,29 @@ class Hub:
         sub.add_gaps(gaps)
         return sub
 
+    async def _read_counted(
+        self, filt: TopicFilter, pos: Position, limit: int
+    ) -> tuple[list[Message], list[tuple[str, int, int, int]]]:
+        """:meth:`read_position`, counting store failures."""
+        try:
+            return await self.read_position(filt, pos, limit)
+        except Unavailable:
+            self.metrics.store_errors["read"] += 1
+            raise
+
     def fail_subscriptions(self, exc: HubbubError) -> None:
         """End every live subscription with (a copy of) ``exc``, as
         :meth:`Subscription.fail` does: their clients resume from their cursors."""
+        self.metrics.store_errors["feed"] += 1
         for sub in list(self._subs):
             sub.fail(type(exc)(exc.message))
 
     def unsubscribe(self, sub: Subscription) -> None:
         """Close ``sub``; same as ``sub.close()``."""
         sub.close()
+
+    def _is_ephemeral(self, topic: str) -> bool:
+        return self.config.for_topic(topic).ephemeral
 
     def _release(self, sub: Subscription) -> None:
         """Stop feeding ``sub`` and forget it (it closed, or was cut off)."""
@@ -409,6 +457,37 @@ class Hub:
             events = await sub.next_batch(limit, timeout=wait)
         finally:
             self.unsubscribe(sub)
+        return await self._page(events, sub.cursor, raise_gap)
+
+    async def poll_now(
+        self,
+        patterns: Sequence[str],
+        after: str | None = None,
+        *,
+        limit: int = 100,
+        raise_gap: bool = False,
+    ) -> Page | Subscription:
+        """:meth:`poll` without a wait, except that when there is nothing to
+        read yet it returns the live subscription instead of an empty page.
+
+        A long poll then waits on it with the others at its position:
+        ``hub.polls.wait(sub, limit, answer)`` (:mod:`hubbub.core.polls`).
+
+        Raises:
+            GapError: as :meth:`poll`.
+        """
+        sub = await self.subscribe(patterns, after, default="start")
+        try:
+            events = await sub.next_batch(limit, timeout=0)
+        except BaseException:
+            self.unsubscribe(sub)
+            raise
+        if not events and sub.state is State.LIVE:
+            return sub
+        self.unsubscribe(sub)
+        return await self._page(events, sub.cursor, raise_gap)
+
+    async def _page(self, events: list[Event], cursor: str, raise_gap: bool) -> Page:
         messages = [e for e in events if isinstance(e, Message)]
         gaps = [e for e in events if isinstance(e, Gap)]
         if gaps and raise_gap:
@@ -422,7 +501,7 @@ class Hub:
                 reason=gap.reason,
                 cursor=cont.cursor,
             )
-        return Page(messages, sub.cursor, gaps)
+        return Page(messages, cursor, gaps)
 
     # -- metadata ---------------------------------------------------------------
 

@@ -1,8 +1,9 @@
 """Request-reply over topics: a caller waits for one responder's reply.
 
-Nothing is kept in memory between a request and its reply, so any node of a
-cluster (on any engine) can take the reply and the caller's node still gets
-it: everything needed travels in the request id and the topics::
+Nothing is kept in a node's memory between a request and its reply, so any
+node of a cluster (on any engine) can take the reply and the caller's node
+still gets it: what is needed travels in the request id, the topics and one
+engine record::
 
     reply = await hub.requests.request("svc.echo", b'{"n":1}', timeout=5)
 
@@ -23,22 +24,35 @@ The rules:
 
    ``data`` is the JSON payload itself; for any other content type it is the
    payload in base64 and the envelope carries ``"content_type"`` too.
-3. A reply is published to the inbox with the request id as its idempotency
-   key, so only the first reply is stored; a second one is a
-   :class:`~hubbub.errors.Conflict`. A reply after the deadline is
-   :class:`~hubbub.errors.Expired` and stores nothing, so a late reply reaches
-   nobody.
-4. The caller takes the first message of its inbox, or raises
-   :class:`~hubbub.errors.GatewayTimeout` at the deadline. A reply to a
-   well-formed, unexpired id whose caller is gone (or never was: the id cannot
-   be told apart without shared state) is accepted and never read. Inboxes are
-   the ``_inbox`` namespace, which keeps one message for a minute unless
+3. While the caller waits, the engine holds the record ``request/<request id>``,
+   which expires at the deadline. It is written before the request is
+   published, and removed when the caller gives up early (its client left).
+   Records are shared by the nodes of a cluster, so every node can tell a
+   request that someone waits for from one that nobody does.
+4. A reply is checked, then published to the inbox with the request id as its
+   idempotency key, so only the first reply is stored. Refused, storing
+   nothing (so a late reply reaches nobody):
+
+   * after the deadline: :class:`~hubbub.errors.Expired`;
+   * with no record (never made, or its caller gone): :class:`~hubbub.errors.NotFound`;
+   * a second reply: :class:`~hubbub.errors.Conflict`.
+
+5. The caller takes the first message of its inbox, or raises
+   :class:`~hubbub.errors.GatewayTimeout` at the deadline. Inboxes are the
+   ``_inbox`` namespace, which keeps one message for a minute unless
    configured otherwise (:meth:`hubbub.config.Config.for_topic`).
+
+A request is made in two steps: :meth:`Requests.send` publishes it (bad input
+raises there) and :meth:`PendingRequest.wait` waits for the reply, so a door
+can carry on with a client's other ops while its request waits (the WebSocket
+door does). :meth:`Requests.request` does both.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import contextlib
 import re
 import secrets
 from typing import TYPE_CHECKING
@@ -46,13 +60,24 @@ from typing import TYPE_CHECKING
 import msgspec
 
 from ..config import INBOX
-from ..errors import Conflict, Expired, GatewayTimeout, InvalidRequest, Unavailable
+from ..errors import (
+    Conflict,
+    Expired,
+    GatewayTimeout,
+    HubbubError,
+    InvalidRequest,
+    NotFound,
+    Unavailable,
+)
 from ..message import JSON, Message
-from .subscription import State
+from .subscription import State, Subscription
 
 if TYPE_CHECKING:
     from .hub import Hub
 
+#: The kind of the records of requests being waited for (Rule 3).
+KIND = "request/"
+DEFAULT_TIMEOUT = 5.0
 _ID_RE = re.compile(r"(0|[1-9][0-9]{0,15})\.([0-9a-f]{32})")
 _json_encode = msgspec.json.Encoder().encode
 _json_decode = msgspec.json.Decoder().decode
@@ -79,21 +104,77 @@ def envelope(request_id: str, deadline: int, data: bytes, content_type: str) -> 
             + b',"data":' + _json_encode(base64.b64encode(data).decode()) + b"}")
 
 
+class PendingRequest:
+    """A published request whose caller waits for the reply (from :meth:`Requests.send`).
+
+    Call :meth:`wait` once, or :meth:`close` when the reply is no longer wanted.
+    """
+
+    def __init__(self, hub: Hub, request_id: str, topic: str, timeout: float,
+                 sub: Subscription) -> None:
+        self.hub = hub
+        #: The request id, as the envelope carries it.
+        self.id = request_id
+        self.topic = topic
+        self.timeout = timeout
+        #: Milliseconds since the Unix epoch.
+        self.deadline, _ = parse_request_id(request_id)
+        self._record = KIND + request_id
+        self._sub = sub
+        self._done = False
+
+    async def wait(self) -> Message:
+        """The reply (the first message of the inbox); closes the request.
+
+        Raises:
+            GatewayTimeout: no reply before the deadline (``request`` names it).
+            Unavailable: the hub is shutting down.
+        """
+        hub = self.hub
+        try:
+            while (left := self.deadline - hub.now()) > 0:
+                for event in await self._sub.next_batch(1, timeout=left / 1000):
+                    if isinstance(event, Message):
+                        self._done = True  # the record stays: a second reply is a Conflict
+                        return event
+                if self._sub.state is State.CLOSED:
+                    raise Unavailable("hub is shutting down")
+        finally:
+            await self.close()
+        raise GatewayTimeout(f"no reply to the request on {self.topic} within {self.timeout:g} s",
+                             field="timeout", request=self.id)
+
+    async def close(self) -> None:
+        """Stop waiting; idempotent. Unanswered and before its deadline, the
+        request's record is removed (Rule 3), so later replies are refused."""
+        self._sub.close()
+        if self._done:
+            return
+        self._done = True
+        hub = self.hub
+        # A draining hub leaves the record to expire: its store may close any moment.
+        if hub.now() < self.deadline and not hub.draining:
+            # Shielded: a caller cancelled because its client left still tidies up.
+            with contextlib.suppress(HubbubError, asyncio.CancelledError):
+                await asyncio.shield(hub.engine.delete(self._record, hub.now()))
+
+
 class Requests:
     """Request-reply over one hub. Reached as ``hub.requests``."""
 
     def __init__(self, hub: Hub) -> None:
         self.hub = hub
 
-    async def request(
-        self, topic: str, data: bytes, content_type: str = JSON, *, timeout: float = 5.0
-    ) -> Message:
-        """Publish a request to ``topic``; the first reply to it (Rules 1, 2 and 4).
+    async def send(
+        self, topic: str, data: bytes, content_type: str = JSON, *,
+        timeout: float = DEFAULT_TIMEOUT,
+    ) -> PendingRequest:
+        """Publish a request to ``topic`` (Rules 1 to 3); wait for its reply with
+        :meth:`PendingRequest.wait`.
 
         Raises:
             InvalidRequest, InvalidTopic, PayloadTooLarge: bad input; nothing published.
-            GatewayTimeout: no reply within ``timeout`` seconds.
-            Unavailable: the store failed or the hub is draining.
+            Unavailable: the store failed or the hub is draining; nothing published.
         """
         hub = self.hub
         high = hub.config.server.max_wait
@@ -112,32 +193,57 @@ class Requests:
         deadline = hub.now() + int(timeout * 1000)
         request_id = f"{deadline}.{token}"
         sub = await hub.subscribe([f"{INBOX}.{token}"], "end", buffer=4)
+        pending = PendingRequest(hub, request_id, topic, timeout, sub)
         try:
+            await hub.engine.put(KIND + request_id, topic.encode(), hub.now(), expires=deadline,
+                                 if_version=0)
             await hub.publish(topic, envelope(request_id, deadline, data, content_type))
-            while (left := deadline - hub.now()) > 0:
-                for event in await sub.next_batch(1, timeout=left / 1000):
-                    if isinstance(event, Message):
-                        return event
-                if sub.state is State.CLOSED:
-                    raise Unavailable("hub is shutting down")
-        finally:
-            sub.close()
-        raise GatewayTimeout(f"no reply to the request on {topic} within {timeout:g} s",
-                             field="timeout", request=request_id)
+        except BaseException:
+            await pending.close()
+            raise
+        return pending
+
+    async def request(
+        self, topic: str, data: bytes, content_type: str = JSON, *,
+        timeout: float = DEFAULT_TIMEOUT,
+    ) -> Message:
+        """Publish a request to ``topic``; the first reply to it (Rules 1 to 3 and 5).
+
+        Raises:
+            InvalidRequest, InvalidTopic, PayloadTooLarge: bad input; nothing published.
+            GatewayTimeout: no reply within ``timeout`` seconds.
+            Unavailable: the store failed or the hub is draining.
+        """
+        pending = await self.send(topic, data, content_type, timeout=timeout)
+        return await pending.wait()
 
     async def reply(self, request_id: str, data: bytes, content_type: str = JSON) -> Message:
-        """Store the reply to ``request_id`` for its caller (Rule 3); the stored message.
+        """Store the reply to ``request_id`` for its caller (Rule 4); the stored message.
 
         Raises:
             InvalidRequest: malformed id (``field`` "to") or payload; nothing stored.
             Expired: the request's deadline has passed; nothing stored.
+            NotFound: no caller waits for this request; nothing stored.
             Conflict: the request was already answered; nothing stored.
         """
         deadline, inbox = parse_request_id(request_id)
-        if self.hub.now() >= deadline:
+        hub = self.hub
+        if hub.now() >= deadline:
             raise Expired("the request's deadline has passed; the reply is dropped",
                           field="to", request=request_id)
-        result = await self.hub.publish(inbox, data, content_type, request_id)
+        if await hub.engine.get(KIND + request_id, hub.now()) is None:
+            raise NotFound("no such request: it was never made, or its caller has gone",
+                           field="to", request=request_id)
+        result = await hub.publish(inbox, data, content_type, request_id)
         if result.duplicate:
             raise Conflict("request already answered", field="to", request=request_id)
         return result.message
+
+    async def sweep(self) -> int:
+        """Remove the records of requests past their deadline; how many were removed."""
+        removed = 0
+        while gone := await self.hub.engine.expire(KIND, self.hub.now()):
+            removed += len(gone)
+            if len(gone) < 1000:
+                break
+        return removed

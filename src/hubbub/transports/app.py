@@ -23,48 +23,84 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
+from .. import tus
 from ..config import Config
 from ..core import Hub
 from ..engines import open_engine
 from ..errors import HubbubError
+from .auth import Authenticate
 from .problems import problem, problem_from
 
 log = logging.getLogger("hubbub")
 
 
 class _StartHub:
-    """ASGI middleware that opens the hub before the first request (mounted use)."""
+    """ASGI middleware that opens the hub before the first request (mounted use),
+    and hands WebSocket connections to ``ws_path`` straight to ``ws``.
 
-    def __init__(self, app: Any, hub: Hub) -> None:
+    The WebSocket door is raw ASGI and answers its own errors, so the
+    exception and routing layers below would only add coroutine frames, which
+    a connection keeps for its whole life (about 2 KB of an idle one's memory).
+    """
+
+    def __init__(self, app: Any, hub: Hub, ws: ASGIApp | None = None,
+                 ws_path: str = "") -> None:
         self.app = app
         self.hub = hub
+        self.ws = ws
+        self.ws_path = ws_path
         self._lock = asyncio.Lock()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] in ("http", "websocket") and not self.hub._started:
+        kind = scope["type"]
+        if kind in ("http", "websocket") and not self.hub._started:
             async with self._lock:
                 await self.hub.start()
+        if kind == "websocket" and self.ws is not None and _route_path(scope) == self.ws_path:
+            await self.ws(scope, receive, send)
+            return
         await self.app(scope, receive, send)
+
+
+def _route_path(scope: Scope) -> str:
+    """The path within this application (less a mount's ``root_path``), as Starlette's
+    router matches it."""
+    path: str = scope["path"]
+    root = scope.get("root_path", "")
+    if root and path.startswith(root) and path[len(root):len(root) + 1] == "/":
+        return path[len(root):]
+    return path
+
+
+def _count(request: Request, code: str) -> None:
+    """Count a problem answer by its code (``hubbub_http_problems_total``)."""
+    request.app.state.hub.metrics.problem(code)
 
 
 async def _hubbub_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HubbubError)
+    _count(request, exc.code)
     return problem_from(exc, instance=request.url.path)
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     code = {404: "not-found", 405: "method-not-allowed"}.get(exc.status_code, "http-error")
+    _count(request, code)
+    headers = dict(exc.headers or {})
+    if request.url.path.startswith("/v1/uploads"):
+        headers["Tus-Resumable"] = tus.VERSION  # every tus answer says its version
     return problem(
         exc.status_code, str(exc.detail), str(exc.detail), code=code,
-        instance=request.url.path, headers=dict(exc.headers or {}),
+        instance=request.url.path, headers=headers,
     )
 
 
 async def _internal_error(request: Request, exc: Exception) -> Response:
     log.exception("unhandled error on %s", request.url.path, exc_info=exc)
+    _count(request, "internal")
     return problem(500, "Internal error", "internal error", code="internal")
 
 
@@ -84,7 +120,7 @@ def create_app(
     Returns:
         A Starlette application; its hub is ``app.state.hub``.
     """
-    from . import groups, http, requests, sse, ws
+    from . import dashboard, groups, http, jobs, metrics, presence, requests, sse, uploads, ws
 
     hub = store if isinstance(store, Hub) else Hub(open_engine(store), config)
 
@@ -96,7 +132,8 @@ def create_app(
         finally:
             await hub.stop()
 
-    routes = [*http.routes, *sse.routes, *groups.routes, *requests.routes]
+    routes = [*http.routes, *sse.routes, *groups.routes, *requests.routes, *presence.routes,
+              *uploads.routes, *jobs.routes, *metrics.routes, *dashboard.routes]
     if websocket:
         routes.extend(ws.routes)
     app = Starlette(
@@ -109,5 +146,7 @@ def create_app(
         },
     )
     app.state.hub = hub
-    app.add_middleware(_StartHub, hub=hub)
+    app.add_middleware(_StartHub, hub=hub, ws=ws.door if websocket else None, ws_path=ws.PATH)
+    # Outermost: a request is authenticated before anything else (docs/auth.md).
+    app.add_middleware(Authenticate, hub=hub)
     return app

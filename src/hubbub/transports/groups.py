@@ -51,6 +51,7 @@ from ..errors import Conflict, HubbubError, InvalidRequest
 from ..leases import Outcome, dead_letter_topic, parse_lease_id, validate_group
 from ..message import JSON
 from ..topics import validate_pattern
+from .auth import Action, authorize, principal_of
 from .http import (
     SECONDS_RE,
     UINT_RE,
@@ -162,6 +163,15 @@ def _group(request: Request) -> str:
     return validate_group(request.path_params["group"])
 
 
+async def _authorize(request: Request, name: str, topics: Sequence[str]) -> None:
+    """Consuming a group is reading its topics: the ones named, else the group's own."""
+    if principal_of(request).admin:
+        return  # spare the lookup
+    if not topics:
+        topics = (await hub_of(request).groups.info(name)).patterns
+    authorize(request, Action.SUBSCRIBE, topics)
+
+
 def _int_param(request: Request, name: str, default: int, high: int) -> int:
     text = query_one(request, name)
     if text is None:
@@ -194,6 +204,7 @@ async def pull(request: Request) -> Response:
     name = _group(request)
     topics = request.query_params.getlist("topic")
     check_topics(topics, "topic")
+    await _authorize(request, name, topics)
     call = hub.groups.pull(
         name, topics or None,
         max_messages=_int_param(request, "max", 1, MAX_PULL),
@@ -244,6 +255,7 @@ def _settler(
         name = _group(request)
         body = await _settle_body(request, action)
         ids = check_ids(body.ids)
+        await _authorize(request, name, [])
         kw: dict[str, Any] = {}
         if isinstance(body, _Nack):
             kw = {"delay": body.delay, "error": body.error}
@@ -258,7 +270,9 @@ def _settler(
 
 async def info(request: Request) -> Response:
     hub = hub_of(request)
-    return json_response(describe(hub, await hub.groups.info(_group(request))))
+    group = await hub.groups.info(_group(request))
+    authorize(request, Action.SUBSCRIBE, group.patterns)
+    return json_response(describe(hub, group))
 
 
 routes: list[BaseRoute] = [
@@ -302,6 +316,8 @@ class Feed:
 
 class GroupFeeds:
     """The group subscriptions of one WebSocket connection."""
+
+    __slots__ = ("conn", "feeds", "leases")
 
     def __init__(self, conn: Connection) -> None:
         self.conn = conn

@@ -38,12 +38,15 @@ import msgspec
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
+from starlette.types import Receive, Scope, Send
 
 from ..core import Hub, Page, PublishItem
 from ..engines.base import AppendResult
 from ..errors import HubbubError, InvalidRequest, NotFound, PayloadTooLarge, Unavailable
+from ..httpwhole import Responder, responder
 from ..message import JSON, media_type
 from ..topics import validate_topic
+from .auth import Action, authorize, principal_of
 from .openapi import spec_json
 
 MAX_BATCH = 1000
@@ -160,6 +163,7 @@ async def read_body(request: Request, limit: int) -> bytes:
 async def publish(request: Request) -> Response:
     hub = hub_of(request)
     topic = validate_topic(request.path_params["topic"])
+    authorize(request, Action.PUBLISH, [topic])
     content_type = media_type(request.headers.get("content-type"), field="content-type")
     key = request.headers.get("idempotency-key")
     if key is not None and len(key) >= 2 and key[0] == key[-1] == '"':
@@ -206,6 +210,10 @@ async def publish_batch(request: Request) -> Response:
         raise InvalidRequest(message, field=path.lstrip(".") or "body") from None
     except msgspec.DecodeError:
         raise InvalidRequest("malformed JSON", field="body") from None
+    # Every item is allowed, or nothing is stored (Rule 7 of hubbub.core.auth).
+    for i, item in enumerate(raw):
+        authorize(request, Action.PUBLISH, [validate_topic(item.topic, field=f"[{i}].topic")],
+                  field=f"[{i}].topic")
     items = [_batch_item(i, item) for i, item in enumerate(raw)]
     results = await hub.publish_batch(items)
     return json_response({"results": [_receipt(r) for r in results]}, 201)
@@ -220,32 +228,124 @@ async def until_disconnect(request: Request) -> None:
             pass
 
 
-async def _poll(request: Request, patterns: list[str], *, single: bool) -> Page:
-    """Run ``hub.poll``; a long poll ends early (and quietly) if the client leaves."""
+async def _poll(request: Request, patterns: list[str], *, single: bool) -> Page | Response:
+    """Run ``hub.poll``; a long poll ends early (and quietly) if the client leaves.
+
+    Returns the page to send, or (a long poll on ``hubbub serve``) the
+    response already written.
+    """
     hub = hub_of(request)
+    authorize(request, Action.SUBSCRIBE, patterns)
     server = hub.config.server
     after = query_one(request, "after")
     limit = _limit(request, server.max_limit)
     wait = query_wait(request, server.max_wait)
-    call = hub.poll(patterns, after, limit=limit, wait=wait, raise_gap=single)
     if wait == 0:
-        return await call
+        page = await hub.poll(patterns, after, limit=limit, raise_gap=single)
+        hub.metrics.poll.page(len(page.messages), page.gaps)
+        return page
+    respond = responder(request.scope)
+    if respond is not None:
+        return await _wait_together(hub, respond, patterns, after, limit, wait, single)
+    call = hub.poll(patterns, after, limit=limit, wait=wait, raise_gap=single)
     # Starlette does not watch the socket during a plain endpoint; without
     # this a client that hung up would keep its subscription for ``wait`` s.
     poll = asyncio.ensure_future(call)
     gone = asyncio.ensure_future(until_disconnect(request))
+    counts = hub.metrics.longpoll
+    counts.open += 1
     try:
         await asyncio.wait((poll, gone), return_when=asyncio.FIRST_COMPLETED)
     finally:
+        counts.open -= 1
         gone.cancel()
         if not poll.done():
             poll.cancel()  # hub.poll closes its subscription as it unwinds
     if not poll.done():
         return Page([], after or "")  # the client left; nobody reads this answer
-    return poll.result()
+    page = poll.result()
+    counts.page(len(page.messages), page.gaps)
+    return page
 
 
-def _page_response(page: Page, *, gaps: bool) -> Response:
+async def _wait_together(
+    hub: Hub, respond: Responder, patterns: list[str], after: str | None, limit: int,
+    wait: float, single: bool,
+) -> Page | Response:
+    """A long poll on ``hubbub serve``: wait with the others at the same
+    position (:mod:`hubbub.core.polls`), answered by one read and one encoded
+    page, written whole (:mod:`hubbub.httpwhole`), with no task per poll.
+    """
+    got = await hub.poll_now(patterns, after, limit=limit, raise_gap=single)
+    counts = hub.metrics.longpoll
+    if isinstance(got, Page):
+        counts.page(len(got.messages), got.gaps)
+        return got
+    cursor = got.cursor
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[Page | Response | None] = loop.create_future()
+
+    def answer(page: Page | None) -> None:
+        timer.cancel()
+        respond.watch(None)
+        if done.done():
+            return
+        if page is not None:
+            counts.page(len(page.messages), page.gaps)
+            if respond.respond(200, _JSON_HEADERS, _page_body(page, gaps=not single)):
+                done.set_result(_SENT)
+                return
+        done.set_result(page)
+
+    def time_up() -> None:
+        member.leave()
+        answer(Page([], cursor))
+
+    def gone() -> None:
+        member.leave()
+        timer.cancel()
+        if not done.done():
+            done.set_result(Page([], cursor))  # nobody reads this answer
+
+    member = hub.polls.wait(got, limit, answer)
+    timer = loop.call_later(wait, time_up)
+    respond.watch(gone)
+    counts.open += 1
+    try:
+        result = await done
+    finally:
+        counts.open -= 1
+        member.leave()
+        timer.cancel()
+        respond.watch(None)
+    if result is None:  # the group could not say it: read from the same position
+        page = await hub.poll(patterns, cursor, limit=limit, raise_gap=single)
+        counts.page(len(page.messages), page.gaps)
+        return page
+    return result
+
+
+class _Sent(Response):
+    """A response already written whole (``hubbub.respond``): nothing more to send."""
+
+    def __init__(self) -> None:
+        pass
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        return
+
+
+_SENT = _Sent()
+_JSON_HEADERS = b"content-type: " + JSON.encode() + b"\r\n"
+#: The last page body encoded: a group's members all answer the same page.
+_last_body: tuple[Page | None, bool, bytes] = (None, False, b"")
+
+
+def _page_body(page: Page, *, gaps: bool) -> bytes:
+    global _last_body
+    last, last_gaps, body = _last_body
+    if last is page and last_gaps == gaps:
+        return body
     # The cached per-message JSON is spliced in as is: no re-serialization.
     parts = [
         b'{"messages":[', b",".join(m.to_json() for m in page.messages),
@@ -254,7 +354,15 @@ def _page_response(page: Page, *, gaps: bool) -> Response:
     if gaps:
         parts += [b',"gaps":', _encode([g.to_dict() for g in page.gaps])]
     parts.append(b"}")
-    return Response(b"".join(parts), media_type=JSON)
+    body = b"".join(parts)
+    _last_body = (page, gaps, body)
+    return body
+
+
+def _page_response(got: Page | Response, *, gaps: bool) -> Response:
+    if isinstance(got, Response):
+        return got
+    return Response(_page_body(got, gaps=gaps), media_type=JSON)
 
 
 async def topic_messages(request: Request) -> Response:
@@ -263,16 +371,21 @@ async def topic_messages(request: Request) -> Response:
 
 
 async def messages(request: Request) -> Response:
-    page = await _poll(request, query_topics(request), single=False)
-    return _page_response(page, gaps=True)
+    got = await _poll(request, query_topics(request), single=False)
+    return _page_response(got, gaps=True)
 
 
 async def list_topics(request: Request) -> Response:
-    topics = await hub_of(request).list_topics(query_one(request, "pattern"))
+    hub = hub_of(request)
+    topics = await hub.list_topics(query_one(request, "pattern"))
+    principal = principal_of(request)
+    if not principal.admin:  # only the topics it may read (names say things, too)
+        topics = [t for t in topics if hub.auth.may(principal, Action.SUBSCRIBE, t["topic"])]
     return json_response({"topics": topics})
 
 
 async def topic_info(request: Request) -> Response:
+    authorize(request, Action.SUBSCRIBE, [request.path_params["topic"]])
     info = await hub_of(request).topic_info(request.path_params["topic"])
     if info is None:
         raise NotFound("no such topic", field="topic")

@@ -33,13 +33,23 @@ def _problems(*statuses: int) -> dict[str, Any]:
 
 _STATUS_TEXT = {
     400: "Bad input: malformed body, query, topic, cursor, group name or lease id",
-    404: "No such topic, group or route",
+    401: "No credentials, or a token that is malformed, unknown, expired or forged "
+         "(docs/auth.md); the answer carries WWW-Authenticate: Bearer",
+    403: "The token does not allow this action on this topic (docs/auth.md)",
+    404: "No such topic, group, job or route; a reply to a request nobody waits for "
+         "(never made, or its caller left); presence is off for the topic's namespace",
     409: "History was lost past the cursor (the problem carries the range and a cursor "
          "to continue from knowingly); or a group exists for other topics; or no lease "
          "of a settle was settled (the problem carries each id's outcome in results); "
-         "or a request was already answered",
-    410: "A reply after its request's deadline; nothing stored",
-    413: "Body larger than the namespace's max_message_size",
+         "or a request was already answered; or a job's lease is not its lease (it ran "
+         "out and the job was taken again) or the job is not running",
+    410: "A reply after its request's deadline; nothing stored; or an upload that expired",
+    412: "Tus-Resumable is missing or not 1.0.0 (the answer carries Tus-Version)",
+    413: "Body larger than the namespace's max_message_size; or an upload over "
+         "Tus-Max-Size or past its Upload-Length",
+    415: "An upload body not sent as application/offset+octet-stream",
+    423: "Another request is writing the same upload; retry (tus clients do)",
+    460: "The body does not match its Upload-Checksum; nothing stored",
     503: "The store cannot be reached or the hub is shutting down; retry later",
     504: "No reply to the request within its timeout",
 }
@@ -138,6 +148,30 @@ _SCHEMAS: dict[str, Any] = {
         },
     },
     "Status": {"type": "object", "properties": {"status": {"type": "string"}}},
+    "PresenceEntry": {
+        "type": "object",
+        "required": ["conn", "client", "info", "since"],
+        "properties": {
+            "conn": {"type": "string", "description": "the connection's id, made by the hub"},
+            "client": {"type": ["string", "null"], "maxLength": 64,
+                       "description": "the id the client gave (client=), or null"},
+            "info": {"description": "the JSON value the client gave (info=), or null"},
+            "since": {"type": "integer", "description": "when it joined (ms since the "
+                                                        "Unix epoch)"},
+        },
+    },
+    "Presence": {
+        "type": "object",
+        "required": ["topic", "count", "present"],
+        "properties": {
+            "topic": {"type": "string"},
+            "count": {"type": "integer", "minimum": 0},
+            "present": {"type": "array", "items": _ref("PresenceEntry"), "maxItems": 1000,
+                        "description": "sorted by conn"},
+            "truncated": {"type": "boolean", "description": "present when there were more "
+                                                            "than 1000"},
+        },
+    },
     "Delivery": {
         "description": "A message leased to the caller: the Message object with its lease.",
         "allOf": [_ref("Message"), {
@@ -188,6 +222,47 @@ _SCHEMAS: dict[str, Any] = {
     },
 }
 
+_SCHEMAS["Job"] = {
+    "type": "object",
+    "description": "A job as every door shows it (also the data of each message of the "
+                   "topic jobs.{id}). Times are ms since the Unix epoch.",
+    "required": ["id", "queue", "state", "version", "attempts", "max_attempts", "progress",
+                 "message", "result", "error", "created", "updated", "finished"],
+    "properties": {
+        "id": {"type": "string", "pattern": "^[0-9a-f]{32}$"},
+        "queue": {"type": "string"},
+        "state": {"type": "string", "enum": ["queued", "running", "succeeded", "failed"]},
+        "version": {"type": "integer", "minimum": 1,
+                    "description": "grows by one per change; pass as version= to long-poll"},
+        "attempts": {"type": "integer", "description": "tries so far (takes)"},
+        "max_attempts": {"type": "integer"},
+        "progress": {"type": ["number", "null"], "minimum": 0, "maximum": 100},
+        "message": {"type": ["string", "null"]},
+        "result": {"description": "the worker's result (any JSON), once succeeded"},
+        "error": {"type": ["string", "null"],
+                  "description": "why it failed, or why the last attempt failed"},
+        "created": {"type": "integer"},
+        "updated": {"type": "integer"},
+        "finished": {"type": ["integer", "null"]},
+        "duplicate": {"type": "boolean",
+                      "description": "submit only: the Idempotency-Key named an earlier job"},
+    },
+}
+_SCHEMAS["TakenJob"] = {
+    "description": "A job leased to the caller: the Job with its lease and data.",
+    "allOf": [_ref("Job"), {
+        "type": "object",
+        "required": ["lease", "deadline", "data"],
+        "properties": {
+            "lease": {"type": "string", "description": "name it in progress, complete, fail"},
+            "deadline": {"type": "integer", "description": "when the lease runs out (ms) "
+                                                           "unless progress extends it"},
+            "data": {"description": "the submitted data; base64 when content_type is given"},
+            "content_type": {"type": "string"},
+        },
+    }],
+}
+
 _PARAMETERS: dict[str, Any] = {
     "Topic": {"name": "topic", "in": "path", "required": True,
               "schema": {"type": "string", "pattern": r"^[A-Za-z0-9_\-:@]+(\.[A-Za-z0-9_\-:@]+)*$",
@@ -208,6 +283,13 @@ _PARAMETERS: dict[str, Any] = {
     "LastEventID": {"name": "Last-Event-ID", "in": "header",
                     "description": "sent by EventSource on reconnect; wins over after",
                     "schema": {"type": "string"}},
+    "Client": {"name": "client", "in": "query",
+               "description": "presence: who this subscriber is, on topics whose namespace "
+                              "has presence on (docs/presence.md)",
+               "schema": {"type": "string", "minLength": 1, "maxLength": 64}},
+    "Info": {"name": "info", "in": "query",
+             "description": "presence: JSON text about this subscriber, at most 1024 bytes",
+             "schema": {"type": "string"}},
 }
 
 _EVENTS = {
@@ -217,6 +299,165 @@ _EVENTS = {
                    "heartbeat seconds of silence; error (slow consumer) or close (hub shutting "
                    "down) end the stream with the cursor to resume from.",
     "content": {"text/event-stream": {"schema": {"type": "string"}}},
+}
+
+
+def _h(name: str, description: str, schema: dict[str, Any] | None = None,
+       required: bool = False) -> dict[str, Any]:
+    return {"name": name, "in": "header", "required": required, "description": description,
+            "schema": schema or {"type": "string"}}
+
+
+def _ok(**members: Any) -> dict[str, Any]:
+    return members
+
+
+def _headers(**names: str) -> dict[str, Any]:
+    return {name.replace("_", "-"): {"description": text, "schema": {"type": "string"}}
+            for name, text in names.items()}
+
+
+_UINT = {"type": "integer", "minimum": 0}
+_TUS = _h("Tus-Resumable", "the protocol version", {"type": "string", "const": "1.0.0"}, True)
+_OFFSET_STREAM = {"application/offset+octet-stream": {"schema": {
+    "type": "string", "format": "binary"}}}
+_UPLOAD_ID = {"name": "id", "in": "path", "required": True,
+              "schema": {"type": "string", "pattern": "^[0-9a-f]{32}$"}}
+_CHECKSUM = _h("Upload-Checksum", "ALGORITHM BASE64-DIGEST of the body; sha1, md5, sha256, "
+                                  "sha512")
+_OPTIONS = {"options": {
+    "summary": "tus capabilities (no Tus-Resumable needed)",
+    "responses": {"204": {"description": "Version, extensions and limits", "headers": _headers(
+        Tus_Version="1.0.0", Tus_Extension="creation, creation-with-upload, "
+        "creation-defer-length, termination, checksum, expiration",
+        Tus_Max_Size="largest upload in bytes ([uploads] max_size)",
+        Tus_Checksum_Algorithm="sha1,md5,sha256,sha512")}}}}
+
+_UPLOAD_PATHS: dict[str, Any] = {
+    path: {**_OPTIONS, "post": {
+        "summary": "Create a tus upload (creation, creation-with-upload, creation-defer-length)",
+        "description": "See docs/uploads.md. A body (sent as application/offset+octet-stream) "
+                       "is the upload's first bytes. Metadata key job names a job queue to "
+                       "start on completion, if [uploads] jobs allows it. Progress is the "
+                       "topic uploads.{id}.",
+        "parameters": [
+            _TUS, _h("Upload-Length", "the upload's size in bytes", _UINT),
+            _h("Upload-Defer-Length", "1: the size is given by a later PATCH",
+               {"type": "string", "const": "1"}),
+            _h("Upload-Metadata", "comma-separated KEY BASE64-VALUE pairs"), _CHECKSUM],
+        "requestBody": {"required": False, "content": _OFFSET_STREAM},
+        "responses": {"201": _ok(description="Created", headers=_headers(
+            Location="/v1/uploads/{id} (under the mount prefix, if any)",
+            Upload_Offset="bytes stored (creation-with-upload)",
+            Upload_Expires="when the unfinished upload expires (HTTP-date)")),
+            **_problems(400, 412, 413, 415, 460, 503)}}}
+    for path in ("/v1/uploads/", "/v1/uploads")
+}
+_UPLOAD_PATHS["/v1/uploads/{id}"] = {
+    "parameters": [_UPLOAD_ID],
+    **_OPTIONS,
+    "head": {
+        "summary": "Where a tus upload stands",
+        "parameters": [_TUS],
+        "responses": {"200": _ok(description="The upload", headers=_headers(
+            Upload_Offset="bytes stored", Upload_Length="the size, once known",
+            Upload_Defer_Length="1 while the size is not known",
+            Upload_Metadata="as given at creation", Upload_Expires="HTTP-date, if unfinished")),
+            **_problems(404, 410, 412)}},
+    "patch": {
+        "summary": "Append bytes to a tus upload at Upload-Offset",
+        "parameters": [
+            _TUS, _h("Upload-Offset", "must equal the upload's offset", _UINT, True),
+            _h("Upload-Length", "the size, if it was deferred", _UINT), _CHECKSUM],
+        "requestBody": {"required": True, "content": _OFFSET_STREAM},
+        "responses": {"204": _ok(description="Stored", headers=_headers(
+            Upload_Offset="the new offset", Upload_Expires="HTTP-date, if unfinished")),
+            **_problems(400, 404, 409, 410, 412, 413, 415, 423, 460, 503)}},
+    "delete": {
+        "summary": "Remove a tus upload and its bytes (termination)",
+        "parameters": [_TUS],
+        "responses": {"204": _ok(description="Removed"), **_problems(404, 410, 412, 423)}},
+    "get": {
+        "summary": "The bytes of a completed upload (not part of tus)",
+        "responses": {"200": _ok(description="The file", content={
+            "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}),
+            **_problems(404, 409, 410)}},
+    "post": {
+        "summary": "PATCH or DELETE for clients that cannot send them",
+        "parameters": [_TUS, _h("X-HTTP-Method-Override", "the method meant",
+                                {"type": "string", "enum": ["PATCH", "DELETE"]}, True)],
+        "requestBody": {"required": False, "content": _OFFSET_STREAM},
+        "responses": {"204": _ok(description="Done as PATCH or DELETE would"),
+                      **_problems(400, 404, 409, 410, 412, 413, 415, 423, 460)}},
+}
+
+_JOB_ID = {"name": "id", "in": "path", "required": True,
+           "schema": {"type": "string", "pattern": "^[0-9a-f]{32}$"}}
+_QUEUE = {"name": "queue", "in": "path", "required": True,
+          "schema": {"type": "string", "pattern": r"^[A-Za-z0-9_\-:@]{1,59}$"}}
+_LEASE_BODY = {"type": "string", "description": "the lease id the take answered"}
+_JOB_REPORTS: list[tuple[str, str, list[str], dict[str, Any]]] = [
+    ("progress", "Report progress and extend the lease (only lease: a heartbeat)", [], {
+        "progress": {"type": ["number", "null"], "minimum": 0, "maximum": 100},
+        "message": {"type": ["string", "null"], "maxLength": 1000}}),
+    ("complete", "The job succeeded (repeating it with the same lease changes nothing)",
+     [], {"result": {"description": "any JSON value"}}),
+    ("fail", "The job failed; with retry it is queued again while attempts are left",
+     ["error"], {
+        "error": {"type": "string", "minLength": 1, "maxLength": 1000},
+        "retry": {"type": "boolean", "default": False},
+        "delay": {"type": "number", "minimum": 0, "maximum": 604800, "default": 0,
+                  "description": "with retry: seconds before the job may be taken"}}),
+]
+_JOB_PATHS: dict[str, Any] = {
+    "/v1/jobs/{queue}": {"parameters": [_QUEUE], "post": {
+        "summary": "Submit a job (docs/jobs.md)",
+        "description": "The body is the job's data (content types as for publishing). "
+                       "Workers take it from the consumer group jobs-{queue}; its states are "
+                       "the topic jobs.{id}.",
+        "parameters": [{"name": "Idempotency-Key", "in": "header",
+                        "schema": {"type": "string", "maxLength": 200}}],
+        "requestBody": {"required": True, "content": {"*/*": {"schema": {}}}},
+        "responses": {"202": {**_json(_ref("Job"), "Accepted: queued (or the job an "
+                                                   "Idempotency-Key named earlier)"),
+                              "headers": _headers(Location="/v1/jobs/{id}")},
+                      **_problems(400, 413, 503)}}},
+    "/v1/jobs/{id}": {"parameters": [_JOB_ID], "get": {
+        "summary": "A job's state; with wait, a long poll answering on its next change",
+        "parameters": [
+            _ref("Wait", "parameters"),
+            {"name": "version", "in": "query",
+             "description": "with wait: answer once the job's version is past this one "
+                            "(default: its current one); a finished job answers at once",
+             "schema": {"type": "integer", "minimum": 0}}],
+        "responses": {"200": _json(_ref("Job"), "The job"), **_problems(400, 404, 503)}}},
+    "/v1/jobs/{id}/events": {"parameters": [_JOB_ID], "get": {
+        "summary": "Server-sent events of the job's states (the topic jobs.{id})",
+        "description": "From the first state by default. Each message event carries a Job. "
+                       "The stream ends with a close event after the final state; "
+                       "reconnecting after it answers 204 (EventSource then stops).",
+        "parameters": [_ref("After", "parameters"), _ref("LastEventID", "parameters")],
+        "responses": {"200": _EVENTS, "204": {"description": "The job finished and every "
+                                                             "state was read"},
+                      **_problems(400, 404, 503)}}},
+    "/v1/jobs/{queue}/take": {"parameters": [_QUEUE], "post": {
+        "summary": "Take the next job of a queue (a worker; long poll with wait)",
+        "parameters": [
+            _ref("Wait", "parameters"),
+            {"name": "lease", "in": "query", "description": "seconds the lease lasts "
+                                                           "(default [jobs] lease)",
+             "schema": {"type": "number", "minimum": 0.1, "maximum": 43200}}],
+        "responses": {"200": _json(_ref("TakenJob"), "The job, now running"),
+                      "204": {"description": "No job within wait"},
+                      **_problems(400, 503)}}},
+    **{f"/v1/jobs/{{id}}/{action}": {"parameters": [_JOB_ID], "post": {
+        "summary": summary,
+        "requestBody": {"required": True, "content": {JSON: {"schema": {
+            "type": "object", "required": ["lease", *required], "additionalProperties": False,
+            "properties": {"lease": _LEASE_BODY, **props}}}}},
+        "responses": {"200": _json(_ref("Job"), "The job after the change"),
+                      **_problems(400, 404, 409, 413, 503)}}}
+       for action, summary, required, props in _JOB_REPORTS},
 }
 
 _PATHS: dict[str, Any] = {
@@ -286,14 +527,16 @@ _PATHS: dict[str, Any] = {
         "parameters": [_ref("Topic", "parameters")],
         "get": {
             "summary": "Server-sent events for one topic (from the live end by default)",
-            "parameters": [_ref("After", "parameters"), _ref("LastEventID", "parameters")],
+            "parameters": [_ref(p, "parameters")
+                           for p in ("After", "LastEventID", "Client", "Info")],
             "responses": {"200": _EVENTS, **_problems(400, 503)},
         },
     },
     "/v1/events": {
         "get": {
             "summary": "Server-sent events over several topics and patterns",
-            "parameters": [_ref(p, "parameters") for p in ("Topics", "After", "LastEventID")],
+            "parameters": [_ref(p, "parameters")
+                           for p in ("Topics", "After", "LastEventID", "Client", "Info")],
             "responses": {"200": _EVENTS, **_problems(400, 503)},
         },
     },
@@ -302,7 +545,7 @@ _PATHS: dict[str, Any] = {
             "summary": "WebSocket (RFC 6455 upgrade of this GET)",
             "description": "Subprotocols hubbub.v1.json (text frames) and hubbub.v1.msgpack "
                            "(binary frames); ops sub (also of a consumer group), unsub, pub, ack, "
-                           "nack, extend, ping.",
+                           "nack, extend, req, reply, ping.",
             "parameters": [
                 {"name": "Upgrade", "in": "header", "required": True,
                  "schema": {"type": "string", "const": "websocket"}},
@@ -380,7 +623,16 @@ _PATHS: dict[str, Any] = {
             "summary": "Reply to a request (only the first reply is stored)",
             "requestBody": {"required": True, "content": {"*/*": {"schema": {}}}},
             "responses": {"201": _json(_ref("Receipt"), "Stored for the caller"),
-                          **_problems(400, 409, 410, 413, 503)}}},
+                          **_problems(400, 404, 409, 410, 413, 503)}}},
+    "/v1/topics/{topic}/presence": {"parameters": [_ref("Topic", "parameters")], "get": {
+        "summary": "Who is subscribed to the topic (namespaces with presence on)",
+        "description": "WebSocket and SSE subscribers naming the topic exactly. Their joins "
+                       "and leaves are messages on the topic presence.{topic} "
+                       "(docs/presence.md).",
+        "responses": {"200": _json(_ref("Presence"), "The entries"),
+                      **_problems(400, 404, 503)}}},
+    **_UPLOAD_PATHS,
+    **_JOB_PATHS,
     "/healthz": {"get": {"summary": "Liveness",
                          "responses": {"200": _json(_ref("Status"), "The process answers")}}},
     "/readyz": {"get": {"summary": "Readiness", "responses": {
@@ -388,6 +640,80 @@ _PATHS: dict[str, Any] = {
     "/openapi.json": {"get": {"summary": "This document",
                               "responses": {"200": _json({"type": "object"}, "OpenAPI 3.1")}}},
 }
+
+# Operations (docs/operations.md): metrics, statistics, the dashboard.
+_COUNTS = {"type": "object", "additionalProperties": {"type": "integer"}}
+_SCHEMAS["Stats"] = {
+    "type": "object",
+    "description": "This node's counters (since it started) and what the store knows; "
+                   "the same snapshot /metrics exports. Store parts (topics, groups' "
+                   "pending, jobs, uploads) are left out, and store.up is false, when the "
+                   "store does not answer.",
+    "required": ["node", "published", "publish_latency", "doors", "subscriptions",
+                 "fanout_messages", "problems", "store", "groups", "jobs", "uploads"],
+    "properties": {
+        "node": {"type": "object", "properties": {
+            "version": {"type": "string"}, "engine": {"type": "string"},
+            "started": {"type": "integer", "description": "ms since the Unix epoch"},
+            "uptime": {"type": "number", "description": "seconds"},
+            "draining": {"type": "boolean"}}},
+        "published": {"type": "object", "properties": {
+            "total": {"type": "integer"}, "duplicates": {"type": "integer"},
+            "namespaces": {**_COUNTS, "description": "messages stored, by namespace; "
+                                                     "past 200 namespaces under (other)"}}},
+        "publish_latency": {"type": "object", "properties": {
+            "count": {"type": "integer"}, "sum": {"type": "number", "description": "seconds"},
+            "buckets": {"type": "array", "description": "[upper bound in seconds (null: "
+                        "+Inf), cumulative count]", "items": {"type": "array"}}}},
+        "doors": {"type": "object", "description": "ws, sse, longpoll, poll",
+                  "additionalProperties": {"type": "object", "properties": {
+                      "deliveries": {"type": "integer"},
+                      "open": {"type": "integer", "description": "connections open now"},
+                      "slow_consumers": {"type": "integer"}, "gaps": _COUNTS}}},
+        "subscriptions": {"type": "integer"},
+        "fanout_messages": {"type": "integer"},
+        "problems": {**_COUNTS, "description": "HTTP problem answers by code"},
+        "store": {"type": "object", "properties": {"up": {"type": "boolean"},
+                                                   "errors": _COUNTS}},
+        "topics": {"type": "integer"},
+        "groups": {"type": "array", "items": {"type": "object", "properties": {
+            "group": {"type": "string"}, "patterns": {"type": "array"},
+            "pending": {"type": ["integer", "null"]}, "leased": {"type": "integer"},
+            "delivered": {"type": "integer"}, "acked": {"type": "integer"},
+            "nacked": {"type": "integer"}, "dead_lettered": {"type": "integer"}}}},
+        "jobs": {"type": "object", "properties": {
+            "states": _COUNTS, "active": {"type": "array", "items": {"type": "object"}},
+            "partial": {"type": "boolean", "description": "more job records than were read"}}},
+        "uploads": {"type": "object", "properties": {
+            "bytes_received": {"type": "integer"}, "in_progress": {"type": "integer"},
+            "complete": {"type": "integer"},
+            "active": {"type": "array", "items": {"type": "object"}},
+            "partial": {"type": "boolean"}}},
+    },
+}
+_PATHS.update({
+    "/metrics": {"get": {
+        "summary": "Prometheus metrics (docs/operations.md); admins only with auth on",
+        "description": "Text format 0.0.4, or OpenMetrics when Accept asks for it.",
+        "responses": {"200": {"description": "The metrics", "content": {
+            "text/plain; version=0.0.4": {"schema": {"type": "string"}},
+            "application/openmetrics-text; version=1.0.0": {"schema": {"type": "string"}}}}}}},
+    "/v1/stats": {"get": {
+        "summary": "This node's statistics as JSON (the dashboard reads it); admins only "
+                   "with auth on",
+        "responses": {"200": _json(_ref("Stats"), "The snapshot"), **_problems(503)}}},
+    "/": {"get": {
+        "summary": "The dashboard (an HTML page; its data comes from /v1)",
+        "responses": {"200": {"description": "The page",
+                              "content": {"text/html": {"schema": {"type": "string"}}}}}}},
+    "/dashboard/{name}": {"get": {
+        "summary": "The dashboard's script and stylesheet",
+        "parameters": [{"name": "name", "in": "path", "required": True,
+                        "schema": {"type": "string", "enum": ["app.js", "style.css"]}}],
+        "responses": {"200": {"description": "The file", "content": {
+            "text/javascript": {"schema": {"type": "string"}},
+            "text/css": {"schema": {"type": "string"}}}}, **_problems(404)}}},
+})
 
 SPEC: dict[str, Any] = {
     "openapi": "3.1.0",
@@ -408,6 +734,30 @@ SPEC: dict[str, Any] = {
         },
     },
 }
+
+
+# Authentication (docs/auth.md): a bearer token (JWT or API key) in the
+# Authorization header, or in ?token= where headers cannot be sent (EventSource,
+# WebSocket). A hub with no [auth] lets everyone in: hence the empty alternative.
+SPEC["components"]["securitySchemes"] = {
+    "bearer": {"type": "http", "scheme": "bearer",
+               "description": "A JWT (HS256, RS256, ES256, EdDSA) or an API key"},
+    "token": {"type": "apiKey", "in": "query", "name": "token",
+              "description": "The same token, for browsers' EventSource and WebSocket; "
+                             "it appears in access logs, so keep such tokens short-lived"},
+}
+SPEC["security"] = [{"bearer": []}, {"token": []}, {}]
+for _path, _item in _PATHS.items():
+    for _method, _op in _item.items():
+        if not isinstance(_op, dict) or "responses" not in _op:
+            continue
+        if (_path in ("/healthz", "/readyz", "/openapi.json", "/", "/dashboard/{name}")
+                or _method == "options"):
+            # Always open: probes, this document, the dashboard's files, CORS preflights.
+            _op["security"] = []
+        else:
+            for _status in (401, 403):
+                _op["responses"].setdefault(str(_status), _ref(f"P{_status}", "responses"))
 
 
 @functools.cache

@@ -58,9 +58,19 @@ def problem_from(exc: errors.HubbubError, instance: str | None = None) -> Respon
     """The problem response for a hubbub error."""
     status, title, _ = lookup(exc)
     extra = dict(exc.extra)
+    headers = None
+    if isinstance(exc, errors.Unauthorized):
+        # RFC 6750 §3: a 401 names the scheme; "If the request lacks any
+        # authentication information ..., the resource server SHOULD NOT
+        # include an error code", so only a token that was given and refused
+        # gets error="invalid_token" (§3.1).
+        challenge = 'Bearer realm="hubbub"'
+        if exc.field in ("Authorization", "token"):
+            challenge += ', error="invalid_token"'
+        headers = {"WWW-Authenticate": challenge}
     return problem(
         status, title, exc.message, code=exc.code, field=exc.field,
-        temporary=exc.temporary or None, instance=instance, **extra,
+        temporary=exc.temporary or None, instance=instance, headers=headers, **extra,
     )
 
 

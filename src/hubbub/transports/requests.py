@@ -9,7 +9,8 @@ The rules are in :mod:`hubbub.core.requests`; the protocol in ``docs/requests.md
   ``timeout`` defaults to 5 seconds, at most ``server.max_wait``.
 * ``POST /v1/replies/{request}`` stores the body as the reply to ``request``:
   ``201`` with the receipt; ``400`` for a malformed id, ``410`` after the
-  deadline, ``409`` when already answered. Nothing is stored in any of those.
+  deadline, ``404`` when nobody waits for it (never made, or its caller left),
+  ``409`` when already answered. Nothing is stored in any of those.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from starlette.routing import BaseRoute, Route
 from ..errors import InvalidRequest
 from ..message import JSON, media_type
 from ..topics import validate_topic
+from .auth import Action, authorize
 from .http import SECONDS_RE, hub_of, json_response, query_one, read_body, until_disconnect
 
 DEFAULT_TIMEOUT = 5.0
@@ -41,6 +43,7 @@ def _timeout(request: Request, max_wait: float) -> float:
 async def request(request: Request) -> Response:
     hub = hub_of(request)
     topic = validate_topic(request.path_params["topic"])
+    authorize(request, Action.PUBLISH, [topic])  # a request is a publish to its topic
     content_type = media_type(request.headers.get("content-type"), field="content-type")
     timeout = _timeout(request, hub.config.server.max_wait)
     body = await read_body(request, hub.config.for_topic(topic).max_message_size)
@@ -60,6 +63,8 @@ async def request(request: Request) -> Response:
 
 async def reply(request: Request) -> Response:
     hub = hub_of(request)
+    # No topic is checked: only readers of the request's topic learn its id,
+    # which is unguessable, so the id is the capability (docs/auth.md).
     request_id = request.path_params["request"]
     content_type = media_type(request.headers.get("content-type"), field="content-type")
     body = await read_body(request, hub.config.max_message_size)

@@ -41,6 +41,11 @@ Rules:
 Bad input is refused before the stream starts, as an ordinary problem
 response: the subscription is made inside the endpoint, and only a working
 subscription is handed to the streaming response.
+
+Presence (:mod:`hubbub.core.presence`): a stream naming topics whose
+namespace has presence on is present on them from before ``ready`` (whose
+data then carries the stream's ``conn`` id) until the stream ends, for
+whatever reason. ``?client=`` and ``?info=`` (JSON text) say who it is.
 """
 
 from __future__ import annotations
@@ -56,10 +61,13 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import Receive, Scope, Send
 
 from ..core import Gap, Subscription
+from ..core.metrics import DoorCounts
+from ..core.presence import Member, check_client
 from ..core.subscription import PAGE, State
-from ..errors import HubbubError, InvalidCursor
+from ..errors import HubbubError, InvalidCursor, InvalidRequest
 from ..message import Message
 from ..topics import validate_topic
+from .auth import Action, authorize
 from .http import hub_of, query_one, query_topics
 
 RETRY_MS = 2000
@@ -69,6 +77,7 @@ RETRY_MS = 2000
 HEARTBEAT = b": hb\n"
 
 _encode = msgspec.json.Encoder().encode
+_decode = msgspec.json.Decoder().decode
 
 
 def event(kind: bytes, cursor: str, data: Any) -> bytes:
@@ -85,9 +94,14 @@ class EventStream(Response):
 
     media_type = "text/event-stream"
 
-    def __init__(self, sub: Subscription, heartbeat: float) -> None:
+    def __init__(self, sub: Subscription, heartbeat: float, member: Member | None = None,
+                 *, counts: DoorCounts | None = None) -> None:
         self.sub = sub
         self.heartbeat = heartbeat
+        #: The stream's presence, when it is present on some topic; left as it ends.
+        self.member = member
+        #: The door's counters (``hub.metrics.sse``): open streams, deliveries.
+        self.counts = counts or DoorCounts()
         self.status_code = 200
         self.background = None
         self.client_gone = False
@@ -100,13 +114,21 @@ class EventStream(Response):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         watcher = asyncio.ensure_future(self._watch(receive))
+        self.counts.open += 1
         try:
             await self._stream(send)
         except OSError:
             pass  # the client went away mid-write
         finally:
+            self.counts.open -= 1
+            # Counted here: a stream stuck writing to a client that never
+            # reads again never gets to raise SlowConsumer.
+            if self.sub.cut_off:
+                self.counts.slow_consumers += 1
             self.sub.close()
             watcher.cancel()
+            if self.member is not None:
+                await self.member.close()
 
     async def _watch(self, receive: Receive) -> None:
         # Closing the subscription wakes a reader waiting in next_batch at once.
@@ -123,8 +145,10 @@ class EventStream(Response):
         # field value as an integer in base ten, and set the event stream's
         # reconnection time to that integer." It rides on the ready event: a
         # block of its own would be dispatched by httpx-sse as an empty event.
-        await self._send(send, b"retry: %d\n" % RETRY_MS + event(
-            b"ready", sub.cursor, {"cursor": sub.cursor}))
+        ready = {"cursor": sub.cursor}
+        if self.member is not None:
+            ready["conn"] = self.member.conn
+        await self._send(send, b"retry: %d\n" % RETRY_MS + event(b"ready", sub.cursor, ready))
         while True:
             before = sub.cursor
             try:
@@ -136,6 +160,7 @@ class EventStream(Response):
                 break
             if batch:
                 await self._send(send, self._encode_batch(batch, before))
+                self.counts.sent(batch)
             elif sub.state is State.CLOSED:
                 if not self.client_gone:
                     await self._send(send, event(b"close", sub.cursor, {"cursor": sub.cursor}))
@@ -166,15 +191,31 @@ class EventStream(Response):
 
 async def _subscribe(request: Request, patterns: list[str]) -> EventStream:
     hub = hub_of(request)
+    authorize(request, Action.SUBSCRIBE, patterns)
     after = query_one(request, "after")
     last_id = request.headers.get("last-event-id") or None
+    info_text = query_one(request, "info")
+    try:
+        info = None if info_text is None else _decode(info_text)
+    except msgspec.DecodeError:
+        raise InvalidRequest("info must be JSON text", field="info") from None
+    client, info = check_client(query_one(request, "client"), info)
+    present = hub.presence.topics(patterns)
     try:
         sub = await hub.subscribe(patterns, last_id or after, default="end")
     except InvalidCursor as exc:
         if last_id is not None:
             exc.field = "Last-Event-ID"
         raise
-    return EventStream(sub, hub.config.server.heartbeat)
+    if not present:
+        return EventStream(sub, hub.config.server.heartbeat, counts=hub.metrics.sse)
+    member = hub.presence.member()
+    try:
+        await member.join(present, client, info)
+    except BaseException:
+        sub.close()
+        raise
+    return EventStream(sub, hub.config.server.heartbeat, member, counts=hub.metrics.sse)
 
 
 async def topic_events(request: Request) -> Response:

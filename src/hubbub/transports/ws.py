@@ -32,6 +32,15 @@ Rule 4. A deliberate close sets ``closing`` first: from then on nothing but the
 Rule 5. An op that fails with a :class:`~hubbub.errors.HubbubError` is answered
         with an ``err`` frame and the connection carries on; nothing a peer
         sends ends the reader except by a deliberate close.
+Rule 6. On a server with the ``hubbub.frames`` writer (``hubbub serve``), a
+        live subscription with nothing to send *parks* instead of keeping a
+        pump task waiting (:meth:`Subscription.park`): the fan-out's wake-up
+        schedules one ``_flush`` per connection and loop pass, which writes
+        every ready frame in one write when that needs no wait (the lock is
+        free, the socket's buffer below its mark). Anything else (a full
+        socket, a busy lock, an end, an error, a cut-off) starts a pump again,
+        which handles it by Rules 1 to 4 and parks when it is done. An idle
+        subscription then holds no task, and a delivery costs no task switch.
 
 Consumer-group subscriptions (``sub`` with ``group``) and their ``ack``,
 ``nack`` and ``extend`` ops are carried out by
@@ -39,6 +48,31 @@ Consumer-group subscriptions (``sub`` with ``group``) and their ``ack``,
 group subscription pulls while its window has room and sends under the same
 lock (Rules 1 and 4 hold for them too); when the connection ends, what it did
 not settle is nacked so that other workers get it at once.
+
+Request-reply (:mod:`hubbub.core.requests`): a ``req`` is published in op
+order, like a ``pub``, but its answer (the reply, or ``err`` ``timeout``)
+comes when the reply does, from a task of its own, so the connection's other
+ops (a ``reply`` to some other request, say) go on meanwhile. A ``reply`` is
+answered like a ``pub``. When the connection ends, its waiting requests are
+given up: replies to them are refused from then on.
+
+Presence (:mod:`hubbub.core.presence`): the connection has one
+:class:`~hubbub.core.presence.Member`; a ``sub`` that names topics with
+presence joins them before its ``ok`` (which then carries the connection's
+``conn`` id), an ``unsub`` leaves them, and the end of the connection
+leaves whatever is left.
+
+Authentication (:mod:`hubbub.core.auth`, ``docs/auth.md``): the upgrade is
+authenticated once, by ``Authorization: Bearer`` or ``?token=``; bad
+credentials refuse it with 401 (a close with 4401 where the server cannot
+answer an upgrade with a response). An upgrade with no credentials, on a hub
+that lets no anonymous client in, is accepted only to hear an ``auth`` op: any
+other first op, no ``auth`` within ``AUTH_TIMEOUT`` seconds or a refused token
+closes the connection with 4401 and the reason. Each op is then authorized
+per topic: a ``pub``, ``req`` or ``sub`` on a topic the token does not allow
+is answered with ``err`` (code ``forbidden``) and the connection carries on.
+When the token expires the connection closes with 4401 and the resume cursors
+(Rule 4), so the client can come back with a fresh token and lose nothing.
 """
 
 from __future__ import annotations
@@ -47,7 +81,9 @@ import asyncio
 import base64
 import binascii
 import contextlib
+import functools
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,17 +94,23 @@ from starlette.types import Receive, Scope, Send
 
 from .. import wire
 from ..core import Hub, Subscription
+from ..core.auth import OPEN, Action, Principal
 from ..core.hub import encode_value
-from ..core.subscription import PAGE
+from ..core.presence import Member, check_client
+from ..core.requests import DEFAULT_TIMEOUT, PendingRequest
+from ..core.subscription import PAGE, Event, State
 from ..errors import (
     HubbubError,
     InvalidRequest,
     NotFound,
     SlowConsumer,
+    Unauthorized,
     Unavailable,
 )
-from ..message import JSON, OCTET, Message, media_type
-from ..topics import validate_pattern
+from ..message import BINARY_FRAME, JSON, OCTET, TEXT_FRAME, Message, media_type, ws_frame
+from ..topics import validate_pattern, validate_topic
+from ..wsframes import SendFrames, WriteFrames, frames_sender, frames_writer
+from .auth import authenticate
 from .groups import GroupFeeds
 from .problems import close_code, problem_from, ws_error
 
@@ -76,6 +118,10 @@ log = logging.getLogger("hubbub")
 
 #: Subscriptions one connection may hold at once.
 MAX_SUBSCRIPTIONS = 100
+#: Requests (``req``) one connection may have waiting at once.
+MAX_REQUESTS = 100
+#: Seconds a connection that came without credentials has to send ``auth``.
+AUTH_TIMEOUT = 10.0
 
 _json_decode = msgspec.json.Decoder().decode
 _msgpack_decode = msgspec.msgpack.Decoder().decode
@@ -89,17 +135,37 @@ class _Sub:
     sub: Subscription
     cursor: str
     task: asyncio.Task[None] | None = None
+    #: The topics this subscription made the connection present on.
+    present: tuple[str, ...] = ()
+    #: Its connection, when idle subscriptions park there (Rule 6).
+    conn: Connection | None = None
+
+    def ready(self) -> None:
+        """What the parked subscription calls when it has news (Rule 6)."""
+        assert self.conn is not None
+        self.conn._ready(self)
 
 
 class Connection:
     """One accepted WebSocket: its subscriptions, its send lock, its closing state."""
 
-    def __init__(self, hub: Hub, codec: wire.Codec, send: Send) -> None:
+    __slots__ = ("hub", "codec", "subs", "closing", "_send", "_frames", "_binary", "_lock",
+                 "_next_sub", "_close_task", "groups", "_member", "requests", "_write",
+                 "principal", "_auth_timer")
+
+    def __init__(
+        self, hub: Hub, codec: wire.Codec, send: Send, frames: SendFrames | None = None,
+        write: WriteFrames | None = None, principal: Principal | None = OPEN,
+    ) -> None:
         self.hub = hub
         self.codec = codec
         self.subs: dict[int, _Sub] = {}
         self.closing = False
         self._send = send
+        #: The server's ``hubbub.frames`` sender (:mod:`hubbub.wsframes`), if it has one.
+        self._frames = frames
+        #: Its writer (no waiting): with it, idle subscriptions park (Rule 6).
+        self._write = write if frames is not None else None
         self._binary = codec.binary
         self._lock = asyncio.Lock()
         self._next_sub = 1
@@ -107,6 +173,15 @@ class Connection:
         #: Consumer-group subscriptions (``sub`` with ``group``), apart from
         #: ``subs``: they have no cursor, the group keeps their position.
         self.groups = GroupFeeds(self)
+        #: Presence and waiting requests: made on first use (most connections
+        #: have neither, and an idle connection should stay small).
+        self._member: Member | None = None
+        #: Tasks waiting for the replies of this connection's ``req`` ops.
+        self.requests: set[asyncio.Task[None]] | None = None
+        #: Who the client is; ``None`` until its ``auth`` op (no credentials on the upgrade).
+        self.principal = principal
+        self._auth_timer: asyncio.TimerHandle | None = None
+        self._watch_credentials()
 
     # -- reading ----------------------------------------------------------------
 
@@ -136,6 +211,9 @@ class Connection:
                     await self.send_obj(ws_error(op.error, op.op_id))
                 return
             op_id = op.id
+            if self.principal is None and not isinstance(op, wire.Auth):
+                self.close(4401, "authentication required: send an auth op first")
+                return
             match op:
                 case wire.Pub():
                     await self._pub(op)
@@ -145,8 +223,14 @@ class Connection:
                     await self._unsub(op)
                 case wire.Ping():
                     await self.send_obj({"op": "pong", "id": op.id})
+                case wire.Req():
+                    await self._req(op)
+                case wire.Reply():
+                    await self._reply(op)
                 case wire.Ack() | wire.Nack() | wire.Extend():
                     await self.send_obj(await self.groups.settle(op))
+                case wire.Auth():
+                    await self._auth(op)
         except HubbubError as exc:
             await self.send_obj(ws_error(exc, op_id))
         except OSError:
@@ -155,9 +239,51 @@ class Connection:
             log.exception("websocket frame failed (op id %r)", op_id)
             self.close(1011, "internal error")
 
+    # -- authentication -----------------------------------------------------------
+
+    def _watch_credentials(self) -> None:
+        """Close with 4401 when the client took too long to authenticate, or when
+        its token expires (then with the resume cursors)."""
+        if self._auth_timer is not None:
+            self._auth_timer.cancel()
+            self._auth_timer = None
+        principal = self.principal
+        if principal is None:
+            close = functools.partial(self.close, 4401, "authentication timed out")
+            delay = AUTH_TIMEOUT
+        elif principal.expires is not None:
+            close = functools.partial(self.close, 4401, "token expired", resume=True)
+            delay = max(0.0, principal.expires + self.hub.auth.settings.leeway - time.time())
+        else:
+            return
+        self._auth_timer = asyncio.get_running_loop().call_later(delay, close)
+
+    async def _auth(self, op: wire.Auth) -> None:
+        if self.principal is not None and not self.principal.anonymous:
+            raise InvalidRequest("the connection is already authenticated", field="op")
+        try:
+            principal = self.hub.auth.verify(op.token) if self.hub.auth.enabled else OPEN
+        except Unauthorized as exc:
+            self.close(close_code(exc), exc.message)
+            return
+        self.principal = principal
+        self._watch_credentials()
+        await self.send_obj({"op": "ok", "id": op.id, **principal.to_dict()})
+
+    def _check(self, action: Action, topic: str, field: str, *, concrete: bool = False) -> None:
+        """Refuse an op on a topic its principal may not touch (an ``err`` frame)."""
+        principal = self.principal
+        assert principal is not None  # receive_frame() lets only auth through before
+        if principal.admin:
+            return
+        if concrete:
+            validate_topic(topic, field=field)
+        self.hub.auth.check(principal, action, topic, field=field)
+
     # -- ops ----------------------------------------------------------------------
 
     async def _pub(self, op: wire.Pub) -> None:
+        self._check(Action.PUBLISH, op.topic, "topic", concrete=True)
         data, content_type = self._payload(op)
         result = await self.hub.publish(op.topic, data, content_type, op.key)
         m = result.message
@@ -169,7 +295,7 @@ class Connection:
             reply["duplicate"] = True
         await self.send_obj(reply)
 
-    def _payload(self, op: wire.Pub) -> tuple[bytes, str]:
+    def _payload(self, op: wire.Pub | wire.Req | wire.Reply) -> tuple[bytes, str]:
         """The bytes to store and their content type, as the subprotocol carries them."""
         ctype = JSON if op.content_type is None else media_type(
             op.content_type, field="content_type")
@@ -196,11 +322,64 @@ class Connection:
                 "data must be binary when content_type is not JSON", field="data")
         return encode_value(value)
 
+    @property
+    def member(self) -> Member:
+        """The connection's presence (:mod:`hubbub.core.presence`)."""
+        if self._member is None:
+            self._member = self.hub.presence.member()
+        return self._member
+
+    async def _req(self, op: wire.Req) -> None:
+        if self.requests is None:
+            self.requests = set()
+        if len(self.requests) >= MAX_REQUESTS:
+            raise InvalidRequest(
+                f"at most {MAX_REQUESTS} requests may wait per connection", field="op")
+        self._check(Action.PUBLISH, op.topic, "topic", concrete=True)
+        data, content_type = self._payload(op)
+        timeout = op.timeout
+        if timeout is None:
+            timeout = min(DEFAULT_TIMEOUT, self.hub.config.server.max_wait)
+        pending = await self.hub.requests.send(op.topic, data, content_type, timeout=timeout)
+        task = asyncio.create_task(self._answer(op.id, pending), name=f"hubbub-ws-req-{op.id}")
+        self.requests.add(task)
+        task.add_done_callback(self.requests.discard)
+
+    async def _answer(self, op_id: int | str, pending: PendingRequest) -> None:
+        """Wait for a request's reply and send it as the ``req``'s answer."""
+        try:
+            try:
+                m = await pending.wait()
+            except HubbubError as exc:  # GatewayTimeout, or Unavailable while draining
+                await self.send_obj(ws_error(exc, op_id))
+                return
+            await self.send_obj(
+                {"op": "ok", "id": op_id, "request": pending.id, "reply": m.to_dict()})
+        except OSError:
+            pass  # the client is gone
+        except Exception:
+            log.exception("websocket request failed (op id %r)", op_id)
+            self.close(1011, "internal error")
+
+    async def _reply(self, op: wire.Reply) -> None:
+        data, content_type = self._payload(op)
+        m = await self.hub.requests.reply(op.to, data, content_type)
+        await self.send_obj({
+            "op": "ok", "id": op.id, "topic": m.topic, "offset": m.offset,
+            "cursor": m.cursor, "time": m.time, "msg_id": m.id,
+        })
+
     async def _sub(self, op: wire.Sub) -> None:
         if len(self.subs) + len(self.groups.feeds) >= MAX_SUBSCRIPTIONS:
             raise InvalidRequest(
                 f"at most {MAX_SUBSCRIPTIONS} subscriptions per connection", field="topics")
+        for i, pattern in enumerate(op.topics):  # a group's, too: consuming is reading
+            self._check(Action.SUBSCRIBE, pattern, f"topics[{i}]")
         if op.group is not None:
+            for name in ("client", "info"):
+                if getattr(op, name) is not None:
+                    raise InvalidRequest(
+                        f"{name} applies to subscriptions without group", field=name)
             await self.groups.subscribe(op, self._next_sub)
             self._next_sub += 1
             return
@@ -209,18 +388,31 @@ class Connection:
                 raise InvalidRequest(f"{name} applies to group subscriptions only", field=name)
         for i, pattern in enumerate(op.topics):
             validate_pattern(pattern, field=f"topics[{i}]")
+        client, info = check_client(op.client, op.info)
         try:
+            present = self.hub.presence.topics(op.topics)
             sub = await self.hub.subscribe(op.topics, op.after)
         except HubbubError as exc:
             if exc.field == "topic":
                 exc.field = "topics"
             raise
-        s = _Sub(self._next_sub, sub, sub.cursor)
+        try:
+            if present:
+                await self.member.join(present, client, info)
+        except BaseException:
+            sub.close()
+            raise
+        s = _Sub(self._next_sub, sub, sub.cursor, present=tuple(present))
+        if self._write is not None:
+            s.conn = self
         self._next_sub += 1
         self.subs[s.id] = s  # from here on _clean_up() closes it, whatever happens
+        reply: dict[str, Any] = {"op": "ok", "id": op.id, "sub": s.id, "cursor": s.cursor}
+        if present:
+            reply["conn"] = self.member.conn
         # The reply goes out before the pump starts: "ok" precedes every msg of it.
-        await self.send_obj({"op": "ok", "id": op.id, "sub": s.id, "cursor": s.cursor})
-        s.task = asyncio.create_task(self._pump(s), name=f"hubbub-ws-sub-{s.id}")
+        await self.send_obj(reply)
+        self._start_pump(s)
 
     async def _unsub(self, op: wire.Unsub) -> None:
         if (op.sub is None) == (op.topics is None):
@@ -244,6 +436,8 @@ class Connection:
                 continue
             s = self.subs.pop(i)
             await self._stop(s)
+            if s.present:
+                await self.member.leave(s.present, "unsub")
             cursors[str(i)] = s.cursor
         # After this reply no msg frame of these subscriptions follows: the pumps are done.
         await self.send_obj({"op": "ok", "id": op.id, "subs": cursors})
@@ -279,30 +473,46 @@ class Connection:
                     return
                 await self._send(event)
 
-    async def _pump(self, s: _Sub) -> None:
-        """Write a subscription's events until it ends (Rules 1 to 3)."""
-        sub, send, binary = s.sub, self._send, self._binary
+    def _start_pump(self, s: _Sub, taken: list[Event] | None = None) -> None:
+        s.task = asyncio.create_task(self._pump(s, taken), name=f"hubbub-ws-sub-{s.id}")
+
+    async def _pump(self, s: _Sub, taken: list[Event] | None = None) -> None:
+        """Write a subscription's events until it ends or parks (Rules 1 to 3, 6).
+
+        ``taken`` is a batch :meth:`_flush` took but could not write without
+        waiting. While the subscription catches up, the next page is read
+        from the store while the last one is written.
+        """
+        sub = s.sub
+        write = self._send_events if self._frames is None else self._write_frames
+        parking = s.conn is not None
+        timeout = 0 if parking else None
+        ahead: asyncio.Future[list[Event]] | None = None
         try:
             while True:
-                batch = await sub.next_batch(PAGE)
+                if taken is not None:
+                    batch, taken = taken, None
+                elif ahead is not None:
+                    batch, ahead = await ahead, None
+                else:
+                    if parking and sub.park(s.ready):
+                        s.task = None  # parked: _flush takes over (Rule 6)
+                        return
+                    batch = await sub.next_batch(PAGE, timeout=timeout)
                 if not batch:
+                    if parking and sub.state is not State.CLOSED:
+                        continue  # nothing more for now: park
                     # Closed: by an unsub (which also cancels us) or by a draining hub.
                     if self.hub.draining:
                         self.close(1012, "service restart", resume=True)
                     return
+                if sub.state is State.CATCHING_UP:
+                    ahead = asyncio.ensure_future(sub.next_batch(PAGE, timeout=timeout))
                 async with self._lock:
-                    for event in batch:
-                        if self.closing:
-                            return
-                        if isinstance(event, Message):
-                            if binary:
-                                await send({"type": "websocket.send", "bytes": event.ws_msgpack()})
-                            else:
-                                text = event.ws_text()
-                                await send({"type": "websocket.send", "text": text})
-                            s.cursor = event.cursor
-                        else:
-                            await send(self.frame({"op": "gap", "sub": s.id, **event.to_dict()}))
+                    if self.closing:
+                        return
+                    await write(s, batch)
+                self.hub.metrics.ws.sent(batch)
         except SlowConsumer:
             self.close(4008, "slow consumer", resume=True)
         except HubbubError as exc:  # the store failed mid-read (Unavailable: 1013)
@@ -312,6 +522,90 @@ class Connection:
         except Exception:
             log.exception("websocket subscription pump failed")
             self.close(1011, "internal error")
+        finally:
+            if ahead is not None:
+                ahead.cancel()
+                ahead.add_done_callback(_retrieve)
+
+    def _ready(self, s: _Sub) -> None:
+        """A parked subscription has news (called from the fan-out): flush it
+        once the fan-out is done, so that whatever it hands over meanwhile
+        goes out in the same write."""
+        asyncio.get_running_loop().call_soon(self._flush, s)
+
+    def _flush(self, s: _Sub) -> None:
+        """Write a parked subscription's ready events now, if that needs no
+        wait; else, or for anything but events, hand it back to a pump (Rule 6)."""
+        if self.closing or s.task is not None or self.subs.get(s.id) is not s:
+            return  # closing (Rule 4), a pump has it, or it ended
+        assert self._write is not None
+        sub = s.sub
+        try:
+            while not self._lock.locked():
+                batch = sub.take_ready(PAGE)
+                if batch is None:
+                    break  # an end, an error, a cut-off: the pump's to say
+                if not batch:
+                    if sub.park(s.ready):
+                        return
+                    continue
+                data, cursor = self._frames_of(s, batch)
+                if not self._write(data):
+                    self._start_pump(s, batch)  # it waits for the socket (and counts)
+                    return
+                if cursor is not None:
+                    s.cursor = cursor  # Rule 2
+                self.hub.metrics.ws.sent(batch)
+        except OSError:
+            return  # the client is gone; serve() sees the disconnect
+        except Exception:
+            log.exception("websocket subscription flush failed")
+            self.close(1011, "internal error")
+            return
+        self._start_pump(s)
+
+    async def _send_events(self, s: _Sub, batch: list[Event]) -> None:
+        """A batch as ASGI sends, one per frame (any ASGI server); under the lock."""
+        send, binary = self._send, self._binary
+        for event in batch:
+            if self.closing:
+                return
+            if isinstance(event, Message):
+                if binary:
+                    await send({"type": "websocket.send", "bytes": event.ws_msgpack()})
+                else:
+                    await send({"type": "websocket.send", "text": event.ws_text()})
+                s.cursor = event.cursor
+            else:
+                await send(self.frame({"op": "gap", "sub": s.id, **event.to_dict()}))
+
+    async def _write_frames(self, s: _Sub, batch: list[Event]) -> None:
+        """A batch as pre-built frames in one write (``hubbub.frames``); under the lock."""
+        assert self._frames is not None
+        data, cursor = self._frames_of(s, batch)
+        await self._frames(data)
+        if cursor is not None:
+            s.cursor = cursor  # Rule 2: every frame of the batch is handed over
+
+    def _frames_of(self, s: _Sub, batch: list[Event]) -> tuple[bytes, str | None]:
+        """A batch's frames, joined, and the cursor after its last message."""
+        binary = self._binary
+        last = batch[-1]
+        if isinstance(batch[0], Message):
+            # Gaps come before the messages of a batch: this one has none.
+            msgs: list[Message] = batch  # type: ignore[assignment]
+            frames = ([m.ws_msgpack_frame() for m in msgs] if binary
+                      else [m.ws_frame() for m in msgs])
+        else:
+            frames = []
+            for event in batch:
+                if isinstance(event, Message):
+                    frames.append(event.ws_msgpack_frame() if binary else event.ws_frame())
+                else:
+                    gap = self.codec.encode({"op": "gap", "sub": s.id, **event.to_dict()})
+                    frames.append(ws_frame(gap, BINARY_FRAME if binary else TEXT_FRAME))
+        data = frames[0] if len(frames) == 1 else b"".join(frames)
+        return data, last.cursor if isinstance(last, Message) else None
 
     # -- closing ------------------------------------------------------------------
 
@@ -342,9 +636,15 @@ class Connection:
     async def _clean_up(self) -> None:
         """End every subscription and task of the connection (it is gone)."""
         self.closing = True
+        if self._auth_timer is not None:
+            self._auth_timer.cancel()
         subs = list(self.subs.values())
         self.subs.clear()
         for s in subs:
+            # Counted here, not where SlowConsumer is raised: a pump stuck
+            # writing to a client that never reads again never gets to raise it.
+            if s.sub.cut_off:
+                self.hub.metrics.ws.slow_consumers += 1
             s.sub.close()
         tasks = [s.task for s in subs if s.task is not None]
         if self._close_task is not None:
@@ -353,6 +653,12 @@ class Connection:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await self.groups.close()
+        requests = list(self.requests or ())
+        for task in requests:
+            task.cancel()  # each gives its request up as it unwinds
+        await asyncio.gather(*requests, return_exceptions=True)
+        if self._member is not None:
+            await self._member.close()
 
 
 class WebSocketDoor:
@@ -366,22 +672,67 @@ class WebSocketDoor:
             codec = wire.negotiate(scope.get("subprotocols") or [])
             if hub.draining:
                 raise Unavailable("hub is shutting down")
+            # None: no credentials; the connection waits for an auth op.
+            principal = authenticate(hub, scope)
         except HubbubError as exc:
             await _refuse(scope, send, exc)
             return
         await send({"type": "websocket.accept", "subprotocol": codec.subprotocol})
-        conn = Connection(hub, codec, send)
+        conn = Connection(hub, codec, send, frames_sender(scope), frames_writer(scope),
+                          principal)
         # A connection with no subscription has no pump to notice a drain.
-        watcher = asyncio.create_task(_close_on_drain(hub, conn))
+        _Open.add(hub, conn)
+        hub.metrics.ws.open += 1
         try:
             await conn.serve(receive)
         finally:
-            watcher.cancel()
+            hub.metrics.ws.open -= 1
+            _Open.discard(hub, conn)
 
 
-async def _close_on_drain(hub: Hub, conn: Connection) -> None:
-    await hub.closing.wait()
-    conn.close(1012, "service restart", resume=True)
+def _retrieve(future: asyncio.Future[list[Event]]) -> None:
+    """Consume the outcome of a read nobody waits for any more (a page read ahead)."""
+    if not future.cancelled():
+        future.exception()
+
+
+class _Open:
+    """The open connections of one hub, closed with 1012 when it drains.
+
+    One task per hub with connections waits for the drain, rather than one
+    per connection (an idle connection should cost little). The entry, and
+    its task, exist while the hub has open connections.
+    """
+
+    _of: dict[Hub, _Open] = {}
+
+    def __init__(self, hub: Hub) -> None:
+        self.conns: set[Connection] = set()
+        self.task = asyncio.create_task(self._close_on_drain(hub), name="hubbub-ws-drain")
+
+    async def _close_on_drain(self, hub: Hub) -> None:
+        await hub.closing.wait()
+        for conn in list(self.conns):
+            conn.close(1012, "service restart", resume=True)
+
+    @classmethod
+    def add(cls, hub: Hub, conn: Connection) -> None:
+        entry = cls._of.get(hub)
+        if entry is None:
+            entry = cls._of[hub] = cls(hub)
+        entry.conns.add(conn)
+        if hub.draining:  # it began while the handshake was answered
+            conn.close(1012, "service restart", resume=True)
+
+    @classmethod
+    def discard(cls, hub: Hub, conn: Connection) -> None:
+        entry = cls._of.get(hub)
+        if entry is None:
+            return
+        entry.conns.discard(conn)
+        if not entry.conns:
+            entry.task.cancel()
+            del cls._of[hub]
 
 
 async def _refuse(scope: Scope, send: Send, exc: HubbubError) -> None:
@@ -403,4 +754,7 @@ async def _refuse(scope: Scope, send: Send, exc: HubbubError) -> None:
     await send({"type": "websocket.http.response.body", "body": response.body})
 
 
-routes: list[BaseRoute] = [WebSocketRoute("/v1/ws", WebSocketDoor())]
+PATH = "/v1/ws"
+#: The endpoint; :func:`hubbub.transports.app.create_app` also calls it directly.
+door = WebSocketDoor()
+routes: list[BaseRoute] = [WebSocketRoute(PATH, door)]

@@ -1,0 +1,573 @@
+"""Jobs from the client side: submit, get, wait, follow, and the worker's side.
+
+::
+
+    async with AsyncClient("http://127.0.0.1:8080") as hub:
+        job = await hub.jobs.submit("transcode", {"file": "a.mp4"})
+        async for state in hub.jobs.follow(job["id"]):
+            print(state["state"], state["progress"], state["message"])
+
+    # a worker: any number of them share the queue
+    def transcode(data, progress):
+        for i in range(10):
+            ...                                  # the work
+            progress(10 * (i + 1), "encoding")   # cheap: reports go in the background
+        return {"frames": 1200}                  # the job's result
+
+    async with AsyncClient("http://127.0.0.1:8080") as hub:
+        await hub.jobs.work("transcode", transcode)   # until cancelled
+
+The rules (the hub's side is in ``docs/jobs.md``):
+
+1. :meth:`Jobs.submit` always sends an ``Idempotency-Key`` (a fresh one unless
+   given) and is retried like a publish, so a retried submission makes one job.
+2. :meth:`Jobs.wait` long-polls ``GET /v1/jobs/{id}?wait=&version=`` until the
+   job is finished; :meth:`Jobs.follow` follows the topic ``jobs.{id}`` from
+   its start through the client's best door (``subscribe``: WebSocket, SSE,
+   long or short polling, with resumption), yields each state once, in version
+   order, and ends after the final one.
+3. :meth:`Jobs.work` takes a job (a long poll), calls the handler with the
+   job's data and a progress callback, then completes the job with the
+   handler's return value. Progress is sent in the background, at most once
+   per ``report_every`` seconds, and a heartbeat at least every third of the
+   lease, which keeps the lease while the handler runs. A handler that raises
+   fails the job with a retry (bounded by the queue's attempts);
+   :class:`JobError` with ``retry=False`` fails it for good. When a report
+   answers ``409`` the job was lost (its lease ran out and it was taken
+   again): an async handler is cancelled, a plain one's result is dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import importlib
+import inspect
+import logging
+import os
+import secrets
+import sys
+import threading
+from collections.abc import AsyncGenerator, Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+import httpx
+import msgspec
+
+from .. import errors
+from .backoff import Backoff
+from .errors import error_from_response
+
+if TYPE_CHECKING:
+    from .aio import AsyncClient, Door
+
+log = logging.getLogger("hubbub.client")
+
+FINAL = ("succeeded", "failed")
+#: Keys of a take's answer that belong to the lease and the data, not to the job.
+TAKE_KEYS = ("lease", "deadline", "data", "content_type")
+Handler = Callable[[Any, "Progress"], Any]
+
+
+class JobError(Exception):
+    """Raise it from a job handler to fail the job with this message.
+
+    ``retry=False`` (the default) fails it for good; ``retry=True`` queues it
+    again while attempts are left, after ``delay`` seconds.
+    """
+
+    def __init__(self, message: str, *, retry: bool = False, delay: float = 0.0) -> None:
+        super().__init__(message)
+        self.retry, self.delay = retry, delay
+
+
+class Progress:
+    """The callback a handler gets: ``progress(percent, message)``.
+
+    Cheap and thread-safe (a plain handler runs in a thread): it only keeps
+    the latest values; the worker sends them in the background.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.latest: tuple[float | None, str | None] | None = None
+        #: What the hub was last told.
+        self.sent: tuple[float | None, str | None] | None = None
+        self.changed = asyncio.Event()
+        self._loop = loop
+        self._thread = threading.get_ident()
+
+    def __call__(self, percent: float | None = None, message: str | None = None) -> None:
+        self.latest = (None if percent is None else float(percent), message)
+        if threading.get_ident() == self._thread:
+            self.changed.set()
+        else:
+            self._loop.call_soon_threadsafe(self.changed.set)
+
+
+class TakenJob:
+    """A job leased to us: settle it once, with :meth:`complete` or :meth:`fail`.
+
+    Attributes:
+        job: the job as every door shows it (``state`` is ``running``).
+        data: its data (bytes when it was not submitted as JSON).
+        lease: the lease id; ``deadline``: when it runs out (ms, the hub's
+            clock) unless :meth:`progress` extends it.
+    """
+
+    def __init__(self, jobs: Jobs, answer: dict[str, Any]) -> None:
+        self._jobs = jobs
+        self.job = {k: v for k, v in answer.items() if k not in TAKE_KEYS}
+        self.lease: str = answer["lease"]
+        self.deadline: int = answer["deadline"]
+        data = answer.get("data")
+        self.data: Any = base64.b64decode(str(data)) if "content_type" in answer else data
+        self.content_type: str | None = answer.get("content_type")
+        #: The lease's length in seconds (the hub's deadline minus its take time).
+        self.lease_seconds = max(0.1, (self.deadline - int(self.job["updated"])) / 1000)
+
+    def __repr__(self) -> str:
+        return f"<TakenJob {self.id} attempt={self.attempt}>"
+
+    @property
+    def id(self) -> str:
+        return str(self.job["id"])
+
+    @property
+    def attempt(self) -> int:
+        return int(self.job["attempts"])
+
+    def _path(self, action: str) -> str:
+        return f"/v1/jobs/{self.id}/{action}"
+
+    async def progress(self, percent: float | None = None,
+                       message: str | None = None) -> dict[str, Any]:
+        """Report progress and extend the lease (neither value: only a heartbeat).
+
+        Raises:
+            Conflict: the job is no longer ours (its lease ran out and it was
+                taken again, or it is finished).
+        """
+        body: dict[str, Any] = {"lease": self.lease}
+        if percent is not None:
+            body["progress"] = percent
+        if message is not None:
+            body["message"] = message
+        answer = await self._jobs._post(self._path("progress"), body)
+        self.deadline = int(answer.pop("deadline", self.deadline))
+        self.job = answer
+        return answer
+
+    async def complete(self, result: Any = None) -> dict[str, Any]:
+        """The job succeeded with ``result`` (any JSON value); returns the job.
+
+        Retried on network errors: repeating it with the same lease is safe.
+
+        Raises:
+            Conflict: the job is no longer ours; nothing changed.
+        """
+        self.job = await self._jobs._post(self._path("complete"),
+                                          {"lease": self.lease, "result": result})
+        return self.job
+
+    async def fail(self, error: str, *, retry: bool = False, delay: float = 0.0) -> dict[str, Any]:
+        """The job failed with ``error``; with ``retry`` it is queued again (after
+        ``delay`` seconds) while attempts are left. Returns the job.
+
+        Raises:
+            Conflict: the job is no longer ours; nothing changed.
+        """
+        self.job = await self._jobs._post(self._path("fail"), {
+            "lease": self.lease, "error": error[:1000] or "failed", "retry": retry,
+            "delay": delay})
+        return self.job
+
+
+async def _invoke(handler: Handler, data: Any, progress: Progress) -> Any:
+    if inspect.iscoroutinefunction(handler):
+        return await handler(data, progress)
+    result = await asyncio.to_thread(handler, data, progress)
+    if inspect.isawaitable(result):
+        result = await result
+    return result
+
+
+class Jobs:
+    """The jobs of a hub: ``client.jobs`` (:class:`~hubbub.client.AsyncClient`)."""
+
+    def __init__(self, client: AsyncClient) -> None:
+        self._client = client
+
+    async def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        return await self._client._post_retrying(
+            path, msgspec.json.encode(body), {"Content-Type": "application/json"})
+
+    async def submit(self, queue: str, data: Any, *, key: str | None = None,
+                     content_type: str | None = None) -> dict[str, Any]:
+        """Submit a job; returns it (``state`` ``queued``) once it is stored.
+
+        ::
+
+            job = await hub.jobs.submit("transcode", {"file": "a.mp4"})
+
+        Args:
+            data: bytes are sent as they are (``content_type``, default
+                ``application/octet-stream``); anything else as JSON.
+            key: the idempotency key (default: a fresh one, kept across
+                retries). The same key on the same queue names one job.
+        Raises:
+            InvalidTopic, InvalidRequest, PayloadTooLarge: refused; no job.
+            Unavailable: the hub stayed unreachable for ``retry_for`` seconds.
+        """
+        from .aio import _payload
+
+        body, ctype = _payload(data, content_type)
+        headers = {"Content-Type": ctype, "Idempotency-Key": key or secrets.token_hex(16)}
+        return await self._client._post_retrying("/v1/jobs/" + quote(queue, safe=":@"),
+                                                 body, headers)
+
+    async def _get(self, job_id: str, **params: Any) -> dict[str, Any]:
+        wait = float(params.get("wait", 0))
+        http = self._client.http
+        timeout = httpx.Timeout(10.0, read=wait + 10.0) if wait else http.timeout
+        r = await http.get("/v1/jobs/" + quote(job_id, safe=""), params=params, timeout=timeout)
+        if r.status_code != 200:
+            raise await error_from_response(r)
+        job: dict[str, Any] = msgspec.json.decode(r.content)
+        return job
+
+    async def get(self, job_id: str) -> dict[str, Any]:
+        """The job as it is now.
+
+        Raises:
+            NotFound: no such job (or it finished longer ago than the hub keeps jobs).
+        """
+        return await self._get(job_id)
+
+    async def wait(self, job_id: str, *, timeout: float | None = None,
+                   poll: float = 25.0) -> dict[str, Any]:
+        """The finished job (``succeeded`` or ``failed``), waiting for it by long polls.
+
+        Raises:
+            GatewayTimeout: not finished within ``timeout`` seconds.
+            NotFound: no such job.
+        """
+        from .aio import NETWORK_ERRORS
+
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        backoff = Backoff(self._client.backoff)
+        job: dict[str, Any] | None = None
+        while job is None or job["state"] not in FINAL:
+            left = poll if deadline is None else min(poll, deadline - loop.time())
+            if left <= 0:
+                raise errors.GatewayTimeout(f"job {job_id} did not finish within {timeout:g} s",
+                                            field="timeout", job=job)
+            try:
+                if job is None:
+                    job = await self._get(job_id)
+                else:
+                    job = await self._get(job_id, wait=f"{left:.3f}", version=job["version"])
+                backoff.reset()
+            except errors.InvalidRequest as exc:
+                if exc.field != "wait" or poll <= 1:
+                    raise
+                poll = poll / 2  # this hub's max_wait is lower
+            except (errors.Unavailable, *NETWORK_ERRORS):
+                await asyncio.sleep(backoff.next_delay())
+        return job
+
+    async def follow(self, job_id: str, *,
+                     transport: Door = "auto") -> AsyncGenerator[dict[str, Any], None]:
+        """Each state of the job, from the first, once and in order; ends after the final one.
+
+        ::
+
+            async for state in hub.jobs.follow(job_id):
+                print(state["state"], state["progress"])
+
+        Raises:
+            NotFound: no such job.
+        """
+        last = 0
+        first = await self.get(job_id)
+        if first["state"] in FINAL:
+            # Nothing more will come: read what the topic holds, then the job itself
+            # (should its last state not be on the topic, Rule 1 of core.jobs).
+            for doc in await self._told(job_id):
+                if doc["version"] > last:
+                    last = doc["version"]
+                    yield doc
+            if last < first["version"]:
+                yield first
+            return
+        sub = self._client.subscribe(f"jobs.{job_id}", after="start", transport=transport,
+                                     on_gap="event")
+        async with sub:
+            async for item in sub:
+                # States lost to retention are bridged by the job as it is.
+                doc = await self.get(job_id) if "gap" in item else item["data"]
+                if not isinstance(doc, dict) or doc.get("version", 0) <= last:
+                    continue
+                last = doc["version"]
+                yield doc
+                if doc["state"] in FINAL:
+                    return
+
+    async def _told(self, job_id: str) -> list[dict[str, Any]]:
+        """The states on the job's topic, oldest first."""
+        path = f"/v1/topics/jobs.{quote(job_id, safe='')}/messages"
+        states: list[dict[str, Any]] = []
+        after = "start"
+        while True:
+            r = await self._client.http.get(path, params={"after": after, "limit": 1000})
+            if r.status_code != 200:
+                raise await error_from_response(r)
+            page = msgspec.json.decode(r.content)
+            states += [m["data"] for m in page["messages"] if isinstance(m.get("data"), dict)]
+            if not page["messages"]:
+                return states
+            after = page["cursor"]
+
+    async def take(self, queue: str, *, wait: float = 0.0,
+                   lease: float | None = None) -> TakenJob | None:
+        """Lease the next job of ``queue``, waiting up to ``wait`` seconds; ``None`` if none came.
+
+        Report :meth:`TakenJob.progress` at least once per lease, then
+        :meth:`TakenJob.complete` or :meth:`TakenJob.fail` it.
+        """
+        params: dict[str, str] = {}
+        if wait:
+            params["wait"] = f"{wait:g}"
+        if lease is not None:
+            params["lease"] = f"{lease:g}"
+        r = await self._client.http.post(
+            f"/v1/jobs/{quote(queue, safe=':@')}/take", params=params,
+            timeout=httpx.Timeout(10.0, read=wait + 10.0))
+        if r.status_code == 204:
+            return None
+        if r.status_code != 200:
+            raise await error_from_response(r)
+        return TakenJob(self, msgspec.json.decode(r.content))
+
+    async def work(
+        self,
+        queue: str,
+        handler: Handler,
+        *,
+        count: int | None = None,
+        lease: float | None = None,
+        wait: float = 25.0,
+        report_every: float = 0.5,
+        on_done: Callable[[dict[str, Any]], None] | None = None,
+    ) -> int:
+        """Run ``handler(data, progress)`` for each job of ``queue`` until cancelled
+        (or ``count`` jobs were handled); returns how many were.
+
+        ``handler`` may be a plain function (run in a thread) or a coroutine
+        function; its return value (any JSON value) is the job's result. See
+        the module's Rule 3 for failures and lost jobs. ``on_done`` gets each
+        job as it ended (succeeded, failed, queued again, or taken by another
+        worker).
+        """
+        from .aio import NETWORK_ERRORS
+
+        if count is not None and count < 1:
+            raise errors.UsageError("count must be at least 1")
+        handled = 0
+        backoff = Backoff(self._client.backoff)
+        while count is None or handled < count:
+            try:
+                taken = await self.take(queue, wait=wait, lease=lease)
+            except errors.HubbubError as exc:
+                if isinstance(exc, errors.InvalidRequest) and exc.field == "wait" and wait > 1:
+                    wait = int(wait / 2)  # this hub's max_wait is lower
+                    continue
+                if not exc.temporary:
+                    raise
+                await asyncio.sleep(backoff.next_delay())
+                continue
+            except NETWORK_ERRORS:
+                await asyncio.sleep(backoff.next_delay())
+                continue
+            backoff.reset()
+            if taken is None:
+                continue
+            job = await self.run(taken, handler, report_every=report_every)
+            handled += 1
+            if on_done is not None:
+                on_done(job)
+        return handled
+
+    async def run(self, taken: TakenJob, handler: Handler, *,
+                  report_every: float = 0.5) -> dict[str, Any]:
+        """Run ``handler`` for one taken job and settle it; returns the job as it ended."""
+        from .aio import NETWORK_ERRORS
+
+        progress = Progress(asyncio.get_running_loop())
+        reporter = asyncio.create_task(self._report(taken, progress, report_every))
+        call = asyncio.ensure_future(_invoke(handler, taken.data, progress))
+        try:
+            await asyncio.wait((call, reporter), return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            # The worker stops (Ctrl-C): give the job back for another worker now
+            # rather than when its lease runs out.
+            call.cancel()
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(5):
+                    await asyncio.shield(taken.fail("the worker stopped", retry=True))
+            raise
+        finally:
+            reporter.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await reporter
+        if not call.done():  # the reporter ended: the job is no longer ours
+            call.cancel()
+            log.warning("job %s was lost (its lease ran out); its result is dropped", taken.id)
+            return await self._lost(taken)
+        try:
+            result = call.result()
+        except JobError as exc:
+            return await self._settle(taken.fail(str(exc), retry=exc.retry, delay=exc.delay),
+                                      taken)
+        except Exception as exc:
+            log.exception("job %s failed", taken.id)
+            return await self._settle(taken.fail(f"{type(exc).__name__}: {exc}", retry=True),
+                                      taken)
+        if progress.latest is not None and progress.latest != progress.sent:
+            try:
+                await taken.progress(*progress.latest)  # the last report, before the end
+            except errors.Conflict:
+                return await self._lost(taken)
+            except (errors.HubbubError, *NETWORK_ERRORS) as exc:
+                log.debug("job %s: report failed: %s", taken.id, exc)
+        return await self._settle(taken.complete(result), taken)
+
+    async def _settle(self, call: Awaitable[dict[str, Any]], taken: TakenJob) -> dict[str, Any]:
+        try:
+            return await call
+        except errors.Conflict:
+            return await self._lost(taken)
+
+    async def _lost(self, taken: TakenJob) -> dict[str, Any]:
+        with contextlib.suppress(errors.HubbubError, httpx.TransportError):
+            return await self.get(taken.id)
+        return taken.job
+
+    async def _report(self, taken: TakenJob, progress: Progress, every: float) -> None:
+        """Send progress and heartbeats until cancelled; return when the job is lost."""
+        from .aio import NETWORK_ERRORS
+
+        loop = asyncio.get_running_loop()
+        beat = max(0.05, taken.lease_seconds / 3)
+        last = loop.time()
+        while True:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(max(0.0, last + beat - loop.time())):
+                    await progress.changed.wait()
+            progress.changed.clear()
+            latest = progress.latest
+            try:
+                if latest is not None and latest != progress.sent:
+                    await taken.progress(*latest)
+                    progress.sent = latest
+                else:
+                    await taken.progress()
+            except errors.Conflict:
+                return
+            except (errors.HubbubError, *NETWORK_ERRORS) as exc:
+                log.debug("job %s: report failed: %s", taken.id, exc)
+            last = loop.time()
+            await asyncio.sleep(every)
+
+    async def for_upload(self, upload_id: str, *, timeout: float = 10.0) -> str | None:
+        """The id of the job an upload started (its metadata named a queue), or
+        ``None`` when it started none within ``timeout`` seconds."""
+        from .. import tus
+
+        # HEAD says whether the upload asked for a job at all (and makes the hub
+        # submit one that a crash kept from being submitted).
+        r = await self._client.http.head(f"/v1/uploads/{quote(upload_id, safe='')}",
+                                         headers={"Tus-Resumable": tus.VERSION})
+        if r.status_code != 200:
+            raise await error_from_response(r)
+        try:
+            if "job" not in tus.parse_metadata(r.headers.get("upload-metadata")):
+                return None
+        except errors.InvalidRequest:
+            return None
+        path = f"/v1/topics/uploads.{quote(upload_id, safe='')}/messages"
+        after = "start"
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while (left := deadline - loop.time()) > 0:
+            r = await self._client.http.get(
+                path, params={"after": after, "wait": f"{min(left, 25):.3f}"},
+                timeout=httpx.Timeout(10.0, read=left + 10.0))
+            if r.status_code != 200:
+                raise await error_from_response(r)
+            page = msgspec.json.decode(r.content)
+            for m in page["messages"]:
+                data = m.get("data")
+                if isinstance(data, dict) and data.get("event") == "job":
+                    job = data.get("job")
+                    return str(job) if job else None
+            after = page["cursor"]
+        return None
+
+
+def load_handler(spec: str) -> Handler:
+    """The function ``module:function`` names (``hubbub worker --run``); the current
+    directory is importable, as for ``python -m``.
+
+    Raises:
+        UsageError: ``spec`` is malformed, or names nothing callable.
+    """
+    module_name, sep, attr = spec.partition(":")
+    if not sep or not module_name or not attr:
+        raise errors.UsageError(f"--run must be MODULE:FUNCTION, got {spec!r}")
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        target: Any = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise errors.UsageError(f"cannot import {module_name}: {exc}") from None
+    for part in attr.split("."):
+        target = getattr(target, part, None)
+    if not callable(target):
+        raise errors.UsageError(f"{spec} is not a function")
+    handler: Handler = target
+    return handler
+
+
+class JobBar:
+    """A job's progress for ``hubbub upload --follow``: one line redrawn on a
+    terminal, elsewhere a line per state."""
+
+    WIDTH = 30
+
+    def __init__(self, out: Any) -> None:
+        self.out = out
+        self.tty = bool(getattr(out, "isatty", lambda: False)())
+        self.drawn = False
+
+    def update(self, job: dict[str, Any]) -> None:
+        """Show the job as it is now."""
+        share = (job.get("progress") or 0.0) / 100
+        line = (f"job {str(job.get('id'))[:8]} {job.get('state'):<9} "
+                f"[{'#' * int(share * self.WIDTH):.<{self.WIDTH}}] {share:4.0%} "
+                f"attempt {job.get('attempts')}/{job.get('max_attempts')}")
+        if job.get("message"):
+            line += f" {job['message']}"
+        if self.tty:
+            self.out.write("\r" + line + "\x1b[K")
+            self.drawn = True
+        else:
+            self.out.write(line + "\n")
+        self.out.flush()
+
+    def close(self) -> None:
+        if self.tty and self.drawn:
+            self.out.write("\n")
+            self.out.flush()

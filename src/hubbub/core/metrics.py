@@ -1,0 +1,332 @@
+"""What one hub node counts: plain integers bumped on the paths they count, read when asked.
+
+The paths that count (a publish, each door's write of a batch, a pull, a
+settle) only add to ints and dict entries of the :class:`Metrics` object at
+``hub.metrics``: no lock, no allocation in the common case, no library call
+per delivery. :func:`snapshot` reads it, together with what the store knows
+(group backlogs, jobs, uploads), when ``/metrics`` is scraped or
+``/v1/stats`` is asked; :mod:`hubbub.transports.metrics` encodes the result
+for Prometheus and as JSON.
+
+Rules:
+
+1. Labels are bounded. Messages are counted by namespace (the first token of
+   the topic), never by topic; past ``MAX_NAMESPACES`` namespaces, new ones
+   count under ``OTHER``. Groups are the ones this node served, at most
+   ``MAX_GROUPS``; the rest count together under ``OTHER``.
+2. Counters are this node's since its process started: they restart at 0
+   with it (Prometheus' ``rate()`` takes resets in its stride). The store's
+   numbers (a group's pending entries, jobs, uploads, topics) are the
+   cluster's, read at snapshot time.
+3. A gauge a door raises, the same door lowers in a ``finally``.
+4. A batch a door writes has its gaps first (``Subscription`` hands out the
+   gaps it knows before the messages that follow them), so
+   :meth:`DoorCounts.sent` looks past a batch's head only when the head is a gap.
+"""
+
+from __future__ import annotations
+
+import time
+from bisect import bisect_left
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Final
+
+from .. import __version__
+from ..engines.base import AppendResult, Lease
+from ..errors import HubbubError
+from ..jobstate import FINAL
+from ..jobstate import decode as decode_job
+from ..leases import Outcome
+from ..message import Message
+from .subscription import Event, Gap
+
+if TYPE_CHECKING:
+    from .hub import Hub
+
+#: The doors deliveries are counted by.
+DOORS: Final = ("ws", "sse", "longpoll", "poll")
+#: The label of what is past a bound (not a valid topic token, so never a namespace).
+OTHER: Final = "(other)"
+MAX_NAMESPACES: Final = 200
+MAX_GROUPS: Final = 100
+#: Upper bounds, in seconds, of the publish latency buckets (a store commit).
+PUBLISH_BUCKETS: Final = (
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+)
+#: Records of one kind (jobs, uploads) a snapshot reads at most.
+SCAN_LIMIT: Final = 1000
+#: Jobs and uploads in progress a snapshot lists by name.
+LISTED: Final = 20
+#: The records of jobs (``core.jobs.RECORD_PREFIX``; imported from there it would
+#: make a cycle: jobs -> groups -> metrics).
+JOB_RECORDS: Final = "job/"
+
+
+class Histogram:
+    """A Prometheus-style histogram in plain ints: one bisect per observation."""
+
+    __slots__ = ("bounds", "counts", "sum")
+
+    def __init__(self, bounds: Sequence[float]) -> None:
+        self.bounds = tuple(bounds)
+        #: Observations per bucket (not cumulative); the last is above every bound.
+        self.counts = [0] * (len(self.bounds) + 1)
+        self.sum = 0.0
+
+    def observe(self, value: float) -> None:
+        # bisect_left: a value equal to a bound belongs to that bucket (le is "<=").
+        self.counts[bisect_left(self.bounds, value)] += 1
+        self.sum += value
+
+    @property
+    def count(self) -> int:
+        return sum(self.counts)
+
+    def buckets(self) -> list[tuple[float, int]]:
+        """Cumulative ``(upper bound, count)`` pairs, the last one ``(inf, count)``."""
+        out, total = [], 0
+        for bound, n in zip((*self.bounds, float("inf")), self.counts, strict=True):
+            total += n
+            out.append((bound, total))
+        return out
+
+
+class DoorCounts:
+    """One door's counters and its open-connections gauge."""
+
+    __slots__ = ("deliveries", "open", "slow_consumers", "gaps")
+
+    def __init__(self) -> None:
+        #: Messages written to clients (gap notices not included).
+        self.deliveries = 0
+        #: Connections open now: WebSockets, SSE streams, long polls waiting (Rule 3).
+        self.open = 0
+        #: Subscribers cut off because they fell behind their buffer.
+        self.slow_consumers = 0
+        #: Gap notices written, by reason (``trimmed``, ``epoch``, ``dropped``).
+        self.gaps: dict[str, int] = {}
+
+    def sent(self, batch: Sequence[Event]) -> None:
+        """Count a batch that was written to a client (Rule 4)."""
+        if not batch:
+            return
+        if type(batch[0]) is Message:
+            self.deliveries += len(batch)
+            return
+        for i, event in enumerate(batch):
+            if not isinstance(event, Gap):
+                self.deliveries += len(batch) - i
+                return
+            self.gaps[event.reason] = self.gaps.get(event.reason, 0) + 1
+
+    def page(self, messages: int, gaps: Sequence[Gap]) -> None:
+        """Count a page of a poll: ``messages`` messages and these gaps."""
+        self.deliveries += messages
+        for gap in gaps:
+            self.gaps[gap.reason] = self.gaps.get(gap.reason, 0) + 1
+
+
+class GroupCounts:
+    """One consumer group as this node served it, and the leases it handed out."""
+
+    __slots__ = ("leased", "settled", "dead_lettered", "_held", "_prune_at")
+
+    def __init__(self) -> None:
+        #: Leases handed out (deliveries to workers).
+        self.leased = 0
+        #: Settles that applied (``Outcome.OK``), by action: ack, nack, extend.
+        self.settled: dict[str, int] = {}
+        #: Messages this node's pulls moved to the dead-letter topic.
+        self.dead_lettered = 0
+        # lease id -> deadline (ms) of the leases handed out here and not settled here.
+        self._held: dict[str, int] = {}
+        self._prune_at = 1024
+
+    def leases(self, leases: Sequence[Lease], dead: int, now: int) -> None:
+        """Count what a pull took."""
+        self.leased += len(leases)
+        self.dead_lettered += dead
+        held = self._held
+        for lease in leases:
+            held[lease.lease_id] = lease.deadline
+        if len(held) > self._prune_at:  # leases nobody settles must not pile up
+            self.held(now)
+            self._prune_at = max(1024, 2 * len(held))
+
+    def settle(self, ids: Sequence[str], outcomes: Sequence[Outcome], action: str,
+               deadline: int) -> None:
+        """Count a settle: ``deadline`` is the new one of an extended lease."""
+        held = self._held
+        ok = 0
+        for lease_id, outcome in zip(ids, outcomes, strict=True):
+            if outcome is Outcome.OK:
+                ok += 1
+                if action == "extend":
+                    if lease_id in held:
+                        held[lease_id] = deadline
+                    continue
+            held.pop(lease_id, None)
+        if ok:
+            self.settled[action] = self.settled.get(action, 0) + ok
+
+    def held(self, now: int) -> int:
+        """Leases handed out here that are neither settled here nor run out by ``now``.
+
+        A lease settled through another node counts until its deadline.
+        """
+        held = self._held
+        for lease_id in [k for k, deadline in held.items() if deadline <= now]:
+            del held[lease_id]
+        return len(held)
+
+
+class Metrics:
+    """Every counter of one hub node (Rule 2). Reached as ``hub.metrics``."""
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self.started = clock()
+        self.doors = {door: DoorCounts() for door in DOORS}
+        self.ws, self.sse, self.longpoll, self.poll = (self.doors[d] for d in DOORS)
+        #: Messages stored by this node's publishes, by namespace (Rule 1).
+        self.published: dict[str, int] = {}
+        #: Publishes answered from an earlier one with the same idempotency key.
+        self.duplicates = 0
+        #: Seconds from handing a publish (or a batch) to the store to its commit.
+        self.publish_seconds = Histogram(PUBLISH_BUCKETS)
+        #: Store failures: ``append`` (a publish), ``read`` (a subscription or
+        #: poll reading history), ``feed`` (the live feed broke; subscribers resume).
+        self.store_errors = {"append": 0, "read": 0, "feed": 0}
+        #: HTTP problem responses, by their ``code``.
+        self.problems: dict[str, int] = {}
+        #: Upload bytes committed (synced to disk and recorded) by this node.
+        self.upload_bytes = 0
+        self.groups: dict[str, GroupCounts] = {}
+
+    def stored(self, results: Sequence[AppendResult], seconds: float) -> None:
+        """Count a committed publish (one store call) that took ``seconds``."""
+        self.publish_seconds.observe(seconds)
+        published = self.published
+        for result in results:
+            if result.duplicate:
+                self.duplicates += 1
+                continue
+            ns = result.message.topic.partition(".")[0]
+            if ns in published:
+                published[ns] += 1
+            elif len(published) < MAX_NAMESPACES:
+                published[ns] = 1
+            else:
+                published[OTHER] = published.get(OTHER, 0) + 1
+
+    def problem(self, code: str) -> None:
+        self.problems[code] = self.problems.get(code, 0) + 1
+
+    def group(self, name: str) -> GroupCounts:
+        """The counters of group ``name`` (Rule 1: past ``MAX_GROUPS``, the shared ones)."""
+        counts = self.groups.get(name)
+        if counts is None:
+            if len(self.groups) >= MAX_GROUPS:
+                name = OTHER
+                counts = self.groups.get(name)
+            if counts is None:
+                counts = self.groups[name] = GroupCounts()
+        return counts
+
+
+async def snapshot(hub: Hub) -> dict[str, Any]:
+    """Everything counted, and what the store knows, as JSON-ready data.
+
+    The node's counters are always there; the store's parts (topics, groups'
+    pending entries, jobs, uploads) are left out, and ``store.up`` is false,
+    when the store does not answer.
+    """
+    m = hub.metrics
+    now = hub.now()
+    engine = type(hub.engine).__name__.removesuffix("Engine").lower()
+    out: dict[str, Any] = {
+        "node": {
+            "version": __version__, "engine": engine, "started": int(m.started * 1000),
+            "uptime": round(max(0.0, now / 1000 - m.started), 3), "draining": hub.draining,
+        },
+        "published": {"total": sum(m.published.values()), "namespaces": dict(m.published),
+                      "duplicates": m.duplicates},
+        "publish_latency": {"count": m.publish_seconds.count, "sum": m.publish_seconds.sum,
+                            "buckets": m.publish_seconds.buckets()},
+        "doors": {
+            door: {"deliveries": c.deliveries, "open": c.open,
+                   "slow_consumers": c.slow_consumers, "gaps": dict(c.gaps)}
+            for door, c in m.doors.items()
+        },
+        "subscriptions": len(hub.fanout),
+        "fanout_messages": hub.fanout.messages,
+        "problems": dict(m.problems),
+        "store": {"up": True, "errors": dict(m.store_errors)},
+    }
+    groups: list[dict[str, Any]] = [
+        {"group": name, "patterns": [], "pending": None, "leased": c.held(now),
+         "delivered": c.leased, "acked": c.settled.get("ack", 0),
+         "nacked": c.settled.get("nack", 0), "dead_lettered": c.dead_lettered}
+        for name, c in sorted(m.groups.items())
+    ]
+    out["groups"] = groups
+    out["jobs"] = {"states": {}, "active": [], "partial": False}
+    out["uploads"] = {"bytes_received": m.upload_bytes, "in_progress": 0, "complete": 0,
+                      "active": [], "partial": False}
+    try:
+        out["topics"] = len(await hub.engine.topics())
+        for g in groups:
+            if g["group"] != OTHER:
+                info = await hub.engine.group(g["group"])
+                if info is not None:
+                    g["patterns"], g["pending"] = list(info.patterns), info.pending
+        out["jobs"] = await _jobs(hub, now)
+        out["uploads"].update(await _uploads(hub))
+    except HubbubError:
+        out["store"]["up"] = False
+    return out
+
+
+async def _jobs(hub: Hub, now: int) -> dict[str, Any]:
+    records = await hub.engine.scan(JOB_RECORDS, now, SCAN_LIMIT)
+    states: dict[str, int] = {}
+    active = []
+    for record in records:
+        job = decode_job(record.value, record.version)
+        states[job.state.value] = states.get(job.state.value, 0) + 1
+        if job.state not in FINAL:
+            active.append(job)
+    active.sort(key=lambda job: job.updated, reverse=True)
+    return {
+        "states": states,
+        "active": [
+            {"id": j.id, "queue": j.queue, "state": j.state.value, "progress": j.progress,
+             "message": j.message, "attempts": j.attempts, "updated": j.updated}
+            for j in active[:LISTED]
+        ],
+        "partial": len(records) >= SCAN_LIMIT,
+    }
+
+
+async def _uploads(hub: Hub) -> dict[str, Any]:
+    uploads = await hub.uploads.scan(SCAN_LIMIT)
+    active = sorted((u for u in uploads if not u.done), key=lambda u: u.created, reverse=True)
+    return {
+        "in_progress": len(active),
+        "complete": len(uploads) - len(active),
+        # Not the ids: an upload's id lets its holder write to it.
+        "active": [
+            {"name": _upload_name(u.metadata), "offset": u.offset, "length": u.length,
+             "created": u.created}
+            for u in active[:LISTED]
+        ],
+        "partial": len(uploads) >= SCAN_LIMIT,
+    }
+
+
+def _upload_name(metadata: dict[str, bytes]) -> str | None:
+    """The file name a tus client gave (``filename``, or ``name`` as Uppy sends)."""
+    name = metadata.get("filename") or metadata.get("name")
+    return None if name is None else name.decode(errors="replace")[:200]
+
+
+__all__ = ["DOORS", "OTHER", "DoorCounts", "GroupCounts", "Histogram", "Metrics", "snapshot"]

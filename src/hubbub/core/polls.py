@@ -1,0 +1,143 @@
+"""Long polls waiting together: one read and one page for every poll at a position.
+
+Theory of operation
+-------------------
+A long poll that finds nothing to read waits for the first message after its
+position. Thousands may wait on one topic at the same position (clients of a
+notification topic, polling from its end), and one publish answers them all.
+Rather than a subscription per poll, each woken and read on its own, polls
+waiting for the same topics from the same position with the same limit share
+a *group*: one subscription, parked (:meth:`Subscription.park`: no task, no
+future), whose first news *fires* the group: one read, one :class:`Page`,
+handed to every member, which the door encodes once and writes to each.
+
+Rule 1. A poll joins a group only with a live subscription that found nothing
+        (:meth:`Hub.poll_now`), at the group's position. The group's
+        subscription registered before its own first read and has had nothing
+        since, so it sees every message the poll may return; the poll's own
+        subscription is then closed.
+Rule 2. A group fires once, at the end of the loop pass in which its news came
+        (so a batch stored at once is one page): it leaves the registry,
+        closes its subscription and answers its members. Later polls at the
+        same position make a new group.
+Rule 3. What a group cannot say as a plain page (a gap, an error, a cut-off
+        subscriber) it does not say: each member is answered ``None``, "read
+        again on your own", which reads the store from the same position and
+        gets the right answer, errors included. A closed subscription (the hub
+        drains) answers an empty page, as a lone poll would.
+Rule 4. A member that leaves (its wait ends, its client goes) is forgotten;
+        the last one to leave closes the group's subscription.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from ..message import Message
+from .subscription import State, Subscription
+
+if TYPE_CHECKING:
+    from .hub import Page
+
+#: ``answer(page)``: a member's answer; ``None`` means "read again" (Rule 3).
+Answer = Callable[["Page | None"], None]
+
+
+class PollWait:
+    """A long poll waiting in a group; :meth:`leave` when it no longer waits."""
+
+    __slots__ = ("_group", "answer")
+
+    def __init__(self, group: _Group, answer: Answer) -> None:
+        self._group = group
+        self.answer = answer
+
+    def leave(self) -> None:
+        """Stop waiting (Rule 4); the answer will not come. Idempotent."""
+        self._group.leave(self)
+
+
+class _Group:
+    __slots__ = ("_polls", "key", "sub", "limit", "members", "fired")
+
+    def __init__(self, polls: Polls, key: tuple[object, ...], sub: Subscription,
+                 limit: int) -> None:
+        self._polls = polls
+        self.key = key
+        self.sub = sub
+        self.limit = limit
+        self.members: dict[PollWait, None] = {}
+        self.fired = False
+
+    def ready(self) -> None:
+        """The parked subscription has news: fire after this loop pass (Rule 2)."""
+        asyncio.get_running_loop().call_soon(self.fire)
+
+    def fire(self) -> None:
+        if self.fired:
+            return
+        from .hub import Page  # here: hub imports this module
+
+        sub = self.sub
+        events = sub.take_ready(self.limit)
+        if events == []:
+            if sub.park(self.ready):
+                return  # woken with nothing to say: wait on
+            events = None
+        self._close()
+        page: Page | None
+        if events is None:
+            page = Page([], sub.cursor) if sub.state is State.CLOSED else None
+        elif all(type(e) is Message for e in events):
+            page = Page(events, sub.cursor)  # type: ignore[arg-type]
+        else:
+            page = None  # a gap: each member reads again (Rule 3)
+        members, self.members = self.members, {}
+        for member in members:
+            member.answer(page)
+
+    def leave(self, member: PollWait) -> None:
+        self.members.pop(member, None)
+        if not self.members and not self.fired:
+            self._close()
+
+    def _close(self) -> None:
+        self.fired = True
+        if self._polls.groups.get(self.key) is self:
+            del self._polls.groups[self.key]
+        self.sub.close()
+
+
+class Polls:
+    """The groups of waiting long polls of one hub (see the module docstring)."""
+
+    def __init__(self) -> None:
+        self.groups: dict[tuple[object, ...], _Group] = {}
+
+    def wait(self, sub: Subscription, limit: int, answer: Answer) -> PollWait:
+        """Wait for what ``sub`` (live, nothing read yet) will see, in a group.
+
+        ``answer`` is called once, from the event loop, with the page (or
+        ``None``: read again, Rule 3), unless the poll leaves first. ``sub``
+        now belongs to the group (or is closed): do not use it any more.
+        """
+        key = (sub.topics.patterns, sub.cursor, limit)
+        group = self.groups.get(key)
+        if group is None or group.fired:
+            group = self.groups[key] = _Group(self, key, sub, limit)
+            if not sub.park(group.ready):
+                group.ready()  # news came already: fire at once
+        else:
+            sub.close()  # Rule 1: the group's subscription covers this poll
+        member = PollWait(group, answer)
+        group.members[member] = None
+        return member
+
+    def __len__(self) -> int:
+        """How many polls wait in groups."""
+        return sum(len(g.members) for g in self.groups.values())
+
+
+__all__ = ["Answer", "PollWait", "Polls"]

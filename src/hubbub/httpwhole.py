@@ -1,0 +1,152 @@
+"""uvicorn's httptools protocol plus one ASGI extension: a whole response in one write.
+
+``hubbub serve`` (:func:`hubbub.server.serve`) runs uvicorn with
+:class:`WholeResponseProtocol` as its ``http`` protocol. Mounted in someone
+else's server, the hub runs on whatever protocol that server uses, and the
+doors fall back to plain ASGI responses; both paths send the same response.
+
+Theory of operation
+-------------------
+Through plain ASGI a response costs two events (``http.response.start`` and
+``http.response.body``), each passed down every middleware's ``send``
+wrapper, and two ``transport.write`` calls: the head, then the body, so two
+system calls and two TCP segments. Some answers go out in crowds: one
+publish answers every long poll waiting on its topic (thousands, with the
+same body). This protocol offers, per request,
+``scope["extensions"]["hubbub.respond"]``, a :class:`Responder`:
+
+* ``respond(status, headers, body)`` writes the status line, the server's
+  default headers (``date``, ``server``), ``headers`` (already encoded
+  lines), ``content-length`` and ``body`` with one ``transport.write``, and
+  completes the request as uvicorn's own ``send`` does (keep-alive, the
+  next pipelined request, the access log);
+* ``watch(gone)`` has ``gone()`` called if the client disconnects before the
+  response, so a waiting request needs no task reading ``receive()``.
+
+Rule 1. ``respond`` writes only a response that has not started; it returns
+        ``False`` and writes nothing when the response started, the client is
+        gone, the request is ``HEAD``, or the transport's buffer is full (then
+        send through ASGI, which waits).
+Rule 2. After ``respond`` the application must send nothing more through
+        ASGI; it returns when it likes (uvicorn sees a complete response).
+Rule 3. ``gone`` is called at most once, from the protocol's
+        ``connection_lost``, and only while watched and unanswered.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, cast
+
+from uvicorn.protocols.http.httptools_impl import (
+    STATUS_LINE,
+    HttpToolsProtocol,
+    RequestResponseCycle,
+)
+from uvicorn.protocols.utils import get_client_addr, get_path_with_query_string
+
+#: The ASGI extension's key in ``scope["extensions"]``.
+RESPOND = "hubbub.respond"
+
+
+def responder(scope: dict[str, Any] | Any) -> Responder | None:
+    """The ``hubbub.respond`` extension of an HTTP scope, or ``None`` without it."""
+    ext = scope.get("extensions")
+    return None if ext is None else ext.get(RESPOND)
+
+
+class Responder:
+    """The ``hubbub.respond`` extension of one request (Rules 1 to 3)."""
+
+    __slots__ = ("_protocol", "_cycle", "_gone")
+
+    def __init__(self, protocol: WholeResponseProtocol, cycle: RequestResponseCycle) -> None:
+        self._protocol = protocol
+        self._cycle = cycle
+        self._gone: Callable[[], None] | None = None
+
+    def respond(self, status: int, headers: bytes, body: bytes) -> bool:
+        """Write the whole response now (Rule 1); ``False`` if it cannot go this way.
+
+        ``headers`` are encoded header lines, each ending with CRLF, without
+        ``content-length`` (added here) and the server's defaults.
+        """
+        cycle = self._cycle
+        if (cycle.response_started or cycle.disconnected or cycle.flow.write_paused
+                or cycle.scope["method"] == "HEAD"):
+            return False
+        self._gone = None
+        cycle.response_started = cycle.response_complete = True
+        cycle.waiting_for_100_continue = False
+        if cycle.access_log:
+            cycle.access_logger.info(
+                '%s - "%s %s HTTP/%s" %d', get_client_addr(cycle.scope), cycle.scope["method"],
+                get_path_with_query_string(cycle.scope), cycle.scope["http_version"], status)
+        cycle.transport.write(_response(status, cycle.default_headers, headers, body,
+                                        cycle.keep_alive))
+        cycle.message_event.set()
+        if not cycle.keep_alive:
+            cycle.transport.close()
+        cycle.on_response()
+        return True
+
+    def watch(self, gone: Callable[[], None] | None) -> None:
+        """Call ``gone()`` if the client leaves before the response (Rule 3);
+        ``None`` stops watching."""
+        self._gone = gone
+        self._protocol.watched = self if gone is not None else None
+
+    def _lost(self) -> None:
+        gone, self._gone = self._gone, None
+        if gone is not None and not self._cycle.response_complete:
+            gone()
+
+
+_last: tuple[int, list[tuple[bytes, bytes]], bytes, bytes, bool, bytes] | None = None
+
+
+def _response(status: int, defaults: list[tuple[bytes, bytes]], headers: bytes, body: bytes,
+              keep_alive: bool) -> bytes:
+    """The bytes of a whole response.
+
+    The last one is kept: the polls a publish answers get the same page, and
+    the server's default headers (the date) change once a second, so the
+    same bytes serve a whole crowd.
+    """
+    global _last
+    last = _last
+    if (last is not None and last[3] is body and last[1] is defaults and last[2] is headers
+            and last[0] == status and last[4] is keep_alive):
+        return last[5]
+    data = b"%s%s%scontent-length: %d\r\n%s\r\n%s" % (
+        STATUS_LINE[status], b"".join(b"%s: %s\r\n" % pair for pair in defaults), headers,
+        len(body), b"" if keep_alive else b"connection: close\r\n", body)
+    _last = (status, defaults, headers, body, keep_alive, data)
+    return data
+
+
+class WholeResponseProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol offering the ``hubbub.respond`` extension."""
+
+    #: The responder of the request waiting with a ``gone`` callback, if any
+    #: (HTTP/1.1 runs one request of a connection at a time).
+    watched: Responder | None = None
+
+    def on_headers_complete(self) -> None:
+        super().on_headers_complete()
+        # uvicorn made the request's cycle (and scheduled or queued its task,
+        # which has not run yet); a WebSocket upgrade makes none.
+        cycle = self.cycle
+        if cycle is not None and cycle.scope is self.scope:
+            scope = cast("dict[str, Any]", self.scope)
+            scope.setdefault("extensions", {})[RESPOND] = Responder(self, cycle)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        watched = self.watched
+        if watched is not None:
+            self.watched = None
+            watched._lost()
+        super().connection_lost(exc)
+
+
+__all__ = ["RESPOND", "Responder", "WholeResponseProtocol", "responder"]

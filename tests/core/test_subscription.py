@@ -1,0 +1,115 @@
+"""Subscriptions read without waiting: ``take_ready`` and ``park`` (the WebSocket
+door's idle subscriptions hold no task), next to ``next_batch``."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from hubbub.config import Config
+from hubbub.core import Gap, Hub, PublishItem
+from hubbub.engines import open_engine
+from hubbub.errors import SlowConsumer
+from hubbub.message import Message
+from tests.conftest import ENGINES, store_url
+
+CONFIG = Config.from_dict({"namespaces": {"eph": {"ephemeral": True}}})
+
+
+@pytest.fixture(params=ENGINES)
+async def hub(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Hub]:
+    h = Hub(open_engine(store_url(request.param, tmp_path)), CONFIG)
+    await h.start()
+    try:
+        yield h
+    finally:
+        await h.stop()
+
+
+def offsets(events: list[Message | Gap] | None) -> list[int]:
+    assert events is not None
+    return [e.offset for e in events if isinstance(e, Message)]
+
+
+async def test_park_calls_back_once_then_take_ready_hands_over(hub: Hub) -> None:
+    """A parked subscription calls back once for a burst; take_ready then has all of it."""
+    sub = await hub.subscribe(["p.a"])
+    assert sub.take_ready() is None  # still catching up: only next_batch answers
+    assert await sub.next_batch(timeout=0) == []  # now live
+    calls: list[int] = []
+    assert sub.park(lambda: calls.append(1))
+    await hub.publish_batch([PublishItem("p.a", b"%d" % i) for i in range(3)])
+    last = (await hub.publish("p.a", b"3")).message
+    assert calls == [1]
+    assert offsets(sub.take_ready()) == [1, 2, 3, 4]
+    assert sub.take_ready() == []
+    assert sub.cursor == last.cursor
+    sub.close()
+
+
+async def test_take_ready_honours_max_items_and_moves_the_cursor(hub: Hub) -> None:
+    """Pages of take_ready continue exactly; the cursor follows the last one taken."""
+    sub = await hub.subscribe(["p.b"])
+    assert await sub.next_batch(timeout=0) == []
+    results = [(await hub.publish("p.b", b"%d" % i)).message for i in range(5)]
+    assert offsets(sub.take_ready(2)) == [1, 2]
+    assert sub.cursor == results[1].cursor
+    assert offsets(sub.take_ready(10)) == [3, 4, 5]
+    assert sub.cursor == results[4].cursor
+    sub.close()
+
+
+async def test_park_refuses_while_something_is_ready(hub: Hub) -> None:
+    """With events waiting, park says no (read now) and registers nothing."""
+    sub = await hub.subscribe(["p.c"])
+    assert await sub.next_batch(timeout=0) == []
+    await hub.publish("p.c", b"1")
+    calls: list[int] = []
+    assert not sub.park(lambda: calls.append(1))
+    await hub.publish("p.c", b"2")
+    assert calls == []
+    assert offsets(sub.take_ready()) == [1, 2]
+    sub.close()
+
+
+async def test_close_wakes_a_parked_subscription(hub: Hub) -> None:
+    """Closing (or a drain) calls a parked reader back; take_ready then says None."""
+    sub = await hub.subscribe(["p.d"])
+    assert await sub.next_batch(timeout=0) == []
+    calls: list[int] = []
+    assert sub.park(lambda: calls.append(1))
+    await hub.drain()
+    assert calls == [1]
+    assert sub.take_ready() is None
+    assert await sub.next_batch() == []
+
+
+async def test_cut_off_after_the_buffer_is_taken(hub: Hub) -> None:
+    """Past its buffer a parked durable subscriber is called back; take_ready hands
+    the buffer over, then None, and next_batch raises SlowConsumer."""
+    sub = await hub.subscribe(["p.e"], buffer=4)
+    assert await sub.next_batch(timeout=0) == []
+    calls: list[int] = []
+    assert sub.park(lambda: calls.append(1))
+    for i in range(6):
+        await hub.publish("p.e", b"%d" % i)
+    assert calls == [1]
+    assert offsets(sub.take_ready()) == [1, 2, 3, 4]
+    assert sub.take_ready() is None
+    with pytest.raises(SlowConsumer):
+        await sub.next_batch()
+
+
+async def test_ephemeral_drops_come_as_a_gap_first(hub: Hub) -> None:
+    """On an ephemeral topic take_ready says the dropped range before the messages."""
+    sub = await hub.subscribe(["eph.t"], buffer=2)
+    assert await sub.next_batch(timeout=0) == []
+    for i in range(5):
+        await hub.publish("eph.t", b"%d" % i)
+    events = sub.take_ready()
+    assert events is not None and events[0] == Gap("eph.t", 3, 5, "dropped")
+    assert offsets(events) == [1, 2]
+    sub.close()
+
