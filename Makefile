@@ -15,8 +15,9 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/hubbub serve $(ARGS)
 
+# Two test workers (the machines have two cores); each starts its own redis-server.
 test: $(STAMP) chromium
-	PYTHONASYNCIODEBUG=$(ASYNCIO_DEBUG) $(BIN)/pytest -q $(ARGS)
+	PYTHONASYNCIODEBUG=$(ASYNCIO_DEBUG) $(BIN)/pytest -q -n 2 $(ARGS)
 
 test-slow: $(STAMP)
 	$(BIN)/pytest -q -m slow $(ARGS)
