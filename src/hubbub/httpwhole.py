@@ -12,21 +12,21 @@ Through plain ASGI a response costs two events (``http.response.start`` and
 wrapper, and two ``transport.write`` calls: the head, then the body, so two
 system calls and two TCP segments. Some answers go out in crowds: one
 publish answers every long poll waiting on its topic (thousands, with the
-same body). This protocol offers, per request,
-``scope["extensions"]["hubbub.respond"]``, a :class:`Responder`:
+same body). This protocol offers ``scope["extensions"]["hubbub.respond"]``,
+a :class:`Responder`:
 
-* ``respond(status, headers, body)`` writes the status line, the server's
+* ``respond(scope, status, headers, body)`` writes the status line, the server's
   default headers (``date``, ``server``), ``headers`` (already encoded
   lines), ``content-length`` and ``body`` with one ``transport.write``, and
   completes the request as uvicorn's own ``send`` does (keep-alive, the
   next pipelined request, the access log);
-* ``watch(gone)`` has ``gone()`` called if the client disconnects before the
+* ``watch(scope, gone)`` has ``gone()`` called if the client disconnects before the
   response, so a waiting request needs no task reading ``receive()``.
 
 Rule 1. ``respond`` writes only a response that has not started; it returns
         ``False`` and writes nothing when the response started, the client is
-        gone, the request is ``HEAD``, or the transport's buffer is full (then
-        send through ASGI, which waits).
+        gone, the request is ``HEAD`` or waits behind another (pipelined), or
+        the transport's buffer is full: then send through ASGI, which waits.
 Rule 2. After ``respond`` the application must send nothing more through
         ASGI; it returns when it likes (uvicorn sees a complete response).
 Rule 3. ``gone`` is called at most once, from the protocol's
@@ -36,7 +36,7 @@ Rule 3. ``gone`` is called at most once, from the protocol's
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, cast
+from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import (
     STATUS_LINE,
@@ -56,24 +56,34 @@ def responder(scope: dict[str, Any] | Any) -> Responder | None:
 
 
 class Responder:
-    """The ``hubbub.respond`` extension of one request (Rules 1 to 3)."""
+    """The ``hubbub.respond`` extension of one connection (Rules 1 to 3).
 
-    __slots__ = ("_protocol", "_cycle", "_gone")
+    One per connection, not per request (a request's objects would hold each
+    other in a reference cycle, left to the garbage collector): each call
+    names the request by its scope.
+    """
 
-    def __init__(self, protocol: WholeResponseProtocol, cycle: RequestResponseCycle) -> None:
+    __slots__ = ("_protocol", "_gone")
+
+    def __init__(self, protocol: WholeResponseProtocol) -> None:
         self._protocol = protocol
-        self._cycle = cycle
         self._gone: Callable[[], None] | None = None
 
-    def respond(self, status: int, headers: bytes, body: bytes) -> bool:
-        """Write the whole response now (Rule 1); ``False`` if it cannot go this way.
+    def _cycle(self, scope: object) -> RequestResponseCycle | None:
+        # The request whose application runs (HTTP/1.1 answers one at a time).
+        cycle = self._protocol.running
+        return cycle if cycle is not None and cycle.scope is scope else None
+
+    def respond(self, scope: object, status: int, headers: bytes, body: bytes) -> bool:
+        """Write the whole response to the request of ``scope`` now (Rule 1);
+        ``False`` if it cannot go this way.
 
         ``headers`` are encoded header lines, each ending with CRLF, without
         ``content-length`` (added here) and the server's defaults.
         """
-        cycle = self._cycle
-        if (cycle.response_started or cycle.disconnected or cycle.flow.write_paused
-                or cycle.scope["method"] == "HEAD"):
+        cycle = self._cycle(scope)
+        if (cycle is None or cycle.response_started or cycle.disconnected
+                or cycle.flow.write_paused or cycle.scope["method"] == "HEAD"):
             return False
         self._gone = None
         cycle.response_started = cycle.response_complete = True
@@ -90,16 +100,37 @@ class Responder:
         cycle.on_response()
         return True
 
-    def watch(self, gone: Callable[[], None] | None) -> None:
-        """Call ``gone()`` if the client leaves before the response (Rule 3);
-        ``None`` stops watching."""
+    def watch(self, scope: object, gone: Callable[[], None] | None) -> bool:
+        """Call ``gone()`` if the client of ``scope``'s request leaves before its
+        response (Rule 3); ``None`` stops watching.
+
+        Returns ``False``, watching nothing, if the client is gone already.
+        """
+        self._gone = None
+        if gone is None:
+            return True
+        cycle = self._cycle(scope)
+        if cycle is None or cycle.disconnected or cycle.transport.is_closing():
+            return False
         self._gone = gone
-        self._protocol.watched = self if gone is not None else None
+        return True
 
     def _lost(self) -> None:
         gone, self._gone = self._gone, None
-        if gone is not None and not self._cycle.response_complete:
+        cycle = self._protocol.running
+        if gone is not None and cycle is not None and not cycle.response_complete:
             gone()
+
+
+_defaults: tuple[list[tuple[bytes, bytes]] | None, bytes] = (None, b"")
+
+
+def _encoded(defaults: list[tuple[bytes, bytes]]) -> bytes:
+    """The server's default headers as lines (the list changes once a second: the date)."""
+    global _defaults
+    if _defaults[0] is not defaults:
+        _defaults = (defaults, b"".join(b"%s: %s\r\n" % pair for pair in defaults))
+    return _defaults[1]
 
 
 _last: tuple[int, list[tuple[bytes, bytes]], bytes, bytes, bool, bytes] | None = None
@@ -119,8 +150,8 @@ def _response(status: int, defaults: list[tuple[bytes, bytes]], headers: bytes, 
             and last[0] == status and last[4] is keep_alive):
         return last[5]
     data = b"%s%s%scontent-length: %d\r\n%s\r\n%s" % (
-        STATUS_LINE[status], b"".join(b"%s: %s\r\n" % pair for pair in defaults), headers,
-        len(body), b"" if keep_alive else b"connection: close\r\n", body)
+        STATUS_LINE[status], _encoded(defaults), headers, len(body),
+        b"" if keep_alive else b"connection: close\r\n", body)
     _last = (status, defaults, headers, body, keep_alive, data)
     return data
 
@@ -128,9 +159,14 @@ def _response(status: int, defaults: list[tuple[bytes, bytes]], headers: bytes, 
 class WholeResponseProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol offering the ``hubbub.respond`` extension."""
 
-    #: The responder of the request waiting with a ``gone`` callback, if any
-    #: (HTTP/1.1 runs one request of a connection at a time).
-    watched: Responder | None = None
+    _responder: Responder | None = None
+    #: The request whose application runs: the last one started (uvicorn
+    #: starts a connection's next request once this one is answered).
+    running: RequestResponseCycle | None = None
+
+    def _start_asgi_task(self, cycle: RequestResponseCycle, app: Any) -> None:
+        self.running = cycle
+        super()._start_asgi_task(cycle, app)
 
     def on_headers_complete(self) -> None:
         super().on_headers_complete()
@@ -138,14 +174,15 @@ class WholeResponseProtocol(HttpToolsProtocol):
         # which has not run yet); a WebSocket upgrade makes none.
         cycle = self.cycle
         if cycle is not None and cycle.scope is self.scope:
-            scope = cast("dict[str, Any]", self.scope)
-            scope.setdefault("extensions", {})[RESPOND] = Responder(self, cycle)
+            responder = self._responder
+            if responder is None:
+                responder = self._responder = Responder(self)
+            scope: dict[str, Any] = self.scope  # type: ignore[assignment]
+            scope.setdefault("extensions", {})[RESPOND] = responder
 
     def connection_lost(self, exc: Exception | None) -> None:
-        watched = self.watched
-        if watched is not None:
-            self.watched = None
-            watched._lost()
+        if self._responder is not None:
+            self._responder._lost()
         super().connection_lost(exc)
 
 

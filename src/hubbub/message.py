@@ -219,13 +219,22 @@ _head64 = struct.Struct("!BBQ").pack
 
 def media_type(value: str | None, *, field: str) -> str:
     """The content type to store: ``JSON`` for JSON types, else the value as given."""
-    if value is None or not value.strip():
+    if value is None:
         return OCTET
-    value = value.strip()
-    m = _MEDIA_TYPE_RE.fullmatch(value)
-    if m is None or len(value) > 255:
+    known = _media_types.get(value)
+    if known is not None:
+        return known
+    stripped = value.strip()
+    if not stripped:
+        return OCTET
+    m = _MEDIA_TYPE_RE.fullmatch(stripped)
+    if m is None or len(stripped) > 255:
         raise InvalidRequest("content type must be a media type like text/plain", field=field)
     essence = m.group(1).lower()
-    if essence == JSON or essence.endswith("+json"):
-        return JSON
-    return value
+    result = JSON if essence == JSON or essence.endswith("+json") else stripped
+    if len(_media_types) < 256:  # clients send the same few types over and over
+        _media_types[value] = result
+    return result
+
+
+_media_types: dict[str, str] = {}

@@ -28,7 +28,7 @@ from hubbub.config import Config
 from hubbub.core import PublishItem
 from hubbub.message import BINARY_FRAME, TEXT_FRAME, Message, ws_frame
 from hubbub.transports.app import create_app
-from hubbub.wsframes import FramesProtocol
+from hubbub.wsframes import FramesProtocol, _Pings
 from tests.conftest import UNIT, HubServer, free_port, store_url
 from tests.transports import test_ws
 
@@ -42,10 +42,16 @@ JSON_PROTO = test_ws.JSON_PROTO
 
 async def _serve(app: Any, ws: Any, max_message_size: int) -> tuple[uvicorn.Server, int,
                                                                         asyncio.Task[None]]:
+    return await _serve_with(app, ws=ws, ws_max_size=max_message_size + 64 * 1024)
+
+
+async def _serve_with(app: Any, **settings: Any) -> tuple[uvicorn.Server, int,
+                                                           asyncio.Task[None]]:
     port = free_port()
+    settings.setdefault("ws", FramesProtocol)
     cfg = uvicorn.Config(
-        app, host="127.0.0.1", port=port, log_level="warning", lifespan="on", ws=ws,
-        ws_max_size=max_message_size + 64 * 1024, timeout_graceful_shutdown=2,
+        app, host="127.0.0.1", port=port, log_level="warning", lifespan="on",
+        timeout_graceful_shutdown=2, **settings,
     )
     server = uvicorn.Server(cfg)
     task = asyncio.create_task(server.serve())
@@ -206,6 +212,50 @@ async def test_idle_subscriptions_hold_no_task_and_a_burst_is_one_write(
         assert [f["data"]["i"] for f in got] == list(range(5))
         assert len(writes) == 1 and writes[0].count(b'"op":"msg"') == 5
         assert pumps() == []
+
+
+async def _raw_ws(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(
+        b"GET /v1/ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Key: " + base64.b64encode(os.urandom(16)) + b"\r\n"
+        b"Sec-WebSocket-Version: 13\r\n\r\n")
+    assert (await _read_http_head(reader)).startswith(b"HTTP/1.1 101")
+    return reader, writer
+
+
+async def test_keepalive_pings_share_a_timer_and_close_the_silent() -> None:
+    """Every connection is pinged about every ws_ping_interval (one timer for all);
+    one that answers stays open, one that never answers is closed (1011)."""
+    app = create_app("memory://")
+    server, port, task = await _serve_with(app, ws_ping_interval=0.3, ws_ping_timeout=0.3)
+    try:
+        quiet_r, quiet_w = await _raw_ws(port)
+        talk_r, talk_w = await _raw_ws(port)
+        # Both wait for their ping on the loop's one keepalive timer.
+        assert len(_Pings._of[asyncio.get_running_loop()].bucket_of) == 2
+        async with asyncio.timeout(10 * UNIT):
+            pings = 0
+            while pings < 3:  # the talkative client answers each ping with its pong
+                head = await talk_r.readexactly(2)
+                payload = await talk_r.readexactly(head[1] & 0x7F)
+                assert head[0] == 0x89  # FIN + ping
+                talk_w.write(Frame(Opcode.PONG, payload).serialize(mask=True))
+                pings += 1
+            head = await quiet_r.readexactly(2)
+            assert head[0] == 0x89
+            await quiet_r.readexactly(head[1] & 0x7F)
+            head = await quiet_r.readexactly(2)  # no pong: the server gives up
+            assert head[0] == 0x88  # FIN + close
+            close = await quiet_r.readexactly(head[1] & 0x7F)
+            assert int.from_bytes(close[:2], "big") == 1011
+        assert not talk_w.is_closing()
+        quiet_w.close()
+        talk_w.close()
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, 10 * UNIT)
+        await app.state.hub.stop()
 
 
 # -- the fallback: hubbub mounted in someone else's application and server --------

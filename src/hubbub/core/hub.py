@@ -192,25 +192,24 @@ class Hub:
 
     # -- publishing ---------------------------------------------------------
 
-    def _request(self, item: PublishItem, prefix: str = "") -> AppendRequest:
-        """Validate one item; error fields are ``prefix`` + topic, data or key."""
-        validate_topic(item.topic, field=prefix + "topic")
-        ns = self.config.for_topic(item.topic)
-        if len(item.data) > ns.max_message_size:
+    def _request(
+        self, topic: str, data: bytes, content_type: str, key: str | None, prefix: str = ""
+    ) -> AppendRequest:
+        """Validate one message; error fields are ``prefix`` + topic, data or key."""
+        validate_topic(topic, field=prefix + "topic")
+        ns = self.config.for_topic(topic)
+        if len(data) > ns.max_message_size:
             raise PayloadTooLarge(
                 f"message is larger than {ns.max_message_size} bytes", field=prefix + "data"
             )
-        data = (
-            compact_json(item.data, field=prefix + "data")
-            if item.content_type == JSON else item.data
-        )
-        if item.key is not None and _KEY_RE.fullmatch(item.key) is None:
+        if content_type == JSON:
+            data = compact_json(data, field=prefix + "data")
+        if key is not None and _KEY_RE.fullmatch(key) is None:
             raise InvalidRequest(
                 "idempotency key must be 1-200 printable ASCII characters", field=prefix + "key"
             )
-        return AppendRequest(
-            item.topic, data, item.content_type, item.key, ns.retention.max_messages
-        )
+        # ns.retention.max_messages, without making a Retention per message
+        return AppendRequest(topic, data, content_type, key, ns.history_size or None)
 
     async def publish(
         self, topic: str, data: bytes, content_type: str = JSON, key: str | None = None
@@ -222,7 +221,7 @@ class Hub:
             Unavailable: the store failed or the hub is draining; nothing stored.
         """
         self._check_open()
-        req = self._request(PublishItem(topic, data, content_type, key))
+        req = self._request(topic, data, content_type, key)
         (result,) = await self._append([req])
         return result
 
@@ -235,7 +234,8 @@ class Hub:
         self._check_open()
         if not items:
             raise InvalidRequest("batch is empty")
-        reqs = [self._request(item, f"[{i}].") for i, item in enumerate(items)]
+        reqs = [self._request(item.topic, item.data, item.content_type, item.key, f"[{i}].")
+                for i, item in enumerate(items)]
         return await self._append(reqs)
 
     async def _append(self, reqs: list[AppendRequest]) -> list[AppendResult]:
@@ -488,8 +488,13 @@ class Hub:
         return await self._page(events, sub.cursor, raise_gap)
 
     async def _page(self, events: list[Event], cursor: str, raise_gap: bool) -> Page:
-        messages = [e for e in events if isinstance(e, Message)]
-        gaps = [e for e in events if isinstance(e, Gap)]
+        if not events or isinstance(events[0], Message):
+            # Gaps come first in a batch: these are all messages.
+            messages: list[Message] = events  # type: ignore[assignment]
+            gaps: list[Gap] = []
+        else:
+            messages = [e for e in events if isinstance(e, Message)]
+            gaps = [e for e in events if isinstance(e, Gap)]
         if gaps and raise_gap:
             gap = gaps[0]
             cont = await self._start_of(gap.topic, await self.engine.topic(gap.topic))

@@ -33,6 +33,13 @@ Rule 3. When ``_queue`` is full in ``LIVE``, a message of a durable topic cuts
 Rule 4. Gaps are said, never hidden: a position behind the retained history,
         or in a log the store no longer has, yields a :class:`Gap` before the
         next messages.
+
+A reader awaits :meth:`Subscription.next_batch`, or, once live, may *park*
+instead (:meth:`Subscription.park`): hold no task and no future, and be called
+back on the next news, then take what is ready with
+:meth:`Subscription.take_ready`. An idle WebSocket subscription and a group of
+waiting long polls (:mod:`hubbub.core.polls`) cost no task that way. A batch
+lists its gaps before its messages, in seq order.
 """
 
 from __future__ import annotations
@@ -313,16 +320,20 @@ class Subscription:
     async def _catch_up(self, max_items: int) -> list[Event]:
         events: list[Event] = list(self._gaps)
         self._gaps.clear()
-        limit = max(1, min(max_items, PAGE) - len(events))
+        # A poll's page is its limit (bounded by the server's max_limit).
+        limit = max(1, max_items - len(events))
         self._pending_overflow = False
         msgs, trims = await self._read(self.topics, self.position, limit)
         if self.state is State.CLOSED:
             return []
         last_seq = msgs[-1].seq if msgs else None
         events.extend(self._trim_gaps(trims, last_seq, short=len(msgs) < limit))
-        for msg in msgs:
-            self.position.advance(msg)
-        events.extend(msgs)
+        if msgs:
+            self.position.advance(msgs[-1])  # a page is in order: its last message
+            if events:
+                events.extend(msgs)
+            else:
+                events = msgs  # type: ignore[assignment]  # list is invariant
         if len(msgs) < limit and not self._pending_overflow:
             # Rule 1: the store had nothing more; hand over to live delivery.
             self.state = State.LIVE

@@ -35,7 +35,7 @@ import re
 from typing import Annotated, Any
 
 import msgspec
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import Receive, Scope, Send
@@ -134,26 +134,44 @@ def _too_large(limit: int) -> PayloadTooLarge:
     return PayloadTooLarge(f"body is larger than {limit} bytes", field="body")
 
 
+def header(request: Request, name: bytes) -> str | None:
+    """The first value of the (lower-case) header ``name``; cheaper than building
+    ``request.headers`` for a header or two."""
+    headers: list[tuple[bytes, bytes]] = request.scope["headers"]
+    for key, value in headers:
+        if key == name:
+            return value.decode("latin-1")
+    return None
+
+
 async def read_body(request: Request, limit: int) -> bytes:
     """The request body, refused with 413 as soon as it passes ``limit`` bytes.
 
     The declared ``Content-Length`` is checked before reading anything; the
     stream is checked as it comes, so a lying or chunked client costs at most
-    ``limit`` bytes of memory.
+    ``limit`` bytes of memory. Read from ``receive`` directly: a body is most
+    often one message.
     """
-    declared = request.headers.get("content-length", "")
+    declared = header(request, b"content-length") or ""
     if declared.isdigit() and int(declared) > limit:
         raise _too_large(limit)
+    receive = request.receive
     chunks: list[bytes] = []
     size = 0
-    try:
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise _too_large(limit)
-            chunks.append(chunk)
-    except ClientDisconnect:
-        raise InvalidRequest("client went away before the body ended", field="body") from None
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":  # http.disconnect
+            raise InvalidRequest("client went away before the body ended", field="body")
+        chunk: bytes = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise _too_large(limit)
+        if not message.get("more_body", False):
+            break
+        chunks.append(chunk)
+    if not chunks:
+        return chunk
+    chunks.append(chunk)
     return b"".join(chunks)
 
 
@@ -164,8 +182,8 @@ async def publish(request: Request) -> Response:
     hub = hub_of(request)
     topic = validate_topic(request.path_params["topic"])
     authorize(request, Action.PUBLISH, [topic])
-    content_type = media_type(request.headers.get("content-type"), field="content-type")
-    key = request.headers.get("idempotency-key")
+    content_type = media_type(header(request, b"content-type"), field="content-type")
+    key = header(request, b"idempotency-key")
     if key is not None and len(key) >= 2 and key[0] == key[-1] == '"':
         # draft-ietf-httpapi-idempotency-key-header: the key is a Structured
         # Field sf-string, i.e. quoted; bare keys (as Stripe's) are accepted too.
@@ -177,7 +195,17 @@ async def publish(request: Request) -> Response:
         if exc.field == "key":
             exc.field = "Idempotency-Key"
         raise
-    return json_response(_receipt(result), 200 if result.duplicate else 201)
+    return whole_json(request, _receipt(result), 200 if result.duplicate else 201)
+
+
+def whole_json(request: Request, obj: Any, status: int = 200) -> Response:
+    """A JSON response, written whole at once where the server offers
+    ``hubbub.respond`` (:mod:`hubbub.httpwhole`: one write, no ASGI events)."""
+    body = _encode(obj)
+    respond = responder(request.scope)
+    if respond is not None and respond.respond(request.scope, status, _JSON_HEADERS, body):
+        return _SENT
+    return Response(body, status, media_type=JSON)
 
 
 def _batch_item(i: int, item: _BatchItem) -> PublishItem:
@@ -246,7 +274,8 @@ async def _poll(request: Request, patterns: list[str], *, single: bool) -> Page 
         return page
     respond = responder(request.scope)
     if respond is not None:
-        return await _wait_together(hub, respond, patterns, after, limit, wait, single)
+        return await _wait_together(hub, request.scope, respond, patterns, after, limit, wait,
+                                    single)
     call = hub.poll(patterns, after, limit=limit, wait=wait, raise_gap=single)
     # Starlette does not watch the socket during a plain endpoint; without
     # this a client that hung up would keep its subscription for ``wait`` s.
@@ -269,8 +298,8 @@ async def _poll(request: Request, patterns: list[str], *, single: bool) -> Page 
 
 
 async def _wait_together(
-    hub: Hub, respond: Responder, patterns: list[str], after: str | None, limit: int,
-    wait: float, single: bool,
+    hub: Hub, scope: Scope, respond: Responder, patterns: list[str], after: str | None,
+    limit: int, wait: float, single: bool,
 ) -> Page | Response:
     """A long poll on ``hubbub serve``: wait with the others at the same
     position (:mod:`hubbub.core.polls`), answered by one read and one encoded
@@ -287,12 +316,12 @@ async def _wait_together(
 
     def answer(page: Page | None) -> None:
         timer.cancel()
-        respond.watch(None)
+        respond.watch(scope, None)
         if done.done():
             return
         if page is not None:
             counts.page(len(page.messages), page.gaps)
-            if respond.respond(200, _JSON_HEADERS, _page_body(page, gaps=not single)):
+            if respond.respond(scope, 200, _JSON_HEADERS, _page_body(page, gaps=not single)):
                 done.set_result(_SENT)
                 return
         done.set_result(page)
@@ -309,7 +338,8 @@ async def _wait_together(
 
     member = hub.polls.wait(got, limit, answer)
     timer = loop.call_later(wait, time_up)
-    respond.watch(gone)
+    if not respond.watch(scope, gone):
+        gone()  # the client left while the poll read
     counts.open += 1
     try:
         result = await done
@@ -317,7 +347,7 @@ async def _wait_together(
         counts.open -= 1
         member.leave()
         timer.cancel()
-        respond.watch(None)
+        respond.watch(scope, None)
     if result is None:  # the group could not say it: read from the same position
         page = await hub.poll(patterns, cursor, limit=limit, raise_gap=single)
         counts.page(len(page.messages), page.gaps)
