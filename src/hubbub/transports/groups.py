@@ -60,7 +60,7 @@ from .http import (
     query_one,
     query_wait,
     read_body,
-    until_disconnect,
+    while_connected,
 )
 from .problems import close_code
 
@@ -212,16 +212,7 @@ async def pull(request: Request) -> Response:
         lease=_lease_param(request),
         start=_start_param(request),
     )
-    # As for long polls (http._poll): watch the socket while the pull waits.
-    task = asyncio.ensure_future(call)
-    gone = asyncio.ensure_future(until_disconnect(request))
-    try:
-        await asyncio.wait((task, gone), return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        left = gone.done()
-        gone.cancel()
-        if not task.done():
-            task.cancel()  # the pull closes its subscription as it unwinds
+    left, task = await while_connected(request, call)
     if not task.done():
         return Response(status_code=204)  # the client left; nobody reads this answer
     leases = task.result()

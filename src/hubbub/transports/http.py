@@ -32,7 +32,8 @@ import base64
 import binascii
 import contextlib
 import re
-from typing import Annotated, Any
+from collections.abc import Awaitable
+from typing import Annotated, Any, TypeVar
 
 import msgspec
 from starlette.requests import Request
@@ -48,6 +49,8 @@ from ..message import JSON, media_type
 from ..topics import validate_topic
 from .auth import Action, authorize, principal_of
 from .openapi import spec_json
+
+_T = TypeVar("_T")
 
 MAX_BATCH = 1000
 #: A batch body may be this large, or twice the largest message, whichever is more.
@@ -256,6 +259,29 @@ async def until_disconnect(request: Request) -> None:
             pass
 
 
+async def while_connected(
+    request: Request, call: Awaitable[_T]
+) -> tuple[bool, asyncio.Future[_T]]:
+    """Run ``call`` while watching the socket; ``(client left, its task)``.
+
+    Starlette does not watch the socket during a plain endpoint; without this
+    a client that hung up would keep a waiting call (a long poll, a pull, a
+    request) and its subscription for the whole wait. If the client leaves
+    first the task is cancelled (the call closes what it holds as it
+    unwinds) and is not done when this returns.
+    """
+    task = asyncio.ensure_future(call)
+    gone = asyncio.ensure_future(until_disconnect(request))
+    try:
+        await asyncio.wait((task, gone), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        left = gone.done()
+        gone.cancel()
+        if not task.done():
+            task.cancel()
+    return left, task
+
+
 async def _poll(request: Request, patterns: list[str], *, single: bool) -> Page | Response:
     """Run ``hub.poll``; a long poll ends early (and quietly) if the client leaves.
 
@@ -277,19 +303,12 @@ async def _poll(request: Request, patterns: list[str], *, single: bool) -> Page 
         return await _wait_together(hub, request.scope, respond, patterns, after, limit, wait,
                                     single)
     call = hub.poll(patterns, after, limit=limit, wait=wait, raise_gap=single)
-    # Starlette does not watch the socket during a plain endpoint; without
-    # this a client that hung up would keep its subscription for ``wait`` s.
-    poll = asyncio.ensure_future(call)
-    gone = asyncio.ensure_future(until_disconnect(request))
     counts = hub.metrics.longpoll
     counts.open += 1
     try:
-        await asyncio.wait((poll, gone), return_when=asyncio.FIRST_COMPLETED)
+        _, poll = await while_connected(request, call)
     finally:
         counts.open -= 1
-        gone.cancel()
-        if not poll.done():
-            poll.cancel()  # hub.poll closes its subscription as it unwinds
     if not poll.done():
         return Page([], after or "")  # the client left; nobody reads this answer
     page = poll.result()

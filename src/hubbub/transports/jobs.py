@@ -30,7 +30,6 @@ Decisions a client can rely on:
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import contextlib
 from typing import Any
@@ -54,7 +53,7 @@ from .http import (
     query_one,
     query_wait,
     read_body,
-    until_disconnect,
+    while_connected,
 )
 from .sse import EventStream
 
@@ -101,20 +100,6 @@ async def _body(request: Request, kind: type[Any], limit: int) -> Any:
         raise InvalidRequest("malformed JSON", field="body") from None
 
 
-async def _watching(request: Request, call: Any) -> tuple[bool, Any]:
-    """Run ``call`` while watching the socket; ``(client left, task)``."""
-    task = asyncio.ensure_future(call)
-    gone = asyncio.ensure_future(until_disconnect(request))
-    try:
-        await asyncio.wait((task, gone), return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        left = gone.done()
-        gone.cancel()
-        if not task.done():
-            task.cancel()
-    return left, task
-
-
 # -- the caller's side ----------------------------------------------------------------
 
 
@@ -157,7 +142,7 @@ async def get(request: Request) -> Response:
     version = _version(request)
     if wait == 0:
         return _job_response(await hub.jobs.get(job_id))
-    left, task = await _watching(request, hub.jobs.wait(job_id, version=version, timeout=wait))
+    left, task = await while_connected(request, hub.jobs.wait(job_id, version=version, timeout=wait))
     if not task.done() or task.cancelled():
         return Response(status_code=204)  # the client left; nobody reads this answer
     return _job_response(task.result())
@@ -231,7 +216,7 @@ async def take(request: Request) -> Response:
     authorize(request, Action.SUBSCRIBE, [queue_topic(queue)])
     wait = query_wait(request, hub.config.server.max_wait)
     lease = _lease(request)
-    left, task = await _watching(request, hub.jobs.take(queue, wait=wait, lease=lease))
+    left, task = await while_connected(request, hub.jobs.take(queue, wait=wait, lease=lease))
     if not task.done() or task.cancelled():
         return Response(status_code=204)
     taken = task.result()

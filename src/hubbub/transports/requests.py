@@ -15,8 +15,6 @@ The rules are in :mod:`hubbub.core.requests`; the protocol in ``docs/requests.md
 
 from __future__ import annotations
 
-import asyncio
-
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
@@ -25,7 +23,7 @@ from ..errors import InvalidRequest
 from ..message import JSON, media_type
 from ..topics import validate_topic
 from .auth import Action, authorize
-from .http import SECONDS_RE, hub_of, json_response, query_one, read_body, until_disconnect
+from .http import SECONDS_RE, hub_of, json_response, query_one, read_body, while_connected
 
 DEFAULT_TIMEOUT = 5.0
 
@@ -47,15 +45,8 @@ async def request(request: Request) -> Response:
     content_type = media_type(request.headers.get("content-type"), field="content-type")
     timeout = _timeout(request, hub.config.server.max_wait)
     body = await read_body(request, hub.config.for_topic(topic).max_message_size)
-    # As for long polls: watch the socket while the request waits.
-    task = asyncio.ensure_future(hub.requests.request(topic, body, content_type, timeout=timeout))
-    gone = asyncio.ensure_future(until_disconnect(request))
-    try:
-        await asyncio.wait((task, gone), return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        gone.cancel()
-        if not task.done():
-            task.cancel()  # the request closes its inbox subscription as it unwinds
+    _, task = await while_connected(
+        request, hub.requests.request(topic, body, content_type, timeout=timeout))
     if not task.done() or task.cancelled():
         return Response(status_code=204)  # the client left; nobody reads this answer
     return Response(task.result().to_json(), media_type=JSON)
