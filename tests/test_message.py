@@ -51,3 +51,15 @@ def test_ws_frame_is_the_unmasked_frame_of_ws_json(m: Message, first: str) -> No
         fresh.to_json()
     assert fresh.ws_frame() == Frame(Opcode.TEXT, m.ws_json()).serialize(mask=False)
     assert fresh.ws_frame() is fresh.ws_frame()
+
+
+def test_messages_are_invisible_to_the_garbage_collector() -> None:
+    """A store of a million messages must not lengthen every full collection."""
+    import gc
+
+    m = _messages()[0]
+    m.to_json(), m.ws_frame(), m.sse_event()  # the cached encodings are plain bytes too
+    assert not gc.is_tracked(m)
+    # Identity, not field, equality: two stored messages are never "the same".
+    twin = Message(m.topic, m.epoch, m.offset, m.seq, m.time, m.id, m.data)
+    assert m != twin and len({m, twin}) == 2

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import os
 import signal
 import subprocess
@@ -21,6 +22,7 @@ from typing import Any
 import httpx
 import msgspec
 import pytest
+import uvicorn
 from websockets.asyncio.client import connect
 from websockets.client import ClientProtocol
 from websockets.exceptions import ConnectionClosed
@@ -28,9 +30,11 @@ from websockets.typing import Subprotocol
 from websockets.uri import parse_uri
 
 from hubbub.client import TRANSPORTS, AsyncClient, Subscription, Transport
+from hubbub.config import Config
 from hubbub.cursor import decode as decode_cursor
 from hubbub.errors import HubbubError
-from hubbub.server import is_loopback
+from hubbub.server import GC_THRESHOLDS, HubServer, is_loopback
+from hubbub.transports.app import create_app
 from tests.conftest import UNIT, HubProcess, free_port
 
 Spawn = Callable[..., HubProcess]
@@ -304,3 +308,31 @@ def test_refuses_a_public_address_without_insecure() -> None:
 def test_is_loopback(host: str, loopback: bool) -> None:
     """Only addresses (and names) that mean this machine count as loopback."""
     assert is_loopback(host) is loopback
+
+
+async def test_a_hub_process_tunes_the_garbage_collector_once_started() -> None:
+    """``hubbub serve`` freezes what it holds at startup and raises the thresholds
+    (src/hubbub/server.py); a server that does not own the process leaves them."""
+    saved = gc.get_threshold()
+    app = create_app("memory://", Config())
+    port = free_port()
+    for tune in (False, True):
+        server = HubServer(uvicorn.Config(app, port=port, log_level="warning"),
+                           app.state.hub)
+        server.tune_gc = tune
+        task = asyncio.create_task(server.serve())
+        try:
+            async with asyncio.timeout(10 * UNIT):
+                while not server.started:
+                    await asyncio.sleep(0.01)
+            if tune:
+                assert gc.get_threshold() == GC_THRESHOLDS
+                assert gc.get_freeze_count() > 0
+            else:
+                assert gc.get_threshold() == saved
+                assert gc.get_freeze_count() == 0
+        finally:
+            gc.unfreeze()
+            gc.set_threshold(*saved)
+            server.should_exit = True
+            await asyncio.wait_for(task, 10 * UNIT)
