@@ -31,10 +31,14 @@ Rule 2. After ``respond`` the application must send nothing more through
         ASGI; it returns when it likes (uvicorn sees a complete response).
 Rule 3. ``gone`` is called at most once, from the protocol's
         ``connection_lost``, and only while watched and unanswered.
+Rule 4. What follows a response in uvicorn (the request's ``receive`` sees
+        the end, the connection reads its next request) happens once every
+        response of the loop pass is written, in one callback.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Any
 
@@ -94,10 +98,9 @@ class Responder:
                 get_path_with_query_string(cycle.scope), cycle.scope["http_version"], status)
         cycle.transport.write(_response(status, cycle.default_headers, headers, body,
                                         cycle.keep_alive))
-        cycle.message_event.set()
         if not cycle.keep_alive:
             cycle.transport.close()
-        cycle.on_response()
+        _Completions.add(self._protocol.loop, cycle)
         return True
 
     def watch(self, scope: object, gone: Callable[[], None] | None) -> bool:
@@ -120,6 +123,32 @@ class Responder:
         cycle = self._protocol.running
         if gone is not None and cycle is not None and not cycle.response_complete:
             gone()
+
+
+class _Completions:
+    """What uvicorn does once a response is sent (wake the request's ``receive``,
+    then ``on_response``: the keep-alive timer, reading the next request),
+    done for every response written in a loop pass in one callback, after
+    them all (Rule 4): a publish that answers ten thousand long polls writes
+    them all first."""
+
+    _of: dict[asyncio.AbstractEventLoop, list[tuple[RequestResponseCycle, Callable[[], None]]]] = {}
+
+    @classmethod
+    def add(cls, loop: asyncio.AbstractEventLoop, cycle: RequestResponseCycle) -> None:
+        todo = cls._of.get(loop)
+        if todo is None:
+            todo = cls._of[loop] = []
+            loop.call_soon(cls._run, loop)
+        # uvicorn replaces on_response with a no-op once the application
+        # returns, which it may do before this runs: keep the real one.
+        todo.append((cycle, cycle.on_response))
+
+    @classmethod
+    def _run(cls, loop: asyncio.AbstractEventLoop) -> None:
+        for cycle, on_response in cls._of.pop(loop, ()):
+            cycle.message_event.set()
+            on_response()
 
 
 _defaults: tuple[list[tuple[bytes, bytes]] | None, bytes] = (None, b"")

@@ -3,6 +3,7 @@ door's idle subscriptions hold no task), next to ``next_batch``."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import pytest
 
 from hubbub.config import Config
 from hubbub.core import Gap, Hub, PublishItem
+from hubbub.core.subscription import Subscription
 from hubbub.engines import open_engine
 from hubbub.errors import SlowConsumer
 from hubbub.message import Message
@@ -28,6 +30,12 @@ async def hub(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[H
         await h.stop()
 
 
+async def delivered() -> None:
+    """Let the fan-out deliver: it does at the end of the loop pass in which
+    messages commit (src/hubbub/core/fanout.py, Rule 2)."""
+    await asyncio.sleep(0)
+
+
 def offsets(events: list[Message | Gap] | None) -> list[int]:
     assert events is not None
     return [e.offset for e in events if isinstance(e, Message)]
@@ -42,6 +50,7 @@ async def test_park_calls_back_once_then_take_ready_hands_over(hub: Hub) -> None
     assert sub.park(lambda: calls.append(1))
     await hub.publish_batch([PublishItem("p.a", b"%d" % i) for i in range(3)])
     last = (await hub.publish("p.a", b"3")).message
+    await delivered()
     assert calls == [1]
     assert offsets(sub.take_ready()) == [1, 2, 3, 4]
     assert sub.take_ready() == []
@@ -54,6 +63,7 @@ async def test_take_ready_honours_max_items_and_moves_the_cursor(hub: Hub) -> No
     sub = await hub.subscribe(["p.b"])
     assert await sub.next_batch(timeout=0) == []
     results = [(await hub.publish("p.b", b"%d" % i)).message for i in range(5)]
+    await delivered()
     assert offsets(sub.take_ready(2)) == [1, 2]
     assert sub.cursor == results[1].cursor
     assert offsets(sub.take_ready(10)) == [3, 4, 5]
@@ -66,9 +76,11 @@ async def test_park_refuses_while_something_is_ready(hub: Hub) -> None:
     sub = await hub.subscribe(["p.c"])
     assert await sub.next_batch(timeout=0) == []
     await hub.publish("p.c", b"1")
+    await delivered()
     calls: list[int] = []
     assert not sub.park(lambda: calls.append(1))
     await hub.publish("p.c", b"2")
+    await delivered()
     assert calls == []
     assert offsets(sub.take_ready()) == [1, 2]
     sub.close()
@@ -95,6 +107,7 @@ async def test_cut_off_after_the_buffer_is_taken(hub: Hub) -> None:
     assert sub.park(lambda: calls.append(1))
     for i in range(6):
         await hub.publish("p.e", b"%d" % i)
+    await delivered()
     assert calls == [1]
     assert offsets(sub.take_ready()) == [1, 2, 3, 4]
     assert sub.take_ready() is None
@@ -108,8 +121,36 @@ async def test_ephemeral_drops_come_as_a_gap_first(hub: Hub) -> None:
     assert await sub.next_batch(timeout=0) == []
     for i in range(5):
         await hub.publish("eph.t", b"%d" % i)
+    await delivered()
     events = sub.take_ready()
     assert events is not None and events[0] == Gap("eph.t", 3, 5, "dropped")
     assert offsets(events) == [1, 2]
     sub.close()
 
+
+
+async def test_a_pass_of_mixed_topics_reaches_each_subscriber_in_commit_order(hub: Hub) -> None:
+    """What commits in one loop pass is delivered together (core/fanout.py): a
+    one-topic subscriber gets its topic's messages, a several-topic or wildcard
+    one the messages its filter matches, each in seq order, each once."""
+    one = await hub.subscribe(["f.a"])
+    two = await hub.subscribe(["f.a", "f.b"])
+    wild = await hub.subscribe(["f.*"])
+    for sub in (one, two, wild):
+        assert await sub.next_batch(timeout=0) == []
+    results = await hub.publish_batch(
+        [PublishItem(t, b"1") for t in ["f.a", "f.b", "f.c", "f.a", "f.b"]])
+    results.append(await hub.publish("f.a", b"2"))
+    await delivered()
+    msgs = [r.message for r in results]
+
+    def seqs(sub: Subscription, topics: set[str]) -> None:
+        got = sub.take_ready()
+        assert got is not None
+        assert [m.seq for m in got] == [m.seq for m in msgs if m.topic in topics]
+
+    seqs(one, {"f.a"})
+    seqs(two, {"f.a", "f.b"})
+    seqs(wild, {"f.a", "f.b", "f.c"})
+    for sub in (one, two, wild):
+        sub.close()

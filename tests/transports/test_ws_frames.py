@@ -298,3 +298,21 @@ def test_msgpack_frame_of_gap_decodes() -> None:
     """Gap frames built for the raw path are ordinary frames of the codec."""
     payload = msgspec.msgpack.encode({"op": "gap", "sub": 1, "from": 1, "to": 2})
     assert ws_frame(payload, BINARY_FRAME)[2:] == payload
+
+
+def test_a_batch_joined_once_serves_every_subscriber_of_the_topic() -> None:
+    """The frames of a batch are joined once and reused for the next subscriber
+    handed the same messages; any other batch is joined afresh."""
+    from hubbub.transports.ws import _joined
+
+    t = [Message("j.t", "ep", i, 10 + i, 1, f"id{i}", b"%d" % i) for i in (1, 2, 3)]
+    u = Message("j.u", "ep", 1, 12, 1, "idu", b'"u"')
+    whole = b"".join(m.ws_frame() for m in t)
+    first = _joined(list(t), False)
+    assert first == whole
+    assert _joined(list(t), False) is first  # another subscriber's list, same messages
+    assert _joined(t[:2], False) == whole[: len(t[0].ws_frame()) + len(t[1].ws_frame())]
+    mixed = [t[0], u, t[1]]  # a wildcard subscriber's batch: joined for itself
+    assert _joined(mixed, False) == b"".join(m.ws_frame() for m in mixed)
+    assert _joined(list(t), True) == b"".join(m.ws_msgpack_frame() for m in t)
+    assert _joined(t[2:], False) == t[2].ws_frame()

@@ -1,14 +1,32 @@
 """Fan-out: hand each committed message to every matching subscription.
 
-Per message and subscriber the work is one ``feed()`` call: a deque append
-and, for an idle reader, waking its future. Serialization happens at most once
-per message and wire format, lazily, in :class:`~hubbub.message.Message`.
-Subscriptions to concrete topics are found by one dict lookup; wildcard
-subscriptions are checked with their (caching) filters.
+Theory of operation
+-------------------
+The engine's listener hands committed messages over as they commit, often
+one publish at a time. The fan-out does not deliver them at once: it keeps
+what comes in one pass of the event loop and delivers it at the end of the
+pass (one ``call_soon``), so a subscriber gets every message of the pass in
+one :meth:`~hubbub.core.subscription.Subscription.feed_many` call, and a
+connection writes them in one write. Under load, when many publishes are
+processed per pass, the work per subscriber is per pass, not per message.
+
+Rule 1. Each subscription gets its messages in seq order, each once. A
+        subscription to one concrete topic (the common case) is fed that
+        topic's messages of the pass in one list; one with several patterns
+        or a wildcard is fed the pass's messages its filter matches, in the
+        order they committed.
+Rule 2. A message is delivered in the pass it commits in: no later than a
+        timer or an I/O callback scheduled after it. Subscriptions registered
+        in between may get it from the fan-out and from their first store
+        read; the subscription drops the second copy by seq (its Rule 1).
+
+Serialization happens at most once per message and wire format, lazily, in
+:class:`~hubbub.message.Message`.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
@@ -22,10 +40,16 @@ class FanOut:
     """The registry of live subscriptions, fed by the engine's listener."""
 
     def __init__(self) -> None:
+        #: Every subscription naming a concrete topic, by topic.
         self.exact: dict[str, dict[Subscription, None]] = {}
+        #: Subscriptions with a wildcard pattern.
         self.wild: dict[Subscription, None] = {}
+        #: Subscriptions with more than one pattern or a wildcard: fed by their filter (Rule 1).
+        self._mixed: dict[Subscription, None] = {}
         #: Committed messages fed in (from every node, on a cluster); read by /metrics.
         self.messages = 0
+        #: Messages committed in this loop pass, not delivered yet.
+        self._pass: list[Message] | None = None
 
     def add(self, sub: Subscription) -> None:
         """Register ``sub``; from now on it is fed every matching committed message."""
@@ -35,6 +59,8 @@ class FanOut:
                 self.exact.setdefault(p, {})[sub] = None
         if filt.wild:
             self.wild[sub] = None
+        if filt.wild or len(filt.patterns) > 1:
+            self._mixed[sub] = None
 
     def remove(self, sub: Subscription) -> None:
         """Unregister ``sub``. Idempotent."""
@@ -45,6 +71,7 @@ class FanOut:
                 if not subs:
                     del self.exact[p]
         self.wild.pop(sub, None)
+        self._mixed.pop(sub, None)
 
     def targets(self, topic: str) -> Iterator[Subscription]:
         """The subscriptions a message of ``topic`` goes to, each once."""
@@ -56,11 +83,45 @@ class FanOut:
                 yield sub
 
     def publish(self, messages: Sequence[Message]) -> None:
-        """Feed committed ``messages`` (in seq order) to their subscriptions."""
+        """Take committed ``messages`` (in seq order) for delivery at the end of
+        this loop pass (called on the event loop)."""
+        if not messages:
+            return
         self.messages += len(messages)
-        for msg in messages:
-            for sub in self.targets(msg.topic):
-                sub.feed(msg)
+        pending = self._pass
+        if pending is None:
+            self._pass = list(messages)
+            asyncio.get_running_loop().call_soon(self._deliver)
+        else:
+            pending.extend(messages)
+
+    def _deliver(self) -> None:
+        batch, self._pass = self._pass, None
+        if not batch:
+            return
+        first = batch[0].topic
+        if all(m.topic == first for m in batch):
+            by_topic = {first: batch}
+        else:
+            by_topic = {}
+            for m in batch:
+                msgs = by_topic.get(m.topic)
+                if msgs is None:
+                    by_topic[m.topic] = [m]
+                else:
+                    msgs.append(m)
+        mixed = self._mixed
+        for topic, msgs in by_topic.items():
+            subs = self.exact.get(topic)
+            if subs:
+                for sub in list(subs):
+                    if sub not in mixed:
+                        sub.feed_many(msgs)
+        for sub in list(mixed):
+            filt = sub.topics
+            mine = [m for m in batch if filt(m.topic)]
+            if mine:
+                sub.feed_many(mine)
 
     def count(self, topic: str) -> int:
         """How many live subscriptions on this node would receive a message of ``topic``."""

@@ -202,6 +202,30 @@ class Subscription:
             else:
                 self._pending.append(msg)
 
+    def feed_many(self, msgs: Sequence[Message]) -> None:
+        """Take live messages (called by the fan-out, in seq order): what
+        :meth:`feed` of each would do, with one wake-up."""
+        if self.state is State.LIVE:
+            q = self._queue
+            if not q:
+                seq = self.position.seq
+                if msgs[0].seq <= seq:  # a head delivered already (from the store)
+                    msgs = [m for m in msgs if m.seq > seq]
+                    if not msgs:
+                        return
+            if len(q) + len(msgs) <= self.buffer:
+                q.extend(msgs)
+                self._wake()
+                return
+        elif self.state is State.CATCHING_UP:
+            if len(self._pending) + len(msgs) <= self.buffer:
+                self._pending.extend(msgs)
+                return
+        else:
+            return
+        for msg in msgs:  # past the buffer: one by one (Rules 2 and 3)
+            self.feed(msg)
+
     def _wake(self) -> None:
         w = self._waiter
         if w is not None and not w.done():

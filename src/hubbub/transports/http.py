@@ -334,8 +334,8 @@ async def _wait_together(
     done: asyncio.Future[Page | Response | None] = loop.create_future()
 
     def answer(page: Page | None) -> None:
-        timer.cancel()
-        respond.watch(scope, None)
+        # Only what the client waits for: the timer and the watch end when
+        # this coroutine resumes (time_up and gone do nothing once done).
         if done.done():
             return
         if page is not None:

@@ -531,7 +531,7 @@ class Connection:
         """A parked subscription has news (called from the fan-out): flush it
         once the fan-out is done, so that whatever it hands over meanwhile
         goes out in the same write."""
-        asyncio.get_running_loop().call_soon(self._flush, s)
+        _Flushes.add(s)
 
     def _flush(self, s: _Sub) -> None:
         """Write a parked subscription's ready events now, if that needs no
@@ -556,6 +556,8 @@ class Connection:
                 if cursor is not None:
                     s.cursor = cursor  # Rule 2
                 self.hub.metrics.ws.sent(batch)
+                if sub.park(s.ready):
+                    return  # all written: wait for the next news
         except OSError:
             return  # the client is gone; serve() sees the disconnect
         except Exception:
@@ -594,16 +596,14 @@ class Connection:
         if isinstance(batch[0], Message):
             # Gaps come before the messages of a batch: this one has none.
             msgs: list[Message] = batch  # type: ignore[assignment]
-            frames = ([m.ws_msgpack_frame() for m in msgs] if binary
-                      else [m.ws_frame() for m in msgs])
-        else:
-            frames = []
-            for event in batch:
-                if isinstance(event, Message):
-                    frames.append(event.ws_msgpack_frame() if binary else event.ws_frame())
-                else:
-                    gap = self.codec.encode({"op": "gap", "sub": s.id, **event.to_dict()})
-                    frames.append(ws_frame(gap, BINARY_FRAME if binary else TEXT_FRAME))
+            return _joined(msgs, binary), msgs[-1].cursor
+        frames = []
+        for event in batch:
+            if isinstance(event, Message):
+                frames.append(event.ws_msgpack_frame() if binary else event.ws_frame())
+            else:
+                gap = self.codec.encode({"op": "gap", "sub": s.id, **event.to_dict()})
+                frames.append(ws_frame(gap, BINARY_FRAME if binary else TEXT_FRAME))
         data = frames[0] if len(frames) == 1 else b"".join(frames)
         return data, last.cursor if isinstance(last, Message) else None
 
@@ -688,6 +688,59 @@ class WebSocketDoor:
         finally:
             hub.metrics.ws.open -= 1
             _Open.discard(hub, conn)
+
+
+class _Flushes:
+    """Parked subscriptions with news, flushed together once the fan-out is
+    done (Rule 6): one ``call_soon`` per loop pass for all of them, rather
+    than one each (a message for a thousand subscribers schedules one)."""
+
+    _of: dict[asyncio.AbstractEventLoop, list[_Sub]] = {}
+
+    @classmethod
+    def add(cls, s: _Sub) -> None:
+        loop = asyncio.get_running_loop()
+        subs = cls._of.get(loop)
+        if subs is None:
+            subs = cls._of[loop] = []
+            loop.call_soon(cls._run, loop)
+        subs.append(s)
+
+    @classmethod
+    def _run(cls, loop: asyncio.AbstractEventLoop) -> None:
+        for s in cls._of.pop(loop, ()):
+            conn = s.conn
+            if conn is not None:
+                conn._flush(s)
+
+
+#: The last batch of messages joined into frames, and its bytes (see :func:`_joined`).
+_last_joined: tuple[Message, Message, int, bool, bytes] | None = None
+
+
+def _joined(msgs: list[Message], binary: bool) -> bytes:
+    """The frames of ``msgs`` in one piece.
+
+    Every subscriber of a topic is handed the same messages in a loop pass,
+    so the last join is kept and reused when a batch has the same first and
+    last message objects and length. That is only the same batch when it
+    spans consecutive offsets of one topic: a subscription gets every message
+    of a topic it follows, in order, so such a batch holds nothing else.
+    """
+    global _last_joined
+    first, last, n = msgs[0], msgs[-1], len(msgs)
+    if n == 1:
+        return first.ws_msgpack_frame() if binary else first.ws_frame()
+    cached = _last_joined
+    if (cached is not None and cached[0] is first and cached[1] is last and cached[2] == n
+            and cached[3] is binary):
+        return cached[4]
+    data = b"".join([m.ws_msgpack_frame() for m in msgs] if binary
+                    else [m.ws_frame() for m in msgs])
+    if (first.topic == last.topic and first.epoch == last.epoch
+            and last.offset - first.offset == n - 1):
+        _last_joined = (first, last, n, binary, data)
+    return data
 
 
 def _retrieve(future: asyncio.Future[list[Event]]) -> None:
