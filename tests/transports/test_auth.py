@@ -504,6 +504,40 @@ async def test_ws_closes_when_the_token_expires(hub_server: HubServer) -> None:
         assert frames[-1]["subs"] == {"1": sub["cursor"]}
 
 
+async def test_sse_ends_when_the_token_expires(client: httpx.AsyncClient) -> None:
+    """At its token's expiry an SSE stream ends with an ``error`` event (code
+    unauthorized) carrying the cursor to resume from, after what it was sent."""
+    async with aconnect_sse(client, "GET", "/v1/topics/chat.a/events",
+                            params={"token": token(ttl=2)}) as source:
+        events = source.aiter_sse()
+        assert (await anext(events)).event == "ready"
+        await client.post("/v1/topics/chat.a", json=1, headers=CHAT)
+        async with asyncio.timeout(10 * UNIT):
+            message = await anext(events)
+            end = await anext(events)
+            rest = [ev async for ev in events]
+    assert message.event == "message"
+    assert end.event == "error" and rest == []
+    data = json.loads(end.data)
+    assert data["code"] == "unauthorized" and data["message"] == "token expired"
+    assert data["cursor"] == end.id == message.id
+
+
+async def test_a_long_poll_ends_when_its_token_expires(client: httpx.AsyncClient) -> None:
+    """A long poll waits no longer than its token lives: it answers an empty page
+    then, and the next request with that token is refused."""
+    short = bearer(token(ttl=2))
+    started = time.monotonic()
+    r = await client.get("/v1/topics/chat.a/messages", params={"after": "end", "wait": 30},
+                         headers=short, timeout=30 * UNIT)
+    assert r.status_code == 200, r.text
+    assert r.json()["messages"] == []
+    assert time.monotonic() - started < 10 * UNIT
+    again = await client.get("/v1/topics/chat.a/messages", params={"after": "end", "wait": 30},
+                             headers=short)
+    assert_problem(again, 401, "unauthorized")
+
+
 # -- anonymous access -------------------------------------------------------------
 
 

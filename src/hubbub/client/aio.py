@@ -497,6 +497,27 @@ class AsyncClient:
         return await self._post_retrying(
             "/v1/replies/" + quote(request_id, safe=""), body, {"Content-Type": ctype})
 
+    async def presence(self, topic: str) -> dict[str, Any]:
+        """Who is present on ``topic`` now (``docs/presence.md``):
+        ``{"topic": ..., "count": n, "present": [{"conn", "client", "info", "since"}]}``.
+
+        Joins and leaves as they happen are messages on ``presence.<topic>``:
+        subscribe to it first, then call this, to keep a list up to date.
+
+        Raises:
+            NotFound: the topic's namespace has no presence.
+            Unauthorized, Forbidden: the token may not read the topic.
+            Unavailable: the hub could not be reached.
+        """
+        try:
+            r = await self.http.get("/v1/topics/" + quote(topic, safe=":@") + "/presence")
+        except httpx.TransportError as exc:
+            raise errors.Unavailable(f"cannot reach the hub at {self.base_url}: {exc}") from exc
+        if r.status_code != 200:
+            raise await error_from_response(r)
+        present: dict[str, Any] = msgspec.json.decode(r.content)
+        return present
+
     async def respond(
         self,
         topic: str,

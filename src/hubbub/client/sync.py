@@ -403,6 +403,7 @@ class Client(_Bridge[AsyncClient]):
     request = bridge(AsyncClient.request)
     reply = bridge(AsyncClient.reply)
     respond = bridge(AsyncClient.respond)
+    presence = bridge(AsyncClient.presence)
     upload = bridge(AsyncClient.upload)
     subscribe = returning(AsyncClient.subscribe, SyncSubscription)
     group = returning(AsyncClient.group, SyncGroup)

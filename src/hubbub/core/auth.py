@@ -306,6 +306,13 @@ class Auth:
         for topic in topics:
             self.check(principal, action, topic, field=field)
 
+    def lifetime(self, principal: Principal) -> float | None:
+        """Seconds until ``principal``'s credential expires (beyond the leeway),
+        at least 0; ``None``: it never does."""
+        if principal.expires is None:
+            return None
+        return max(0.0, principal.expires + self.settings.leeway - self._clock())
+
     def expired(self, principal: Principal) -> bool:
         """Whether ``principal``'s credential has expired by now (beyond the leeway)."""
         return (principal.expires is not None

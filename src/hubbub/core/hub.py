@@ -135,6 +135,24 @@ class Hub:
         """Milliseconds since the Unix epoch."""
         return int(self._clock() * 1000)
 
+    @property
+    def store_epoch(self) -> str:
+        """The store's epoch: the first part of every store-wide cursor."""
+        return self.engine.store_epoch
+
+    async def ping(self) -> None:
+        """Return once the store answers (readiness).
+
+        Raises:
+            Unavailable: it does not.
+        """
+        try:
+            await self.engine.ping()
+        except HubbubError:
+            raise
+        except Exception:
+            raise Unavailable("store is not reachable") from None
+
     # -- lifecycle --------------------------------------------------------
 
     async def start(self) -> None:

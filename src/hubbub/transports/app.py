@@ -30,7 +30,7 @@ from ..config import Config
 from ..core import Hub
 from ..engines import open_engine
 from ..errors import HubbubError
-from .auth import Authenticate
+from .auth import Authenticate, route_path
 from .problems import problem, problem_from
 
 log = logging.getLogger("hubbub")
@@ -58,20 +58,10 @@ class _StartHub:
         if kind in ("http", "websocket") and not self.hub._started:
             async with self._lock:
                 await self.hub.start()
-        if kind == "websocket" and self.ws is not None and _route_path(scope) == self.ws_path:
+        if kind == "websocket" and self.ws is not None and route_path(scope) == self.ws_path:
             await self.ws(scope, receive, send)
             return
         await self.app(scope, receive, send)
-
-
-def _route_path(scope: Scope) -> str:
-    """The path within this application (less a mount's ``root_path``), as Starlette's
-    router matches it."""
-    path: str = scope["path"]
-    root = scope.get("root_path", "")
-    if root and path.startswith(root) and path[len(root):len(root) + 1] == "/":
-        return path[len(root):]
-    return path
 
 
 def _count(request: Request, code: str) -> None:

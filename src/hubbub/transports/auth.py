@@ -101,8 +101,9 @@ def authorize(request: Request, action: Action, topics: Iterable[str], *,
     return principal
 
 
-def _route_path(scope: Scope) -> str:
-    """The path within this application (less a mount's ``root_path``)."""
+def route_path(scope: Scope) -> str:
+    """The path within this application (less a mount's ``root_path``), as
+    Starlette's router matches it."""
     path: str = scope["path"]
     root = scope.get("root_path", "")
     if root and path.startswith(root) and path[len(root):len(root) + 1] == "/":
@@ -123,7 +124,7 @@ class Authenticate:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (scope["type"] != "http" or not self.hub.auth.enabled
-                or scope["method"] == "OPTIONS" or _public(_route_path(scope))):
+                or scope["method"] == "OPTIONS" or _public(route_path(scope))):
             await self.app(scope, receive, send)
             return
         try:
@@ -131,7 +132,7 @@ class Authenticate:
             if principal is None:
                 raise Unauthorized(REQUIRED)
         except HubbubError as exc:
-            path = _route_path(scope)
+            path = route_path(scope)
             response = problem_from(exc, instance=scope["path"])
             if path.startswith("/v1/uploads"):
                 response.headers["Tus-Resumable"] = tus.VERSION  # as every tus answer
@@ -141,4 +142,5 @@ class Authenticate:
         await self.app(scope, receive, send)
 
 
-__all__ = ["KEY", "Action", "Authenticate", "authenticate", "authorize", "credentials", "principal_of"]
+__all__ = ["KEY", "Action", "Authenticate", "authenticate", "authorize", "credentials",
+           "principal_of", "route_path"]

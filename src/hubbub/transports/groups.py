@@ -150,7 +150,7 @@ def describe(hub: Hub, g: GroupInfo) -> dict[str, Any]:
     """
     return {
         "group": g.name, "topics": list(g.patterns), "pending": g.pending,
-        "cursor": cursor.encode(hub.engine.store_epoch, 0, g.delivered_seq),
+        "cursor": cursor.encode(hub.store_epoch, 0, g.delivered_seq),
         "max_deliver": hub.config.for_topic(g.patterns[0]).max_deliver,
         "dead_letter_topic": dead_letter_topic(g.name), "created": g.created,
     }

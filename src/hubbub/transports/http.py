@@ -42,12 +42,13 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import Receive, Scope, Send
 
 from ..core import Hub, Page, PublishItem
+from ..core.auth import Principal
 from ..engines.base import AppendResult
-from ..errors import HubbubError, InvalidRequest, NotFound, PayloadTooLarge, Unavailable
+from ..errors import InvalidRequest, NotFound, PayloadTooLarge, Unavailable
 from ..httpwhole import Responder, responder
 from ..message import JSON, media_type
 from ..topics import validate_topic
-from .auth import Action, authorize, principal_of
+from .auth import KEY, Action, authorize, principal_of
 from .openapi import spec_json
 
 _T = TypeVar("_T")
@@ -114,13 +115,22 @@ def _limit(request: Request, max_limit: int) -> int:
 
 
 def query_wait(request: Request, max_wait: float) -> float:
+    """``?wait=`` in seconds, cut to what is left of the request's token: a
+    waiting request ends, answered as its wait would, when its credential
+    expires (the next one is refused with 401)."""
     text = query_one(request, "wait")
     if text is None:
         return 0.0
     if SECONDS_RE.fullmatch(text) is None or float(text) > max_wait:
         raise InvalidRequest(f"wait must be a number of seconds from 0 to {max_wait:g}",
                              field="wait")
-    return float(text)
+    wait = float(text)
+    principal: Principal | None = request.scope.get(KEY)  # once authenticated
+    if principal is not None and wait:
+        life = hub_of(request).auth.lifetime(principal)
+        if life is not None:
+            wait = min(wait, life)
+    return wait
 
 
 def _receipt(result: AppendResult) -> dict[str, Any]:
@@ -454,12 +464,7 @@ async def readyz(request: Request) -> Response:
     hub = hub_of(request)
     if hub.draining:
         raise Unavailable("hub is shutting down")
-    try:
-        await hub.engine.ping()
-    except HubbubError:
-        raise
-    except Exception:
-        raise Unavailable("store is not reachable") from None
+    await hub.ping()
     return json_response({"status": "ok"})
 
 

@@ -28,9 +28,10 @@ Rules:
 3. A ``gap`` event's ``id`` is the cursor *before* the gap (the last message
    delivered ahead of it): resuming from it says the gap again rather than
    skipping messages that followed it in the same batch.
-4. The stream ends after ``error`` (the reader fell behind its buffer, or
-   the store failed; ``data`` has ``code``, ``message`` and the ``cursor``
-   to resume from) or ``close`` (the hub is shutting down). A browser's
+4. The stream ends after ``error`` (the reader fell behind its buffer, the
+   store failed, or the stream's token expired: code ``unauthorized``;
+   ``data`` has ``code``, ``message`` and the ``cursor`` to resume from) or
+   ``close`` (the hub is shutting down). A browser's
    EventSource reconnects by itself after ``retry`` milliseconds.
 5. Silence longer than ``server.heartbeat`` seconds is broken by a comment.
    The spec: "Legacy proxy servers are known to, in certain cases, drop HTTP
@@ -64,7 +65,7 @@ from ..core import Gap, Subscription
 from ..core.metrics import DoorCounts
 from ..core.presence import Member, check_client
 from ..core.subscription import PAGE, State
-from ..errors import HubbubError, InvalidCursor, InvalidRequest
+from ..errors import HubbubError, InvalidCursor, InvalidRequest, Unauthorized
 from ..message import Message
 from ..topics import validate_topic
 from .auth import Action, authorize
@@ -95,9 +96,11 @@ class EventStream(Response):
     media_type = "text/event-stream"
 
     def __init__(self, sub: Subscription, heartbeat: float, member: Member | None = None,
-                 *, counts: DoorCounts | None = None) -> None:
+                 *, counts: DoorCounts | None = None, lifetime: float | None = None) -> None:
         self.sub = sub
         self.heartbeat = heartbeat
+        #: Seconds until the stream's token expires (Rule 4), if it does.
+        self.lifetime = lifetime
         #: The stream's presence, when it is present on some topic; left as it ends.
         self.member = member
         #: The door's counters (``hub.metrics.sse``): open streams, deliveries.
@@ -149,11 +152,18 @@ class EventStream(Response):
         if self.member is not None:
             ready["conn"] = self.member.conn
         await self._send(send, b"retry: %d\n" % RETRY_MS + event(b"ready", sub.cursor, ready))
+        loop = asyncio.get_running_loop()
+        expires = None if self.lifetime is None else loop.time() + self.lifetime
         while True:
             before = sub.cursor
+            timeout = self.heartbeat
             try:
-                batch = await sub.next_batch(PAGE, timeout=self.heartbeat)
-            except HubbubError as exc:  # SlowConsumer, or Unavailable from the store
+                if expires is not None:
+                    timeout = min(timeout, expires - loop.time())
+                    if timeout <= 0:
+                        raise Unauthorized("token expired", cursor=sub.cursor)
+                batch = await sub.next_batch(PAGE, timeout=timeout)
+            except HubbubError as exc:  # SlowConsumer, Unavailable, an expired token
                 cursor = exc.extra.get("cursor", sub.cursor)
                 body = {"code": exc.code, "message": exc.message, "cursor": cursor}
                 await self._send(send, event(b"error", cursor, body))
@@ -165,7 +175,7 @@ class EventStream(Response):
                 if not self.client_gone:
                     await self._send(send, event(b"close", sub.cursor, {"cursor": sub.cursor}))
                 break
-            else:
+            elif expires is None or loop.time() < expires:
                 await self._send(send, HEARTBEAT)
         if not self.client_gone:
             await send({"type": "http.response.body", "body": b"", "more_body": False})
@@ -191,7 +201,7 @@ class EventStream(Response):
 
 async def _subscribe(request: Request, patterns: list[str]) -> EventStream:
     hub = hub_of(request)
-    authorize(request, Action.SUBSCRIBE, patterns)
+    principal = authorize(request, Action.SUBSCRIBE, patterns)
     after = query_one(request, "after")
     last_id = request.headers.get("last-event-id") or None
     info_text = query_one(request, "info")
@@ -207,15 +217,18 @@ async def _subscribe(request: Request, patterns: list[str]) -> EventStream:
         if last_id is not None:
             exc.field = "Last-Event-ID"
         raise
+    lifetime = hub.auth.lifetime(principal)
     if not present:
-        return EventStream(sub, hub.config.server.heartbeat, counts=hub.metrics.sse)
+        return EventStream(sub, hub.config.server.heartbeat, counts=hub.metrics.sse,
+                           lifetime=lifetime)
     member = hub.presence.member()
     try:
         await member.join(present, client, info)
     except BaseException:
         sub.close()
         raise
-    return EventStream(sub, hub.config.server.heartbeat, member, counts=hub.metrics.sse)
+    return EventStream(sub, hub.config.server.heartbeat, member, counts=hub.metrics.sse,
+                       lifetime=lifetime)
 
 
 async def topic_events(request: Request) -> Response:

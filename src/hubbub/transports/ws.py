@@ -83,7 +83,6 @@ import binascii
 import contextlib
 import functools
 import logging
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -251,9 +250,9 @@ class Connection:
         if principal is None:
             close = functools.partial(self.close, 4401, "authentication timed out")
             delay = AUTH_TIMEOUT
-        elif principal.expires is not None:
+        elif (life := self.hub.auth.lifetime(principal)) is not None:
             close = functools.partial(self.close, 4401, "token expired", resume=True)
-            delay = max(0.0, principal.expires + self.hub.auth.settings.leeway - time.time())
+            delay = life
         else:
             return
         self._auth_timer = asyncio.get_running_loop().call_later(delay, close)
