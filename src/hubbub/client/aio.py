@@ -468,18 +468,21 @@ class AsyncClient:
             Unavailable: the hub could not be reached.
         """
         body, ctype = _payload(data, content_type)
-        url = "/v1/requests/" + quote(topic, safe=":@")
+        return await self._json_call(
+            "POST", "/v1/requests/" + quote(topic, safe=":@"),
+            params={"timeout": f"{timeout:g}"}, content=body, headers={"Content-Type": ctype},
+            timeout=httpx.Timeout(10.0, read=timeout + 10.0))
+
+    async def _json_call(self, method: str, url: str, **kw: Any) -> dict[str, Any]:
+        """One request, no retries: its JSON answer (a ``200``), else the error it means."""
         try:
-            r = await self.http.post(
-                url, params={"timeout": f"{timeout:g}"}, content=body,
-                headers={"Content-Type": ctype},
-                timeout=httpx.Timeout(10.0, read=timeout + 10.0))
+            r = await self.http.request(method, url, **kw)
         except httpx.TransportError as exc:
             raise errors.Unavailable(f"cannot reach the hub at {self.base_url}: {exc}") from exc
         if r.status_code != 200:
             raise await error_from_response(r)
-        reply: dict[str, Any] = msgspec.json.decode(r.content)
-        return reply
+        answer: dict[str, Any] = msgspec.json.decode(r.content)
+        return answer
 
     async def reply(
         self, request_id: str, data: Any, *, content_type: str | None = None
@@ -509,14 +512,7 @@ class AsyncClient:
             Unauthorized, Forbidden: the token may not read the topic.
             Unavailable: the hub could not be reached.
         """
-        try:
-            r = await self.http.get("/v1/topics/" + quote(topic, safe=":@") + "/presence")
-        except httpx.TransportError as exc:
-            raise errors.Unavailable(f"cannot reach the hub at {self.base_url}: {exc}") from exc
-        if r.status_code != 200:
-            raise await error_from_response(r)
-        present: dict[str, Any] = msgspec.json.decode(r.content)
-        return present
+        return await self._json_call("GET", "/v1/topics/" + quote(topic, safe=":@") + "/presence")
 
     async def respond(
         self,
