@@ -38,7 +38,6 @@ Rule 4. What follows a response in uvicorn (the request's ``receive`` sees
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from typing import Any
 
@@ -48,6 +47,8 @@ from uvicorn.protocols.http.httptools_impl import (
     RequestResponseCycle,
 )
 from uvicorn.protocols.utils import get_client_addr, get_path_with_query_string
+
+from .passes import PerPass
 
 #: The ASGI extension's key in ``scope["extensions"]``.
 RESPOND = "hubbub.respond"
@@ -100,7 +101,9 @@ class Responder:
                                         cycle.keep_alive))
         if not cycle.keep_alive:
             cycle.transport.close()
-        _Completions.add(self._protocol.loop, cycle)
+        # uvicorn replaces on_response with a no-op once the application
+        # returns, which it may do before the completions run: keep the real one.
+        _completions.add((cycle, cycle.on_response), self._protocol.loop)
         return True
 
     def watch(self, scope: object, gone: Callable[[], None] | None) -> bool:
@@ -125,30 +128,17 @@ class Responder:
             gone()
 
 
-class _Completions:
-    """What uvicorn does once a response is sent (wake the request's ``receive``,
-    then ``on_response``: the keep-alive timer, reading the next request),
-    done for every response written in a loop pass in one callback, after
-    them all (Rule 4): a publish that answers ten thousand long polls writes
-    them all first."""
+def _complete(done: list[tuple[RequestResponseCycle, Callable[[], None]]]) -> None:
+    for cycle, on_response in done:
+        cycle.message_event.set()
+        on_response()
 
-    _of: dict[asyncio.AbstractEventLoop, list[tuple[RequestResponseCycle, Callable[[], None]]]] = {}
 
-    @classmethod
-    def add(cls, loop: asyncio.AbstractEventLoop, cycle: RequestResponseCycle) -> None:
-        todo = cls._of.get(loop)
-        if todo is None:
-            todo = cls._of[loop] = []
-            loop.call_soon(cls._run, loop)
-        # uvicorn replaces on_response with a no-op once the application
-        # returns, which it may do before this runs: keep the real one.
-        todo.append((cycle, cycle.on_response))
-
-    @classmethod
-    def _run(cls, loop: asyncio.AbstractEventLoop) -> None:
-        for cycle, on_response in cls._of.pop(loop, ()):
-            cycle.message_event.set()
-            on_response()
+#: What uvicorn does once a response is sent (wake the request's ``receive``,
+#: then ``on_response``: the keep-alive timer, reading the next request), done
+#: for every response written in a loop pass in one callback, after them all
+#: (Rule 4): a publish that answers ten thousand long polls writes them all first.
+_completions: PerPass[tuple[RequestResponseCycle, Callable[[], None]]] = PerPass(_complete)
 
 
 _defaults: tuple[list[tuple[bytes, bytes]] | None, bytes] = (None, b"")

@@ -5,7 +5,7 @@ Theory of operation
 The engine's listener hands committed messages over as they commit, often
 one publish at a time. The fan-out does not deliver them at once: it keeps
 what comes in one pass of the event loop and delivers it at the end of the
-pass (one ``call_soon``), so a subscriber gets every message of the pass in
+pass (:class:`~hubbub.passes.PerPass`), so a subscriber gets every message of the pass in
 one :meth:`~hubbub.core.subscription.Subscription.feed_many` call, and a
 connection writes them in one write. Under load, when many publishes are
 processed per pass, the work per subscriber is per pass, not per message.
@@ -26,11 +26,11 @@ Serialization happens at most once per message and wire format, lazily, in
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
 from ..message import Message
+from ..passes import PerPass
 
 if TYPE_CHECKING:
     from .subscription import Subscription
@@ -48,8 +48,8 @@ class FanOut:
         self._mixed: dict[Subscription, None] = {}
         #: Committed messages fed in (from every node, on a cluster); read by /metrics.
         self.messages = 0
-        #: Messages committed in this loop pass, not delivered yet.
-        self._pass: list[Message] | None = None
+        #: Messages committed in this loop pass, delivered at its end.
+        self._pass: PerPass[Message] = PerPass(self._deliver)
 
     def add(self, sub: Subscription) -> None:
         """Register ``sub``; from now on it is fed every matching committed message."""
@@ -88,17 +88,9 @@ class FanOut:
         if not messages:
             return
         self.messages += len(messages)
-        pending = self._pass
-        if pending is None:
-            self._pass = list(messages)
-            asyncio.get_running_loop().call_soon(self._deliver)
-        else:
-            pending.extend(messages)
+        self._pass.extend(messages)
 
-    def _deliver(self) -> None:
-        batch, self._pass = self._pass, None
-        if not batch:
-            return
+    def _deliver(self, batch: list[Message]) -> None:
         first = batch[0].topic
         if all(m.topic == first for m in batch):
             by_topic = {first: batch}

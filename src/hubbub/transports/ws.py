@@ -107,6 +107,7 @@ from ..errors import (
     Unavailable,
 )
 from ..message import BINARY_FRAME, JSON, OCTET, TEXT_FRAME, Message, media_type, ws_frame
+from ..passes import PerPass
 from ..topics import validate_pattern, validate_topic
 from ..wsframes import SendFrames, WriteFrames, frames_sender, frames_writer
 from .auth import authenticate
@@ -530,7 +531,7 @@ class Connection:
         """A parked subscription has news (called from the fan-out): flush it
         once the fan-out is done, so that whatever it hands over meanwhile
         goes out in the same write."""
-        _Flushes.add(s)
+        _flushes.add(s)
 
     def _flush(self, s: _Sub) -> None:
         """Write a parked subscription's ready events now, if that needs no
@@ -689,28 +690,17 @@ class WebSocketDoor:
             _Open.discard(hub, conn)
 
 
-class _Flushes:
-    """Parked subscriptions with news, flushed together once the fan-out is
-    done (Rule 6): one ``call_soon`` per loop pass for all of them, rather
-    than one each (a message for a thousand subscribers schedules one)."""
+def _flush_all(subs: list[_Sub]) -> None:
+    """Flush the parked subscriptions that had news in a loop pass (Rule 6)."""
+    for s in subs:
+        conn = s.conn
+        if conn is not None:
+            conn._flush(s)
 
-    _of: dict[asyncio.AbstractEventLoop, list[_Sub]] = {}
 
-    @classmethod
-    def add(cls, s: _Sub) -> None:
-        loop = asyncio.get_running_loop()
-        subs = cls._of.get(loop)
-        if subs is None:
-            subs = cls._of[loop] = []
-            loop.call_soon(cls._run, loop)
-        subs.append(s)
-
-    @classmethod
-    def _run(cls, loop: asyncio.AbstractEventLoop) -> None:
-        for s in cls._of.pop(loop, ()):
-            conn = s.conn
-            if conn is not None:
-                conn._flush(s)
+#: Parked subscriptions with news, flushed together once the fan-out is done
+#: (Rule 6): one callback per loop pass for all of them, rather than one each.
+_flushes: PerPass[_Sub] = PerPass(_flush_all)
 
 
 #: The last batch of messages joined into frames, and its bytes (see :func:`_joined`).

@@ -1,0 +1,58 @@
+"""Work gathered over one pass of the event loop and done once, at its end.
+
+A publish commits, the fan-out hands the message to a thousand subscribers,
+each connection then writes: done item by item, every step would cost a
+callback per item. :class:`PerPass` gathers the items of a loop pass and
+hands them over together to one ``call_soon`` callback, which runs once the
+work that is ready now is done, before the loop waits for anything. Used by
+the fan-out (the messages of a pass), the WebSocket door (the connections
+with news) and the whole-response writer (uvicorn's follow-up of each
+response).
+
+Rule 1. Items are handed over in the order they were added, each once.
+Rule 2. An item added while the callback runs goes to the next pass.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterable
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+
+
+class PerPass(Generic[T]):
+    """Items added during a pass of an event loop, handed to ``run`` together
+    (see the module docstring); one list per loop, so several loops may use it."""
+
+    __slots__ = ("_run", "_pending")
+
+    def __init__(self, run: Callable[[list[T]], None]) -> None:
+        self._run = run
+        self._pending: dict[asyncio.AbstractEventLoop, list[T]] = {}
+
+    def _items(self, loop: asyncio.AbstractEventLoop | None) -> list[T]:
+        if loop is None:
+            loop = asyncio.get_running_loop()
+        items = self._pending.get(loop)
+        if items is None:
+            items = self._pending[loop] = []
+            loop.call_soon(self._fire, loop)
+        return items
+
+    def add(self, item: T, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        """Hand ``item`` over at the end of this pass of ``loop`` (the running one)."""
+        self._items(loop).append(item)
+
+    def extend(self, items: Iterable[T], loop: asyncio.AbstractEventLoop | None = None) -> None:
+        """:meth:`add` each of ``items``."""
+        self._items(loop).extend(items)
+
+    def _fire(self, loop: asyncio.AbstractEventLoop) -> None:
+        items = self._pending.pop(loop, None)
+        if items:
+            self._run(items)
+
+
+__all__ = ["PerPass"]
