@@ -40,6 +40,7 @@ from .fanout import FanOut
 from .groups import Groups
 from .jobs import Jobs
 from .metrics import Metrics
+from .nodes import Nodes
 from .polls import Polls
 from .presence import Presence
 from .requests import Requests
@@ -126,6 +127,8 @@ class Hub:
         self.uploads = Uploads(self, self.config.uploads)
         self.jobs = Jobs(self)
         self.presence = Presence(self)
+        #: This node's place in the cluster view (:mod:`hubbub.core.nodes`).
+        self.nodes = Nodes(self)
         #: Long polls waiting together (see :meth:`poll_now`).
         self.polls = Polls()
         #: Who a client is and what it may do; every door asks (:mod:`hubbub.core.auth`).
@@ -167,6 +170,7 @@ class Hub:
         await self.uploads.start()
         self.presence.start()
         await self.jobs.start()
+        self.nodes.start()
         self._started = True
 
     async def __aenter__(self) -> Hub:
@@ -191,6 +195,7 @@ class Hub:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._trimmer
         if self._started:
+            await self.nodes.stop()
             await self.uploads.stop()
             await self.presence.stop()  # its leaves are published before the engine closes
             await self.jobs.stop()

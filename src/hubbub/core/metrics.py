@@ -17,7 +17,8 @@ Rules:
 2. Counters are this node's since its process started: they restart at 0
    with it (Prometheus' ``rate()`` takes resets in its stride). The store's
    numbers (a group's pending entries, jobs, uploads, topics) are the
-   cluster's, read at snapshot time.
+   cluster's, read at snapshot time, and so is the ``cluster`` part: every
+   node's summary, summed (:mod:`hubbub.core.nodes`).
 3. A gauge a door raises, the same door lowers in a ``finally``.
 4. A batch a door writes has its gaps first (``Subscription`` hands out the
    gaps it knows before the messages that follow them), so
@@ -269,6 +270,7 @@ async def snapshot(hub: Hub) -> dict[str, Any]:
         for name, c in sorted(m.groups.items())
     ]
     out["groups"] = groups
+    out["cluster"] = hub.nodes.alone()  # without the store, this node is all it knows
     out["jobs"] = {"states": {}, "active": [], "partial": False}
     out["uploads"] = {"bytes_received": m.upload_bytes, "in_progress": 0, "complete": 0,
                       "active": [], "partial": False}
@@ -281,6 +283,7 @@ async def snapshot(hub: Hub) -> dict[str, Any]:
                     g["patterns"], g["pending"] = list(info.patterns), info.pending
         out["jobs"] = await _jobs(hub, now)
         out["uploads"].update(await _uploads(hub))
+        out["cluster"] = await hub.nodes.view()
     except HubbubError:
         out["store"]["up"] = False
     return out

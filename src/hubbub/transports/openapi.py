@@ -650,8 +650,24 @@ _SCHEMAS["Stats"] = {
                    "pending, jobs, uploads) are left out, and store.up is false, when the "
                    "store does not answer.",
     "required": ["node", "published", "publish_latency", "doors", "subscriptions",
-                 "fanout_messages", "problems", "store", "groups", "jobs", "uploads"],
+                 "fanout_messages", "problems", "store", "groups", "jobs", "uploads",
+                 "cluster"],
     "properties": {
+        "cluster": {"type": "object", "description": (
+            "Every node's summary and their sums (docs/operations.md); each node writes "
+            "its own every 2 s. Only this node when the store does not answer."),
+            "required": ["nodes", "published", "deliveries", "open", "subscriptions",
+                         "members"],
+            "properties": {
+                "nodes": {"type": "integer"}, "published": {"type": "integer"},
+                "deliveries": {**_COUNTS, "description": "by door"},
+                "open": {**_COUNTS, "description": "connections open now, by door"},
+                "subscriptions": {"type": "integer"},
+                "members": {"type": "array", "items": {"type": "object", "properties": {
+                    "id": {"type": "string"}, "started": {"type": "integer"},
+                    "draining": {"type": "boolean"}, "published": {"type": "integer"},
+                    "deliveries": _COUNTS, "open": _COUNTS,
+                    "subscriptions": {"type": "integer"}}}}}},
         "node": {"type": "object", "properties": {
             "version": {"type": "string"}, "engine": {"type": "string"},
             "started": {"type": "integer", "description": "ms since the Unix epoch"},

@@ -149,8 +149,10 @@
     if (list.length > SPARK_POINTS) list.shift();
   }
 
+  // Counters of the whole cluster: every node's summary, summed by the hub
+  // (/v1/stats "cluster"; on one node, that node's own counters).
   function deliveries(stats) {
-    return sum(Object.values(stats.doors).map((d) => d.deliveries));
+    return sum(Object.values(stats.cluster.deliveries));
   }
 
   async function refresh() {
@@ -171,21 +173,23 @@
     const dt = previous ? (time - previous.time) / 1000 : null;
     const rate = (now, before) => (dt && before !== undefined ? Math.max(0, now - before) / dt : null);
     const node = stats.node;
+    const cluster = stats.cluster;
     $("node").textContent = node.engine + " store \u00b7 hubbub " + node.version +
-      " \u00b7 up " + duration(node.uptime);
+      " \u00b7 up " + duration(node.uptime) +
+      (cluster.nodes > 1 ? " \u00b7 " + cluster.nodes + " nodes" : "");
 
-    const published = rate(stats.published.total, previous && previous.stats.published.total);
+    const published = rate(cluster.published, previous && previous.stats.cluster.published);
     const delivered = rate(deliveries(stats), previous && deliveries(previous.stats));
     if (published !== null) push(series.published, published);
     if (delivered !== null) push(series.delivered, delivered);
     $("published-rate").textContent = perSecond(published) + " /s";
-    $("published-total").textContent = num(stats.published.total);
+    $("published-total").textContent = num(cluster.published);
     $("delivered-rate").textContent = perSecond(delivered) + " /s";
     $("delivered-total").textContent = num(deliveries(stats));
     spark($("published-spark"), series.published);
     spark($("delivered-spark"), series.delivered);
 
-    const open = DOORS.slice(0, 3).map(([door, label]) => [label, stats.doors[door].open]);
+    const open = DOORS.slice(0, 3).map(([door, label]) => [label, cluster.open[door]]);
     $("connected").textContent = num(sum(open.map(([, n]) => n)));
     $("connected-doors").textContent = open.map(([label, n]) => label + " " + n).join(" \u00b7 ");
 
@@ -196,7 +200,7 @@
     $("latency").textContent = count > 0 ? (1000 * total / count).toFixed(2) + " ms" : "\u2013";
 
     $("topic-count").textContent = num(stats.topics !== undefined ? stats.topics : topics.length);
-    $("subscriptions").textContent = num(stats.subscriptions);
+    $("subscriptions").textContent = num(cluster.subscriptions);
     $("store").textContent = stats.store.up ? "up" : "down";
     const errors = stats.store.errors;
     $("store-errors").textContent = "errors: append " + errors.append + " \u00b7 read " +
