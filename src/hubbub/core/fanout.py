@@ -5,20 +5,21 @@ Theory of operation
 The engine's listener hands committed messages over as they commit, often
 one publish at a time. The fan-out does not deliver them at once: it keeps
 what comes in one pass of the event loop and delivers it at the end of the
-pass (:class:`~hubbub.passes.PerPass`), so a subscriber gets every message of the pass in
-one :meth:`~hubbub.core.subscription.Subscription.feed_many` call, and a
-connection writes them in one write. Under load, when many publishes are
-processed per pass, the work per subscriber is per pass, not per message.
+pass (:class:`~hubbub.passes.PerPass`), so a subscriber gets every message
+of the pass in one :meth:`~hubbub.core.subscription.Subscription.feed_many`
+call, and a connection writes them in one write. Under load, when many
+publishes are processed per pass, the work per subscriber is per pass, not
+per message.
 
 Rule 1. Each subscription gets its messages in seq order, each once. A
         subscription to one concrete topic (the common case) is fed that
         topic's messages of the pass in one list; one with several patterns
         or a wildcard is fed the pass's messages its filter matches, in the
         order they committed.
-Rule 2. A message is delivered in the pass it commits in: no later than a
-        timer or an I/O callback scheduled after it. Subscriptions registered
-        in between may get it from the fan-out and from their first store
-        read; the subscription drops the second copy by seq (its Rule 1).
+Rule 2. What commits in a pass is delivered by one callback, which the loop
+        runs before it next waits for I/O. Subscriptions registered in
+        between may get a message from the fan-out and from their first
+        store read; the subscription drops the second copy by seq (its Rule 1).
 
 Serialization happens at most once per message and wire format, lazily, in
 :class:`~hubbub.message.Message`.
