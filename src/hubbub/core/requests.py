@@ -53,6 +53,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import math
 import re
 import secrets
 from typing import TYPE_CHECKING
@@ -190,7 +191,9 @@ class Requests:
             except (msgspec.DecodeError, UnicodeDecodeError):
                 raise InvalidRequest("malformed JSON", field="data") from None
         token = secrets.token_hex(16)
-        deadline = hub.now() + int(timeout * 1000)
+        # hub.now() drops the fraction of its millisecond: one more keeps the
+        # wait from ending before ``timeout`` has passed.
+        deadline = hub.now() + math.ceil(timeout * 1000) + 1
         request_id = f"{deadline}.{token}"
         sub = await hub.subscribe([f"{INBOX}.{token}"], "end", buffer=4)
         pending = PendingRequest(hub, request_id, topic, timeout, sub)
