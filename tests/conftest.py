@@ -154,20 +154,24 @@ class HubServer:
 
 async def start_server(store: str, config: Config | None = None, **app_kw: Any) -> HubServer:
     app = create_app(store, config, **app_kw)
-    port = free_port()
-    cfg = uvicorn.Config(
+    return await serve_app(app, app, ws_max_size=(config or Config()).max_message_size
+                           + 64 * 1024)
+
+
+async def serve_app(app: Any, hub_app: Any, port: int | None = None, **uvicorn_kw: Any
+                    ) -> HubServer:
+    """Run ``app`` (the hub's app ``hub_app``, maybe wrapped) on a loopback port."""
+    port = port or free_port()
+    server = uvicorn.Server(uvicorn.Config(
         app, host="127.0.0.1", port=port, log_level="warning", lifespan="on",
-        ws_max_size=(config or Config()).max_message_size + 64 * 1024,
-        timeout_graceful_shutdown=2,
-    )
-    server = uvicorn.Server(cfg)
+        timeout_graceful_shutdown=2, **uvicorn_kw))
     task = asyncio.create_task(server.serve())
     async with asyncio.timeout(10 * UNIT):
         while not server.started:
             if task.done():
                 task.result()
             await asyncio.sleep(0.01)
-    return HubServer(f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}", app, server, task)
+    return HubServer(f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}", hub_app, server, task)
 
 
 @pytest.fixture(params=ENGINES)

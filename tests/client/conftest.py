@@ -9,18 +9,16 @@ corporate proxy would), an event-stream path with ``404``, a long poll (a
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 
 from hubbub.config import Config
 from hubbub.transports.app import create_app
-from tests.conftest import UNIT, HubServer, free_port, store_url
+from tests.conftest import HubServer, serve_app, store_url
 
 
 class RefusingProxy:
@@ -57,21 +55,6 @@ async def _plain(send: Any, status: int, body: bytes) -> None:
                 "headers": [(b"content-type", b"text/plain"),
                             (b"content-length", str(len(body)).encode())]})
     await send({"type": "http.response.body", "body": body})
-
-
-async def serve_app(app: Any, hub_app: Any, port: int | None = None) -> HubServer:
-    """Run ``app`` (the hub's app ``hub_app``, maybe wrapped) on a loopback port."""
-    port = port or free_port()
-    server = uvicorn.Server(uvicorn.Config(
-        app, host="127.0.0.1", port=port, log_level="warning", lifespan="on",
-        timeout_graceful_shutdown=2))
-    task = asyncio.create_task(server.serve())
-    async with asyncio.timeout(10 * UNIT):
-        while not server.started:
-            if task.done():
-                task.result()
-            await asyncio.sleep(0.01)
-    return HubServer(f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}", hub_app, server, task)
 
 
 Proxied = Callable[..., Awaitable[tuple[HubServer, RefusingProxy]]]

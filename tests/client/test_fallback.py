@@ -15,8 +15,8 @@ import pytest
 
 from hubbub.client import AsyncClient, BackoffPolicy, DoorRefused
 from hubbub.transports.app import create_app
-from tests.client.conftest import Proxied, serve_app
-from tests.conftest import UNIT, free_port
+from tests.client.conftest import Proxied
+from tests.conftest import UNIT, free_port, serve_app
 
 CASES = {
     # name: (create_app(websocket=), refused by the proxy, expected door, doors refused)

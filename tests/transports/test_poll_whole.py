@@ -17,14 +17,13 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 
 from hubbub.config import Config
 from hubbub.core import PublishItem
 from hubbub.httpwhole import WholeResponseProtocol
 from hubbub.transports.app import create_app
 from hubbub.wsframes import FramesProtocol
-from tests.conftest import UNIT, HubServer, free_port, store_url
+from tests.conftest import UNIT, HubServer, serve_app, store_url
 from tests.transports import test_poll
 from tests.transports.test_poll import publish
 
@@ -44,19 +43,8 @@ def config() -> Config:
 async def hub_server(engine: str, tmp_path: Path, config: Config) -> AsyncIterator[HubServer]:
     """A real hub on uvicorn with hubbub's own protocols, as ``hubbub serve`` runs."""
     app = create_app(store_url(engine, tmp_path), config)
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(
-        app, host="127.0.0.1", port=port, log_level="warning", lifespan="on",
-        http=WholeResponseProtocol, ws=FramesProtocol, timeout_graceful_shutdown=2,
-        ws_max_size=config.max_message_size + 64 * 1024,
-    ))
-    task = asyncio.create_task(server.serve())
-    async with asyncio.timeout(10 * UNIT):
-        while not server.started:
-            if task.done():
-                task.result()
-            await asyncio.sleep(0.01)
-    srv = HubServer(f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}", app, server, task)
+    srv = await serve_app(app, app, http=WholeResponseProtocol, ws=FramesProtocol,
+                          ws_max_size=config.max_message_size + 64 * 1024)
     try:
         yield srv
     finally:

@@ -29,7 +29,7 @@ from hubbub.core import PublishItem
 from hubbub.message import BINARY_FRAME, TEXT_FRAME, Message, ws_frame
 from hubbub.transports.app import create_app
 from hubbub.wsframes import FramesProtocol, _Pings
-from tests.conftest import UNIT, HubServer, free_port, store_url
+from tests.conftest import UNIT, HubServer, serve_app, store_url
 from tests.transports import test_ws
 
 # Every test of the WebSocket door, again, over the frames path (the module's
@@ -47,20 +47,9 @@ async def _serve(app: Any, ws: Any, max_message_size: int) -> tuple[uvicorn.Serv
 
 async def _serve_with(app: Any, **settings: Any) -> tuple[uvicorn.Server, int,
                                                            asyncio.Task[None]]:
-    port = free_port()
     settings.setdefault("ws", FramesProtocol)
-    cfg = uvicorn.Config(
-        app, host="127.0.0.1", port=port, log_level="warning", lifespan="on",
-        timeout_graceful_shutdown=2, **settings,
-    )
-    server = uvicorn.Server(cfg)
-    task = asyncio.create_task(server.serve())
-    async with asyncio.timeout(10 * UNIT):
-        while not server.started:
-            if task.done():
-                task.result()
-            await asyncio.sleep(0.01)
-    return server, port, task
+    srv = await serve_app(app, app, **settings)
+    return srv.server, int(srv.url.rsplit(":", 1)[1]), srv.task
 
 
 @pytest.fixture

@@ -42,7 +42,7 @@ import threading
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
 from types import TracebackType
-from typing import Any, Concatenate, Generic, ParamSpec, TypeVar
+from typing import Any, Concatenate, Generic, ParamSpec, TypeVar, overload
 
 import httpx
 
@@ -138,6 +138,25 @@ def bridge(
     return call
 
 
+class forwarded(Generic[T]):
+    """A read-only attribute of the async object, read as it is there:
+    ``topic = forwarded[str]()`` in a :class:`_Bridge`."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    @overload
+    def __get__(self, obj: None, owner: type | None = None) -> forwarded[T]: ...
+    @overload
+    def __get__(self, obj: _Bridge[Any], owner: type | None = None) -> T: ...
+
+    def __get__(self, obj: _Bridge[Any] | None, owner: type | None = None) -> T | forwarded[T]:
+        if obj is None:
+            return self
+        value: T = getattr(obj._async, self.name)
+        return value
+
+
 def returning(
     method: Callable[Concatenate[A, P], T], wrap: Callable[[Portal, T], W],
 ) -> Callable[Concatenate[_Bridge[A], P], W]:
@@ -223,25 +242,11 @@ class SyncDelivery(_Bridge[Delivery]):
     nack = bridge(Delivery.nack)
     extend = bridge(Delivery.extend)
 
-    @property
-    def message(self) -> dict[str, Any]:
-        return self._async.message
-
-    @property
-    def data(self) -> Any:
-        return self._async.data
-
-    @property
-    def topic(self) -> str:
-        return self._async.topic
-
-    @property
-    def attempt(self) -> int:
-        return self._async.attempt
-
-    @property
-    def lease(self) -> str:
-        return self._async.lease
+    message = forwarded[dict[str, Any]]()
+    data = forwarded[Any]()
+    topic = forwarded[str]()
+    attempt = forwarded[int]()
+    lease = forwarded[str]()
 
     def to_dict(self) -> dict[str, Any]:
         return self._async.to_dict()
@@ -272,9 +277,7 @@ class SyncGroup(_Bridge[Group]):
         """As :meth:`hubbub.client.groups.Group.pull`, blocking."""
         return _deliveries(self._portal, self._portal.call(self._async.pull, max, wait=wait))
 
-    @property
-    def name(self) -> str:
-        return self._async.name
+    name = forwarded[str]()
 
 
 class SyncTakenJob(_Bridge[TakenJob]):
@@ -285,25 +288,11 @@ class SyncTakenJob(_Bridge[TakenJob]):
     complete = bridge(TakenJob.complete)
     fail = bridge(TakenJob.fail)
 
-    @property
-    def job(self) -> dict[str, Any]:
-        return self._async.job
-
-    @property
-    def data(self) -> Any:
-        return self._async.data
-
-    @property
-    def id(self) -> str:
-        return self._async.id
-
-    @property
-    def attempt(self) -> int:
-        return self._async.attempt
-
-    @property
-    def lease(self) -> str:
-        return self._async.lease
+    job = forwarded[dict[str, Any]]()
+    data = forwarded[Any]()
+    id = forwarded[str]()
+    attempt = forwarded[int]()
+    lease = forwarded[str]()
 
     def __repr__(self) -> str:
         return repr(self._async)
@@ -384,9 +373,7 @@ class Client(_Bridge[AsyncClient]):
         finally:
             self._finalizer()
 
-    @property
-    def base_url(self) -> str:
-        return self._async.base_url
+    base_url = forwarded[str]()
 
     @property
     def transport(self) -> Transport | None:

@@ -34,6 +34,7 @@ from ..errors import (
     Unavailable,
 )
 from ..message import JSON, Message
+from ..tasks import cancel_and_wait
 from ..topics import TopicFilter, validate_pattern, validate_topic
 from .auth import Auth
 from .fanout import FanOut
@@ -190,10 +191,7 @@ class Hub:
     async def stop(self) -> None:
         """Drain, then close the engine after its in-flight appends."""
         await self.drain()
-        if self._trimmer is not None:
-            self._trimmer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._trimmer
+        await cancel_and_wait(self._trimmer)
         if self._started:
             await self.nodes.stop()
             await self.uploads.stop()

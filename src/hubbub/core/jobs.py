@@ -95,6 +95,7 @@ from ..jobstate import (
 )
 from ..leases import Outcome, parse_lease_id
 from ..message import JSON
+from ..tasks import cancel_and_wait
 from .groups import MAX_DELAY, MAX_LEASE
 from .subscription import State as SubState
 
@@ -210,11 +211,8 @@ class Jobs:
             self._sweeper = asyncio.create_task(self._sweep_forever(), name="hubbub-jobs")
 
     async def stop(self) -> None:
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sweeper
-            self._sweeper = None
+        await cancel_and_wait(self._sweeper)
+        self._sweeper = None
 
     def _check_open(self) -> None:
         if self.hub.draining:

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from ..errors import HubbubError
+from ..tasks import cancel_and_wait
 
 if TYPE_CHECKING:
     from .hub import Hub
@@ -78,9 +79,7 @@ class Nodes:
         task, self._task = self._task, None
         if task is None:
             return
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await cancel_and_wait(task)
         with contextlib.suppress(HubbubError):
             await self.hub.engine.delete(PREFIX + self.id, self.hub.now())
 

@@ -76,6 +76,7 @@ from ..config import PRESENCE
 from ..engines.base import AppendRequest, Record
 from ..errors import HubbubError, InvalidRequest, InvalidTopic, NotFound, Unavailable
 from ..message import JSON
+from ..tasks import cancel_and_wait
 from ..topics import MAX_TOPIC_LENGTH, validate_topic
 
 if TYPE_CHECKING:
@@ -270,11 +271,8 @@ class Presence:
         """Stop, and remove this node's entries with ``leave`` events (reason
         ``closed``). Call before the engine closes."""
         self._stopped = True
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
         for entry in list(self._held.values()):
             with contextlib.suppress(HubbubError):
                 await self._remove(entry, "closed")

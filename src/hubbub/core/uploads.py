@@ -77,6 +77,7 @@ from ..errors import (
     UploadExpired,
 )
 from ..message import JSON
+from ..tasks import cancel_and_wait
 from ..tus import parse_metadata
 
 if TYPE_CHECKING:
@@ -179,11 +180,8 @@ class Uploads:
         self._sweeper = asyncio.create_task(self._sweep_forever(), name="hubbub-uploads")
 
     async def stop(self) -> None:
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sweeper
-            self._sweeper = None
+        await cancel_and_wait(self._sweeper)
+        self._sweeper = None
         if self._temporary:
             shutil.rmtree(self.dir, ignore_errors=True)
 

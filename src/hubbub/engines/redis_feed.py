@@ -25,6 +25,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from ..cursor import new_epoch
 from ..errors import HubbubError, Unavailable
 from ..message import Message
+from ..tasks import cancel_and_wait
 from .base import ErrorListener, Listener
 from .redis_wire import decode_frame
 
@@ -75,11 +76,8 @@ class Feed:
                 while self._parked and self.up:
                     await asyncio.sleep(0.005)
         self._answer()
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
         self.up = False
 
     def park(self, seq: int, answer: Callable[[], None]) -> None:

@@ -50,6 +50,7 @@ from ..engines.base import GroupInfo, Lease
 from ..errors import Conflict, HubbubError, InvalidRequest
 from ..leases import Outcome, dead_letter_topic, parse_lease_id, validate_group
 from ..message import JSON
+from ..tasks import cancel_and_wait
 from ..topics import validate_pattern
 from .auth import Action, authorize, principal_of
 from .http import (
@@ -345,10 +346,7 @@ class GroupFeeds:
     async def stop(self, feed: Feed) -> None:
         """End a feed's deliveries; what it delivered stays settleable on the connection."""
         self.feeds.pop(feed.id, None)
-        if feed.task is not None:
-            feed.task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await feed.task
+        await cancel_and_wait(feed.task)
 
     async def settle(self, op: wire.Ack | wire.Nack | wire.Extend) -> dict[str, Any]:
         """Carry out ``ack``, ``nack`` or ``extend``; the ``ok`` reply with every outcome.

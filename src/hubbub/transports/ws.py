@@ -108,6 +108,7 @@ from ..errors import (
 )
 from ..message import BINARY_FRAME, JSON, OCTET, TEXT_FRAME, Message, media_type, ws_frame
 from ..passes import PerPass
+from ..tasks import cancel_and_wait
 from ..topics import validate_pattern, validate_topic
 from ..wsframes import SendFrames, WriteFrames, frames_sender, frames_writer
 from .auth import authenticate
@@ -444,10 +445,7 @@ class Connection:
 
     async def _stop(self, s: _Sub) -> None:
         s.sub.close()
-        if s.task is not None:
-            s.task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await s.task
+        await cancel_and_wait(s.task)
 
     # -- writing ------------------------------------------------------------------
 
