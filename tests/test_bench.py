@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from hubbub import bench
+from hubbub.bench import measure
 from hubbub.cli import main
 from tests.conftest import UNIT
 
@@ -96,6 +98,41 @@ def test_quick_ws_fanout_runs_end_to_end(tmp_path: Path) -> None:
     (run,) = case["runs"]
     assert case["server"] == "hubbub (memory)" and run["deliveries_per_s"] > 0
     assert 0 < run["p50_ms"] <= run["p99_ms"]
+
+
+@pytest.mark.slow
+def test_quick_long_poll_runs_end_to_end(tmp_path: Path) -> None:
+    """`hubbub bench long-poll --quick` builds the C long-poll client, and every
+    poll gets its answer after the publish, none before, none failed."""
+    out = tmp_path / "runs.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "hubbub", "bench", "long-poll", "--quick", "--json", str(out)],
+        capture_output=True, text=True, timeout=120 * UNIT, env={**os.environ},
+    )
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    for case in json.loads(out.read_text()):
+        (run,) = case["runs"]
+        assert (run["answered"], run["early"], run["failed"], run["waiting"]) == (
+            bench.QUICK.polls, 0, 0, 0)
+        assert 0 < run["p50_ms"] <= run["p99_ms"] <= run["max_ms"]
+        assert "loadgen_cpu" in run
+
+
+@pytest.mark.skipif(shutil.which("cc") is None, reason="the long-poll client needs cc")
+def test_long_poll_client_says_what_is_wrong_in_json() -> None:
+    """The C client speaks the generator's JSON lines: a refused connection is
+    an ``error`` line and exit status 1, not a crash or a hang."""
+    client = measure.longpoll_client()
+    with socket.socket() as s:  # a port with nobody listening
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"http://127.0.0.1:{port}/v1/topics/t"
+    proc = subprocess.run([str(client), url + "/messages?wait=30", url, "3", "100", "0", "1000"],
+                          capture_output=True, text=True, timeout=30 * UNIT)
+    assert proc.returncode == 1
+    assert json.loads(proc.stdout.splitlines()[-1]) == {"error": "connect: Connection refused"}
+    usage = subprocess.run([str(client)], capture_output=True, text=True, timeout=30 * UNIT)
+    assert usage.returncode == 1 and "usage: longpoll" in json.loads(usage.stdout)["error"]
 
 
 def test_cluster_scenario_compares_engines_and_node_counts() -> None:

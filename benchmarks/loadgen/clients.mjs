@@ -483,33 +483,3 @@ export async function postJson(url, body) {
   if (res.status < 200 || res.status > 299) throw new Error(`POST ${url} answered ${res.status}: ${res.body}`);
   return res;
 }
-
-/**
- * A bare HTTP/1.1 GET on a connection of its own, for the long-poll
- * scenario: node:http's client costs the generator a few hundred
- * microseconds per answer, too much when 10,000 answers come at once.
- * Calls `onConnect()` once connected; resolves with {at, ok} when the answer
- * is in: `at` is when its first bytes came (performance.now()), `ok` whether
- * it is a 200 whose body holds `marker`. The socket stays open (`sockets`
- * collects it), so closing connections costs nothing while answers arrive.
- */
-export function bareGet(url, { index, marker, onConnect, sockets }) {
-  const u = new URL(url);
-  return new Promise((resolve, reject) => {
-    const sock = net.connect({ host: u.hostname, port: Number(u.port), localAddress: sourceAddress(index) });
-    sockets.push(sock);
-    let at = 0;
-    let seen = Buffer.alloc(0);
-    sock.once("connect", () => {
-      onConnect();
-      sock.write(`GET ${u.pathname}${u.search} HTTP/1.1\r\nHost: ${u.host}\r\n\r\n`);
-    });
-    sock.on("data", (chunk) => {
-      if (!at) at = performance.now();
-      seen = seen.length ? Buffer.concat([seen, chunk]) : chunk;
-      if (seen.includes(marker)) resolve({ at, ok: seen.subarray(0, 12).toString() === "HTTP/1.1 200" });
-    });
-    sock.on("error", reject);
-    sock.on("close", () => reject(new Error("closed before the answer")));
-  });
-}

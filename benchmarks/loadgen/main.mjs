@@ -7,7 +7,8 @@
 // ("start", "held") or closes ("end"), so the orchestrator can read the CPU
 // time of the server and of this process at those instants, and last
 // {"result": {...}} or {"error": "..."}. Every run is bounded: past
-// spec.timeout_s it gives up with an error (exit status 2).
+// spec.timeout_s it gives up with an error (exit status 2). The long-poll
+// scenario's client is longpoll.c, which speaks the same lines.
 
 import { MODES } from "./modes.mjs";
 

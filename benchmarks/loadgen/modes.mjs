@@ -5,7 +5,7 @@
 
 import * as http from "node:http";
 import { readFile } from "node:fs/promises";
-import { bareGet, DIALECTS, openEventStream, openMany, openWebSocket, postJson, request } from "./clients.mjs";
+import { DIALECTS, openEventStream, openMany, openWebSocket, postJson, request } from "./clients.mjs";
 import { Meter, now, payload, sleep, summarize, until } from "./meter.mjs";
 
 const CONNECT_CONCURRENCY = 200;
@@ -59,41 +59,6 @@ export async function fanout(spec, mark) {
     publish_errors: publishErrors,
     mismatches: meter.mismatches,
   };
-}
-
-/**
- * `n` long polls waiting at once, then one publish: how long until each
- * poll has its answer (its first bytes).
- */
-export async function longpoll(spec, mark) {
-  let connected = 0;
-  let failed = 0;
-  let early = 0;
-  let publishedAt = Infinity;
-  const latencies = new Float64Array(spec.n);
-  let answered = 0;
-  const sockets = [];
-  for (let i = 0; i < spec.n; i++) {
-    // At most CONNECT_CONCURRENCY connections being set up at a time.
-    await until(() => i - connected < CONNECT_CONCURRENCY, 30000);
-    bareGet(spec.poll_url, { index: i, marker: MARKER, sockets, onConnect: () => connected++ }).then(
-      ({ at, ok }) => {
-        if (at < publishedAt) early++;
-        else if (!ok) failed++;
-        else latencies[answered++] = at - publishedAt;
-      },
-      () => failed++,
-    );
-  }
-  if (!(await until(() => connected === spec.n, 30000))) throw new Error(`only ${connected} of ${spec.n} polls connected`);
-  await sleep(spec.settle * 1000); // the server reads and parks each request
-  mark("start");
-  publishedAt = now();
-  await postJson(spec.publish_url, payload(1, spec.size));
-  await until(() => answered + failed + early === spec.n, spec.timeout_ms);
-  mark("end");
-  for (const sock of sockets) sock.destroy();
-  return { ...summarize(latencies, answered), answered, early, failed, waiting: spec.n - answered - failed - early };
 }
 
 /** Hold `n` WebSocket connections, each subscribed to a topic (room) of its own. */
@@ -175,7 +140,7 @@ export async function replayPoll(spec, mark) {
   return { messages: got, seconds, messages_per_s: got / seconds };
 }
 
-export const MODES = { fanout, longpoll, idle, preload, "replay-ws": replayWs, "replay-poll": replayPoll, upload };
+export const MODES = { fanout, idle, preload, "replay-ws": replayWs, "replay-poll": replayPoll, upload };
 
 /**
  * One tus upload of the file `file` to `endpoint` in PATCHes of `chunk` bytes,

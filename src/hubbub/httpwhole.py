@@ -34,12 +34,19 @@ Rule 3. ``gone`` is called at most once, from the protocol's
 Rule 4. What follows a response in uvicorn (the request's ``receive`` sees
         the end, the connection reads its next request) happens once every
         response of the loop pass is written, in one callback.
+Rule 5. :func:`respond_all` answers a crowd with one response: it makes every
+        write first, back to back, with the garbage collector held off, and
+        only then each response's own follow-up (the access log, a
+        connection's close, Rule 4's queue). The last of ten thousand clients
+        waits for ten thousand system calls, not for the bookkeeping of the
+        nine thousand before it, nor for a collection, as well.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+import gc
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
 
 from uvicorn.protocols.http.httptools_impl import (
     STATUS_LINE,
@@ -86,25 +93,39 @@ class Responder:
         ``headers`` are encoded header lines, each ending with CRLF, without
         ``content-length`` (added here) and the server's defaults.
         """
+        cycle = self._take(scope)
+        if cycle is None:
+            return False
+        cycle.transport.write(_response(status, cycle.default_headers, headers, body,
+                                        cycle.keep_alive))
+        self._follow_up(cycle, status)
+        return True
+
+    def _take(self, scope: object) -> RequestResponseCycle | None:
+        """The request of ``scope``, marked answered, if a whole response may go
+        to it now (Rule 1); else ``None``, and nothing changed."""
         cycle = self._cycle(scope)
         if (cycle is None or cycle.response_started or cycle.disconnected
                 or cycle.flow.write_paused or cycle.scope["method"] == "HEAD"):
-            return False
+            return None
         self._gone = None
         cycle.response_started = cycle.response_complete = True
         cycle.waiting_for_100_continue = False
+        return cycle
+
+    def _follow_up(self, cycle: RequestResponseCycle, status: int) -> None:
+        """What follows the write of a whole response: the access log, the end of
+        a connection that does not keep alive, then uvicorn's own follow-up
+        at the end of the pass (Rule 4)."""
         if cycle.access_log:
             cycle.access_logger.info(
                 '%s - "%s %s HTTP/%s" %d', get_client_addr(cycle.scope), cycle.scope["method"],
                 get_path_with_query_string(cycle.scope), cycle.scope["http_version"], status)
-        cycle.transport.write(_response(status, cycle.default_headers, headers, body,
-                                        cycle.keep_alive))
         if not cycle.keep_alive:
             cycle.transport.close()
         # uvicorn replaces on_response with a no-op once the application
         # returns, which it may do before the completions run: keep the real one.
         _completions.add((cycle, cycle.on_response), self._protocol.loop)
-        return True
 
     def watch(self, scope: object, gone: Callable[[], None] | None) -> bool:
         """Call ``gone()`` if the client of ``scope``'s request leaves before its
@@ -126,6 +147,44 @@ class Responder:
         cycle = self._protocol.running
         if gone is not None and cycle is not None and not cycle.response_complete:
             gone()
+
+
+class Whole(Protocol):
+    """A request to answer through :func:`respond_all`: its connection's
+    extension and its scope."""
+
+    @property
+    def respond(self) -> Responder: ...
+
+    @property
+    def scope(self) -> object: ...
+
+
+def respond_all(requests: Sequence[Whole], status: int, headers: bytes,
+                body: bytes) -> list[bool]:
+    """:meth:`Responder.respond` for many requests with one response (Rule 5):
+    whether each got it (``False``: send it through ASGI, as for ``respond``)."""
+    sent = [False] * len(requests)
+    taken: list[Responder] = []
+    cycles: list[RequestResponseCycle] = []
+    collecting = gc.isenabled()
+    gc.disable()  # no collection between the writes: the last client waits for it
+    try:
+        for i, request in enumerate(requests):
+            responder = request.respond
+            cycle = responder._take(request.scope)
+            if cycle is not None:
+                cycle.transport.write(_response(status, cycle.default_headers, headers, body,
+                                                cycle.keep_alive))
+                taken.append(responder)
+                cycles.append(cycle)
+                sent[i] = True
+    finally:
+        if collecting:
+            gc.enable()
+    for responder, cycle in zip(taken, cycles, strict=True):
+        responder._follow_up(cycle, status)
+    return sent
 
 
 def _complete(done: list[tuple[RequestResponseCycle, Callable[[], None]]]) -> None:
@@ -205,4 +264,5 @@ class WholeResponseProtocol(HttpToolsProtocol):
         super().connection_lost(exc)
 
 
-__all__ = ["RESPOND", "Responder", "WholeResponseProtocol", "responder"]
+__all__ = ["RESPOND", "Responder", "Whole", "WholeResponseProtocol", "respond_all",
+           "responder"]

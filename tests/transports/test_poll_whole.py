@@ -10,6 +10,7 @@ extension, next to tests of polls waiting in groups
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -80,6 +81,35 @@ async def test_polls_at_one_position_share_a_subscription_and_a_page(
     assert page["cursor"] == page["messages"][-1]["cursor"]
     assert answers[0].headers["content-type"] == "application/json"
     assert len(hub.polls) == 0 and len(hub.fanout) == 0
+
+
+async def test_a_crowd_on_both_routes_gets_each_routes_body(hub_server: HubServer) -> None:
+    """Polls of one topic at one position through ``/v1/topics/{t}/messages`` and
+    ``/v1/messages?topic=`` share a group; one publish answers them all, each
+    with its own route's body (only the second reports gaps), and the hub's
+    garbage collector is on again afterwards (httpwhole.py Rule 5)."""
+    hub = hub_server.hub
+    async with hub_server.client(limits=httpx.Limits(max_connections=20)) as c:
+        first = await publish(c, "both.t", 0)
+        params = {"after": first["cursor"], "wait": 30}
+        single = [asyncio.create_task(c.get("/v1/topics/both.t/messages", params=params))
+                  for _ in range(5)]
+        multi = [asyncio.create_task(c.get("/v1/messages", params=params | {"topic": "both.t"}))
+                 for _ in range(5)]
+        await _until(lambda: len(hub.polls) == 10)
+        assert len(hub.fanout) == 1
+        await publish(c, "both.t", 1)
+        async with asyncio.timeout(10 * UNIT):
+            one, many = await asyncio.gather(*single), await asyncio.gather(*multi)
+    assert gc.isenabled()
+    assert all(r.status_code == 200 for r in one + many)
+    assert {r.content for r in one} == {one[0].content}
+    assert {r.content for r in many} == {many[0].content}
+    cursor = one[0].json()["messages"][0]["cursor"]
+    assert one[0].json() == {"messages": one[0].json()["messages"], "cursor": cursor}
+    assert many[0].json() == {"messages": one[0].json()["messages"], "cursor": cursor, "gaps": []}
+    assert [m["data"] for m in one[0].json()["messages"]] == [1]
+    assert hub.metrics.longpoll.deliveries >= 10
 
 
 async def test_polls_at_different_positions_wait_apart(hub_server: HubServer) -> None:

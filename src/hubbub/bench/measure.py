@@ -229,15 +229,41 @@ def _profiler(pid: int, directory: Path, name: str) -> subprocess.Popen[bytes]:
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-async def drive(spec: Mapping[str, Any], served: Served) -> tuple[Metrics, dict[str, Sample]]:
-    """Run the load generator with ``spec``; its result and a sample at each of its marks."""
+def _generator(spec: Mapping[str, Any]) -> list[str]:
+    """The command that runs ``spec``: Node's ``main.mjs``, or for the
+    ``longpoll`` mode the C client (``loadgen/longpoll.c``, built on first use)."""
+    if spec["mode"] == "longpoll":
+        return [str(longpoll_client()), spec["poll_url"], spec["publish_url"], str(spec["n"]),
+                str(spec["size"]), str(spec["settle"]), str(spec["timeout_ms"])]
     node = shutil.which("node")
     if node is None:
         raise BenchError("node is not installed (the load generator needs Node.js 18 or later)")
-    spec = {"timeout_s": RUN_LIMIT - 10, **spec}
+    return [node, str(LOADGEN / "main.mjs"), json.dumps({"timeout_s": RUN_LIMIT - 10, **spec})]
+
+
+def longpoll_client() -> Path:
+    """The long-poll client, compiled from ``loadgen/longpoll.c`` with the
+    system's C compiler into ``loadgen/build/`` when missing or older than
+    its source."""
+    source = LOADGEN / "longpoll.c"
+    binary = LOADGEN / "build" / "longpoll"
+    if binary.is_file() and binary.stat().st_mtime >= source.stat().st_mtime:
+        return binary
+    cc = shutil.which(os.environ.get("CC", "cc"))
+    if cc is None:
+        raise BenchError("the long-poll client needs a C compiler (cc; set CC to another)")
+    binary.parent.mkdir(exist_ok=True)
+    built = subprocess.run([cc, "-O2", "-o", str(binary), str(source), "-lm"],
+                           capture_output=True, text=True)
+    if built.returncode != 0:
+        raise BenchError(f"could not build the long-poll client: {built.stderr[-500:]}")
+    return binary
+
+
+async def drive(spec: Mapping[str, Any], served: Served) -> tuple[Metrics, dict[str, Sample]]:
+    """Run the load generator with ``spec``; its result and a sample at each of its marks."""
     proc = await asyncio.create_subprocess_exec(
-        node, str(LOADGEN / "main.mjs"), json.dumps(spec),
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, limit=1 << 20)
+        *_generator(spec), stdout=subprocess.PIPE, stderr=subprocess.PIPE, limit=1 << 20)
     assert proc.stdout is not None and proc.stderr is not None
     marks: dict[str, Sample] = {}
     outcome: dict[str, Any] = {}
@@ -371,6 +397,8 @@ def raise_file_limit(needed: int) -> None:
 
 def ensure_loadgen() -> None:
     """Check that the load generator can run: it needs a checkout and Node.js,
-    and nothing from npm (its WebSocket and HTTP clients are its own)."""
+    and nothing from npm (its WebSocket and HTTP clients are its own), and a C
+    compiler for its long-poll client."""
     if not (LOADGEN / "main.mjs").is_file() or shutil.which("node") is None:
         raise BenchError(f"the load generator needs {LOADGEN} (a hubbub checkout) and Node.js")
+    longpoll_client()

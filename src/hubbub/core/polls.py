@@ -27,6 +27,12 @@ Rule 3. What a group cannot say as a plain page (a gap, an error, a cut-off
         drains) answers an empty page, as a lone poll would.
 Rule 4. A member that leaves (its wait ends, its client goes) is forgotten;
         the last one to leave closes the group's subscription.
+Rule 5. Members that name a *crowd* (a function that answers many polls at
+        once) are answered by one call of it with the page and all their
+        answers, in the order they joined; a door can then make every write
+        before any bookkeeping (:func:`hubbub.httpwhole.respond_all`). The
+        others are answered one by one. ``None`` (Rule 3) is always given
+        one by one.
 """
 
 from __future__ import annotations
@@ -43,16 +49,19 @@ if TYPE_CHECKING:
 
 #: ``answer(page)``: a member's answer; ``None`` means "read again" (Rule 3).
 Answer = Callable[["Page | None"], None]
+#: ``crowd(page, answers)``: the answers of many members at once (Rule 5).
+Crowd = Callable[["Page", list[Answer]], None]
 
 
 class PollWait:
     """A long poll waiting in a group; :meth:`leave` when it no longer waits."""
 
-    __slots__ = ("_group", "answer")
+    __slots__ = ("_group", "answer", "crowd")
 
-    def __init__(self, group: _Group, answer: Answer) -> None:
+    def __init__(self, group: _Group, answer: Answer, crowd: Crowd | None) -> None:
         self._group = group
         self.answer = answer
+        self.crowd = crowd
 
     def leave(self) -> None:
         """Stop waiting (Rule 4); the answer will not come. Idempotent."""
@@ -95,8 +104,22 @@ class _Group:
         else:
             page = None  # a gap: each member reads again (Rule 3)
         members, self.members = self.members, {}
+        if page is None:
+            for member in members:
+                member.answer(None)
+            return
+        crowds: dict[Crowd, list[Answer]] = {}
         for member in members:
-            member.answer(page)
+            crowd = member.crowd
+            if crowd is None:
+                member.answer(page)
+                continue
+            answers = crowds.get(crowd)
+            if answers is None:
+                answers = crowds[crowd] = []
+            answers.append(member.answer)
+        for crowd, answers in crowds.items():
+            crowd(page, answers)
 
     def leave(self, member: PollWait) -> None:
         self.members.pop(member, None)
@@ -116,12 +139,14 @@ class Polls:
     def __init__(self) -> None:
         self.groups: dict[tuple[object, ...], _Group] = {}
 
-    def wait(self, sub: Subscription, limit: int, answer: Answer) -> PollWait:
+    def wait(self, sub: Subscription, limit: int, answer: Answer,
+             crowd: Crowd | None = None) -> PollWait:
         """Wait for what ``sub`` (live, nothing read yet) will see, in a group.
 
         ``answer`` is called once, from the event loop, with the page (or
-        ``None``: read again, Rule 3), unless the poll leaves first. ``sub``
-        now belongs to the group (or is closed): do not use it any more.
+        ``None``: read again, Rule 3), unless the poll leaves first; with a
+        ``crowd``, a page comes through it instead (Rule 5). ``sub`` now
+        belongs to the group (or is closed): do not use it any more.
         """
         key = (sub.topics.patterns, sub.cursor, limit)
         group = self.groups.get(key)
@@ -131,7 +156,7 @@ class Polls:
                 group.ready()  # news came already: fire at once
         else:
             sub.close()  # Rule 1: the group's subscription covers this poll
-        member = PollWait(group, answer)
+        member = PollWait(group, answer, crowd)
         group.members[member] = None
         return member
 
@@ -140,4 +165,4 @@ class Polls:
         return sum(len(g.members) for g in self.groups.values())
 
 
-__all__ = ["Answer", "PollWait", "Polls"]
+__all__ = ["Answer", "Crowd", "PollWait", "Polls"]

@@ -43,9 +43,11 @@ from starlette.types import Receive, Scope, Send
 
 from ..core import Hub, Page, PublishItem
 from ..core.auth import Principal
+from ..core.metrics import DoorCounts
+from ..core.polls import Answer
 from ..engines.base import AppendResult
 from ..errors import InvalidRequest, NotFound, PayloadTooLarge, Unavailable
-from ..httpwhole import Responder, responder
+from ..httpwhole import Responder, respond_all, responder
 from ..message import JSON, media_type
 from ..topics import validate_topic
 from .auth import KEY, Action, authorize, principal_of
@@ -341,23 +343,12 @@ async def _wait_together(
         return got
     cursor = got.cursor
     loop = asyncio.get_running_loop()
-    done: asyncio.Future[Page | Response | None] = loop.create_future()
-
-    def answer(page: Page | None) -> None:
-        # Only what the client waits for: the timer and the watch end when
-        # this coroutine resumes (time_up and gone do nothing once done).
-        if done.done():
-            return
-        if page is not None:
-            counts.page(len(page.messages), page.gaps)
-            if respond.respond(scope, 200, _JSON_HEADERS, _page_body(page, gaps=not single)):
-                done.set_result(_SENT)
-                return
-        done.set_result(page)
+    poll = _WaitingPoll(respond, scope, loop.create_future(), counts, single)
+    done = poll.done
 
     def time_up() -> None:
         member.leave()
-        answer(Page([], cursor))
+        poll(Page([], cursor))
 
     def gone() -> None:
         member.leave()
@@ -365,7 +356,7 @@ async def _wait_together(
         if not done.done():
             done.set_result(Page([], cursor))  # nobody reads this answer
 
-    member = hub.polls.wait(got, limit, answer)
+    member = hub.polls.wait(got, limit, poll, _answer_crowd)
     timer = loop.call_later(wait, time_up)
     if not respond.watch(scope, gone):
         gone()  # the client left while the poll read
@@ -382,6 +373,56 @@ async def _wait_together(
         counts.page(len(page.messages), page.gaps)
         return page
     return result
+
+
+class _WaitingPoll:
+    """A long poll waiting in a group: where its answer goes, and ``done``, the
+    future its request waits on. Called with its answer (:data:`Answer
+    <hubbub.core.polls.Answer>`); answered once, whatever comes later (the
+    timer and the watch end when the request's coroutine resumes)."""
+
+    __slots__ = ("respond", "scope", "done", "counts", "single", "answered")
+
+    def __init__(self, respond: Responder, scope: Scope,
+                 done: asyncio.Future[Page | Response | None], counts: DoorCounts,
+                 single: bool) -> None:
+        self.respond = respond
+        self.scope = scope
+        self.done = done
+        self.counts = counts
+        self.single = single
+        self.answered = False
+
+    def __call__(self, page: Page | None) -> None:
+        if page is None:
+            if not self.answered and not self.done.done():
+                self.answered = True
+                self.done.set_result(None)  # read again (polls.py Rule 3)
+        else:
+            _answer_crowd(page, [self])
+
+
+def _answer_crowd(page: Page, answers: list[Answer]) -> None:
+    """Answer long polls that got ``page`` (a group's: polls.py Rule 5): one
+    encoded body, and every write before any follow-up
+    (:func:`~hubbub.httpwhole.respond_all`); a poll that cannot take a whole
+    response now gets the page to send through ASGI."""
+    by_route: tuple[list[_WaitingPoll], list[_WaitingPoll]] = ([], [])
+    for poll in answers:
+        assert isinstance(poll, _WaitingPoll)
+        if not poll.answered and not poll.done.done():  # its client may have left
+            poll.answered = True
+            by_route[poll.single].append(poll)
+    n, gaps = len(page.messages), page.gaps
+    for single in (False, True):  # the two routes' bodies differ ("gaps")
+        crowd = by_route[single]
+        if not crowd:
+            continue
+        sent = respond_all(crowd, 200, _JSON_HEADERS, _page_body(page, gaps=not single))
+        for poll, whole in zip(crowd, sent, strict=True):
+            poll.counts.page(n, gaps)
+            if not poll.done.done():
+                poll.done.set_result(_SENT if whole else page)
 
 
 class _Sent(Response):
