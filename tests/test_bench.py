@@ -98,6 +98,7 @@ def test_quick_ws_fanout_runs_end_to_end(tmp_path: Path) -> None:
     (run,) = case["runs"]
     assert case["server"] == "hubbub (memory)" and run["deliveries_per_s"] > 0
     assert 0 < run["p50_ms"] <= run["p99_ms"]
+    assert run["half_rate_server_cpu"] > 0 and run["half_rate_loadgen_cpu"] > 0
 
 
 @pytest.mark.slow

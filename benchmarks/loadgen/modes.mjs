@@ -44,7 +44,9 @@ export async function fanout(spec, mark) {
   // Latency is measured at half the measured rate, or at `latency_rate` messages/s when given.
   const halfRate = spec.latency_rate ?? max.deliveries_per_s / spec.n / 2;
   const start = now();
+  mark("half");
   const sent = await meter.paced(halfRate, spec.latency_seconds);
+  mark("half-end");
   const drained = await meter.drain();
   const elapsed = (now() - start) / 1000;
   meter.recording = false;

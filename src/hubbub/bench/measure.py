@@ -289,6 +289,11 @@ async def drive(spec: Mapping[str, Any], served: Served) -> tuple[Metrics, dict[
         first, last = marks["start"], marks["end"]
         result |= cpu_shares(first, last, served.pids, cpu_share(first, last, proc.pid),
                              served.store_pid)
+    if "half" in marks and "half-end" in marks:  # fan-out's paced phase, in percent
+        first, last = marks["half"], marks["half-end"]
+        half = cpu_shares(first, last, served.pids, cpu_share(first, last, proc.pid))
+        result["half_rate_server_cpu"] = 100 * half["server_cpu"]
+        result["half_rate_loadgen_cpu"] = 100 * half["loadgen_cpu"]
     return result, marks
 
 

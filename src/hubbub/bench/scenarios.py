@@ -323,11 +323,14 @@ async def _upload(run: Run) -> Metrics:
 
 DELIVERIES = Metric("deliveries_per_s", "deliveries/s", "/s")
 P50, P99 = Metric("p50_ms", "p50", "ms"), Metric("p99_ms", "p99", "ms")
+#: The CPU of the server and of the load generator while they pace at half rate.
+HALF_RATE_CPU = (Metric("half_rate_server_cpu", "server CPU at half rate", "%"),
+                 Metric("half_rate_loadgen_cpu", "load generator CPU at half rate", "%"))
 
 SCENARIOS: dict[str, Scenario] = {s.name: s for s in [
     Scenario("ws-fanout", "WebSocket fan-out, 1 publisher, 256-byte messages",
              (DELIVERIES, replace(P50, label="p50 at half rate"),
-              replace(P99, label="p99 at half rate")),
+              replace(P99, label="p99 at half rate"), *HALF_RATE_CPU),
              lambda: [hub("memory")],
              lambda size: [(f"N={n}", {"n": n}) for n in size.fanout_n], _ws_fanout),
     Scenario("sse-fanout", "SSE fan-out, 1 publisher (HTTP), 256-byte messages",
