@@ -41,7 +41,7 @@ Rule 5. :func:`respond_all` answers a crowd with one response in three
         Rule 4's queue). The last of ten thousand clients waits for ten
         thousand system calls, not for the bookkeeping of the nine thousand
         before it, nor for a collection. Writes in a loop of their own are
-        cheaper, too: with 10,000 polls, 6-10 us a write against 12-15 us
+        cheaper, too: with 10,000 polls, 6-10 us a write against 11-17 us
         when each came between its request's own Python work (the kernel's
         data for each socket and the Python objects of each request, all
         cold, no longer evict each other between two writes).
