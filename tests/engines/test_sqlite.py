@@ -13,6 +13,7 @@ from dataclasses import astuple
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -283,3 +284,30 @@ async def test_sqlite_engine_behaves_like_memory_engine(ops: list[Op]) -> None:
                 assert await real.head_seq() == await model.head_seq()
             finally:
                 await real.close()
+
+
+@bounded()
+async def test_reads_run_in_place_and_an_overlong_one_goes_to_the_pool(
+    engine: SQLiteEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rule 7: a read runs on the loop's thread, with no pool thread involved; one
+    that runs past the cap is interrupted there and read again by the pool, with
+    the same answer."""
+    await engine.append([req("t", i) for i in range(300)], T0)
+    first = await engine.read("t", 0, 300)
+    assert [m.offset for m in first] == list(range(1, 301))
+    assert engine._readers == [engine._inline]  # no pool thread opened a connection
+    inline = engine._inline
+    assert inline is not None
+    # It never waits for a lock (a busy read goes to the pool), and never writes.
+    assert inline.execute("PRAGMA busy_timeout").fetchone() == (0,)
+    assert inline.execute("PRAGMA query_only").fetchone() == (1,)
+    monkeypatch.setattr(sqlite_module, "INLINE_MS", 0.0)
+    again = await engine.read("t", 0, 300)
+    assert [msgspec.structs.astuple(m) for m in again] == [
+        msgspec.structs.astuple(m) for m in first]
+    assert len(engine._readers) == 2  # a pool thread's connection read it
+    assert not inline.in_transaction
+    monkeypatch.setattr(sqlite_module, "INLINE_MS", 1000.0)
+    assert [m.offset for m in await engine.read("t", 298, 5)] == [299, 300]
+

@@ -44,6 +44,16 @@ Rule 6. Readers never block the writer. WAL lets a small pool of read-only
         connections (one per pool thread) read the last commit while the
         writer writes the next one. A read of several statements runs in one
         read transaction, so it sees one snapshot.
+Rule 7. A read is first tried in place, on the event loop's thread, with a
+        connection of its own that never waits for a lock (``busy_timeout``
+        0) and is interrupted once it has run :data:`INLINE_MS` (a progress
+        handler). Interrupted, busy or failed, the read goes to the pool
+        (Rule 6), from the start. Most reads are a few pages in the OS's
+        cache, and done in place they cost less than the hand-off: ``sqlite3``
+        lets go of the GIL at every row it steps, and a pool thread has to win
+        it back from the loop's thread for each one (benchmarks/PROFILES.md).
+        A read that has to wait for the disk costs the loop at most the cap
+        plus the one page read it is in when the cap passes.
 
 Durability: with ``synchronous="NORMAL"`` (the default) in WAL mode, a commit
 is written to the WAL file, not fsynced, before the publish (or claim, or
@@ -65,6 +75,7 @@ import os
 import queue
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal, TypeVar, cast
@@ -95,6 +106,8 @@ MAX_GROUP: Final = 4096
 #: read_seq over more topics than this walks seq order instead of merging per topic.
 MERGE_TOPICS: Final = 32
 _BUSY_MS = 5000
+#: How long a read may run on the event loop's thread before the pool takes it (Rule 7).
+INLINE_MS = 5.0
 _SYNCHRONOUS: Final = ("OFF", "NORMAL", "FULL", "EXTRA")
 
 _SCHEMA: Final = (
@@ -185,6 +198,8 @@ class SQLiteEngine:
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
         self._local = threading.local()
         self._readers: list[sqlite3.Connection] = []
+        self._inline: sqlite3.Connection | None = None  # the loop thread's (Rule 7)
+        self._deadline = 0.0  # when the read in place gives up (perf_counter)
         self._ids: dict[str, tuple[int, str]] = {}  # readers' cache: name -> (id, epoch)
         self._names: dict[int, tuple[str, str]] = {}  # readers' cache: id -> (name, epoch)
         self._head_seq = 0  # moved on the loop, together with the listeners (Rule 3)
@@ -235,6 +250,7 @@ class SQLiteEngine:
             for conn in self._readers:
                 conn.close()
             self._readers.clear()
+            self._inline = None
 
     async def ping(self) -> None:
         await self._read(lambda conn: conn.execute("SELECT 1").fetchone())
@@ -522,10 +538,36 @@ class SQLiteEngine:
     async def _read(self, fn: Callable[..., _T], *args: Any) -> _T:
         if self._pool is None or self._loop is None:
             raise Unavailable("store is closed")
+        conn = self._inline or self._open_inline()
+        if conn is not None:
+            self._deadline = time.perf_counter() + INLINE_MS / 1000
+            try:
+                return fn(conn, *args)  # in place (Rule 7)
+            except sqlite3.Error:
+                if conn.in_transaction:
+                    with contextlib.suppress(sqlite3.Error):
+                        conn.rollback()
         try:
             return await self._loop.run_in_executor(self._pool, self._in_reader, fn, args)
         except sqlite3.OperationalError as e:
             raise Unavailable("store is unavailable") from e
+
+    def _open_inline(self) -> sqlite3.Connection | None:
+        """The connection for reads in place (Rule 7), opened on first use;
+        ``None`` if it cannot be (the pool's readers say why)."""
+        try:
+            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA busy_timeout=0")
+            conn.execute("PRAGMA query_only=ON")
+        except sqlite3.Error:
+            return None
+        conn.set_progress_handler(self._over_time, 1000)
+        self._readers.append(conn)
+        self._inline = conn
+        return conn
+
+    def _over_time(self) -> bool:
+        return time.perf_counter() > self._deadline
 
     def _in_reader(self, fn: Callable[..., _T], args: tuple[Any, ...]) -> _T:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
