@@ -179,13 +179,3 @@ export class Meter {
 export function sleep(ms) {
   return new Promise((resolve) => setTimeout(resolve, Math.max(0, ms)));
 }
-
-/** Resolves true once `done()` holds (checked every 10 ms), false after `ms`. */
-export async function until(done, ms) {
-  const deadline = now() + ms;
-  while (!done()) {
-    if (now() > deadline) return false;
-    await sleep(10);
-  }
-  return true;
-}

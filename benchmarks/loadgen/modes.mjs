@@ -6,7 +6,7 @@
 import * as http from "node:http";
 import { readFile } from "node:fs/promises";
 import { DIALECTS, openEventStream, openMany, openWebSocket, postJson, request } from "./clients.mjs";
-import { Meter, now, payload, sleep, summarize, until } from "./meter.mjs";
+import { Meter, now, payload, sleep, summarize } from "./meter.mjs";
 
 const CONNECT_CONCURRENCY = 200;
 const MARKER = Buffer.from('"seq":');

@@ -33,7 +33,7 @@ import binascii
 import contextlib
 import re
 from collections.abc import Awaitable
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, TypeVar, cast
 
 import msgspec
 from starlette.requests import Request
@@ -408,8 +408,7 @@ def _answer_crowd(page: Page, answers: list[Answer]) -> None:
     (:func:`~hubbub.httpwhole.respond_all`); a poll that cannot take a whole
     response now gets the page to send through ASGI."""
     by_route: tuple[list[_WaitingPoll], list[_WaitingPoll]] = ([], [])
-    for poll in answers:
-        assert isinstance(poll, _WaitingPoll)
+    for poll in cast(list[_WaitingPoll], answers):  # this door's polls only
         if not poll.answered and not poll.done.done():  # its client may have left
             poll.answered = True
             by_route[poll.single].append(poll)
