@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -123,7 +124,7 @@ def test_quick_long_poll_runs_end_to_end(tmp_path: Path) -> None:
 def test_long_poll_client_says_what_is_wrong_in_json() -> None:
     """The C client speaks the generator's JSON lines: a refused connection is
     an ``error`` line and exit status 1, not a crash or a hang."""
-    client = measure.longpoll_client()
+    client = measure.c_client("longpoll")
     with socket.socket() as s:  # a port with nobody listening
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -134,6 +135,71 @@ def test_long_poll_client_says_what_is_wrong_in_json() -> None:
     assert json.loads(proc.stdout.splitlines()[-1]) == {"error": "connect: Connection refused"}
     usage = subprocess.run([str(client)], capture_output=True, text=True, timeout=30 * UNIT)
     assert usage.returncode == 1 and "usage: longpoll" in json.loads(usage.stdout)["error"]
+
+
+needs_cc = pytest.mark.skipif(shutil.which("cc") is None, reason="the C clients need cc")
+
+
+def _fanout(url: str, *args: str, dialect: str = "hubbub", topic: str = "bench",
+            subs: str = "-") -> tuple[subprocess.CompletedProcess[str], list[dict[str, object]]]:
+    """Run the C fan-out client: N, SIZE, WINDOW, WARMUP, SECONDS, LATENCY_SECONDS, RATE."""
+    client = measure.c_client("fanout")
+    proc = subprocess.run([str(client), dialect, url, subs, topic, *args, "60"],
+                          capture_output=True, text=True, timeout=90 * UNIT)
+    return proc, [json.loads(line) for line in proc.stdout.splitlines()]
+
+
+@needs_cc
+def test_fanout_client_says_what_is_wrong_in_json() -> None:
+    """Refused connections, bad arguments and an unknown dialect are ``error``
+    lines with exit status 1."""
+    with socket.socket() as s:  # a port with nobody listening
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"ws://127.0.0.1:{port}/v1/ws"
+    proc, lines = _fanout(url, "3", "256", "16", "0.1", "0.1", "0.1", "0")
+    assert proc.returncode == 1 and lines == [{"error": "connect: Connection refused"}]
+    proc, lines = _fanout(url, "0", "256", "16", "0.1", "0.1", "0.1", "0")
+    assert proc.returncode == 1 and lines == [{"error": "bad arguments"}]
+    proc, lines = _fanout(url, "3", "256", "16", "0.1", "0.1", "0.1", "0", dialect="mqtt")
+    assert proc.returncode == 1 and "unknown dialect mqtt" in str(lines[0]["error"])
+    proc, lines = _fanout("http://127.0.0.1:1/", "3", "256", "16", "0.1", "0.1", "0.1", "0")
+    assert proc.returncode == 1 and "not a ws:// URL" in str(lines[0]["error"])
+    usage = subprocess.run([str(measure.c_client("fanout"))], capture_output=True, text=True,
+                           timeout=30 * UNIT)
+    assert usage.returncode == 1 and "usage: fanout" in json.loads(usage.stdout)["error"]
+
+
+@needs_cc
+def test_fanout_client_measures_a_real_hub(spawn_hub: Any) -> None:
+    """Against ``hubbub serve``: the marks in order, each with the client's CPU
+    time, and a clean run (every message to every subscriber, in order)."""
+    hub = spawn_hub("memory://")
+    url = f"ws://127.0.0.1:{hub.port}/v1/ws"
+    proc, lines = _fanout(url, "20", "256", "16", "0.2", "0.5", "0.5", "0")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    marks = [line for line in lines if "mark" in line]
+    assert [m["mark"] for m in marks] == ["start", "end", "half", "half-end"]
+    cpu = [float(m["cpu_s"]) for m in marks]  # type: ignore[arg-type]
+    assert 0 < cpu[0] <= cpu[1] <= cpu[2] <= cpu[3]
+    result = lines[-1]["result"]
+    assert isinstance(result, dict)
+    assert result["deliveries_per_s"] > 0 and result["samples"] > 0
+    assert result["half_rate_msgs_per_s"] == pytest.approx(result["messages_per_s"] / 2, rel=0.01)
+    assert 0 < result["p50_ms"] <= result["p99_ms"] <= result["max_ms"]
+    assert {k: result[k] for k in ("undelivered", "closed", "publish_errors", "mismatches")} == {
+        "undelivered": 0, "closed": 0, "publish_errors": 0, "mismatches": 0}
+
+
+@needs_cc
+def test_fanout_client_reports_a_refused_subscription(spawn_hub: Any) -> None:
+    """A subscription the hub refuses (a topic name it rejects) fails the run
+    with the hub's reply, rather than waiting for deliveries that never come."""
+    hub = spawn_hub("memory://")
+    url = f"ws://127.0.0.1:{hub.port}/v1/ws"
+    proc, lines = _fanout(url, "2", "256", "16", "0.1", "0.1", "0.1", "0", topic="bad topic")
+    assert proc.returncode == 1
+    assert str(lines[-1]["error"]).startswith('subscription refused: {"op":"err","id":1')
 
 
 def test_cluster_scenario_compares_engines_and_node_counts() -> None:

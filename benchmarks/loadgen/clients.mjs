@@ -24,7 +24,8 @@ export function sourceAddress(i) {
 }
 
 /**
- * How a WebSocket dialect subscribes, publishes and marks a delivery.
+ * How a WebSocket dialect subscribes and marks a delivery (fanout.c speaks
+ * the same two dialects for the fan-out scenarios).
  *
  * `start(ws, topic, after)` sends what follows the opening handshake;
  * `step(ws, frame)` sees each frame until it returns true (joined; with no
@@ -50,7 +51,6 @@ export const DIALECTS = {
     // '{"op":"' is 7 bytes: the 8th is the first letter of the op, and only msg starts with m.
     isDelivery: (frame) => frame[7] === 0x6d,
     control() {},
-    publishFrame: (seq, topic, payload) => `{"op":"pub","id":${seq},"topic":"${topic}","data":${payload}}`,
   },
 
   // Engine.IO 4 over a WebSocket, as socket.io-client speaks it once upgraded:
@@ -76,7 +76,6 @@ export const DIALECTS = {
     control(ws, frame) {
       if (frame.length === 1 && frame[0] === 0x32) ws.send("3"); // ping, pong
     },
-    publishFrame: (_seq, _topic, payload) => `42["pub",${payload}]`,
   },
 };
 

@@ -39,6 +39,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common.h"
+
 #define SOURCES 16
 #define KEEP 4096 /* bytes of an answer kept while looking for the marker */
 #define PUBLISHER UINT32_MAX
@@ -52,38 +54,6 @@ struct poll {
   size_t len;
   char *seen; /* the answer so far, until the marker shows */
 };
-
-static void fail(const char *fmt, ...) {
-  char msg[512];
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(msg, sizeof msg, fmt, ap);
-  va_end(ap);
-  printf("{\"error\": \"");
-  for (const char *c = msg; *c; c++) {
-    if (*c == '"' || *c == '\\') putchar('\\');
-    putchar(*c >= ' ' ? *c : ' ');
-  }
-  printf("\"}\n");
-  exit(1);
-}
-
-static double now_ms(void) {
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return t.tv_sec * 1e3 + t.tv_nsec / 1e6;
-}
-
-static int by_value(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return (x > y) - (x < y);
-}
-
-/* The p-th percentile of sorted[0..n), by nearest rank (as meter.mjs). */
-static double percentile(const double *sorted, int n, double p) {
-  int i = (int)ceil(p / 100.0 * n) - 1;
-  return sorted[i < 0 ? 0 : i >= n ? n - 1 : i];
-}
 
 /* "http://A.B.C.D:PORT/path?query" -> address, "A.B.C.D:PORT" and the request target. */
 static void parse_url(const char *url, struct sockaddr_in *addr, char authority[64], const char **target) {
@@ -204,8 +174,7 @@ int main(int argc, char **argv) {
     }
   }
 
-  printf("{\"mark\": \"start\"}\n");
-  fflush(stdout);
+  mark("start");
   double t0 = now_ms();
   send_all(pub, publish, (size_t)pl);
   while (answered + failed + early < n || !published) {
@@ -238,8 +207,7 @@ int main(int argc, char **argv) {
       epoll_ctl(ep, EPOLL_CTL_DEL, p->fd, NULL);
     }
   }
-  printf("{\"mark\": \"end\"}\n");
-  fflush(stdout);
+  mark("end");
   if (!published) fail("the publish was not answered within %.0f ms", timeout);
 
   qsort(latencies, (size_t)answered, sizeof *latencies, by_value);

@@ -1,7 +1,8 @@
 // The fan-out meter: counts deliveries per subscriber, knows when a message
 // has reached every subscriber, drives a publisher at the highest rate that
 // keeps up (a window of messages in flight) or at a fixed rate, and records
-// end-to-end latencies.
+// end-to-end latencies. It drives the SSE fan-out; fanout.c is the same meter
+// in C, for fan-out over WebSockets.
 //
 // Theory of operation. Every server under test delivers a topic's messages to
 // each subscriber in order, once. So the c-th delivery to a subscriber is the

@@ -5,38 +5,26 @@
 
 import * as http from "node:http";
 import { readFile } from "node:fs/promises";
-import { DIALECTS, openEventStream, openMany, openWebSocket, postJson, request } from "./clients.mjs";
+import { openEventStream, openMany, openWebSocket, postJson, request } from "./clients.mjs";
 import { Meter, now, payload, sleep, summarize } from "./meter.mjs";
 
 const CONNECT_CONCURRENCY = 200;
 const MARKER = Buffer.from('"seq":');
 
 /**
- * Fan-out over WebSockets (`dialect`) or SSE (`sse_url`): `n` subscribers,
- * one publisher. Deliveries per second at the highest rate that keeps up,
- * then latencies at half that rate. With `sub_urls` (several nodes of one
- * hub), WebSocket subscriber i connects to `sub_urls[i % length]`; the
- * publisher always to `url`.
+ * Fan-out over SSE (`sse_url`): `n` subscribers, one publisher over HTTP
+ * (`publish_url`). Deliveries per second at the highest rate that keeps up,
+ * then latencies at half that rate. (Fan-out over WebSockets is fanout.c's.)
  */
 export async function fanout(spec, mark) {
+  if (!spec.sse_url) throw new Error("fan-out over WebSockets is run by fanout.c, not here");
   const meter = new Meter(spec.n, () => {});
   let closed = 0;
   let publishErrors = 0;
   const onClose = () => closed++;
-  let publish;
-  if (spec.sse_url) {
-    await openMany(spec.n, CONNECT_CONCURRENCY, (i) =>
-      openEventStream({ url: spec.sse_url, index: i, marker: MARKER, onEnd: onClose, onCount: (k) => { for (; k > 0; k--) meter.deliver(i); } }));
-    publish = (seq) => postJson(spec.publish_url, payload(seq, spec.size)).catch(() => publishErrors++);
-  } else {
-    const sockets = await openMany(spec.n, CONNECT_CONCURRENCY, (i) =>
-      openWebSocket({ url: spec.sub_urls?.[i % spec.sub_urls.length] ?? spec.url, dialect: spec.dialect, topic: spec.topic, index: i, onClose, onDelivery: (frame) => meter.deliver(i, frame) }));
-    const publisher = await openWebSocket({ url: spec.url, dialect: spec.dialect, index: spec.n, onClose });
-    sockets.push(publisher);
-    const frame = DIALECTS[spec.dialect].publishFrame;
-    publish = (seq) => publisher.send(frame(seq, spec.topic, payload(seq, spec.size)));
-    meter.sockets = sockets;
-  }
+  await openMany(spec.n, CONNECT_CONCURRENCY, (i) =>
+    openEventStream({ url: spec.sse_url, index: i, marker: MARKER, onEnd: onClose, onCount: (k) => { for (; k > 0; k--) meter.deliver(i); } }));
+  const publish = (seq) => postJson(spec.publish_url, payload(seq, spec.size)).catch(() => publishErrors++);
   meter.publish = publish;
   await meter.prime(publish, 15000);
   const max = await meter.windowed(spec.window, spec.warmup, spec.seconds, mark);
@@ -50,7 +38,6 @@ export async function fanout(spec, mark) {
   const drained = await meter.drain();
   const elapsed = (now() - start) / 1000;
   meter.recording = false;
-  for (const ws of meter.sockets ?? []) ws.terminate();
   return {
     ...max,
     half_rate_msgs_per_s: halfRate,

@@ -42,7 +42,10 @@ class PerPass(Generic[T]):
         return items
 
     def add(self, item: T, loop: asyncio.AbstractEventLoop | None = None) -> None:
-        """Hand ``item`` over at the end of this pass of ``loop`` (the running one)."""
+        """Hand ``item`` over at the end of this pass of ``loop`` (the running one).
+
+        Name the loop when it is known: on Python 3.11, asking asyncio for the
+        running loop costs a ``getpid()`` system call."""
         self._items(loop).append(item)
 
     def extend(self, items: Iterable[T], loop: asyncio.AbstractEventLoop | None = None) -> None:

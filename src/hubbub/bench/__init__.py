@@ -11,7 +11,7 @@ A *scenario* (say ``ws-fanout``) has *variants* (``N=100``, ``N=1000``) and
 is run against *servers* (the hub on an engine, and peers). One *run* starts
 a server on a free loopback port, drives it with the load generator, and
 stops it. The load generator is ``benchmarks/loadgen`` (Node, with no dependencies;
-its long-poll client is C, built on first use): the
+its WebSocket fan-out and long-poll clients are C, built on first use): the
 server and the generator share the machine's cores, so the generator must
 be cheap per delivery, and what each costs is reported.
 

@@ -27,7 +27,7 @@ import tempfile
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -230,33 +230,46 @@ def _profiler(pid: int, directory: Path, name: str) -> subprocess.Popen[bytes]:
 
 
 def _generator(spec: Mapping[str, Any]) -> list[str]:
-    """The command that runs ``spec``: Node's ``main.mjs``, or for the
-    ``longpoll`` mode the C client (``loadgen/longpoll.c``, built on first use)."""
+    """The command that runs ``spec``: Node's ``main.mjs``, or one of the C
+    clients (built on first use): ``loadgen/longpoll.c`` for the ``longpoll``
+    mode, ``loadgen/fanout.c`` for fan-out over WebSockets."""
     if spec["mode"] == "longpoll":
-        return [str(longpoll_client()), spec["poll_url"], spec["publish_url"], str(spec["n"]),
+        return [str(c_client("longpoll")), spec["poll_url"], spec["publish_url"], str(spec["n"]),
                 str(spec["size"]), str(spec["settle"]), str(spec["timeout_ms"])]
+    if spec["mode"] == "fanout" and "sse_url" not in spec:
+        subs = ",".join(spec["sub_urls"]) if spec.get("sub_urls") else "-"
+        return [str(c_client("fanout")), spec["dialect"], spec["url"], subs, spec["topic"],
+                *(str(spec[k]) for k in ("n", "size", "window", "warmup", "seconds",
+                                         "latency_seconds")),
+                str(spec.get("latency_rate", 0)), str(RUN_LIMIT - 10)]
     node = shutil.which("node")
     if node is None:
         raise BenchError("node is not installed (the load generator needs Node.js 18 or later)")
     return [node, str(LOADGEN / "main.mjs"), json.dumps({"timeout_s": RUN_LIMIT - 10, **spec})]
 
 
-def longpoll_client() -> Path:
-    """The long-poll client, compiled from ``loadgen/longpoll.c`` with the
+#: The load generator's clients written in C, for the scenarios whose rates a
+#: Node client could not keep up with (see each file's header).
+C_CLIENTS = ("longpoll", "fanout")
+
+
+def c_client(name: str) -> Path:
+    """The C client ``name``, compiled from ``loadgen/NAME.c`` with the
     system's C compiler into ``loadgen/build/`` when missing or older than
-    its source."""
-    source = LOADGEN / "longpoll.c"
-    binary = LOADGEN / "build" / "longpoll"
-    if binary.is_file() and binary.stat().st_mtime >= source.stat().st_mtime:
+    its source (or ``loadgen/common.h``)."""
+    source = LOADGEN / f"{name}.c"
+    binary = LOADGEN / "build" / name
+    newest = max(source.stat().st_mtime, (LOADGEN / "common.h").stat().st_mtime)
+    if binary.is_file() and binary.stat().st_mtime >= newest:
         return binary
     cc = shutil.which(os.environ.get("CC", "cc"))
     if cc is None:
-        raise BenchError("the long-poll client needs a C compiler (cc; set CC to another)")
+        raise BenchError(f"the {name} client needs a C compiler (cc; set CC to another)")
     binary.parent.mkdir(exist_ok=True)
     built = subprocess.run([cc, "-O2", "-o", str(binary), str(source), "-lm"],
                            capture_output=True, text=True)
     if built.returncode != 0:
-        raise BenchError(f"could not build the long-poll client: {built.stderr[-500:]}")
+        raise BenchError(f"could not build the {name} client: {built.stderr[-500:]}")
     return binary
 
 
@@ -272,7 +285,10 @@ async def drive(spec: Mapping[str, Any], served: Served) -> tuple[Metrics, dict[
             async for line in proc.stdout:
                 event = json.loads(line)
                 if "mark" in event:
-                    marks[event["mark"]] = sample([*served.pids, proc.pid])
+                    at = sample(served.pids)
+                    # The generator's own CPU time, as it told: it may be gone from /proc.
+                    cpu = float(event["cpu_s"]) if "cpu_s" in event else sample([proc.pid]).cpu[proc.pid]
+                    marks[event["mark"]] = replace(at, cpu={**at.cpu, proc.pid: cpu})
                 else:
                     outcome = event
             stderr = (await proc.stderr.read()).decode(errors="replace")
@@ -403,7 +419,8 @@ def raise_file_limit(needed: int) -> None:
 def ensure_loadgen() -> None:
     """Check that the load generator can run: it needs a checkout and Node.js,
     and nothing from npm (its WebSocket and HTTP clients are its own), and a C
-    compiler for its long-poll client."""
+    compiler for its C clients."""
     if not (LOADGEN / "main.mjs").is_file() or shutil.which("node") is None:
         raise BenchError(f"the load generator needs {LOADGEN} (a hubbub checkout) and Node.js")
-    longpoll_client()
+    for name in C_CLIENTS:
+        c_client(name)

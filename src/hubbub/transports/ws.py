@@ -152,7 +152,7 @@ class Connection:
 
     __slots__ = ("hub", "codec", "subs", "closing", "_send", "_frames", "_binary", "_lock",
                  "_next_sub", "_close_task", "groups", "_member", "requests", "_write",
-                 "principal", "_auth_timer")
+                 "principal", "_auth_timer", "_loop")
 
     def __init__(
         self, hub: Hub, codec: wire.Codec, send: Send, frames: SendFrames | None = None,
@@ -169,6 +169,9 @@ class Connection:
         self._write = write if frames is not None else None
         self._binary = codec.binary
         self._lock = asyncio.Lock()
+        #: The loop the connection is served on, for the flush of a pass (Rule 6):
+        #: asking for the running loop costs a getpid() system call on Python 3.11.
+        self._loop = asyncio.get_running_loop()
         self._next_sub = 1
         self._close_task: asyncio.Task[None] | None = None
         #: Consumer-group subscriptions (``sub`` with ``group``), apart from
@@ -529,7 +532,7 @@ class Connection:
         """A parked subscription has news (called from the fan-out): flush it
         once the fan-out is done, so that whatever it hands over meanwhile
         goes out in the same write."""
-        _flushes.add(s)
+        _flushes.add(s, self._loop)
 
     def _flush(self, s: _Sub) -> None:
         """Write a parked subscription's ready events now, if that needs no

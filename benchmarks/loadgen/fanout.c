@@ -1,0 +1,617 @@
+/*
+ * The WebSocket fan-out scenario's client: N subscribers on one topic, one
+ * publisher; deliveries per second at the highest rate that keeps up, then
+ * end-to-end latencies at half that rate.
+ *
+ *   fanout DIALECT URL SUB_URLS TOPIC N SIZE WINDOW WARMUP_S SECONDS
+ *          LATENCY_SECONDS LATENCY_RATE TIMEOUT_S
+ *
+ * DIALECT is hubbub (docs/websocket.md) or socketio (Engine.IO 4 over a
+ * WebSocket, the peers' convention: "join" with an ack, "pub" broadcast to the
+ * room). URL is the publisher's ws:// URL; SUB_URLS is "-" (the same) or URLs
+ * separated by commas, subscriber i connecting to the (i mod count)-th.
+ * LATENCY_RATE 0 means half the measured rate, in messages per second.
+ *
+ * Why C: at N = 1,000 a hub delivers millions of frames a second, and the
+ * Node generator (modes.mjs, which still drives SSE fan-out) used nearly a
+ * core of its own to take them from the kernel, so its own queueing showed
+ * in the latencies it measured. Here a read of a socket costs one recv()
+ * after epoll, and a frame a few comparisons.
+ *
+ * It measures exactly as meter.mjs does (see its theory of operation): the
+ * c-th delivery to a subscriber is message c; message c has reached everyone
+ * when N deliveries of it have been counted; a delivery's latency is the time
+ * of the read that brought it minus the time message c was written; one
+ * delivery in CHECK_EVERY is parsed to check that its "seq" is c. And it
+ * speaks as main.mjs does, in JSON lines on stdout: {"mark": "start"} and
+ * {"mark": "end"} around the measured window, {"mark": "half"} and
+ * {"mark": "half-end"} around the paced phase (each with "cpu_s", this
+ * process's CPU time), then {"result": {...}} with
+ * the figures of modes.mjs's fanout, or {"error": "..."} and exit status 1.
+ *
+ * A WebSocket client of RFC 6455 as far as the servers under test need: the
+ * upgrade (its status line is checked, not the accept key), unmasked server
+ * frames of up to MAX_FRAME bytes without fragmentation, pings answered,
+ * client frames masked. Loopback only: URLs name an IPv4 address and a port.
+ * Connections come from 127.0.0.2 to 127.0.0.17 in turn, as the Node clients.
+ */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common.h"
+
+#define SOURCES 16
+#define RING (1u << 16)
+#define MASK (RING - 1)
+#define CHECK_EVERY 4096
+#define CONNECT_CONCURRENCY 200
+#define MAX_FRAME 65536
+#define READ_SIZE (256 * 1024)
+#define LATENCY_CAPACITY 4000000
+#define HANDSHAKE_MS 15000.0
+
+enum dialect { HUBBUB, SOCKETIO };
+enum state { HEAD, JOINING, JOINED, GONE };
+
+struct conn {
+  int fd;
+  int index;      /* subscriber index, or n for the publisher */
+  enum state state;
+  char *carry;    /* bytes of a frame (or the response head) not all read yet */
+  size_t carried, carry_cap;
+  char *out;      /* bytes not yet taken by the kernel */
+  size_t out_len, out_cap;
+  int want_out;   /* registered for EPOLLOUT */
+  double opened;  /* when the upgrade was sent */
+};
+
+/* -- the run's state ------------------------------------------------------- */
+
+static enum dialect dialect;
+static const char *topic;
+static int n, size, window_size;
+static struct conn *conns; /* n subscribers, then the publisher at [n] */
+static int ep;
+static double deadline; /* the whole run's */
+
+static uint32_t *counts;
+static uint32_t reached[RING];
+static double send_times[RING];
+static double *latencies;
+static long n_latencies;
+static int recording;
+static uint64_t sent, completed, delivered;
+static long mismatches, closed_count, publish_errors;
+static int joined_count, opening;
+static int topping_up; /* windowed phase: publish as messages complete */
+static double window_end;
+static int ending;
+
+static void *grow(void *p, size_t *cap, size_t need) {
+  if (need <= *cap) return p;
+  size_t c = *cap ? *cap : 512;
+  while (c < need) c *= 2;
+  if (!(p = realloc(p, c))) fail("out of memory");
+  *cap = c;
+  return p;
+}
+
+/* -- URLs and sockets ------------------------------------------------------ */
+
+struct url {
+  struct sockaddr_in addr;
+  char authority[64];
+  char target[512];
+};
+
+/* "ws://A.B.C.D:PORT/path?query" */
+static void parse_url(const char *text, size_t len, struct url *u) {
+  char host[64], buf[640];
+  if (len >= sizeof buf) fail("URL too long");
+  memcpy(buf, text, len);
+  buf[len] = 0;
+  if (strncmp(buf, "ws://", 5) != 0) fail("not a ws:// URL: %s", buf);
+  const char *h = buf + 5, *colon = strchr(h, ':'), *slash = strchr(h, '/');
+  if (!slash) slash = h + strlen(h);
+  if (!colon || colon > slash || slash - h >= 64) fail("no host:port in %s", buf);
+  memcpy(host, h, (size_t)(colon - h));
+  host[colon - h] = 0;
+  memcpy(u->authority, h, (size_t)(slash - h));
+  u->authority[slash - h] = 0;
+  snprintf(u->target, sizeof u->target, "%s", *slash ? slash : "/");
+  int port = atoi(colon + 1);
+  memset(&u->addr, 0, sizeof u->addr);
+  u->addr.sin_family = AF_INET;
+  u->addr.sin_port = htons((unsigned short)port);
+  if (port <= 0 || inet_pton(AF_INET, host, &u->addr.sin_addr) != 1) fail("not an IPv4 address and port: %s", buf);
+}
+
+static void watch(struct conn *c, uint32_t events, int op) {
+  struct epoll_event ev = {.events = events, .data.u32 = (uint32_t)c->index};
+  if (epoll_ctl(ep, op, c->fd, &ev) < 0) fail("epoll_ctl: %s", strerror(errno));
+}
+
+/* Queue bytes for c's socket, writing what the kernel takes now. */
+static void put(struct conn *c, const char *data, size_t len) {
+  if (c->state == GONE) return;
+  if (c->out_len == 0) {
+    ssize_t w = send(c->fd, data, len, MSG_NOSIGNAL);
+    if (w < 0 && errno != EAGAIN && errno != EINTR) return; /* the read side sees the close */
+    if (w > 0) data += w, len -= (size_t)w;
+    if (len == 0) return;
+  }
+  c->out = grow(c->out, &c->out_cap, c->out_len + len);
+  memcpy(c->out + c->out_len, data, len);
+  c->out_len += len;
+  if (!c->want_out) {
+    c->want_out = 1;
+    watch(c, EPOLLIN | EPOLLOUT, EPOLL_CTL_MOD);
+  }
+}
+
+static void flush_out(struct conn *c) {
+  while (c->out_len > 0) {
+    ssize_t w = send(c->fd, c->out, c->out_len, MSG_NOSIGNAL);
+    if (w < 0 && errno == EINTR) continue;
+    if (w < 0) {
+      if (errno != EAGAIN) c->out_len = 0;
+      break;
+    }
+    memmove(c->out, c->out + w, c->out_len - (size_t)w);
+    c->out_len -= (size_t)w;
+  }
+  if (c->out_len == 0 && c->want_out) {
+    c->want_out = 0;
+    watch(c, EPOLLIN, EPOLL_CTL_MOD);
+  }
+}
+
+/* -- client frames (masked) ------------------------------------------------ */
+
+static uint64_t rng = 0x9e3779b97f4a7c15u;
+
+static uint32_t next_mask(void) {
+  rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
+  return (uint32_t)rng;
+}
+
+static void send_frame(struct conn *c, int opcode, const char *data, size_t len) {
+  char frame[MAX_FRAME + 14];
+  size_t h = 0;
+  if (len > MAX_FRAME) fail("client frame too long");
+  frame[h++] = (char)(0x80 | opcode);
+  if (len < 126) frame[h++] = (char)(0x80 | len);
+  else {
+    frame[h++] = (char)(0x80 | 126);
+    frame[h++] = (char)(len >> 8);
+    frame[h++] = (char)len;
+  }
+  uint32_t m = next_mask();
+  unsigned char key[4];
+  memcpy(key, &m, 4);
+  memcpy(frame + h, key, 4);
+  h += 4;
+  for (size_t i = 0; i < len; i++) frame[h + i] = (char)(data[i] ^ key[i & 3]);
+  put(c, frame, h + len);
+}
+
+static void send_text(struct conn *c, const char *text) { send_frame(c, 0x1, text, strlen(text)); }
+
+/* -- the meter (meter.mjs) --------------------------------------------------- */
+
+static void publish(uint64_t seq) {
+  static char body[MAX_FRAME];
+  char head[160];
+  struct timespec wall;
+  clock_gettime(CLOCK_REALTIME, &wall);
+  int hl = snprintf(head, sizeof head, "{\"seq\":%llu,\"t\":%lld,\"pad\":\"", (unsigned long long)seq,
+                    (long long)wall.tv_sec * 1000 + wall.tv_nsec / 1000000);
+  int pad = size - hl - 2 > 0 ? size - hl - 2 : 0;
+  int at = dialect == HUBBUB ? snprintf(body, sizeof body, "{\"op\":\"pub\",\"id\":%llu,\"topic\":\"%s\",\"data\":",
+                                        (unsigned long long)seq, topic)
+                             : snprintf(body, sizeof body, "42[\"pub\",");
+  memcpy(body + at, head, (size_t)hl);
+  at += hl;
+  memset(body + at, 'x', (size_t)pad);
+  at += pad;
+  memcpy(body + at, dialect == HUBBUB ? "\"}}" : "\"}]", 3);
+  at += 3;
+  send_frame(&conns[n], 0x1, body, (size_t)at);
+}
+
+static void send_next(void) {
+  uint64_t seq = ++sent;
+  send_times[seq & MASK] = now_ms();
+  publish(seq);
+}
+
+static void top_up(void) {
+  while (sent - completed < (uint64_t)window_size && now_ms() < window_end) send_next();
+}
+
+static void check(const char *frame, size_t len, uint32_t c) {
+  static const char key[] = "\"seq\":";
+  const char *at = memmem(frame, len, key, sizeof key - 1);
+  if (!at) {
+    mismatches++;
+    return;
+  }
+  at += sizeof key - 1;
+  uint64_t seq = 0;
+  while (at < frame + len && *at >= '0' && *at <= '9') seq = seq * 10 + (uint64_t)(*at++ - '0');
+  if (seq != c) mismatches++;
+}
+
+static void deliver(int i, const char *frame, size_t len, double t) {
+  uint32_t c = ++counts[i];
+  if (++delivered % CHECK_EVERY == 0) check(frame, len, c);
+  uint32_t slot = c & MASK;
+  if (recording && n_latencies < LATENCY_CAPACITY) latencies[n_latencies++] = t - send_times[slot];
+  if (++reached[slot] == (uint32_t)n) {
+    reached[slot] = 0;
+    completed = c; /* in order: whoever has c had c - 1 before */
+    if (topping_up) top_up();
+  }
+}
+
+/* -- the dialects ---------------------------------------------------------- */
+
+static int has(const char *frame, size_t len, const char *needle) {
+  return memmem(frame, len, needle, strlen(needle)) != NULL;
+}
+
+/* After the upgrade: 1 when c may already count as joined. */
+static int start(struct conn *c) {
+  if (dialect == SOCKETIO) return 0;
+  if (c->index == n) return 1; /* the publisher subscribes to nothing */
+  char sub[256];
+  snprintf(sub, sizeof sub, "{\"op\":\"sub\",\"id\":1,\"topics\":[\"%s\"]}", topic);
+  send_text(c, sub);
+  return 0;
+}
+
+/* A frame before joining: 1 once joined; fails when refused. */
+static int step(struct conn *c, const char *f, size_t len) {
+  if (dialect == HUBBUB) {
+    if (has(f, len, "\"op\":\"ok\"") && has(f, len, "\"id\":1")) return 1;
+    fail("subscription refused: %.*s", (int)(len < 200 ? len : 200), f);
+  }
+  if (len >= 1 && f[0] == '0') send_text(c, "40");
+  else if (len >= 2 && f[0] == '4' && f[1] == '0') {
+    if (c->index == n) return 1;
+    char join[256];
+    snprintf(join, sizeof join, "421[\"join\",\"%s\"]", topic);
+    send_text(c, join);
+  } else if (len >= 3 && memcmp(f, "431", 3) == 0) return 1;
+  else if (len == 1 && f[0] == '2') send_text(c, "3");
+  else if (len >= 2 && f[0] == '4' && f[1] == '4') fail("connection refused: %.*s", (int)(len < 200 ? len : 200), f);
+  return 0;
+}
+
+/* A frame once joined. */
+static void on_frame(struct conn *c, const char *f, size_t len, double t) {
+  if (c->index == n) { /* the publisher: hubbub's replies, an "err" counts as a failed publish */
+    if (dialect == HUBBUB && len > 7 && f[7] == 'e') publish_errors++;
+    else if (dialect == SOCKETIO && len == 1 && f[0] == '2') send_text(c, "3");
+    return;
+  }
+  if (dialect == HUBBUB) { /* '{"op":"' is 7 bytes; only msg starts with m */
+    if (len > 7 && f[7] == 'm') deliver(c->index, f, len, t);
+  } else if (len >= 2 && f[0] == '4' && f[1] == '2') deliver(c->index, f, len, t);
+  else if (len == 1 && f[0] == '2') send_text(c, "3");
+}
+
+/* -- connections ----------------------------------------------------------- */
+
+static void lose(struct conn *c, const char *why) {
+  if (c->state == GONE) return;
+  if (c->state != JOINED) fail("connection %d closed during the handshake: %s", c->index, why);
+  c->state = GONE;
+  epoll_ctl(ep, EPOLL_CTL_DEL, c->fd, NULL);
+  close(c->fd);
+  if (!ending) closed_count++;
+}
+
+static void joined(struct conn *c) {
+  c->state = JOINED;
+  joined_count++;
+  opening--;
+}
+
+/* The frames in buf[0..len); returns how many bytes were used (whole frames). */
+static size_t frames(struct conn *c, const char *buf, size_t len, double t) {
+  size_t at = 0;
+  while (c->state != GONE && len - at >= 2) {
+    const unsigned char *h = (const unsigned char *)buf + at;
+    size_t hl = 2, pl = h[1] & 0x7f;
+    if (h[1] & 0x80) fail("a masked frame from the server");
+    if (!(h[0] & 0x80)) fail("a fragmented frame from the server (not supported)");
+    if (pl == 126) {
+      if (len - at < 4) break;
+      pl = (size_t)h[2] << 8 | h[3];
+      hl = 4;
+    } else if (pl == 127) {
+      if (len - at < 10) break;
+      pl = 0;
+      for (int k = 2; k < 10; k++) pl = pl << 8 | h[k];
+      hl = 10;
+    }
+    if (pl > MAX_FRAME) fail("a frame of %zu bytes (at most %d)", pl, MAX_FRAME);
+    if (len - at < hl + pl) break;
+    const char *p = buf + at + hl;
+    at += hl + pl;
+    switch (h[0] & 0x0f) {
+      case 0x1:
+      case 0x2:
+        if (c->state == JOINED) on_frame(c, p, pl, t);
+        else if (step(c, p, pl)) joined(c);
+        break;
+      case 0x8: lose(c, "close frame"); break;
+      case 0x9: send_frame(c, 0xa, p, pl); break;
+      case 0xa: break;
+      default: fail("an unknown opcode %d", h[0] & 0x0f);
+    }
+  }
+  return at;
+}
+
+/* The response head in c->carry: checks the upgrade and returns its length, or 0 while incomplete. */
+static size_t head(struct conn *c) {
+  const char *end = memmem(c->carry, c->carried, "\r\n\r\n", 4);
+  if (!end) {
+    if (c->carried > 16384) fail("an upgrade response head over 16 KB");
+    return 0;
+  }
+  if (c->carried < 12 || memcmp(c->carry, "HTTP/1.1 101", 12) != 0) {
+    int line = (int)(strchr(c->carry, '\r') ? strchr(c->carry, '\r') - c->carry : 80);
+    fail("the upgrade was refused: %.*s", line < 200 ? line : 200, c->carry);
+  }
+  return (size_t)(end - c->carry) + 4;
+}
+
+static char readbuf[READ_SIZE + MAX_FRAME + 16];
+
+static void readable(struct conn *c) {
+  /* What is carried goes before the new bytes, so frames are parsed in place. */
+  size_t have = c->carried;
+  if (have) memcpy(readbuf, c->carry, have);
+  ssize_t r = recv(c->fd, readbuf + have, READ_SIZE, 0);
+  if (r < 0 && (errno == EAGAIN || errno == EINTR)) return;
+  if (r <= 0) {
+    lose(c, r == 0 ? "closed by the server" : strerror(errno));
+    return;
+  }
+  double t = now_ms();
+  size_t len = have + (size_t)r, used = 0;
+  if (c->state == HEAD) {
+    c->carry = grow(c->carry, &c->carry_cap, len + 1);
+    memcpy(c->carry, readbuf, len);
+    c->carry[len] = 0;
+    c->carried = len;
+    size_t hl = head(c);
+    if (!hl) return;
+    c->state = JOINING;
+    if (start(c)) joined(c);
+    used = hl;
+  }
+  used += frames(c, readbuf + used, len - used, t);
+  c->carried = len - used;
+  if (c->carried) {
+    c->carry = grow(c->carry, &c->carry_cap, c->carried + 1);
+    memmove(c->carry, readbuf + used, c->carried);
+  }
+}
+
+static void open_conn(int i, const struct url *u, const char *protocol) {
+  struct conn *c = &conns[i];
+  c->index = i;
+  c->state = HEAD;
+  c->fd = socket(AF_INET, SOCK_STREAM, 0);
+  if (c->fd < 0) fail("socket: %s (raise the open-file limit)", strerror(errno));
+  struct sockaddr_in from = {.sin_family = AF_INET};
+  from.sin_addr.s_addr = htonl(0x7f000002 + (uint32_t)(i % SOURCES));
+  if (bind(c->fd, (struct sockaddr *)&from, sizeof from) < 0) fail("bind: %s", strerror(errno));
+  if (connect(c->fd, (const struct sockaddr *)&u->addr, sizeof u->addr) < 0) fail("connect: %s", strerror(errno));
+  int one = 1;
+  setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  fcntl(c->fd, F_SETFL, O_NONBLOCK);
+  watch(c, EPOLLIN, EPOLL_CTL_ADD);
+  char req[1024];
+  int rl = snprintf(req, sizeof req,
+                    "GET %s HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                    "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n%s%s%s\r\n",
+                    u->target, u->authority, protocol ? "Sec-WebSocket-Protocol: " : "", protocol ? protocol : "",
+                    protocol ? "\r\n" : "");
+  c->opened = now_ms();
+  opening++;
+  put(c, req, (size_t)rl);
+}
+
+/* -- the event loop -------------------------------------------------------- */
+
+/* Handle what is ready, waiting at most until `until` (ms, monotonic). */
+static void run_once(double until) {
+  static struct epoll_event events[1024];
+  double t = now_ms();
+  if (t > deadline) fail("gave up after the run's time limit");
+  double wait = until - t;
+  if (wait < 0) wait = 0;
+  struct timespec ts = {(time_t)(wait / 1000), (long)(fmod(wait, 1000.0) * 1e6)};
+  int k = epoll_pwait2(ep, events, 1024, &ts, NULL);
+  if (k < 0 && errno != EINTR) fail("epoll_pwait2: %s", strerror(errno));
+  for (int j = 0; j < k; j++) {
+    struct conn *c = &conns[events[j].data.u32];
+    if (c->state == GONE) continue;
+    if (events[j].events & EPOLLOUT) flush_out(c);
+    if (events[j].events & (EPOLLIN | EPOLLHUP | EPOLLERR)) readable(c);
+  }
+}
+
+static void run_until(double until) {
+  do run_once(until);
+  while (now_ms() < until);
+}
+
+static int all_counts(uint32_t v) {
+  for (int i = 0; i < n; i++)
+    if (counts[i] != v) return 0;
+  return 1;
+}
+
+/* Every message sent has reached every subscriber (1), or deliveries stalled (0). */
+static int drain(void) {
+  double cap = now_ms() + 60000, last_move = now_ms();
+  uint64_t last = delivered;
+  while (completed != sent) {
+    double t = now_ms();
+    if (delivered != last) last = delivered, last_move = t;
+    if (t - last_move > 5000 || t > cap) return 0;
+    run_until(t + 10);
+  }
+  return 1;
+}
+
+int main(int argc, char **argv) {
+  if (argc != 13)
+    fail("usage: fanout DIALECT URL SUB_URLS TOPIC N SIZE WINDOW WARMUP_S SECONDS LATENCY_SECONDS "
+         "LATENCY_RATE TIMEOUT_S");
+  if (strcmp(argv[1], "hubbub") == 0) dialect = HUBBUB;
+  else if (strcmp(argv[1], "socketio") == 0) dialect = SOCKETIO;
+  else fail("unknown dialect %s (hubbub, socketio)", argv[1]);
+  topic = argv[4];
+  n = atoi(argv[5]);
+  size = atoi(argv[6]);
+  window_size = atoi(argv[7]);
+  double warmup = atof(argv[8]), seconds = atof(argv[9]), latency_seconds = atof(argv[10]);
+  double latency_rate = atof(argv[11]), timeout_s = atof(argv[12]);
+  if (n <= 0 || size < 0 || size > 60000 || window_size <= 0 || window_size > (int)RING / 4 || seconds <= 0 ||
+      latency_seconds <= 0 || timeout_s <= 0 || strlen(topic) > 200 || strpbrk(topic, "\"\\"))
+    fail("bad arguments");
+  deadline = now_ms() + timeout_s * 1000;
+
+  struct url pub_url, *sub_urls;
+  int n_urls = 1;
+  parse_url(argv[2], strlen(argv[2]), &pub_url);
+  if (strcmp(argv[3], "-") == 0) sub_urls = &pub_url;
+  else {
+    for (const char *p = argv[3]; (p = strchr(p, ',')); p++) n_urls++;
+    if (!(sub_urls = calloc((size_t)n_urls, sizeof *sub_urls))) fail("out of memory");
+    const char *p = argv[3];
+    for (int k = 0; k < n_urls; k++) {
+      const char *e = strchr(p, ',');
+      size_t l = e ? (size_t)(e - p) : strlen(p);
+      parse_url(p, l, &sub_urls[k]);
+      p += l + 1;
+    }
+  }
+  const char *protocol = dialect == HUBBUB ? "hubbub.v1.json" : NULL;
+
+  conns = calloc((size_t)n + 1, sizeof *conns);
+  counts = calloc((size_t)n, sizeof *counts);
+  latencies = malloc(LATENCY_CAPACITY * sizeof *latencies);
+  if (!conns || !counts || !latencies) fail("out of memory");
+  if ((ep = epoll_create1(0)) < 0) fail("epoll_create1: %s", strerror(errno));
+
+  /* Subscribers, CONNECT_CONCURRENCY handshakes at a time; then the publisher. */
+  int next = 0;
+  while (joined_count < n) {
+    while (next < n && opening < CONNECT_CONCURRENCY) {
+      open_conn(next, &sub_urls[next % n_urls], protocol);
+      next++;
+    }
+    run_until(now_ms() + 5);
+    for (int i = 0; i < next; i++)
+      if (conns[i].state != JOINED && now_ms() - conns[i].opened > HANDSHAKE_MS)
+        fail("subscriber %d not joined after %.0f s", i, HANDSHAKE_MS / 1000);
+  }
+  open_conn(n, &pub_url, protocol);
+  double t0 = now_ms();
+  while (conns[n].state != JOINED) {
+    if (now_ms() - t0 > HANDSHAKE_MS) fail("the publisher not ready after %.0f s", HANDSHAKE_MS / 1000);
+    run_until(now_ms() + 5);
+  }
+
+  /* Prime: primers (seq 0) until each subscriber has had every one sent. */
+  uint32_t primers = 0;
+  double prime_end = now_ms() + 15000;
+  while (now_ms() < prime_end) {
+    publish(0);
+    primers++;
+    run_until(now_ms() + 100);
+    if (all_counts(primers)) break;
+  }
+  run_until(now_ms() + 300); /* no primer is still on its way */
+  if (!all_counts(primers)) {
+    int none = 0;
+    for (int i = 0; i < n; i++) none += counts[i] == 0;
+    fail("subscribers not all live: %d of %d got nothing", none, n);
+  }
+  memset(counts, 0, (size_t)n * sizeof *counts);
+  memset(reached, 0, sizeof reached);
+  sent = completed = delivered = 0;
+  mismatches = 0;
+
+  /* Flat out: at most WINDOW messages in flight. */
+  window_end = now_ms() + (warmup + seconds) * 1000;
+  topping_up = 1;
+  top_up();
+  run_until(now_ms() + warmup * 1000);
+  double w0 = now_ms();
+  uint64_t d0 = delivered, c0 = completed;
+  mark("start");
+  run_until(window_end);
+  double elapsed = (now_ms() - w0) / 1000;
+  double deliveries_per_s = (double)(delivered - d0) / elapsed;
+  double messages_per_s = (double)(completed - c0) / elapsed;
+  mark("end");
+  topping_up = 0;
+  if (!drain()) fail("deliveries stopped with %llu messages in flight", (unsigned long long)(sent - completed));
+
+  /* Paced: latencies at half the rate (or LATENCY_RATE). */
+  double rate = latency_rate > 0 ? latency_rate : deliveries_per_s / n / 2;
+  long total = lround(rate * latency_seconds);
+  if (total < 1) total = 1;
+  double interval = 1000 / rate, p0 = now_ms(), due = p0;
+  uint64_t first = sent;
+  recording = 1;
+  n_latencies = 0;
+  mark("half");
+  while (sent - first < (uint64_t)total) {
+    if (sent - completed > RING / 2) fail("subscribers fell too far behind the paced publisher");
+    for (double t = now_ms(); due <= t && sent - first < (uint64_t)total; due += interval) send_next();
+    run_until(due);
+  }
+  mark("half-end");
+  int drained = drain();
+  double paced_s = (now_ms() - p0) / 1000;
+  recording = 0;
+  ending = 1;
+
+  qsort(latencies, (size_t)n_latencies, sizeof *latencies, by_value);
+  printf("{\"result\": {\"deliveries_per_s\": %.1f, \"messages_per_s\": %.1f, \"half_rate_msgs_per_s\": %.3f, "
+         "\"half_rate_deliveries_per_s\": %.1f, ",
+         deliveries_per_s, messages_per_s, rate, (double)total * n / paced_s);
+  if (n_latencies)
+    printf("\"p50_ms\": %.3f, \"p99_ms\": %.3f, \"max_ms\": %.3f, ", percentile(latencies, n_latencies, 50),
+           percentile(latencies, n_latencies, 99), latencies[n_latencies - 1]);
+  else
+    printf("\"p50_ms\": null, \"p99_ms\": null, \"max_ms\": null, ");
+  printf("\"samples\": %ld, \"undelivered\": %llu, \"closed\": %ld, \"publish_errors\": %ld, \"mismatches\": %ld}}\n",
+         n_latencies, drained ? 0ULL : (unsigned long long)(sent - completed), closed_count, publish_errors,
+         mismatches);
+  return 0;
+}
