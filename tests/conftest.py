@@ -43,9 +43,12 @@ ENGINES = ["memory", "sqlite", "redis"]
 REDIS_SERVER = shutil.which("redis-server")
 
 
-def free_port() -> int:
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port nothing listens on at ``host``; for a server on 0.0.0.0 ask for
+    ``host="0.0.0.0"``, as a port free on 127.0.0.1 may be in use on another
+    loopback address (the load generator's clients bind 127.0.0.2 and up)."""
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
+        s.bind((host, 0))
         return int(s.getsockname()[1])
 
 

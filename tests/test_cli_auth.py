@@ -69,12 +69,15 @@ def test_serve_on_a_public_address_with_auth(auth_config: Path) -> None:
     """With [auth] configured, ``serve --host 0.0.0.0`` listens."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "hubbub", "serve", "--host", "0.0.0.0", "--port",
-         str(free_port()), "--store", "memory://", "--config", str(auth_config)],
+         str(free_port("0.0.0.0")), "--store", "memory://", "--config", str(auth_config)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline()
-        assert line.startswith("hubbub listening on http://0.0.0.0:"), (line, proc.stderr)
+        if not line:  # it exited: say why
+            _, err = proc.communicate(timeout=20 * UNIT)
+            raise AssertionError(f"hubbub serve exited: {err}")
+        assert line.startswith("hubbub listening on http://0.0.0.0:"), line
     finally:
         proc.terminate()
         proc.communicate(timeout=20 * UNIT)
