@@ -55,6 +55,15 @@ def test_lease_ids_round_trip(seq: int) -> None:
     assert parse_lease_id(new_lease_id(seq)) == seq
 
 
+@pytest.mark.parametrize("seq", [2**63, 9_300_000_000_000_000_000, 10**19 - 1])
+def test_a_seq_past_64_bits_is_not_a_lease_id(seq: int) -> None:
+    """19 digits fit the lease id's pattern but not a store's integers: a
+    malformed id (400), not an overflow in the store (500)."""
+    with pytest.raises(InvalidRequest) as caught:
+        parse_lease_id(f"{seq}.000000000000")
+    assert caught.value.field == "ids"
+
+
 @given(st.one_of(st.text(max_size=40), st.integers(), st.none(), st.lists(st.text())))
 def test_anything_else_is_not_a_lease_id(value: object) -> None:
     """Malformed ids are InvalidRequest, never another error."""

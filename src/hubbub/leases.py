@@ -43,6 +43,7 @@ from typing import Final
 
 import msgspec
 
+from .cursor import MAX_POSITION
 from .errors import InvalidRequest
 from .message import Message
 
@@ -124,7 +125,10 @@ def parse_lease_id(text: object, *, field: str = "ids") -> int:
     """
     if not isinstance(text, str) or (m := _LEASE_RE.fullmatch(text)) is None:
         raise InvalidRequest("malformed lease id", field=field)
-    return int(m.group(1))
+    seq = int(m.group(1))
+    if seq > MAX_POSITION:  # 19 digits reach past a store's 64-bit integers
+        raise InvalidRequest("malformed lease id", field=field)
+    return seq
 
 
 def validate_group(name: str, *, field: str = "group") -> str:
