@@ -36,7 +36,8 @@ Rule 4. What follows a response in uvicorn (the request's ``receive`` sees
         response of the loop pass is written, in one callback.
 Rule 5. :func:`respond_all` answers a crowd with one response in three
         passes: which requests may take it now (Rule 1) and their bytes; then
-        every write, back to back, with the garbage collector held off; then
+        every write, back to back, with the garbage collector held off (many
+        are made over two threads, :mod:`hubbub.writes`); then
         each response's own follow-up (the access log, a connection's close,
         Rule 4's queue). The last of ten thousand clients waits for ten
         thousand system calls, not for the bookkeeping of the nine thousand
@@ -61,6 +62,7 @@ from uvicorn.protocols.http.httptools_impl import (
 from uvicorn.protocols.utils import get_client_addr, get_path_with_query_string
 
 from .passes import PerPass
+from .writes import write_all
 
 #: The ASGI extension's key in ``scope["extensions"]``.
 RESPOND = "hubbub.respond"
@@ -187,8 +189,7 @@ def respond_all(requests: Sequence[Whole], status: int, headers: bytes,
     collecting = gc.isenabled()
     gc.disable()  # no collection between the writes: the last client waits for it
     try:
-        for transport, response in zip(transports, data, strict=True):
-            transport.write(response)
+        write_all(transports, data)
     finally:
         if collecting:
             gc.enable()

@@ -1,0 +1,178 @@
+"""hubbub.writes: many sockets written over two threads, over real TCP
+connections on uvloop (Rules 1 to 4 of the module)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import threading
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+import pytest
+import uvloop
+
+from hubbub import writes
+from tests.conftest import UNIT
+
+
+class _Keep(asyncio.Protocol):
+    """A server side's protocol: keeps its transport, notes the connection's loss."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.lost: asyncio.Future[Exception | None] = asyncio.get_running_loop().create_future()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.lost.done():
+            self.lost.set_result(exc)
+
+
+async def _pairs(n: int, sndbuf: int | None = None
+                 ) -> tuple[list[_Keep], list[socket.socket], asyncio.Server]:
+    """``n`` loopback connections: the server sides on the running loop, the
+    client sides as plain blocking sockets."""
+    protocols: list[_Keep] = []
+
+    def made() -> _Keep:
+        p = _Keep()
+        protocols.append(p)
+        return p
+
+    server = await asyncio.get_running_loop().create_server(made, "127.0.0.1", 0, backlog=n)
+    port = server.sockets[0].getsockname()[1]
+    clients = []
+    for _ in range(n):
+        c = socket.create_connection(("127.0.0.1", port))
+        clients.append(c)
+    async with asyncio.timeout(10 * UNIT):
+        while len(protocols) < n or any(p.transport is None for p in protocols):
+            await asyncio.sleep(0.01)
+    if sndbuf is not None:
+        for p in protocols:
+            assert p.transport is not None
+            p.transport.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF,
+                                                            sndbuf)
+    return protocols, clients, server
+
+
+def _read(sock: socket.socket, size: int) -> bytes:
+    sock.settimeout(10 * UNIT)
+    got = bytearray()
+    while len(got) < size:
+        chunk = sock.recv(min(size - len(got), 1 << 16))
+        if not chunk:
+            break
+        got += chunk
+    return bytes(got)
+
+
+def _on_uvloop(test: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(test())
+
+
+@pytest.mark.parametrize("n", [3, writes.SPLIT_AT + 101])
+def test_every_socket_gets_its_own_bytes(n: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Few writes go through the transports; many straight to the sockets, from
+    two threads: either way each client reads exactly its bytes (Rules 1 and 4)."""
+    real_write, threads = os.write, set()
+
+    def write(fd: int, data: bytes) -> int:
+        threads.add(threading.get_ident())
+        return real_write(fd, data)
+
+    monkeypatch.setattr(os, "write", write)
+
+    async def main() -> None:
+        protocols, clients, server = await _pairs(n)
+        data = [b"answer %d;" % i * (1 + i % 7) for i in range(n)]
+        writes.write_all([p.transport for p in protocols], data)
+        # Both threads take chunks as they go: each may have had none.
+        assert (len(threads) > 0) == (n >= writes.SPLIT_AT)
+        for i, c in enumerate(clients):
+            assert await asyncio.to_thread(_read, c, len(data[i])) == data[i]
+        for c in clients:
+            c.close()
+        server.close()
+
+    _on_uvloop(main)
+
+
+def test_buffered_bytes_stay_first_and_short_writes_finish_through_the_transport() -> None:
+    """A transport with bytes buffered is left to its own write, after them; a
+    direct write the socket took only part of is finished by the transport,
+    in order (Rules 1 and 2)."""
+
+    async def main() -> None:
+        n = writes.SPLIT_AT + 8
+        protocols, clients, server = await _pairs(n, sndbuf=4096)
+        transports: list[Any] = [p.transport for p in protocols]
+        big = bytes(range(256)) * 1024  # 256 KiB: more than these sockets take at once
+        data = [b"%d:" % i + big for i in range(n)]
+        transports[5].write(b"first " + big)  # fills the buffer: left buffered
+        assert transports[5].get_write_buffer_size() > 0
+        writes.write_all(transports, data)
+        # The sockets took part of each direct write; the transports hold the rest.
+        assert sum(t.get_write_buffer_size() > 0 for t in transports) == n
+        for i, c in enumerate(clients):
+            expect = (b"first " + big if i == 5 else b"") + data[i]
+            assert await asyncio.to_thread(_read, c, len(expect)) == expect, i
+        for c in clients:
+            c.close()
+        server.close()
+
+    _on_uvloop(main)
+
+
+def test_a_gone_client_is_the_transports_to_handle() -> None:
+    """A client that left: the direct write fails, the transport's own write
+    meets the error and the connection is lost as usual; the others get
+    their bytes and nothing is raised (Rule 2)."""
+
+    async def main() -> None:
+        n = writes.SPLIT_AT
+        protocols, clients, server = await _pairs(n)
+        gone = clients[7]
+        gone.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        gone.close()  # a reset, not a FIN, which the loop has not seen yet
+        data = [b"x%d" % i for i in range(n)]
+        writes.write_all([p.transport for p in protocols], data)
+        async with asyncio.timeout(10 * UNIT):
+            await protocols[7].lost
+        for i, c in enumerate(clients):
+            if i != 7:
+                assert await asyncio.to_thread(_read, c, len(data[i])) == data[i]
+                c.close()
+        server.close()
+
+    _on_uvloop(main)
+
+
+def test_other_transports_only_get_write_calls() -> None:
+    """Anything but uvloop's plain TCP transport (TLS, a wrapper, a test
+    double) is written through its ``write`` alone, whatever the count (Rule 1)."""
+
+    class Fake:
+        def __init__(self) -> None:
+            self.written: list[bytes] = []
+
+        def write(self, data: bytes) -> None:
+            self.written.append(data)
+
+        def is_closing(self) -> bool:
+            return False
+
+        def get_write_buffer_size(self) -> int:
+            return 0
+
+        def get_extra_info(self, name: str) -> Any:
+            raise AssertionError("a fake transport has no socket to write to")
+
+    fakes = [Fake() for _ in range(writes.SPLIT_AT + 3)]
+    writes.write_all(fakes, [b"%d" % i for i in range(len(fakes))])
+    assert [f.written for f in fakes] == [[b"%d" % i] for i in range(len(fakes))]
