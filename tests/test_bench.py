@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from hubbub import bench
+from hubbub import bench, writes
 from hubbub.bench import measure
 from hubbub.cli import main
 from tests.conftest import UNIT
@@ -171,12 +171,14 @@ def test_fanout_client_says_what_is_wrong_in_json() -> None:
 
 
 @needs_cc
-def test_fanout_client_measures_a_real_hub(spawn_hub: Any) -> None:
+@pytest.mark.parametrize("n", [20, writes.SPLIT_AT + 88])
+def test_fanout_client_measures_a_real_hub(spawn_hub: Any, n: int) -> None:
     """Against ``hubbub serve``: the marks in order, each with the client's CPU
-    time, and a clean run (every message to every subscriber, in order)."""
+    time, and a clean run (every message to every subscriber, in order; with
+    more subscribers than SPLIT_AT, the flushes write over two threads)."""
     hub = spawn_hub("memory://")
     url = f"ws://127.0.0.1:{hub.port}/v1/ws"
-    proc, lines = _fanout(url, "20", "256", "16", "0.2", "0.5", "0.5", "0")
+    proc, lines = _fanout(url, str(n), "256", "16", "0.2", "0.5", "0.5", "0")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     marks = [line for line in lines if "mark" in line]
     assert [m["mark"] for m in marks] == ["start", "end", "half", "half-end"]

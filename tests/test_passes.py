@@ -42,3 +42,54 @@ def test_each_loop_has_its_own_pass() -> None:
     finally:
         first.close()
         second.close()
+
+
+async def test_a_chain_of_stages_runs_in_one_pass() -> None:
+    """Items given to another PerPass while one runs are handed over right
+    after it, in the same callback; a stage that already ran waits for the
+    next pass (Rules 2 and 3)."""
+    log: list[str] = []
+
+    def first_run(items: list[int]) -> None:
+        log.append(f"first {items}")
+        second.extend(items)
+
+    def second_run(items: list[int]) -> None:
+        log.append(f"second {items}")
+        third.add(sum(items))
+        if items == [1, 2]:
+            first.add(9)  # already ran in this pass: the next one (Rule 2)
+
+    def third_run(items: list[int]) -> None:
+        log.append(f"third {items}")
+
+    first: PerPass[int] = PerPass(first_run)
+    second: PerPass[int] = PerPass(second_run)
+    third: PerPass[int] = PerPass(third_run)
+    first.extend([1, 2])
+    await asyncio.sleep(0)
+    assert log == ["first [1, 2]", "second [1, 2]", "third [3]"]
+    await asyncio.sleep(0)
+    assert log[3:] == ["first [9]", "second [9]", "third [9]"]
+    await asyncio.sleep(0)
+    assert len(log) == 6
+
+
+async def test_a_stage_that_fails_leaves_the_rest_to_their_own_pass() -> None:
+    """An error in one stage is the loop's to report; the stages still waiting
+    get their items in a callback of their own."""
+    got: list[list[str]] = []
+
+    def failing(items: list[str]) -> None:
+        later.extend(items)
+        raise RuntimeError("stage failed")
+
+    later: PerPass[str] = PerPass(got.append)
+    first: PerPass[str] = PerPass(failing)
+    errors: list[dict[str, object]] = []
+    asyncio.get_running_loop().set_exception_handler(lambda _loop, ctx: errors.append(ctx))
+    first.add("x")
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    assert got == [["x"]]
+    assert [str(e["exception"]) for e in errors] == ["stage failed"]

@@ -30,6 +30,12 @@ Rule 3. Once the connection is closing or gone (a close frame was sent or
         received, or the socket was lost) ``send_frames`` raises
         ``ClientDisconnected`` (an ``OSError``) and writes nothing, as the ASGI
         send does.
+Rule 4. Inside ``with gathered_writes():`` (the WebSocket door's flush of a
+        loop pass) ``write_frames`` keeps its bytes, per connection in order,
+        and the block's end writes them all at once (:mod:`hubbub.writes`:
+        over two threads when there are many). The checks of Rules 2 and 3
+        are made when ``write_frames`` is called; nothing else may write to
+        those connections inside the block.
 
 Memory per connection
 ---------------------
@@ -48,7 +54,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from typing import Any
 
 from uvicorn._types import ASGIReceiveEvent
@@ -58,6 +64,8 @@ from websockets.http11 import Request
 from websockets.protocol import Protocol, State
 from websockets.server import ServerProtocol
 from websockets.streams import StreamReader
+
+from .writes import write_all
 
 #: The ASGI extension's key in ``scope["extensions"]``.
 FRAMES = "hubbub.frames"
@@ -315,8 +323,46 @@ class FramesProtocol(WebSocketsSansIOProtocol):
             raise ClientDisconnected()
         if not self.handshake_complete or self.initial_response is not None:
             raise RuntimeError("hubbub.frames before the WebSocket was accepted")
-        self.transport.write(data)
+        gathered = _gathered
+        if gathered is None:
+            self.transport.write(data)
+        else:  # Rule 4
+            parts = gathered.get(self.transport)
+            if parts is None:
+                gathered[self.transport] = [data]
+            elif sum(map(len, parts)) >= GATHER_LIMIT:
+                return False  # as a full buffer would: wait (after the block's writes)
+            else:
+                parts.append(data)
         return True
+
+
+#: The most bytes held back for one connection in a :func:`gathered_writes`
+#: block; past it ``write_frames`` answers as it does to a full buffer (Rule 2).
+GATHER_LIMIT = 256 * 1024
+
+
+#: The writes of ``write_frames`` held back by :func:`gathered_writes`, by transport.
+_gathered: dict[Any, list[bytes]] | None = None
+
+
+@contextlib.contextmanager
+def gathered_writes() -> Iterator[None]:
+    """Hold back ``write_frames``' writes until the block ends, then make them
+    all at once (Rule 4). Nested blocks write at the outermost one's end."""
+    global _gathered
+    if _gathered is not None:
+        yield
+        return
+    gathered: dict[Any, list[bytes]] = {}
+    _gathered = gathered
+    try:
+        yield
+    finally:
+        _gathered = None
+        if gathered:
+            write_all(list(gathered),
+                      [p[0] if len(p) == 1 else b"".join(p) for p in gathered.values()])
 
 
 def _forget_request(conn: ServerProtocol) -> None:
@@ -347,4 +393,4 @@ _FRAME_PARSE = Protocol.parse.__code__
 
 
 __all__ = ["FRAMES", "FramesProtocol", "SendFrames", "WriteFrames", "frames_sender",
-           "frames_writer"]
+           "frames_writer", "gathered_writes"]

@@ -24,9 +24,11 @@ from fastapi import FastAPI
 from websockets.asyncio.client import connect
 from websockets.frames import Frame, Opcode
 
+from hubbub import writes, wsframes
 from hubbub.config import Config
 from hubbub.core import PublishItem
 from hubbub.message import BINARY_FRAME, TEXT_FRAME, Message, ws_frame
+from hubbub.transports import ws
 from hubbub.transports.app import create_app
 from hubbub.wsframes import FramesProtocol, _Pings
 from tests.conftest import UNIT, HubServer, serve_app, store_url
@@ -201,6 +203,35 @@ async def test_idle_subscriptions_hold_no_task_and_a_burst_is_one_write(
         assert [f["data"]["i"] for f in got] == list(range(5))
         assert len(writes) == 1 and writes[0].count(b'"op":"msg"') == 5
         assert pumps() == []
+
+
+async def test_a_flush_holds_back_at_most_its_limit_per_connection(
+    hub_server: HubServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A flush's writes are held back and made at its end (wsframes.py Rule 4);
+    a connection with more ready than GATHER_LIMIT is answered as a full buffer
+    would be, and its pump sends the rest after: every message arrives, in order."""
+    monkeypatch.setattr(wsframes, "GATHER_LIMIT", 100)
+    monkeypatch.setattr(ws, "PAGE", 10)  # a page under this module's buffer (64)
+    gathered: list[int] = []
+    real_write_all = writes.write_all  # what wsframes calls
+
+    def recording(transports: Any, data: Any) -> None:
+        gathered.append(sum(d.count(b'"op":"msg"') for d in data))
+        real_write_all(transports, data)
+
+    monkeypatch.setattr(wsframes, "write_all", recording)
+    hub = hub_server.hub
+    count = 3 * 10 + 7
+    async with test_ws.ws_client(hub_server) as c:
+        await c.ok({"op": "sub", "id": 1, "topics": ["gather.t"]})
+        await asyncio.sleep(0.05)  # parked
+        await hub.publish_batch([PublishItem("gather.t", b'{"i":%d}' % i) for i in range(count)])
+        got = await c.messages(count)
+        assert [f["data"]["i"] for f in got] == list(range(count))
+    # The flush held back one page, then stopped at the limit: the pump sent
+    # the rest, through its own writes.
+    assert gathered[0] == 10
 
 
 async def _raw_ws(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:

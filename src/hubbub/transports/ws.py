@@ -110,7 +110,7 @@ from ..message import BINARY_FRAME, JSON, OCTET, TEXT_FRAME, Message, media_type
 from ..passes import PerPass
 from ..tasks import cancel_and_wait
 from ..topics import validate_pattern, validate_topic
-from ..wsframes import SendFrames, WriteFrames, frames_sender, frames_writer
+from ..wsframes import SendFrames, WriteFrames, frames_sender, frames_writer, gathered_writes
 from .auth import authenticate
 from .groups import GroupFeeds
 from .problems import close_code, problem_from, ws_error
@@ -692,11 +692,13 @@ class WebSocketDoor:
 
 
 def _flush_all(subs: list[_Sub]) -> None:
-    """Flush the parked subscriptions that had news in a loop pass (Rule 6)."""
-    for s in subs:
-        conn = s.conn
-        if conn is not None:
-            conn._flush(s)
+    """Flush the parked subscriptions that had news in a loop pass (Rule 6),
+    their writes made together at the end (wsframes.py Rule 4)."""
+    with gathered_writes():
+        for s in subs:
+            conn = s.conn
+            if conn is not None:
+                conn._flush(s)
 
 
 #: Parked subscriptions with news, flushed together once the fan-out is done
