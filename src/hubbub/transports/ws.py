@@ -460,11 +460,20 @@ class Connection:
         return {"type": "websocket.send", "text": data.decode()}
 
     async def send_obj(self, obj: Any) -> None:
-        """Send one server frame, unless the connection is closing (Rule 4)."""
-        event = self.frame(obj)
+        """Send one server frame, unless the connection is closing (Rule 4):
+        framed here and written raw where the server offers ``hubbub.frames``
+        (a publisher's every ``ok`` goes this way), else as an ASGI send."""
+        frames = self._frames
+        if frames is None:
+            event = self.frame(obj)
+            async with self._lock:
+                if not self.closing:
+                    await self._send(event)
+            return
+        data = ws_frame(self.codec.encode(obj), BINARY_FRAME if self._binary else TEXT_FRAME)
         async with self._lock:
             if not self.closing:
-                await self._send(event)
+                await frames(data)
 
     async def send_many(self, events: list[ASGIMessage]) -> None:
         """Send frames in one go, stopping if the connection starts closing (Rule 4)."""
