@@ -26,9 +26,11 @@ Rule 2. Whatever was not written directly (another transport, a short write,
         it, or meets the error itself and closes as it always does.
 Rule 3. Nothing else runs on these sockets meanwhile: the loop's thread
         stays in :func:`write_all` until the helper is done.
-Rule 4. Fewer than :data:`SPLIT_AT` writes, or a process with one CPU, are
+Rule 4. Fewer than :data:`SPLIT_AT` writes, or a process allowed one CPU, are
         written through ``transport.write`` alone: below that the helper's
         wake-up costs more than it saves.
+Rule 5. The caller names each transport at most once (two threads writing
+        one socket would interleave its bytes): join a connection's data first.
 """
 
 from __future__ import annotations
@@ -61,6 +63,8 @@ def _direct_type() -> type[Any] | None:
 
 
 _TCP = _direct_type()
+#: The CPUs this process may run on (Rule 4).
+_CPUS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def _fd(transport: Any) -> int:
@@ -89,10 +93,10 @@ def _write_chunks(fds: list[int], data: Sequence[bytes], take: Callable[[], int]
 
 def write_all(transports: Sequence[Any], data: Sequence[bytes]) -> None:
     """``transports[i].write(data[i])`` for every ``i``, over two threads when
-    there are many (see the module docstring)."""
+    there are many (see the module docstring; each transport at most once)."""
     global _helper
     n = len(transports)
-    if n < SPLIT_AT or _TCP is None or (os.cpu_count() or 1) < 2:
+    if n < SPLIT_AT or _TCP is None or _CPUS < 2:
         for transport, d in zip(transports, data, strict=True):
             transport.write(d)
         return
