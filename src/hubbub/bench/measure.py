@@ -285,10 +285,10 @@ async def drive(spec: Mapping[str, Any], served: Served) -> tuple[Metrics, dict[
             async for line in proc.stdout:
                 event = json.loads(line)
                 if "mark" in event:
-                    at = sample(served.pids)
-                    # The generator's own CPU time, as it told: it may be gone from /proc.
-                    cpu = float(event["cpu_s"]) if "cpu_s" in event else sample([proc.pid]).cpu[proc.pid]
-                    marks[event["mark"]] = replace(at, cpu={**at.cpu, proc.pid: cpu})
+                    at = sample([*served.pids, proc.pid])
+                    if "cpu_s" in event:  # its own word: it may be gone from /proc by now
+                        at = replace(at, cpu={**at.cpu, proc.pid: float(event["cpu_s"])})
+                    marks[event["mark"]] = at
                 else:
                     outcome = event
             stderr = (await proc.stderr.read()).decode(errors="replace")

@@ -459,6 +459,10 @@ class Connection:
             return {"type": "websocket.send", "bytes": data}
         return {"type": "websocket.send", "text": data.decode()}
 
+    def frame_bytes(self, obj: Any) -> bytes:
+        """One server frame of ``obj``, as bytes to write raw (``hubbub.frames``)."""
+        return ws_frame(self.codec.encode(obj), BINARY_FRAME if self._binary else TEXT_FRAME)
+
     async def send_obj(self, obj: Any) -> None:
         """Send one server frame, unless the connection is closing (Rule 4):
         framed here and written raw where the server offers ``hubbub.frames``
@@ -470,7 +474,7 @@ class Connection:
                 if not self.closing:
                     await self._send(event)
             return
-        data = ws_frame(self.codec.encode(obj), BINARY_FRAME if self._binary else TEXT_FRAME)
+        data = self.frame_bytes(obj)
         async with self._lock:
             if not self.closing:
                 await frames(data)
@@ -612,8 +616,7 @@ class Connection:
             if isinstance(event, Message):
                 frames.append(event.ws_msgpack_frame() if binary else event.ws_frame())
             else:
-                gap = self.codec.encode({"op": "gap", "sub": s.id, **event.to_dict()})
-                frames.append(ws_frame(gap, BINARY_FRAME if binary else TEXT_FRAME))
+                frames.append(self.frame_bytes({"op": "gap", "sub": s.id, **event.to_dict()}))
         data = frames[0] if len(frames) == 1 else b"".join(frames)
         return data, last.cursor if isinstance(last, Message) else None
 
