@@ -16,7 +16,9 @@ run: $(STAMP)
 	$(BIN)/hubbub serve $(ARGS)
 
 # Two test workers (the machines have two cores); each starts its own redis-server.
+# lint-imports checks the layering (pyproject.toml [tool.importlinter]) first.
 test: $(STAMP) chromium
+	$(BIN)/lint-imports --no-cache --no-logo
 	PYTHONASYNCIODEBUG=$(ASYNCIO_DEBUG) $(BIN)/pytest -q -n 2 $(ARGS)
 
 test-slow: $(STAMP)

@@ -13,9 +13,10 @@ from typing import Any
 
 import pytest
 
-from hubbub import bench, writes
+from hubbub import bench
 from hubbub.bench import measure
 from hubbub.cli import main
+from hubbub.server import writes
 from tests.conftest import UNIT
 
 WRK_OUTPUT = """\

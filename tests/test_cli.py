@@ -21,8 +21,8 @@ import pytest
 
 import hubbub
 from hubbub.client import TRANSPORTS, AsyncClient
-from hubbub.cursor import decode as decode_cursor
-from hubbub.errors import InvalidTopic, Unavailable
+from hubbub.protocol.cursor import decode as decode_cursor
+from hubbub.protocol.errors import InvalidTopic, Unavailable
 from tests.conftest import UNIT, HubProcess, free_port
 
 Spawn = Callable[..., HubProcess]
@@ -310,7 +310,7 @@ async def test_publish_unreachable_raises_unavailable() -> None:
 
 
 async def test_publish_refused_is_not_retried(hub: HubProcess) -> None:
-    """A 4xx answer raises the matching hubbub.errors class, with no retry."""
+    """A 4xx answer raises the matching hubbub.protocol.errors class, with no retry."""
     async with asyncio.timeout(10 * UNIT), AsyncClient(hub.url) as client:
         with pytest.raises(InvalidTopic) as info:
             await client.publish("bad topic", 1)

@@ -29,14 +29,14 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 from websockets.typing import Subprotocol
 
-from hubbub import cursor as _cursor
 from hubbub.client.aio import NETWORK_ERRORS, TRANSPORTS, AsyncClient
 from hubbub.client.backoff import BackoffPolicy
 from hubbub.client.streams import Event, read_poll, read_sse, read_ws
 from hubbub.core import Hub
 from hubbub.engines import open_engine
-from hubbub.errors import HubbubError
-from hubbub.message import Message
+from hubbub.protocol import cursor as _cursor
+from hubbub.protocol.errors import HubbubError
+from hubbub.protocol.message import Message
 from tests.conftest import UNIT, HubProcess, RedisServer, session_redis, start_server
 
 Spawn = Callable[..., HubProcess]

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hubbub import cursor
-from hubbub.errors import InvalidCursor
+from hubbub.protocol import cursor
+from hubbub.protocol.errors import InvalidCursor
 
 EPOCH = st.text(alphabet="0123456789abcdefghijklmnopqrstuvwxyz", min_size=10, max_size=10)
 POS = st.integers(min_value=0, max_value=cursor.MAX_POSITION)

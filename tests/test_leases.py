@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hubbub.errors import InvalidRequest
-from hubbub.leases import (
+from hubbub.protocol.errors import InvalidRequest
+from hubbub.protocol.leases import (
     TRANSITIONS,
     Pending,
     State,
@@ -20,8 +20,8 @@ from hubbub.leases import (
     take,
     validate_group,
 )
-from hubbub.message import Message
-from hubbub.topics import validate_topic
+from hubbub.protocol.message import Message
+from hubbub.protocol.topics import validate_topic
 
 
 def test_due_and_state() -> None:

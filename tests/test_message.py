@@ -10,7 +10,7 @@ import msgspec
 import pytest
 from websockets.frames import Frame, Opcode
 
-from hubbub.message import Message
+from hubbub.protocol.message import Message
 
 
 def _messages() -> list[Message]:

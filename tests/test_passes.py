@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from hubbub.passes import PerPass
+from hubbub.loop.passes import PerPass
 
 
 async def test_a_pass_is_handed_over_once_in_order_and_later_adds_wait_for_the_next() -> None:

@@ -31,8 +31,8 @@ from websockets.uri import parse_uri
 
 from hubbub.client import TRANSPORTS, AsyncClient, Subscription, Transport
 from hubbub.config import Config
-from hubbub.cursor import decode as decode_cursor
-from hubbub.errors import HubbubError
+from hubbub.protocol.cursor import decode as decode_cursor
+from hubbub.protocol.errors import HubbubError
 from hubbub.server import GC_THRESHOLDS, HubServer, is_loopback
 from hubbub.transports.app import create_app
 from tests.conftest import UNIT, HubProcess, free_port

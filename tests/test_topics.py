@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hubbub.errors import InvalidTopic
-from hubbub.topics import (
+from hubbub.protocol.errors import InvalidTopic
+from hubbub.protocol.topics import (
     TopicFilter,
     covers,
     matches,

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hubbub.errors import InvalidRequest
-from hubbub.tus import (
+from hubbub.protocol.errors import InvalidRequest
+from hubbub.protocol.tus import (
     format_checksum,
     format_metadata,
     parse_checksum,

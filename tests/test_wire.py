@@ -1,4 +1,4 @@
-"""hubbub.wire: decoding client ops of both subprotocols, with no loop and no network."""
+"""hubbub.protocol.wire: decoding client ops of both subprotocols, with no loop and no network."""
 
 from __future__ import annotations
 
@@ -10,10 +10,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hubbub import wire
-from hubbub.errors import InvalidOp, InvalidRequest, UnsupportedMediaType
-from hubbub.transports.problems import close_code
-from hubbub.wire import (
+from hubbub.protocol import wire
+from hubbub.protocol.errors import InvalidOp, InvalidRequest, UnsupportedMediaType
+from hubbub.protocol.wire import (
     DEFAULT_CODEC,
     JSON_CODEC,
     MSGPACK_CODEC,
@@ -24,6 +23,7 @@ from hubbub.wire import (
     Sub,
     Unsub,
 )
+from hubbub.transports.problems import close_code
 
 CODECS = [JSON_CODEC, MSGPACK_CODEC]
 

@@ -1,4 +1,4 @@
-"""hubbub.writes: many sockets written over two threads, over real TCP
+"""hubbub.server.writes: many sockets written over two threads, over real TCP
 connections on uvloop (Rules 1 to 4 of the module)."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import uvloop
 
-from hubbub import writes
+from hubbub.server import writes
 from tests.conftest import UNIT
 
 

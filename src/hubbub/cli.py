@@ -55,7 +55,7 @@ import msgspec
 
 from . import __version__, bench
 from .client import TRANSPORTS, AsyncClient
-from .errors import Conflict, HubbubError, InvalidRequest, UsageError
+from .protocol.errors import Conflict, HubbubError, InvalidRequest, UsageError
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 DEFAULT_STORE = "sqlite:///./hubbub-data/hub.db"
@@ -263,7 +263,7 @@ def _complain(message: str) -> None:
 
 def _serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from .config import Config, ConfigError
-    from .server import configure_logging, is_loopback, serve
+    from .server.run import configure_logging, is_loopback, serve
 
     try:
         config = Config.load(args.config) if args.config else Config()

@@ -63,8 +63,8 @@ from pathlib import Path
 from typing import Any
 
 from .engines.base import Retention
-from .errors import InvalidTopic
-from .topics import namespace, validate_pattern
+from .protocol.errors import InvalidTopic
+from .protocol.topics import namespace, validate_pattern
 
 _DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)\s*([smhd]?)")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}

@@ -14,7 +14,7 @@ import pytest
 from hubbub.client import TRANSPORTS, AsyncClient, Client
 from hubbub.config import Config
 from hubbub.core.auth import mint
-from hubbub.errors import Forbidden, Unauthorized
+from hubbub.protocol.errors import Forbidden, Unauthorized
 from tests.conftest import UNIT, HubServer, start_server
 
 SECRET = b"client-tests-secret-0123456789abcdef"

@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from hubbub.client import Backoff, BackoffPolicy
-from hubbub.errors import UsageError
+from hubbub.protocol.errors import UsageError
 
 
 def test_bounds_double_up_to_the_cap() -> None:

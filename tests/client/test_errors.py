@@ -9,9 +9,9 @@ import time
 
 import pytest
 
-from hubbub import errors
 from hubbub.client import AsyncClient, DoorRefused, Transport
 from hubbub.config import Config
+from hubbub.protocol import errors
 from tests.client.conftest import Proxied
 from tests.conftest import UNIT, HubServer
 

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from hubbub import errors
 from hubbub.client import AsyncClient, Client, JobError, Progress
 from hubbub.config import Config
+from hubbub.protocol import errors
 from tests.conftest import UNIT, HubServer
 from tests.job_handlers import hash_slowly
 

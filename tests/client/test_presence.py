@@ -10,7 +10,7 @@ from websockets.asyncio.client import connect
 
 from hubbub.client import AsyncClient, Client
 from hubbub.config import Config
-from hubbub.errors import NotFound
+from hubbub.protocol.errors import NotFound
 from tests.conftest import UNIT, HubServer
 
 

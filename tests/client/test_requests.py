@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from hubbub.client import AsyncClient
-from hubbub.errors import GatewayTimeout
+from hubbub.protocol.errors import GatewayTimeout
 from tests.conftest import UNIT, HubServer
 
 

@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from hubbub.client import Client
-from hubbub.errors import GatewayTimeout, InvalidTopic, UsageError
+from hubbub.protocol.errors import GatewayTimeout, InvalidTopic, UsageError
 from tests.conftest import UNIT, HubServer
 
 SCRIPT = """

@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
 from hubbub.config import Config, ConfigError
 from hubbub.core.auth import OPEN, Action, Auth, may, mint
-from hubbub.errors import Forbidden, InvalidRequest, InvalidTopic, Unauthorized, UsageError
+from hubbub.protocol.errors import Forbidden, InvalidRequest, InvalidTopic, Unauthorized, UsageError
 
 SECRET = "0123456789abcdef0123456789abcdef"
 PUB, SUB = Action.PUBLISH, Action.SUBSCRIBE

@@ -12,8 +12,8 @@ import pytest
 from hubbub.config import Config
 from hubbub.core import Hub
 from hubbub.engines import open_engine
-from hubbub.errors import Conflict, InvalidRequest, NotFound
-from hubbub.leases import Outcome
+from hubbub.protocol.errors import Conflict, InvalidRequest, NotFound
+from hubbub.protocol.leases import Outcome
 from tests.conftest import ENGINES, UNIT, store_url
 
 CONFIG = Config.from_dict({"defaults": {"max_deliver": 3}})

@@ -11,8 +11,14 @@ import pytest
 from hubbub.config import Config
 from hubbub.core import Gap, Hub, PublishItem
 from hubbub.engines import open_engine
-from hubbub.errors import GapError, InvalidCursor, InvalidRequest, SlowConsumer, Unavailable
-from hubbub.message import Message
+from hubbub.protocol.errors import (
+    GapError,
+    InvalidCursor,
+    InvalidRequest,
+    SlowConsumer,
+    Unavailable,
+)
+from hubbub.protocol.message import Message
 from tests.conftest import ENGINES, UNIT, store_url
 
 SMALL = Config.from_dict(

@@ -17,9 +17,9 @@ from hubbub.config import Config, ConfigError
 from hubbub.core import Hub
 from hubbub.core.jobs import Taken, _job_id, group_name, queue_topic, status_topic
 from hubbub.engines import open_engine
-from hubbub.errors import Conflict, InvalidRequest, InvalidTopic, NotFound, PayloadTooLarge
-from hubbub.jobstate import State, completed, encode, open_envelope, submitted
-from hubbub.leases import dead_letter_topic
+from hubbub.protocol.errors import Conflict, InvalidRequest, InvalidTopic, NotFound, PayloadTooLarge
+from hubbub.protocol.jobstate import State, completed, encode, open_envelope, submitted
+from hubbub.protocol.leases import dead_letter_topic
 
 
 class Clock:

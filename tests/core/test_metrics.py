@@ -19,8 +19,8 @@ from hubbub.core.metrics import (
 from hubbub.core.subscription import Gap
 from hubbub.engines.base import AppendResult, Lease
 from hubbub.engines.memory import MemoryEngine
-from hubbub.leases import Outcome
-from hubbub.message import JSON, Message
+from hubbub.protocol.leases import Outcome
+from hubbub.protocol.message import JSON, Message
 
 
 def message(topic: str, offset: int = 1) -> Message:

@@ -20,7 +20,7 @@ from hubbub.core.presence import MAX_PRESENT_TOPIC, check_client
 from hubbub.engines import open_engine
 from hubbub.engines.base import Engine
 from hubbub.engines.memory import MemoryEngine
-from hubbub.errors import InvalidRequest, InvalidTopic, NotFound
+from hubbub.protocol.errors import InvalidRequest, InvalidTopic, NotFound
 from tests.conftest import ENGINES, session_redis, store_url
 
 #: Long enough that no background renewal runs during a test: the tests tick.

@@ -12,7 +12,7 @@ from hubbub.config import Config
 from hubbub.core import Hub
 from hubbub.core.requests import parse_request_id
 from hubbub.engines import open_engine
-from hubbub.errors import Conflict, Expired, GatewayTimeout, InvalidRequest, NotFound
+from hubbub.protocol.errors import Conflict, Expired, GatewayTimeout, InvalidRequest, NotFound
 from tests.conftest import ENGINES, UNIT, store_url
 
 

@@ -13,8 +13,8 @@ from hubbub.config import Config
 from hubbub.core import Gap, Hub, PublishItem
 from hubbub.core.subscription import Subscription
 from hubbub.engines import open_engine
-from hubbub.errors import SlowConsumer
-from hubbub.message import Message
+from hubbub.protocol.errors import SlowConsumer
+from hubbub.protocol.message import Message
 from tests.conftest import ENGINES, store_url
 
 CONFIG = Config.from_dict({"namespaces": {"eph": {"ephemeral": True}}})

@@ -11,7 +11,7 @@ from hubbub.config import Config, UploadsConfig
 from hubbub.core import Hub
 from hubbub.core.uploads import GONE_MS
 from hubbub.engines import open_engine
-from hubbub.errors import NotFound, UploadExpired
+from hubbub.protocol.errors import NotFound, UploadExpired
 
 
 class Clock:

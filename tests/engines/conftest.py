@@ -21,7 +21,7 @@ from hubbub.engines.base import AppendRequest, Engine
 from hubbub.engines.memory import MemoryEngine
 from hubbub.engines.redis import RedisEngine
 from hubbub.engines.sqlite import SQLiteEngine
-from hubbub.message import JSON
+from hubbub.protocol.message import JSON
 from tests.conftest import NOT_ON_REDIS, session_redis
 
 #: Timeouts are multiples of this unit; raise HUBBUB_TEST_UNIT on slow machines.

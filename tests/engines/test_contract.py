@@ -9,7 +9,7 @@ import asyncio
 from collections.abc import Sequence
 
 from hubbub.engines.base import AppendRequest, Engine, EpochInfo, Retention
-from hubbub.message import Message
+from hubbub.protocol.message import Message
 
 from .conftest import MakeEngine, bounded, req
 

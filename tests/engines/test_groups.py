@@ -1,7 +1,7 @@
 """The consumer-group part of the Engine contract (``group``, ``create_group``,
 ``claim``, ``settle``), run against every engine.
 
-The rules are :mod:`hubbub.leases`'s; the memory engine is the reference, and
+The rules are :mod:`hubbub.protocol.leases`'s; the memory engine is the reference, and
 a seeded random run (8 seeds of 250 operations) checks that SQLite gives the
 same answers, step by step. The last tests are SQLite's own: a group survives a reopen and a
 ``kill -9`` as its last commit left it.
@@ -25,9 +25,9 @@ import pytest
 from hubbub.engines.base import AppendRequest, Claim, Engine, GroupInfo, Lease, Retention
 from hubbub.engines.memory import MemoryEngine
 from hubbub.engines.sqlite import SQLiteEngine
-from hubbub.errors import NotFound
-from hubbub.leases import Outcome, dead_letter_topic, parse_lease_id
-from hubbub.message import Message
+from hubbub.protocol.errors import NotFound
+from hubbub.protocol.leases import Outcome, dead_letter_topic, parse_lease_id
+from hubbub.protocol.message import Message
 
 from .conftest import UNIT, bounded, req
 

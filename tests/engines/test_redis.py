@@ -24,7 +24,7 @@ from hubbub.engines import open_engine, redis_feed
 from hubbub.engines.base import EpochInfo, Retention
 from hubbub.engines.memory import MemoryEngine
 from hubbub.engines.redis import RedisEngine
-from hubbub.errors import HubbubError, Unavailable
+from hubbub.protocol.errors import HubbubError, Unavailable
 from tests.conftest import RedisServer, session_redis
 
 from .conftest import UNIT, bounded, req

@@ -22,8 +22,8 @@ from hubbub.engines import sqlite as sqlite_module
 from hubbub.engines.base import AppendRequest, EpochInfo, Retention
 from hubbub.engines.memory import MemoryEngine
 from hubbub.engines.sqlite import SQLiteEngine
-from hubbub.errors import Unavailable
-from hubbub.message import Message
+from hubbub.protocol.errors import Unavailable
+from hubbub.protocol.message import Message
 
 from .conftest import UNIT, bounded, req
 

@@ -15,9 +15,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hubbub import wire
 from hubbub.config import Config
-from hubbub.message import Message
+from hubbub.protocol import wire
+from hubbub.protocol.message import Message
 from tests.conftest import UNIT, HubServer
 from tests.transports.test_ws import JSON_PROTO, MSGPACK_PROTO, Client, ws_client
 

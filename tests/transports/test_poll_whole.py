@@ -1,6 +1,6 @@
 """Long polls on the ``hubbub.respond`` extension: waiting together, answered whole.
 
-``hubbub serve`` runs :class:`~hubbub.httpwhole.WholeResponseProtocol`; the
+``hubbub serve`` runs :class:`~hubbub.server.httpwhole.WholeResponseProtocol`; the
 other tests' servers run uvicorn's stock protocol (plain ASGI responses).
 Here every test of ``test_poll.py`` runs again on a server with the
 extension, next to tests of polls waiting in groups
@@ -21,9 +21,9 @@ import pytest
 
 from hubbub.config import Config
 from hubbub.core import PublishItem
-from hubbub.httpwhole import WholeResponseProtocol
+from hubbub.server.httpwhole import WholeResponseProtocol
+from hubbub.server.wsframes import FramesProtocol
 from hubbub.transports.app import create_app
-from hubbub.wsframes import FramesProtocol
 from tests.conftest import UNIT, HubServer, serve_app, store_url
 from tests.transports import test_poll
 from tests.transports.test_poll import publish

@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from hubbub.config import Config, UploadsConfig
-from hubbub.tus import format_checksum, format_metadata
+from hubbub.protocol.tus import format_checksum, format_metadata
 from tests.conftest import UNIT
 
 MAX_SIZE = 1 << 20

@@ -1,6 +1,6 @@
 """The ``hubbub.frames`` extension: pre-built frames written raw, and its fallback.
 
-``hubbub serve`` runs :class:`~hubbub.wsframes.FramesProtocol`; the other
+``hubbub serve`` runs :class:`~hubbub.server.wsframes.FramesProtocol`; the other
 tests' servers run uvicorn's stock protocol (plain ASGI sends). Here every
 test of ``test_ws.py`` runs again on a server with the extension, next to
 tests of the frame bytes themselves and of the hub mounted in FastAPI.
@@ -24,13 +24,13 @@ from fastapi import FastAPI
 from websockets.asyncio.client import connect
 from websockets.frames import Frame, Opcode
 
-from hubbub import writes, wsframes
 from hubbub.config import Config
 from hubbub.core import PublishItem
-from hubbub.message import BINARY_FRAME, TEXT_FRAME, Message, ws_frame
+from hubbub.protocol.message import BINARY_FRAME, TEXT_FRAME, Message, ws_frame
+from hubbub.server import writes, wsframes
+from hubbub.server.wsframes import FramesProtocol, _Pings
 from hubbub.transports import ws
 from hubbub.transports.app import create_app
-from hubbub.wsframes import FramesProtocol, _Pings
 from tests.conftest import UNIT, HubServer, serve_app, store_url
 from tests.transports import test_ws
 

@@ -17,7 +17,7 @@
     with Client("http://127.0.0.1:8080") as hub:
         hub.publish("chat.room1", {"text": "hi"})
 
-Errors the hub reports are raised as the :mod:`hubbub.errors` class it names
+Errors the hub reports are raised as the :mod:`hubbub.protocol.errors` class it names
 (``InvalidTopic``, ``GapError``, ``Unavailable``...), carrying the problem
 document (``exc.status``, ``exc.problem``, ``exc.field``, ``exc.extra``). See
 ``docs/client.md``.

@@ -17,7 +17,7 @@ Three promises carry the design:
   :mod:`hubbub.client.backoff`) from the last cursor it saw, on any door, so
   a dropped connection, a hub drain or a hub restart costs time, never
   messages, and never repeats one. Lost history is raised as
-  :class:`~hubbub.errors.GapError` (or handed out as an event), never hidden.
+  :class:`~hubbub.protocol.errors.GapError` (or handed out as an event), never hidden.
 * ``transport="auto"`` tries WebSocket, then SSE, then long polling, then
   short polling. Only a *refused* door (:func:`~hubbub.client.errors.refusal`)
   makes it move on; a network failure is retried on the same door. The door
@@ -43,7 +43,8 @@ import httpx
 import msgspec
 from websockets.exceptions import WebSocketException
 
-from .. import __version__, errors
+from .. import __version__
+from ..protocol import errors
 from .backoff import Backoff, BackoffPolicy
 from .errors import DoorRefused, error_from_response
 from .groups import Group
@@ -68,7 +69,7 @@ class Subscription:
     Each item is a message object exactly as the hub sends it (``{topic,
     offset, cursor, time, id, data}``, plus ``content_type`` with base64
     ``data`` for non-JSON payloads). When history the hub no longer has lies
-    ahead, iteration raises :class:`~hubbub.errors.GapError` (``extra``:
+    ahead, iteration raises :class:`~hubbub.protocol.errors.GapError` (``extra``:
     ``topic``, ``from``, ``to``, ``reason``, ``cursor``); the subscription
     stays usable, and iterating it again continues after the gap. With
     ``on_gap="event"`` a gap is an item instead: ``{"gap": {topic, from, to,
@@ -217,8 +218,8 @@ class AsyncClient:
             test's fault injector); WebSockets always connect directly.
         token: a JWT or API key (``docs/auth.md``), sent on every door as
             ``Authorization: Bearer``; a hub that refuses it raises
-            :class:`~hubbub.errors.Unauthorized` (or
-            :class:`~hubbub.errors.Forbidden` for a topic it does not allow)
+            :class:`~hubbub.protocol.errors.Unauthorized` (or
+            :class:`~hubbub.protocol.errors.Forbidden` for a topic it does not allow)
             with the hub's reason, on any call and any door.
     """
 
@@ -414,7 +415,7 @@ class AsyncClient:
             transport: ``auto`` (WebSocket, then SSE, then long polling, then
                 short polling, moving on only when a door is refused), or one
                 of ``ws``, ``sse``, ``longpoll``, ``poll`` to force it.
-            on_gap: ``raise`` a :class:`~hubbub.errors.GapError` when history
+            on_gap: ``raise`` a :class:`~hubbub.protocol.errors.GapError` when history
                 was lost, or hand it out as an ``{"gap": {...}}`` ``event``.
             wait: seconds a long poll is held by the hub.
             interval: seconds between idle short polls.

@@ -20,7 +20,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .. import errors
+from ..protocol import errors
 
 
 @dataclass(frozen=True, slots=True)

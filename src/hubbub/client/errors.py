@@ -1,8 +1,8 @@
-"""Errors the hub reports, turned back into :mod:`hubbub.errors` exceptions.
+"""Errors the hub reports, turned back into :mod:`hubbub.protocol.errors` exceptions.
 
 The server sends RFC 9457 problem documents on HTTP, ``err`` frames and close
 codes on WebSockets, ``error`` events on SSE. Each carries the stable
-``code`` of a :class:`~hubbub.errors.HubbubError` subclass, so the client
+``code`` of a :class:`~hubbub.protocol.errors.HubbubError` subclass, so the client
 raises the same class the server raised: ``except InvalidCursor`` works on
 both sides of the wire.
 """
@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import msgspec
 
-from .. import errors
+from ..protocol import errors
 
 #: RFC 9457 §3.1 members and our own standard ones; the rest is error data.
 _STANDARD = {"type", "title", "status", "detail", "code", "field", "temporary", "instance",
@@ -40,8 +40,8 @@ def error_from_problem(doc: Any, status: int = 0) -> errors.HubbubError:
     """The exception a problem document or ``err`` frame describes.
 
     Unknown codes fall back on the HTTP status: 5xx is
-    :class:`~hubbub.errors.Unavailable` (retrying may help), anything else a
-    :class:`~hubbub.errors.PeerError`.
+    :class:`~hubbub.protocol.errors.Unavailable` (retrying may help), anything else a
+    :class:`~hubbub.protocol.errors.PeerError`.
     """
     if not isinstance(doc, dict):
         doc = {}

@@ -12,7 +12,7 @@ Delivery is at-least-once: a message whose ack does not reach the hub before
 its lease runs out is delivered again (``delivery.attempt`` says which try
 this is). Acks follow nats.py's ``Msg``: :meth:`Delivery.ack`,
 :meth:`Delivery.nack` (with a delay), :meth:`Delivery.extend`; settling a
-delivery a second time raises :class:`~hubbub.errors.UsageError`.
+delivery a second time raises :class:`~hubbub.protocol.errors.UsageError`.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from urllib.parse import quote
 import httpx
 import msgspec
 
-from .. import errors
+from ..protocol import errors
 from .errors import error_from_response
 
 if TYPE_CHECKING:

@@ -56,7 +56,7 @@ from urllib.parse import quote
 import httpx
 import msgspec
 
-from .. import errors
+from ..protocol import errors
 from .backoff import Backoff
 from .errors import error_from_response
 
@@ -484,7 +484,7 @@ class Jobs:
     async def for_upload(self, upload_id: str, *, timeout: float = 10.0) -> str | None:
         """The id of the job an upload started (its metadata named a queue), or
         ``None`` when it started none within ``timeout`` seconds."""
-        from .. import tus
+        from ..protocol import tus
 
         # HEAD says whether the upload asked for a job at all (and makes the hub
         # submit one that a crash kept from being submitted).

@@ -33,7 +33,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from .. import errors
+from ..protocol import errors
 
 if TYPE_CHECKING:
     from .aio import AsyncClient

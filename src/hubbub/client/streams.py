@@ -14,7 +14,7 @@ Rule 2. A stream the hub ends on purpose (SSE ``close``, WebSocket 1012 on
         is the right answer. Network failures propagate as the network
         library raised them; the subscription retries those too.
 Rule 3. What the hub refused (a problem document, an ``err`` frame, a 44xx
-        close code) is raised as the :mod:`hubbub.errors` class it names;
+        close code) is raised as the :mod:`hubbub.protocol.errors` class it names;
         the subscription retries only those marked ``temporary``.
 Rule 4. A door that is not there (an answer that is no upgrade or no event
         stream, a 4xx that is not a hubbub problem: see
@@ -42,8 +42,8 @@ from websockets.exceptions import (
 )
 from websockets.typing import Subprotocol
 
-from .. import errors
-from ..status import error_for_close
+from ..protocol import errors
+from ..protocol.status import error_for_close
 from .errors import (
     DoorRefused,
     cursor_in,

@@ -28,7 +28,7 @@ Rule 2. An interrupt (``KeyboardInterrupt``) while waiting cancels the
         operation on the loop, then propagates.
 Rule 3. Calling the client from its own loop thread (from an async handler
         of its own) would wait for itself forever: it raises
-        :class:`~hubbub.errors.UsageError` instead. Plain (sync) handlers of
+        :class:`~hubbub.protocol.errors.UsageError` instead. Plain (sync) handlers of
         :meth:`Client.respond` run in worker threads and may use the client;
         ``upload(on_progress=)`` callbacks run on the client's thread and
         must be quick.
@@ -46,7 +46,7 @@ from typing import Any, Concatenate, Generic, ParamSpec, TypeVar, overload
 
 import httpx
 
-from .. import errors
+from ..protocol import errors
 from .aio import AsyncClient, Subscription, Transport
 from .backoff import BackoffPolicy
 from .groups import Delivery, Group
@@ -208,7 +208,7 @@ def _same(portal: Portal, item: T) -> T:
 class SyncSubscription(SyncIterator[dict[str, Any], dict[str, Any]]):
     """The blocking :class:`~hubbub.client.aio.Subscription`: iterate it, close it.
 
-    A :class:`~hubbub.errors.GapError` raised by ``next()`` leaves it usable:
+    A :class:`~hubbub.protocol.errors.GapError` raised by ``next()`` leaves it usable:
     iterate again to continue after the gap.
     """
 

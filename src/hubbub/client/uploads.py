@@ -20,7 +20,7 @@ The rules:
 3. Network errors and temporary answers (423, 5xx) are retried after a HEAD
    (the hub may have stored part of the chunk), with backoff, for up to
    ``retry_for`` seconds without progress; 409 re-reads the offset at once.
-   Other refusals (413, 400...) are raised as :mod:`hubbub.errors`.
+   Other refusals (413, 400...) are raised as :mod:`hubbub.protocol.errors`.
 4. A finished upload is forgotten from the state file.
 """
 
@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from .. import errors, tus
+from ..protocol import errors, tus
 from .backoff import Backoff
 from .errors import error_from_response
 

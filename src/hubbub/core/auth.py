@@ -25,7 +25,7 @@ Rule 1. With no ``[auth]`` rule configured, authentication is off: every
         not even looked at. ``hubbub serve`` refuses to listen on a public
         address in that state.
 Rule 2. A credential that is given must be valid: a bad, expired or foreign
-        one is refused (:class:`~hubbub.errors.Unauthorized`), never taken
+        one is refused (:class:`~hubbub.protocol.errors.Unauthorized`), never taken
         for no credential at all.
 Rule 3. No credential gives the ``[auth.anonymous]`` grant when one is
         configured, else ``None``: the door asks for credentials (401, or the
@@ -35,16 +35,16 @@ Rule 4. There are two actions, :attr:`Action.PUBLISH` and
         them on some topic (the table in ``docs/auth.md``). A concrete topic
         is allowed when a pattern of the matching claim list matches it. A
         pattern is allowed when *one* pattern of the list covers it
-        (:func:`hubbub.topics.covers`): every topic it could ever match is
+        (:func:`hubbub.protocol.topics.covers`): every topic it could ever match is
         allowed. ``chat.>`` allows subscribing to ``chat.*``; ``chat.a`` and
         ``chat.b`` together do not allow ``chat.*``.
 Rule 5. Namespace rules add to claims: ``publishers`` and ``subscribers`` of
         a topic's namespace (its first token, when that is not a wildcard)
         list the subjects granted the action on all of it, ``"*"`` meaning
         every authenticated client (not the anonymous one).
-Rule 6. A refusal is :class:`~hubbub.errors.Unauthorized` for the anonymous
+Rule 6. A refusal is :class:`~hubbub.protocol.errors.Unauthorized` for the anonymous
         principal (credentials could help) and
-        :class:`~hubbub.errors.Forbidden` for everyone else. Topics are
+        :class:`~hubbub.protocol.errors.Forbidden` for everyone else. Topics are
         validated before they are judged, so bad input is 400, not 403.
 Rule 7. Doors check before they do anything: a refused item of a batch
         refuses the batch, nothing stored.
@@ -64,8 +64,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 from ..config import MIN_SECRET_BYTES, Config, Grant
-from ..errors import Forbidden, InvalidRequest, Unauthorized, UsageError
-from ..topics import TopicFilter, covers, is_pattern, namespace, validate_pattern
+from ..protocol.errors import Forbidden, InvalidRequest, Unauthorized, UsageError
+from ..protocol.topics import TopicFilter, covers, is_pattern, namespace, validate_pattern
 
 #: Longest credential looked at (a JWT with a few hundred patterns fits).
 MAX_TOKEN = 16 << 10

@@ -5,7 +5,7 @@ Theory of operation
 The engine's listener hands committed messages over as they commit, often
 one publish at a time. The fan-out does not deliver them at once: it keeps
 what comes in one pass of the event loop and delivers it at the end of the
-pass (:class:`~hubbub.passes.PerPass`), so a subscriber gets every message
+pass (:class:`~hubbub.loop.passes.PerPass`), so a subscriber gets every message
 of the pass in one :meth:`~hubbub.core.subscription.Subscription.feed_many`
 call, and a connection writes them in one write. Under load, when many
 publishes are processed per pass, the work per subscriber is per pass, not
@@ -22,7 +22,7 @@ Rule 2. What commits in a pass is delivered by one callback, which the loop
         store read; the subscription drops the second copy by seq (its Rule 1).
 
 Serialization happens at most once per message and wire format, lazily, in
-:class:`~hubbub.message.Message`.
+:class:`~hubbub.protocol.message.Message`.
 """
 
 from __future__ import annotations
@@ -30,8 +30,8 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
-from ..message import Message
-from ..passes import PerPass
+from ..loop.passes import PerPass
+from ..protocol.message import Message
 
 if TYPE_CHECKING:
     from .subscription import Subscription

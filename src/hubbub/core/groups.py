@@ -1,7 +1,7 @@
 """Consumer groups: many workers share a topic or pattern; each message is leased to one.
 
 The rules of a single delivery (leases, attempts, dead letters) are in
-:mod:`hubbub.leases`; the engines apply them atomically. This module checks
+:mod:`hubbub.protocol.leases`; the engines apply them atomically. This module checks
 input, creates groups on first use, resolves patterns to topics, and makes a
 pull wait (a long poll) until something can be leased::
 
@@ -26,9 +26,9 @@ from typing import Literal
 
 from ..config import Config
 from ..engines.base import Engine, GroupInfo, Lease
-from ..errors import Conflict, InvalidRequest, NotFound, SlowConsumer
-from ..leases import Outcome, dead_letter_topic, parse_lease_id, validate_group
-from ..topics import TopicFilter, validate_pattern
+from ..protocol.errors import Conflict, InvalidRequest, NotFound, SlowConsumer
+from ..protocol.leases import Outcome, dead_letter_topic, parse_lease_id, validate_group
+from ..protocol.topics import TopicFilter, validate_pattern
 from .metrics import Metrics
 from .subscription import State, Subscription
 

@@ -22,10 +22,11 @@ from typing import Any, Literal
 
 import msgspec
 
-from .. import cursor as _cursor
 from ..config import Config
 from ..engines.base import AppendRequest, AppendResult, Engine, TopicInfo
-from ..errors import (
+from ..loop.tasks import cancel_and_wait
+from ..protocol import cursor as _cursor
+from ..protocol.errors import (
     GapError,
     HubbubError,
     InvalidCursor,
@@ -33,9 +34,8 @@ from ..errors import (
     PayloadTooLarge,
     Unavailable,
 )
-from ..message import JSON, Message
-from ..tasks import cancel_and_wait
-from ..topics import TopicFilter, validate_pattern, validate_topic
+from ..protocol.message import JSON, Message
+from ..protocol.topics import TopicFilter, validate_pattern, validate_topic
 from .auth import Auth
 from .fanout import FanOut
 from .groups import Groups
@@ -302,7 +302,7 @@ class Hub:
 
         Raises:
             InvalidCursor: malformed, from another topic (Rule 4 of
-                :mod:`hubbub.cursor`), or ahead of the log.
+                :mod:`hubbub.protocol.cursor`), or ahead of the log.
         """
         anchor = _cursor.parse_after(after) or default
         store = self.engine.store_epoch

@@ -12,7 +12,7 @@
 
     job = await hub.jobs.wait(job.id, version=job.version, timeout=30)  # a long poll
 
-The states, their transitions and the lease rules are in :mod:`hubbub.jobstate`;
+The states, their transitions and the lease rules are in :mod:`hubbub.protocol.jobstate`;
 the group that leases jobs to workers is ``hub.groups`` (:mod:`hubbub.core.groups`).
 
 Theory of operation
@@ -65,7 +65,8 @@ import msgspec
 
 from ..config import JOB_QUEUES, JOBS, JobsConfig
 from ..engines.base import Lease
-from ..errors import (
+from ..loop.tasks import cancel_and_wait
+from ..protocol.errors import (
     Conflict,
     HubbubError,
     InvalidRequest,
@@ -75,7 +76,7 @@ from ..errors import (
     SlowConsumer,
     Unavailable,
 )
-from ..jobstate import (
+from ..protocol.jobstate import (
     Job,
     State,
     check_error,
@@ -93,9 +94,8 @@ from ..jobstate import (
     submitted,
     taken,
 )
-from ..leases import Outcome, parse_lease_id
-from ..message import JSON
-from ..tasks import cancel_and_wait
+from ..protocol.leases import Outcome, parse_lease_id
+from ..protocol.message import JSON
 from .groups import MAX_DELAY, MAX_LEASE
 from .subscription import State as SubState
 
@@ -413,7 +413,7 @@ class Jobs:
         progress, message = check_progress(progress, message)
         job = await self.get(job_id)
         check_lease(job, lease)
-        # The group says whether the lease still holds (Rule 3 of hubbub.leases).
+        # The group says whether the lease still holds (Rule 3 of hubbub.protocol.leases).
         outcome = (await self.hub.groups.settle(
             group_name(job.queue), [lease], "extend", lease=job.lease_ms / 1000))[lease]
         if outcome is not Outcome.OK:
@@ -436,7 +436,7 @@ class Jobs:
         """The job succeeded with ``result`` (any JSON value).
 
         Repeating it with the same lease answers the finished job and changes
-        nothing (Rule 2 of :mod:`hubbub.jobstate`).
+        nothing (Rule 2 of :mod:`hubbub.protocol.jobstate`).
 
         Raises:
             InvalidRequest, PayloadTooLarge: malformed id or lease, or a result

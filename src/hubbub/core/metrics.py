@@ -34,11 +34,11 @@ from typing import TYPE_CHECKING, Any, Final
 
 from .. import __version__
 from ..engines.base import AppendResult, Lease
-from ..errors import HubbubError
-from ..jobstate import FINAL
-from ..jobstate import decode as decode_job
-from ..leases import Outcome
-from ..message import Message
+from ..protocol.errors import HubbubError
+from ..protocol.jobstate import FINAL
+from ..protocol.jobstate import decode as decode_job
+from ..protocol.leases import Outcome
+from ..protocol.message import Message
 from .subscription import Event, Gap
 
 if TYPE_CHECKING:

@@ -29,8 +29,8 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from ..errors import HubbubError
-from ..tasks import cancel_and_wait
+from ..loop.tasks import cancel_and_wait
+from ..protocol.errors import HubbubError
 
 if TYPE_CHECKING:
     from .hub import Hub

@@ -74,10 +74,10 @@ import msgspec
 
 from ..config import PRESENCE
 from ..engines.base import AppendRequest, Record
-from ..errors import HubbubError, InvalidRequest, InvalidTopic, NotFound, Unavailable
-from ..message import JSON
-from ..tasks import cancel_and_wait
-from ..topics import MAX_TOPIC_LENGTH, validate_topic
+from ..loop.tasks import cancel_and_wait
+from ..protocol.errors import HubbubError, InvalidRequest, InvalidTopic, NotFound, Unavailable
+from ..protocol.message import JSON
+from ..protocol.topics import MAX_TOPIC_LENGTH, validate_topic
 
 if TYPE_CHECKING:
     from .hub import Hub

@@ -33,12 +33,12 @@ The rules:
    idempotency key, so only the first reply is stored. Refused, storing
    nothing (so a late reply reaches nobody):
 
-   * after the deadline: :class:`~hubbub.errors.Expired`;
-   * with no record (never made, or its caller gone): :class:`~hubbub.errors.NotFound`;
-   * a second reply: :class:`~hubbub.errors.Conflict`.
+   * after the deadline: :class:`~hubbub.protocol.errors.Expired`;
+   * with no record (never made, or its caller gone): :class:`~hubbub.protocol.errors.NotFound`;
+   * a second reply: :class:`~hubbub.protocol.errors.Conflict`.
 
 5. The caller takes the first message of its inbox, or raises
-   :class:`~hubbub.errors.GatewayTimeout` at the deadline. Inboxes are the
+   :class:`~hubbub.protocol.errors.GatewayTimeout` at the deadline. Inboxes are the
    ``_inbox`` namespace, which keeps one message for a minute unless
    configured otherwise (:meth:`hubbub.config.Config.for_topic`).
 
@@ -61,7 +61,7 @@ from typing import TYPE_CHECKING
 import msgspec
 
 from ..config import INBOX
-from ..errors import (
+from ..protocol.errors import (
     Conflict,
     Expired,
     GatewayTimeout,
@@ -70,7 +70,7 @@ from ..errors import (
     NotFound,
     Unavailable,
 )
-from ..message import JSON, Message
+from ..protocol.message import JSON, Message
 from .subscription import State, Subscription
 
 if TYPE_CHECKING:

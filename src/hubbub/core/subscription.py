@@ -2,8 +2,8 @@
 
 Theory of operation
 -------------------
-A :class:`Subscription` has a position (see :mod:`hubbub.cursor`) and a
-:class:`~hubbub.topics.TopicFilter`. It is registered with the
+A :class:`Subscription` has a position (see :mod:`hubbub.protocol.cursor`) and a
+:class:`~hubbub.protocol.topics.TopicFilter`. It is registered with the
 :class:`~hubbub.core.fanout.FanOut` *before* it first reads the store, so
 nothing committed after registration can slip past it. It then moves through
 these states:
@@ -25,7 +25,7 @@ Rule 1. The switch to ``LIVE`` happens only after a store page came back
 Rule 2. If ``_pending`` overflows while catching up, it is discarded and the
         store is read again: the store has every message that was dropped.
 Rule 3. When ``_queue`` is full in ``LIVE``, a message of a durable topic cuts
-        the subscriber off (:class:`~hubbub.errors.SlowConsumer` carrying the
+        the subscriber off (:class:`~hubbub.protocol.errors.SlowConsumer` carrying the
         resume cursor): nothing is lost, the client resumes. A message of an
         ephemeral topic is dropped and counted, and the reader is told with a
         ``dropped`` gap. Either way the publisher and the other subscribers
@@ -49,9 +49,9 @@ import enum
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
-from ..errors import HubbubError, SlowConsumer
-from ..message import Message
-from ..topics import TopicFilter
+from ..protocol.errors import HubbubError, SlowConsumer
+from ..protocol.message import Message
+from ..protocol.topics import TopicFilter
 
 #: Reads a page of the store after a position: ``(messages, trims)``, see
 #: :meth:`hubbub.core.hub.Hub.read_position`.

@@ -18,7 +18,7 @@ Rule 1. The record's offset is the truth. Bytes are written to the file
         the recorded offset before writing.
 Rule 2. One writer per upload: an append holds an exclusive ``flock`` on the
         upload's file for its whole length; a second append (or a
-        termination) meanwhile is refused with :class:`~hubbub.errors.Locked`
+        termination) meanwhile is refused with :class:`~hubbub.protocol.errors.Locked`
         (HTTP 423, which tus clients retry). The kernel drops the lock when
         its process dies, so a crashed node blocks nobody. On a cluster the
         directory is shared and must support ``flock`` (a local file system,
@@ -33,7 +33,7 @@ Rule 3. An append without a checksum commits every ``CHECKPOINT`` bytes and
 Rule 4. Expiry: an unfinished upload expires ``expiration`` seconds after its
         last write; a finished one ``keep`` seconds after it finished (never,
         when ``keep`` is 0). For ``GONE_MS`` after that it answers
-        :class:`~hubbub.errors.UploadExpired` (410), then the record goes and
+        :class:`~hubbub.protocol.errors.UploadExpired` (410), then the record goes and
         the sweeper (one node, thanks to :meth:`Engine.expire`) deletes the
         file; after that it is unknown (404).
 Rule 5. Progress is the topic ``uploads.<id>``: ``created``, ``progress``
@@ -65,7 +65,8 @@ from typing import TYPE_CHECKING, Any, Final
 import msgspec
 
 from ..config import UPLOADS, UploadsConfig
-from ..errors import (
+from ..loop.tasks import cancel_and_wait
+from ..protocol.errors import (
     ChecksumMismatch,
     Conflict,
     HubbubError,
@@ -76,9 +77,8 @@ from ..errors import (
     Unavailable,
     UploadExpired,
 )
-from ..message import JSON
-from ..tasks import cancel_and_wait
-from ..tus import parse_metadata
+from ..protocol.message import JSON
+from ..protocol.tus import parse_metadata
 
 if TYPE_CHECKING:
     from .hub import Hub

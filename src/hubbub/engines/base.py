@@ -5,7 +5,7 @@ subscribers; the core drives it. The same contract suite
 (``tests/engines/test_contract.py``) runs against every engine.
 
 Positions: each stored message gets the next *offset* of its topic and the
-next *seq* of the store (see :mod:`hubbub.cursor`). Both only grow. Every
+next *seq* of the store (see :mod:`hubbub.protocol.cursor`). Both only grow. Every
 topic has an *epoch*, a random id made when its log is created; the store has
 an epoch of its own, made when the store is created. Offsets restart at 1 only
 together with a new epoch.
@@ -19,9 +19,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Final, Literal, Protocol
 
-from ..errors import HubbubError
-from ..leases import Outcome
-from ..message import Message
+from ..protocol.errors import HubbubError
+from ..protocol.leases import Outcome
+from ..protocol.message import Message
 
 #: How long an idempotency key dedups a retried append (24 hours).
 DEFAULT_KEY_TTL_MS: Final = 24 * 3600 * 1000
@@ -232,7 +232,7 @@ class Engine(Protocol):
         broken link to a shared store); live subscribers must then resume from
         the store. Engines whose feed cannot break never call it."""
 
-    # -- consumer groups (rules in hubbub.leases) ---------------------------------
+    # -- consumer groups (rules in hubbub.protocol.leases) ---------------------------------
 
     async def group(self, name: str) -> GroupInfo | None:
         """The group, or ``None`` if it was never created."""
@@ -256,7 +256,7 @@ class Engine(Protocol):
         """Lease up to ``max_messages`` messages to one worker, atomically.
 
         Due entries come first, oldest seq first (Rules 1-2 of
-        :mod:`hubbub.leases`); one that reached ``max_deliver`` attempts is
+        :mod:`hubbub.protocol.leases`); one that reached ``max_deliver`` attempts is
         removed and appended to the group's dead-letter topic instead, in the
         same transaction (listeners are called for it). Then new messages of
         ``topics`` with seq in ``(delivered_seq, horizon]``, in seq order, each
@@ -280,7 +280,7 @@ class Engine(Protocol):
     ) -> list[Outcome]:
         """Ack, nack (due again after ``delay_ms``, remembering ``error``) or
         extend (deadline ``now + lease_ms``) leases, atomically (Rule 3 of
-        :mod:`hubbub.leases`); one outcome per id, in order.
+        :mod:`hubbub.protocol.leases`); one outcome per id, in order.
 
         Raises:
             NotFound: no such group.

@@ -13,9 +13,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from ..cursor import new_epoch
-from ..errors import NotFound
-from ..leases import (
+from ..protocol.cursor import new_epoch
+from ..protocol.errors import NotFound
+from ..protocol.leases import (
     Outcome,
     Pending,
     State,
@@ -25,7 +25,7 @@ from ..leases import (
     parse_lease_id,
     take,
 )
-from ..message import JSON, Message
+from ..protocol.message import JSON, Message
 from .base import (
     DEFAULT_KEY_TTL_MS,
     AppendRequest,

@@ -34,7 +34,7 @@ Rule 4. Losing the fan-out link is said, never hidden. The reader pings the
         link when it is silent for ``heartbeat`` seconds and gives up on it
         when a ping goes unanswered for as long again. Then the node tells its
         error listeners (the hub fails every live subscription with
-        :class:`~hubbub.errors.Unavailable`: SSE sends ``event: error``,
+        :class:`~hubbub.protocol.errors.Unavailable`: SSE sends ``event: error``,
         WebSockets close with 1013, both with the cursor), answers the parked
         appends (they are stored; with no live subscriber left there is
         nobody to feed first: the one exception to Rule 3), and ``ping()``
@@ -87,10 +87,10 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import NoScriptError, RedisError
 
-from ..cursor import MAX_POSITION, new_epoch
-from ..errors import Unavailable
-from ..leases import Outcome
-from ..message import Message
+from ..protocol.cursor import MAX_POSITION, new_epoch
+from ..protocol.errors import Unavailable
+from ..protocol.leases import Outcome
+from ..protocol.message import Message
 from . import redis_groups, redis_records
 from . import redis_scripts as lua
 from .base import (

@@ -22,10 +22,10 @@ from redis.asyncio.connection import Connection
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from ..cursor import new_epoch
-from ..errors import HubbubError, Unavailable
-from ..message import Message
-from ..tasks import cancel_and_wait
+from ..loop.tasks import cancel_and_wait
+from ..protocol.cursor import new_epoch
+from ..protocol.errors import HubbubError, Unavailable
+from ..protocol.message import Message
 from .base import ErrorListener, Listener
 from .redis_wire import decode_frame
 

@@ -7,7 +7,7 @@ Rule 1. One script per operation. ``claim`` and ``settle`` each run as ONE
         Lua script (EVALSHA), so they are atomic and serialized with every
         other script on the store, the appends of every node included: two
         nodes pulling from one group never lease a message twice. The
-        decisions are :mod:`hubbub.leases`'s rules, written in Lua (the
+        decisions are :mod:`hubbub.protocol.leases`'s rules, written in Lua (the
         scripts cannot call Python); the contract suite and a seeded random
         run against the memory engine (the reference) check that they agree.
 Rule 2. Dead letters are appends. A claim that finds an entry past
@@ -18,7 +18,7 @@ Rule 2. Dead letters are appends. A claim that finds an entry past
         any publish, so the dead letters reach every node's listeners through
         the fan-out link, and ``claim()`` answers once its own node fed them
         (as ``append()`` does, Rule 3 of :mod:`hubbub.engines.redis`). The
-        payload is :func:`hubbub.leases.dead_letter_payload`'s, byte for byte
+        payload is :func:`hubbub.protocol.leases.dead_letter_payload`'s, byte for byte
         (``dead_payload`` below; a test compares the two).
 Rule 3. Checks first, writes after. A script that refuses (no such group, or
         a dead-letter topic to create whose epoch candidate is taken) returns
@@ -41,7 +41,7 @@ exactly the entries with ``deadline <= due``: a claim first moves the entries
 of ``P:gd`` with deadline in ``(due, now]`` into it (each entry once per time
 it falls due) and raises ``due`` to ``now``; a settle or a lease that sets a
 deadline puts the entry in or out of it. So the due entries, oldest seq
-first (Rules 1-2 of :mod:`hubbub.leases`), are read from the front of
+first (Rules 1-2 of :mod:`hubbub.protocol.leases`), are read from the front of
 ``P:gr`` a page at a time, skipping only entries not due by this claim's
 clock (a node whose clock is behind another's), and ``next_due`` is the front
 of ``P:gd``.
@@ -68,10 +68,10 @@ import secrets
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Final, Literal
 
-from ..cursor import new_epoch
-from ..errors import NotFound, Unavailable
-from ..leases import Outcome, dead_letter_topic, parse_lease_id
-from ..message import JSON, Message
+from ..protocol.cursor import new_epoch
+from ..protocol.errors import NotFound, Unavailable
+from ..protocol.leases import Outcome, dead_letter_topic, parse_lease_id
+from ..protocol.message import JSON, Message
 from .base import AppendResult, Claim, GroupInfo, Lease
 from .redis_scripts import APPEND_FNS, READ_SEQ_FN, SEQ_AT
 from .redis_wire import message
@@ -106,7 +106,7 @@ local function drop_entry(ks, s)
 end
 """
 
-#: Lua: ``dead_payload``, hubbub.leases.dead_letter_payload for a stream entry,
+#: Lua: ``dead_payload``, hubbub.protocol.leases.dead_letter_payload for a stream entry,
 #: byte for byte (msgspec's JSON: compact, control characters escaped as
 #: \b \t \n \f \r or \u00XX, everything else as it is).
 _DEAD_PAYLOAD: Final = r"""

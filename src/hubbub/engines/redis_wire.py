@@ -2,7 +2,7 @@
 
 No I/O here: replies of the scripts in :mod:`hubbub.engines.redis_scripts`
 come in as redis-py hands them over (RESP2: lists of bytes and ints), and
-:class:`~hubbub.message.Message`, :class:`~hubbub.engines.base.TopicInfo` and
+:class:`~hubbub.protocol.message.Message`, :class:`~hubbub.engines.base.TopicInfo` and
 errors go out.
 """
 
@@ -20,8 +20,8 @@ from redis.exceptions import (
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from ..errors import Unavailable
-from ..message import Message
+from ..protocol.errors import Unavailable
+from ..protocol.message import Message
 from .base import TopicInfo
 from .redis_scripts import FRAME
 

@@ -15,10 +15,10 @@ Rule 2. Each job is atomic on its own. Jobs assign positions and buffer rows
         value SQLite cannot bind, a bug), the group is rolled back and run
         again with one ``SAVEPOINT`` per job, so only the job at fault fails.
         (A job that refuses its input, e.g. a claim for an unknown group,
-        raises a :class:`~hubbub.errors.HubbubError` *before* it writes
+        raises a :class:`~hubbub.protocol.errors.HubbubError` *before* it writes
         anything: it fails alone, with no rollback.) If the store fails
         (``sqlite3.OperationalError``: locked, I/O error, disk full), every
-        job of the group fails with :class:`~hubbub.errors.Unavailable` and
+        job of the group fails with :class:`~hubbub.protocol.errors.Unavailable` and
         nothing of it was stored.
 Rule 3. Answers follow the commit, in commit order. After ``COMMIT`` the
         thread schedules ONE callback on the event loop that advances
@@ -80,10 +80,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal, TypeVar, cast
 
-from ..cursor import MAX_POSITION, new_epoch
-from ..errors import HubbubError, Unavailable
-from ..leases import Outcome, parse_lease_id
-from ..message import Message
+from ..protocol.cursor import MAX_POSITION, new_epoch
+from ..protocol.errors import HubbubError, Unavailable
+from ..protocol.leases import Outcome, parse_lease_id
+from ..protocol.message import Message
 from . import sqlite_groups as groups
 from . import sqlite_records as records
 from .base import (

@@ -3,17 +3,17 @@
 These are plain functions on a connection that is already inside a write
 transaction; :class:`~hubbub.engines.sqlite.SQLiteEngine` runs them as jobs
 of its writer thread, so each one is atomic and serialized with the appends
-(Rule 1 of its module docstring). The decisions are :mod:`hubbub.leases`'s
-(:func:`~hubbub.leases.take`, Rule 3); this module only stores them.
+(Rule 1 of its module docstring). The decisions are :mod:`hubbub.protocol.leases`'s
+(:func:`~hubbub.protocol.leases.take`, Rule 3); this module only stores them.
 
 A group is a row of ``groups``; each of its pending entries is a row of
 ``group_pending``, keyed by ``(group_id, seq)``. The ``(group_id, deadline)``
-index finds the due entries (Rule 1 of :mod:`hubbub.leases`) and the next
+index finds the due entries (Rule 1 of :mod:`hubbub.protocol.leases`) and the next
 deadline without a scan. Everything, lease ids and deadlines included, is in
 those rows, so a group survives a reopen or a ``kill -9`` as its last commit
 left it.
 
-Every function raises :class:`~hubbub.errors.NotFound` for an unknown group
+Every function raises :class:`~hubbub.protocol.errors.NotFound` for an unknown group
 *before* it writes anything, so the writer can fail that job alone without
 rolling back the others of its group commit.
 """
@@ -25,8 +25,8 @@ import sqlite3
 from collections.abc import Callable, Sequence
 from typing import Any, Final, Literal
 
-from ..errors import NotFound
-from ..leases import (
+from ..protocol.errors import NotFound
+from ..protocol.leases import (
     Outcome,
     Pending,
     State,
@@ -35,7 +35,7 @@ from ..leases import (
     new_lease_id,
     take,
 )
-from ..message import JSON, Message
+from ..protocol.message import JSON, Message
 from .base import AppendRequest, GroupInfo, Lease
 
 SCHEMA: Final = (
@@ -184,7 +184,7 @@ def settle(
     lease_ms: int,
     error: str | None,
 ) -> list[Outcome]:
-    """Apply one action to ``(seq, lease_id)`` pairs, in order (Rule 3 of :mod:`hubbub.leases`).
+    """Apply one action to ``(seq, lease_id)`` pairs, in order (Rule 3 of :mod:`hubbub.protocol.leases`).
 
     Raises:
         NotFound: no such group (nothing was written).

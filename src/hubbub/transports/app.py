@@ -25,11 +25,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from .. import tus
 from ..config import Config
 from ..core import Hub
 from ..engines import open_engine
-from ..errors import HubbubError
+from ..protocol import tus
+from ..protocol.errors import HubbubError
 from .auth import Authenticate, route_path
 from .problems import problem, problem_from
 

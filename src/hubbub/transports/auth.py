@@ -31,10 +31,10 @@ from starlette.datastructures import Headers, QueryParams
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from .. import tus
 from ..core import Hub
 from ..core.auth import OPEN, Action, Principal
-from ..errors import HubbubError, InvalidRequest, Unauthorized
+from ..protocol import tus
+from ..protocol.errors import HubbubError, InvalidRequest, Unauthorized
 from .problems import problem_from
 
 #: Where the request's principal is kept in the ASGI scope.

@@ -25,7 +25,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from ..errors import NotFound
+from ..protocol.errors import NotFound
 
 _FILES = {
     "app.js": "text/javascript; charset=utf-8",

@@ -1,6 +1,6 @@
 """The consumer-group doors: HTTP pull/ack/nack/extend, and group subscriptions on WebSockets.
 
-The rules of a delivery are in :mod:`hubbub.leases`, the core API in
+The rules of a delivery are in :mod:`hubbub.protocol.leases`, the core API in
 :mod:`hubbub.core.groups`; the protocol is in ``docs/groups.md``. This module
 parses, calls ``hub.groups``, and encodes.
 
@@ -8,9 +8,9 @@ Decisions a client can rely on:
 
 * A pull answers ``{"messages": [...]}``; each item is the message object of
   every door with ``lease``, ``attempt`` and ``deadline`` (ms) in front. It is
-  spliced from the message's cached JSON (:func:`hubbub.wire.delivery_json`).
+  spliced from the message's cached JSON (:func:`hubbub.protocol.wire.delivery_json`).
 * A settle (ack, nack, extend) is judged per lease id (Rule 3 of
-  :mod:`hubbub.leases`): ``ok``, ``expired`` (the lease was replaced: another
+  :mod:`hubbub.protocol.leases`): ``ok``, ``expired`` (the lease was replaced: another
   worker may hold the message now) or ``unknown`` (never given, or already
   settled). Input is checked first, so a malformed request changes nothing
   (400). If at least one id is ``ok`` the answer is ``200`` with every id's
@@ -42,16 +42,16 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import Message as ASGIMessage
 
-from .. import cursor, wire
 from ..core import Hub
 from ..core.groups import MAX_DELAY, MAX_ERROR, MAX_IDS, MAX_LEASE, MAX_PULL
 from ..core.hub import MAX_TOPICS_PER_SUBSCRIPTION
 from ..engines.base import GroupInfo, Lease
-from ..errors import Conflict, HubbubError, InvalidRequest
-from ..leases import Outcome, dead_letter_topic, parse_lease_id, validate_group
-from ..message import JSON
-from ..tasks import cancel_and_wait
-from ..topics import validate_pattern
+from ..loop.tasks import cancel_and_wait
+from ..protocol import cursor, wire
+from ..protocol.errors import Conflict, HubbubError, InvalidRequest
+from ..protocol.leases import Outcome, dead_letter_topic, parse_lease_id, validate_group
+from ..protocol.message import JSON
+from ..protocol.topics import validate_pattern
 from .auth import Action, authorize, principal_of
 from .http import (
     SECONDS_RE,
@@ -145,7 +145,7 @@ def results_or_conflict(results: dict[str, Outcome]) -> dict[str, str]:
 def describe(hub: Hub, g: GroupInfo) -> dict[str, Any]:
     """The group as ``GET /v1/groups/{group}`` shows it.
 
-    ``cursor`` is a watermark cursor (Rule 3 of :mod:`hubbub.cursor`) at the
+    ``cursor`` is a watermark cursor (Rule 3 of :mod:`hubbub.protocol.cursor`) at the
     newest message the group has taken: polling the group's topics after it
     shows what the group has not taken yet.
     """

@@ -1,7 +1,7 @@
 """The HTTP request-response and polling doors: publish, read, topic metadata.
 
 Every endpoint parses its input, calls the :class:`~hubbub.core.Hub`, and
-encodes the answer. Bad input raises a :mod:`hubbub.errors` exception, which
+encodes the answer. Bad input raises a :mod:`hubbub.protocol.errors` exception, which
 the application turns into an RFC 9457 problem document
 (:mod:`hubbub.transports.problems`); nothing here picks an error status.
 
@@ -46,11 +46,11 @@ from ..core.auth import Principal
 from ..core.metrics import DoorCounts
 from ..core.polls import Answer
 from ..engines.base import AppendResult
-from ..errors import InvalidRequest, NotFound, PayloadTooLarge, Unavailable
-from ..httpwhole import Responder, respond_all, responder
-from ..message import JSON, media_type
-from ..topics import validate_topic
+from ..protocol.errors import InvalidRequest, NotFound, PayloadTooLarge, Unavailable
+from ..protocol.message import JSON, media_type
+from ..protocol.topics import validate_topic
 from .auth import KEY, Action, authorize, principal_of
+from .extensions import Responder, responder
 from .openapi import spec_json
 
 _T = TypeVar("_T")
@@ -215,7 +215,7 @@ async def publish(request: Request) -> Response:
 
 def whole_json(request: Request, obj: Any, status: int = 200) -> Response:
     """A JSON response, written whole at once where the server offers
-    ``hubbub.respond`` (:mod:`hubbub.httpwhole`: one write, no ASGI events)."""
+    ``hubbub.respond`` (:mod:`hubbub.server.httpwhole`: one write, no ASGI events)."""
     body = _encode(obj)
     respond = responder(request.scope)
     if respond is not None and respond.respond(request.scope, status, _JSON_HEADERS, body):
@@ -334,7 +334,7 @@ async def _wait_together(
 ) -> Page | Response:
     """A long poll on ``hubbub serve``: wait with the others at the same
     position (:mod:`hubbub.core.polls`), answered by one read and one encoded
-    page, written whole (:mod:`hubbub.httpwhole`), with no task per poll.
+    page, written whole (:mod:`hubbub.server.httpwhole`), with no task per poll.
     """
     got = await hub.poll_now(patterns, after, limit=limit, raise_gap=single)
     counts = hub.metrics.longpoll
@@ -405,7 +405,7 @@ class _WaitingPoll:
 def _answer_crowd(page: Page, answers: list[Answer]) -> None:
     """Answer long polls that got ``page`` (a group's: polls.py Rule 5): one
     encoded body, and every write before any follow-up
-    (:func:`~hubbub.httpwhole.respond_all`); a poll that cannot take a whole
+    (:func:`~hubbub.server.httpwhole.respond_all`); a poll that cannot take a whole
     response now gets the page to send through ASGI."""
     by_route: tuple[list[_WaitingPoll], list[_WaitingPoll]] = ([], [])
     for poll in cast(list[_WaitingPoll], answers):  # this door's polls only
@@ -417,7 +417,7 @@ def _answer_crowd(page: Page, answers: list[Answer]) -> None:
         crowd = by_route[single]
         if not crowd:
             continue
-        sent = respond_all(crowd, 200, _JSON_HEADERS, _page_body(page, gaps=not single))
+        sent = crowd[0].respond.respond_all(crowd, 200, _JSON_HEADERS, _page_body(page, gaps=not single))
         for poll, whole in zip(crowd, sent, strict=True):
             poll.counts.page(n, gaps)
             if not poll.done.done():

@@ -1,6 +1,6 @@
 """The jobs doors over HTTP: submit, poll, long poll, follow by SSE, and the worker's side.
 
-The rules are in :mod:`hubbub.jobstate` and :mod:`hubbub.core.jobs`; the
+The rules are in :mod:`hubbub.protocol.jobstate` and :mod:`hubbub.core.jobs`; the
 protocol in ``docs/jobs.md``. This module parses, calls ``hub.jobs``, encodes.
 
 Decisions a client can rely on:
@@ -39,12 +39,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from .. import wire
 from ..core import Gap
 from ..core.jobs import check_id, queue_topic, status_topic
-from ..errors import HubbubError, InvalidCursor, InvalidRequest
-from ..jobstate import FINAL, Job
-from ..message import JSON, Message, media_type
+from ..protocol import wire
+from ..protocol.errors import HubbubError, InvalidCursor, InvalidRequest
+from ..protocol.jobstate import FINAL, Job
+from ..protocol.message import JSON, Message, media_type
 from .auth import Action, authorize
 from .http import (
     SECONDS_RE,

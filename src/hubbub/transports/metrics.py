@@ -36,7 +36,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from ..core.metrics import snapshot
-from ..errors import Forbidden, Unauthorized
+from ..protocol.errors import Forbidden, Unauthorized
 from .auth import principal_of
 from .http import hub_of, json_response
 

@@ -7,7 +7,7 @@ additional members", so hubbub adds ``code`` (stable, switchable), ``field``
 (the input at fault), ``temporary`` and any data the error carries (a gap's
 range, a resume cursor).
 
-Core code raises :mod:`hubbub.errors`; only this module picks statuses.
+Core code raises :mod:`hubbub.protocol.errors`; only this module picks statuses.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from typing import Any
 import msgspec
 from starlette.responses import Response
 
-from .. import errors
-from ..status import TABLE
+from ..protocol import errors
+from ..protocol.status import TABLE
 
 PROBLEM = "application/problem+json"
 TYPE_BASE = "https://hubbub.dev/problems/"

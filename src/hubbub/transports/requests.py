@@ -19,9 +19,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from ..errors import InvalidRequest
-from ..message import JSON, media_type
-from ..topics import validate_topic
+from ..protocol.errors import InvalidRequest
+from ..protocol.message import JSON, media_type
+from ..protocol.topics import validate_topic
 from .auth import Action, authorize
 from .http import SECONDS_RE, hub_of, json_response, query_one, read_body, while_connected
 

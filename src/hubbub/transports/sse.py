@@ -65,9 +65,9 @@ from ..core import Gap, Subscription
 from ..core.metrics import DoorCounts
 from ..core.presence import Member, check_client
 from ..core.subscription import PAGE, State
-from ..errors import HubbubError, InvalidCursor, InvalidRequest, Unauthorized
-from ..message import Message
-from ..topics import validate_topic
+from ..protocol.errors import HubbubError, InvalidCursor, InvalidRequest, Unauthorized
+from ..protocol.message import Message
+from ..protocol.topics import validate_topic
 from .auth import Action, authorize
 from .http import hub_of, query_one, query_topics
 

@@ -1,6 +1,6 @@
 """The tus 1.0.0 door: resumable uploads under ``/v1/uploads/``.
 
-Thin, as every door: headers are parsed by :mod:`hubbub.tus`, the work is
+Thin, as every door: headers are parsed by :mod:`hubbub.protocol.tus`, the work is
 done by :class:`hubbub.core.uploads.Uploads`, errors are problem documents
 (:mod:`hubbub.transports.problems`) that also carry ``Tus-Resumable``.
 
@@ -40,11 +40,11 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import FileResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from .. import tus
 from ..config import UPLOADS
 from ..core.jobs import queue_topic
 from ..core.uploads import JOB_KEY, Upload
-from ..errors import (
+from ..protocol import tus
+from ..protocol.errors import (
     Conflict,
     HubbubError,
     InvalidRequest,

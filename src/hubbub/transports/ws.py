@@ -1,7 +1,7 @@
 """The WebSocket door: ``GET /v1/ws`` (RFC 6455), ops in JSON or MessagePack frames.
 
 The protocol is in ``docs/websocket.md``; frames are decoded by the pure
-:mod:`hubbub.wire`. This module is the raw ASGI endpoint around it: the
+:mod:`hubbub.protocol.wire`. This module is the raw ASGI endpoint around it: the
 handshake, one reader, one pump task per subscription, and closing.
 
 Theory of operation
@@ -13,7 +13,7 @@ drains :meth:`Subscription.next_batch` and writes its messages.
 
 Rule 1. Every frame goes out under one lock, so frames never interleave and a
         pump sends a whole batch per lock. Message frames are the bytes cached
-        on the :class:`~hubbub.message.Message` (``ws_json()`` or
+        on the :class:`~hubbub.protocol.message.Message` (``ws_json()`` or
         ``ws_msgpack()``): one serialization per message for every subscriber.
 Rule 2. A pump records the cursor of each message once its frame is handed to
         the server, so the cursor the hub hands back when it closes the
@@ -29,7 +29,7 @@ Rule 4. A deliberate close sets ``closing`` first: from then on nothing but the
         frame itself is sent. A drained hub closes with 1012, a slow consumer
         with 4008, an unanswerable frame with the code its error maps to in
         :mod:`hubbub.transports.problems`, an internal error with 1011.
-Rule 5. An op that fails with a :class:`~hubbub.errors.HubbubError` is answered
+Rule 5. An op that fails with a :class:`~hubbub.protocol.errors.HubbubError` is answered
         with an ``err`` frame and the connection carries on; nothing a peer
         sends ends the reader except by a deliberate close.
 Rule 6. On a server with the ``hubbub.frames`` writer (``hubbub serve``), a
@@ -91,14 +91,16 @@ from starlette.routing import BaseRoute, WebSocketRoute
 from starlette.types import Message as ASGIMessage
 from starlette.types import Receive, Scope, Send
 
-from .. import wire
 from ..core import Hub, Subscription
 from ..core.auth import OPEN, Action, Principal
 from ..core.hub import encode_value
 from ..core.presence import Member, check_client
 from ..core.requests import DEFAULT_TIMEOUT, PendingRequest
 from ..core.subscription import PAGE, Event, State
-from ..errors import (
+from ..loop.passes import PerPass
+from ..loop.tasks import cancel_and_wait
+from ..protocol import wire
+from ..protocol.errors import (
     HubbubError,
     InvalidRequest,
     NotFound,
@@ -106,12 +108,17 @@ from ..errors import (
     Unauthorized,
     Unavailable,
 )
-from ..message import BINARY_FRAME, JSON, OCTET, TEXT_FRAME, Message, media_type, ws_frame
-from ..passes import PerPass
-from ..tasks import cancel_and_wait
-from ..topics import validate_pattern, validate_topic
-from ..wsframes import SendFrames, WriteFrames, frames_sender, frames_writer, gathered_writes
+from ..protocol.message import BINARY_FRAME, JSON, OCTET, TEXT_FRAME, Message, media_type, ws_frame
+from ..protocol.topics import validate_pattern, validate_topic
 from .auth import authenticate
+from .extensions import (
+    GatherWrites,
+    SendFrames,
+    WriteFrames,
+    frames_gatherer,
+    frames_sender,
+    frames_writer,
+)
 from .groups import GroupFeeds
 from .problems import close_code, problem_from, ws_error
 
@@ -152,19 +159,23 @@ class Connection:
 
     __slots__ = ("hub", "codec", "subs", "closing", "_send", "_frames", "_binary", "_lock",
                  "_next_sub", "_close_task", "groups", "_member", "requests", "_write",
-                 "principal", "_auth_timer", "_loop")
+                 "principal", "_auth_timer", "_loop", "gather")
 
     def __init__(
         self, hub: Hub, codec: wire.Codec, send: Send, frames: SendFrames | None = None,
         write: WriteFrames | None = None, principal: Principal | None = OPEN,
+        gather: GatherWrites = contextlib.nullcontext,
     ) -> None:
         self.hub = hub
         self.codec = codec
         self.subs: dict[int, _Sub] = {}
         self.closing = False
         self._send = send
-        #: The server's ``hubbub.frames`` sender (:mod:`hubbub.wsframes`), if it has one.
+        #: The server's ``hubbub.frames`` sender (:mod:`hubbub.transports.extensions`),
+        #: if it has one.
         self._frames = frames
+        #: Its gatherer: the writes of a pass's flush made together at its end.
+        self.gather = gather
         #: Its writer (no waiting): with it, idle subscriptions park (Rule 6).
         self._write = write if frames is not None else None
         self._binary = codec.binary
@@ -692,7 +703,7 @@ class WebSocketDoor:
             return
         await send({"type": "websocket.accept", "subprotocol": codec.subprotocol})
         conn = Connection(hub, codec, send, frames_sender(scope), frames_writer(scope),
-                          principal)
+                          principal, frames_gatherer(scope))
         # A connection with no subscription has no pump to notice a drain.
         _Open.add(hub, conn)
         hub.metrics.ws.open += 1
@@ -705,8 +716,10 @@ class WebSocketDoor:
 
 def _flush_all(subs: list[_Sub]) -> None:
     """Flush the parked subscriptions that had news in a loop pass (Rule 6),
-    their writes made together at the end (wsframes.py Rule 4)."""
-    with gathered_writes():
+    their writes made together at the end (the ``hubbub.frames`` gatherer:
+    every connection of a server shares it)."""
+    gather = next((s.conn.gather for s in subs if s.conn is not None), contextlib.nullcontext)
+    with gather():
         for s in subs:
             conn = s.conn
             if conn is not None:

@@ -4,7 +4,7 @@ No I/O and no HTTP framework here: the door (:mod:`hubbub.transports.uploads`)
 reads headers and hands their text to these functions, the client
 (:mod:`hubbub.client.uploads`) formats its headers with them, and the tests
 feed them arbitrary text (hypothesis). Every parser raises
-:class:`~hubbub.errors.InvalidRequest` naming the header at fault; tus 1.0.0
+:class:`~hubbub.protocol.errors.InvalidRequest` naming the header at fault; tus 1.0.0
 answers malformed headers with ``400 Bad Request``.
 """
 

@@ -11,7 +11,7 @@ Through plain ASGI a server frame costs, per subscriber: a ``websocket.send``
 event, the ``str`` encoded back to bytes, framing by the protocol library, and
 one ``transport.write``. But the frames a server sends are unmasked (RFC 6455
 §5.1), so a message's frame is the same bytes for every subscriber; the hub
-builds it once (:meth:`hubbub.message.Message.ws_frame`). This protocol offers
+builds it once (:meth:`hubbub.protocol.message.Message.ws_frame`). This protocol offers
 ``scope["extensions"]["hubbub.frames"] = {"send": send_frames, "write": write_frames}``,
 where ``await send_frames(data)`` writes ``data``, any number of whole frames,
 with one ``transport.write``, and ``write_frames(data)`` does the same at once,
@@ -32,7 +32,7 @@ Rule 3. Once the connection is closing or gone (a close frame was sent or
         send does.
 Rule 4. Inside ``with gathered_writes():`` (the WebSocket door's flush of a
         loop pass) ``write_frames`` keeps its bytes, per connection in order,
-        and the block's end writes them all at once (:mod:`hubbub.writes`:
+        and the block's end writes them all at once (:mod:`hubbub.server.writes`:
         over two threads when there are many). The checks of Rules 2 and 3
         are made when ``write_frames`` is called; nothing else may write to
         those connections inside the block.
@@ -54,7 +54,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
-from collections.abc import Awaitable, Callable, Coroutine, Iterator
+from collections.abc import Coroutine, Iterator
 from typing import Any
 
 from uvicorn._types import ASGIReceiveEvent
@@ -65,28 +65,11 @@ from websockets.protocol import Protocol, State
 from websockets.server import ServerProtocol
 from websockets.streams import StreamReader
 
+from ..transports.extensions import FRAMES
 from .writes import write_all
 
-#: The ASGI extension's key in ``scope["extensions"]``.
-FRAMES = "hubbub.frames"
-
-#: ``await send(data)``: write whole pre-built server frames in one go.
-SendFrames = Callable[[bytes], Awaitable[None]]
-#: ``write(data)``: the same, now, if it needs no wait; ``False`` (nothing
-#: written) while the socket's buffer is full.
-WriteFrames = Callable[[bytes], bool]
-
-
-def frames_sender(scope: dict[str, Any] | Any) -> SendFrames | None:
-    """The ``hubbub.frames`` sender of a WebSocket scope, or ``None`` without it."""
-    ext = (scope.get("extensions") or {}).get(FRAMES)
-    return None if ext is None else ext.get("send")
-
-
-def frames_writer(scope: dict[str, Any] | Any) -> WriteFrames | None:
-    """The ``hubbub.frames`` writer (no waiting) of a WebSocket scope, or ``None``."""
-    ext = (scope.get("extensions") or {}).get(FRAMES)
-    return None if ext is None else ext.get("write")
+# The extension's contract (key, sender and writer types) is the doors' own:
+# :mod:`hubbub.transports.extensions`.
 
 
 class _Inbox:
@@ -281,7 +264,8 @@ class FramesProtocol(WebSocketsSansIOProtocol):
         # it accepts; the app's task has not run yet, so adding to it is safe.
         scope = getattr(self, "scope", None)
         if scope is not None and self.response.status_code == 101:
-            scope["extensions"][FRAMES] = {"send": self.send_frames, "write": self.write_frames}
+            scope["extensions"][FRAMES] = {"send": self.send_frames, "write": self.write_frames,
+                                           "gather": gathered_writes}
 
     def receive(self) -> Coroutine[Any, Any, ASGIReceiveEvent]:
         # uvicorn's receive() is a coroutine around queue.get(); returning the
@@ -392,5 +376,4 @@ _AT_EOF = StreamReader.at_eof.__code__
 _FRAME_PARSE = Protocol.parse.__code__
 
 
-__all__ = ["FRAMES", "FramesProtocol", "SendFrames", "WriteFrames", "frames_sender",
-           "frames_writer", "gathered_writes"]
+__all__ = ["FramesProtocol", "gathered_writes"]

@@ -39,7 +39,7 @@ therefore, once started, moves what it holds then (modules, the app, the
 store's state) out of the collector's sight (``gc.freeze()``) and collects
 young objects only once 20,000 more are alive (:data:`GC_THRESHOLDS`).
 Most objects die by reference counting long before; the rest costs a few
-megabytes at most. Messages are never tracked (:class:`hubbub.message.Message`).
+megabytes at most. Messages are never tracked (:class:`hubbub.protocol.message.Message`).
 Mounted in another server, the hub leaves that process's collector alone.
 
 Trade-off: the signal is *not* re-raised after the drain, as uvicorn would do,
@@ -60,11 +60,11 @@ from types import FrameType
 import uvicorn
 from uvicorn.config import STARTUP_FAILURE
 
-from .config import Config
-from .core import Hub
-from .errors import HubbubError, Unavailable
+from ..config import Config
+from ..core import Hub
+from ..protocol.errors import HubbubError, Unavailable
+from ..transports.app import create_app
 from .httpwhole import WholeResponseProtocol
-from .transports.app import create_app
 from .wsframes import FramesProtocol
 
 log = logging.getLogger("hubbub.server")

@@ -37,7 +37,7 @@ Rule 4. What follows a response in uvicorn (the request's ``receive`` sees
 Rule 5. :func:`respond_all` answers a crowd with one response in three
         passes: which requests may take it now (Rule 1) and their bytes; then
         every write, back to back, with the garbage collector held off (many
-        are made over two threads, :mod:`hubbub.writes`); then
+        are made over two threads, :mod:`hubbub.server.writes`); then
         each response's own follow-up (the access log, a connection's close,
         Rule 4's queue). The last of ten thousand clients waits for ten
         thousand system calls, not for the bookkeeping of the nine thousand
@@ -52,7 +52,7 @@ from __future__ import annotations
 
 import gc
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from typing import Any, cast
 
 from uvicorn.protocols.http.httptools_impl import (
     STATUS_LINE,
@@ -61,17 +61,9 @@ from uvicorn.protocols.http.httptools_impl import (
 )
 from uvicorn.protocols.utils import get_client_addr, get_path_with_query_string
 
-from .passes import PerPass
+from ..loop.passes import PerPass
+from ..transports.extensions import RESPOND, Whole
 from .writes import write_all
-
-#: The ASGI extension's key in ``scope["extensions"]``.
-RESPOND = "hubbub.respond"
-
-
-def responder(scope: dict[str, Any] | Any) -> Responder | None:
-    """The ``hubbub.respond`` extension of an HTTP scope, or ``None`` without it."""
-    ext = scope.get("extensions")
-    return None if ext is None else ext.get(RESPOND)
 
 
 class Responder:
@@ -149,22 +141,16 @@ class Responder:
         self._gone = gone
         return True
 
+    def respond_all(self, requests: Sequence[Whole], status: int, headers: bytes,
+                    body: bytes) -> list[bool]:
+        """:func:`respond_all` (the contract's spelling)."""
+        return respond_all(requests, status, headers, body)
+
     def _lost(self) -> None:
         gone, self._gone = self._gone, None
         cycle = self._protocol.running
         if gone is not None and cycle is not None and not cycle.response_complete:
             gone()
-
-
-class Whole(Protocol):
-    """A request to answer through :func:`respond_all`: its connection's
-    extension and its scope."""
-
-    @property
-    def respond(self) -> Responder: ...
-
-    @property
-    def scope(self) -> object: ...
 
 
 def respond_all(requests: Sequence[Whole], status: int, headers: bytes,
@@ -177,7 +163,8 @@ def respond_all(requests: Sequence[Whole], status: int, headers: bytes,
     transports: list[Any] = []
     data: list[bytes] = []  # mostly one bytes object many times (see _response)
     for i, request in enumerate(requests):
-        responder = request.respond
+        # Every request of this server carries this module's Responder.
+        responder = cast(Responder, request.respond)
         cycle = responder._take(request.scope)
         if cycle is not None:
             taken.append(responder)
@@ -275,5 +262,4 @@ class WholeResponseProtocol(HttpToolsProtocol):
         super().connection_lost(exc)
 
 
-__all__ = ["RESPOND", "Responder", "Whole", "WholeResponseProtocol", "respond_all",
-           "responder"]
+__all__ = ["Responder", "WholeResponseProtocol", "respond_all"]

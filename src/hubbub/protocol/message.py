@@ -39,7 +39,7 @@ _msgpack_encode = msgspec.msgpack.Encoder().encode
 
 
 #: The message object, for JSON payloads and (base64) for any other. The
-#: cursor is ``epoch.offset.seq``, the text :func:`hubbub.cursor.encode` makes.
+#: cursor is ``epoch.offset.seq``, the text :func:`hubbub.protocol.cursor.encode` makes.
 _MEMBERS = b'"topic":%s,"offset":%d,"cursor":"%s.%d.%d","time":%d,"id":%s'
 _JSON = b"{" + _MEMBERS + b',"data":%s}'
 _JSON_B64 = b"{" + _MEMBERS + b',"content_type":%s,"data":"%s"}'

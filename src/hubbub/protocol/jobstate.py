@@ -5,7 +5,7 @@ Theory of operation
 A job is two things in the store: a record ``job/<id>`` holding its state,
 and a message on its queue topic ``jobs-queue.<queue>`` holding its data in
 an envelope ``{"job": "<id>", "data": ...}``. Workers take queue messages
-through the consumer group ``jobs-<queue>`` (:mod:`hubbub.leases`): the
+through the consumer group ``jobs-<queue>`` (:mod:`hubbub.protocol.leases`): the
 group's lease is the worker's proof of ownership, the group's attempt count
 is the job's, and the group's dead-letter topic ``dlq.jobs-<queue>`` gets the
 jobs that ran out of tries. A job is in one of these states:

@@ -3,9 +3,9 @@
 Theory of operation
 -------------------
 A publish may answer ten thousand long polls at once, each with a write of
-the same bytes to its own socket (:func:`hubbub.httpwhole.respond_all`), and
+the same bytes to its own socket (:func:`hubbub.server.httpwhole.respond_all`), and
 the WebSocket door's flush of a loop pass writes every connection with news
-(:func:`hubbub.wsframes.gathered_writes`). What such a crowd costs is the kernel's work
+(:func:`hubbub.server.wsframes.gathered_writes`). What such a crowd costs is the kernel's work
 for each write (the TCP send path and, over loopback, the receiver's too:
 6 to 15 µs a write), and uvloop's ``transport.write`` holds the GIL through
 its ``write()`` system call, so the loop's thread makes them one by one on

@@ -1,0 +1,123 @@
+"""What a server may offer the doors beyond plain ASGI: two scope extensions.
+
+``hubbub serve`` runs a server (:mod:`hubbub.server`) that offers both;
+mounted in someone else's ASGI server the doors find neither and send
+through plain ASGI events, the documented slower path. Both paths carry the
+same bytes. This module is the contract between the two layers: the server
+implements it, the doors use it, and neither imports the other's code.
+
+``scope["extensions"]["hubbub.frames"]`` (WebSocket scopes) is a dict:
+
+* ``"send"``: ``await send(data)`` writes ``data``, any number of whole, final,
+  unmasked server data frames (RFC 6455 §5.1: a server's frames are not
+  masked, so one message's frame is the same bytes for every subscriber),
+  in one write; it waits while the socket's buffer is full and raises
+  ``OSError`` once the connection is closing or gone, writing nothing;
+* ``"write"``: ``write(data)`` the same at once, or ``False`` (nothing
+  written) where ``send`` would wait;
+* ``"gather"``: ``with gather():`` holds back every ``write`` made inside
+  the block, per connection in order, and makes them all at its end (a
+  loop pass's flush writes each connection once).
+
+``scope["extensions"]["hubbub.respond"]`` (HTTP scopes) is a
+:class:`Responder`: a whole response (status line, headers, body) in one
+write, to one request or to a crowd of them, and a callback when a waiting
+request's client leaves, so a waiting request needs no task reading
+``receive()``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AbstractContextManager
+from typing import Any, Protocol
+
+#: The WebSocket extension's key in ``scope["extensions"]``.
+FRAMES = "hubbub.frames"
+#: The HTTP extension's key in ``scope["extensions"]``.
+RESPOND = "hubbub.respond"
+
+#: ``await send(data)``: write whole pre-built server frames in one go.
+SendFrames = Callable[[bytes], Awaitable[None]]
+#: ``write(data)``: the same, now, if it needs no wait; ``False`` (nothing
+#: written) while the socket's buffer is full.
+WriteFrames = Callable[[bytes], bool]
+#: ``with gather():`` the writes of ``WriteFrames`` inside the block made at its end.
+GatherWrites = Callable[[], AbstractContextManager[None]]
+
+
+class Responder(Protocol):
+    """The ``hubbub.respond`` extension of one connection."""
+
+    def respond(self, scope: object, status: int, headers: bytes, body: bytes) -> bool:
+        """Write the whole response to the request of ``scope`` now; ``False``
+        (nothing written) if it cannot go this way: the response started,
+        the client is gone, the request is ``HEAD`` or waits behind another,
+        or the socket's buffer is full. Then send it through ASGI, which
+        waits. After ``True`` the application sends nothing more.
+
+        ``headers`` are encoded header lines, each ending with CRLF, without
+        ``content-length`` and the server's own headers (both added here).
+        """
+        ...
+
+    def watch(self, scope: object, gone: Callable[[], None] | None) -> bool:
+        """Call ``gone()`` (once) if the client of ``scope``'s request leaves
+        before its response; ``None`` stops watching. ``False``, watching
+        nothing, if the client is gone already."""
+        ...
+
+    def respond_all(self, requests: Sequence[Whole], status: int, headers: bytes,
+                    body: bytes) -> list[bool]:
+        """:meth:`respond` for many requests (of any connections of this
+        server) with one response: whether each got it. Every write is made
+        before any request's follow-up, so the last client of a crowd waits
+        for the writes, not for the bookkeeping of those before it."""
+        ...
+
+
+class Whole(Protocol):
+    """A request to answer through :meth:`Responder.respond_all`: its
+    connection's extension and its scope."""
+
+    @property
+    def respond(self) -> Responder: ...
+
+    @property
+    def scope(self) -> object: ...
+
+
+def _extension(scope: dict[str, Any] | Any, key: str) -> Any:
+    ext = scope.get("extensions")
+    return None if ext is None else ext.get(key)
+
+
+def responder(scope: dict[str, Any] | Any) -> Responder | None:
+    """The ``hubbub.respond`` extension of an HTTP scope, or ``None`` without it."""
+    responder: Responder | None = _extension(scope, RESPOND)
+    return responder
+
+
+def frames_sender(scope: dict[str, Any] | Any) -> SendFrames | None:
+    """The ``hubbub.frames`` sender of a WebSocket scope, or ``None`` without it."""
+    ext = _extension(scope, FRAMES)
+    return None if ext is None else ext.get("send")
+
+
+def frames_writer(scope: dict[str, Any] | Any) -> WriteFrames | None:
+    """The ``hubbub.frames`` writer (no waiting) of a WebSocket scope, or ``None``."""
+    ext = _extension(scope, FRAMES)
+    return None if ext is None else ext.get("write")
+
+
+def frames_gatherer(scope: dict[str, Any] | Any) -> GatherWrites:
+    """The ``hubbub.frames`` gatherer of a WebSocket scope; without one, a
+    block that holds nothing back."""
+    ext = _extension(scope, FRAMES)
+    gather = None if ext is None else ext.get("gather")
+    return gather if gather is not None else contextlib.nullcontext
+
+
+__all__ = ["FRAMES", "RESPOND", "GatherWrites", "Responder", "SendFrames", "Whole",
+           "WriteFrames", "frames_gatherer", "frames_sender", "frames_writer", "responder"]
