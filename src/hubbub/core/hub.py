@@ -17,10 +17,7 @@ import contextlib
 import re
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from typing import Any, Literal
-
-import msgspec
 
 from ..config import Config
 from ..engines.base import AppendRequest, AppendResult, Engine, TopicInfo
@@ -47,53 +44,11 @@ from .presence import Presence
 from .requests import Requests
 from .subscription import Event, Gap, Position, State, Subscription
 from .uploads import Uploads
+from .values import Page, PublishItem, compact_json, encode_value
 
 _KEY_RE = re.compile(r"[\x21-\x7e]{1,200}")
-_json_decode = msgspec.json.Decoder().decode
-_json_encode = msgspec.json.Encoder().encode
 MAX_TOPICS_PER_SUBSCRIPTION = 100
 TRIM_INTERVAL = 30.0
-
-
-@dataclass(frozen=True, slots=True)
-class PublishItem:
-    """One message to publish. ``data`` is JSON text when ``content_type`` is JSON."""
-
-    topic: str
-    data: bytes
-    content_type: str = JSON
-    key: str | None = None
-
-
-@dataclass(slots=True)
-class Page:
-    """What a poll returns: messages, gaps met on the way, and the cursor to go on from."""
-
-    messages: list[Message]
-    cursor: str
-    gaps: list[Gap] = field(default_factory=list)
-
-
-def compact_json(data: bytes, *, field: str = "data") -> bytes:
-    """Validate JSON text and return it compact (one line, as SSE needs).
-
-    Raises:
-        InvalidRequest: ``data`` is not valid JSON.
-    """
-    try:
-        return _json_encode(_json_decode(data))
-    except (msgspec.DecodeError, UnicodeDecodeError):
-        raise InvalidRequest("malformed JSON", field=field) from None
-
-
-def encode_value(value: Any, *, field: str = "data") -> tuple[bytes, str]:
-    """A Python value as a payload: bytes stay bytes, anything else becomes JSON."""
-    if isinstance(value, bytes | bytearray | memoryview):
-        return bytes(value), "application/octet-stream"
-    try:
-        return _json_encode(value), JSON
-    except (TypeError, msgspec.EncodeError):
-        raise InvalidRequest("data cannot be encoded as JSON", field=field) from None
 
 
 class Hub:
@@ -558,4 +513,5 @@ class Hub:
         ]
 
 
-__all__ = ["Event", "Gap", "Hub", "Page", "PublishItem", "Subscription"]
+__all__ = ["Event", "Gap", "Hub", "Page", "PublishItem", "Subscription", "compact_json",
+           "encode_value"]

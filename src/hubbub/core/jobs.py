@@ -59,7 +59,7 @@ import re
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 import msgspec
 
@@ -97,10 +97,9 @@ from ..protocol.jobstate import (
 from ..protocol.leases import Outcome, parse_lease_id
 from ..protocol.message import JSON
 from .groups import MAX_DELAY, MAX_LEASE
+from .ports import Publisher
 from .subscription import State as SubState
-
-if TYPE_CHECKING:
-    from .hub import Hub
+from .values import PublishItem, compact_json
 
 log = logging.getLogger("hubbub.jobs")
 
@@ -195,7 +194,7 @@ class Taken:
 class Jobs:
     """The jobs service of one hub (``hub.jobs``)."""
 
-    def __init__(self, hub: Hub) -> None:
+    def __init__(self, hub: Publisher) -> None:
         self.hub = hub
         self.sweep_interval = SWEEP_INTERVAL
         self._sweeper: asyncio.Task[None] | None = None
@@ -274,7 +273,6 @@ class Jobs:
         """As :meth:`submit`; also says whether this call made the job (``False``:
         ``key`` named an earlier one, which is returned)."""
         self._check_open()
-        from .hub import compact_json
 
         topic = queue_topic(queue)
         if key is not None and (not isinstance(key, str) or _KEY_RE.fullmatch(key) is None):
@@ -301,7 +299,6 @@ class Jobs:
         return job, True
 
     async def _queue(self, job: Job, body: bytes) -> None:
-        from .hub import PublishItem
 
         await self.hub.publish_batch([
             PublishItem(status_topic(job.id), job.document(), JSON, _state_key(job)),

@@ -3,7 +3,7 @@
 The paths that count (a publish, each door's write of a batch, a pull, a
 settle) only add to ints and dict entries of the :class:`Metrics` object at
 ``hub.metrics``: no lock, no allocation in the common case, no library call
-per delivery. :func:`snapshot` reads it, together with what the store knows
+per delivery. :func:`hubbub.core.stats.snapshot` reads it, together with what the store knows
 (group backlogs, jobs, uploads), when ``/metrics`` is scraped or
 ``/v1/stats`` is asked; :mod:`hubbub.transports.metrics` encodes the result
 for Prometheus and as JSON.
@@ -30,19 +30,12 @@ from __future__ import annotations
 import time
 from bisect import bisect_left
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, Final
+from typing import Final
 
-from .. import __version__
 from ..engines.base import AppendResult, Lease
-from ..protocol.errors import HubbubError
-from ..protocol.jobstate import FINAL
-from ..protocol.jobstate import decode as decode_job
 from ..protocol.leases import Outcome
 from ..protocol.message import Message
 from .subscription import Event, Gap
-
-if TYPE_CHECKING:
-    from .hub import Hub
 
 #: The doors deliveries are counted by.
 DOORS: Final = ("ws", "sse", "longpoll", "poll")
@@ -54,13 +47,6 @@ MAX_GROUPS: Final = 100
 PUBLISH_BUCKETS: Final = (
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
 )
-#: Records of one kind (jobs, uploads) a snapshot reads at most.
-SCAN_LIMIT: Final = 1000
-#: Jobs and uploads in progress a snapshot lists by name.
-LISTED: Final = 20
-#: The records of jobs (``core.jobs.RECORD_PREFIX``; imported from there it would
-#: make a cycle: jobs -> groups -> metrics).
-JOB_RECORDS: Final = "job/"
 
 
 class Histogram:
@@ -234,102 +220,4 @@ class Metrics:
         return counts
 
 
-async def snapshot(hub: Hub) -> dict[str, Any]:
-    """Everything counted, and what the store knows, as JSON-ready data.
-
-    The node's counters are always there; the store's parts (topics, groups'
-    pending entries, jobs, uploads) are left out, and ``store.up`` is false,
-    when the store does not answer.
-    """
-    m = hub.metrics
-    now = hub.now()
-    engine = type(hub.engine).__name__.removesuffix("Engine").lower()
-    out: dict[str, Any] = {
-        "node": {
-            "version": __version__, "engine": engine, "started": int(m.started * 1000),
-            "uptime": round(max(0.0, now / 1000 - m.started), 3), "draining": hub.draining,
-        },
-        "published": {"total": sum(m.published.values()), "namespaces": dict(m.published),
-                      "duplicates": m.duplicates},
-        "publish_latency": {"count": m.publish_seconds.count, "sum": m.publish_seconds.sum,
-                            "buckets": m.publish_seconds.buckets()},
-        "doors": {
-            door: {"deliveries": c.deliveries, "open": c.open,
-                   "slow_consumers": c.slow_consumers, "gaps": dict(c.gaps)}
-            for door, c in m.doors.items()
-        },
-        "subscriptions": len(hub.fanout),
-        "fanout_messages": hub.fanout.messages,
-        "problems": dict(m.problems),
-        "store": {"up": True, "errors": dict(m.store_errors)},
-    }
-    groups: list[dict[str, Any]] = [
-        {"group": name, "patterns": [], "pending": None, "leased": c.held(now),
-         "delivered": c.leased, "acked": c.settled.get("ack", 0),
-         "nacked": c.settled.get("nack", 0), "dead_lettered": c.dead_lettered}
-        for name, c in sorted(m.groups.items())
-    ]
-    out["groups"] = groups
-    out["cluster"] = hub.nodes.alone()  # without the store, this node is all it knows
-    out["jobs"] = {"states": {}, "active": [], "partial": False}
-    out["uploads"] = {"bytes_received": m.upload_bytes, "in_progress": 0, "complete": 0,
-                      "active": [], "partial": False}
-    try:
-        out["topics"] = len(await hub.engine.topics())
-        for g in groups:
-            if g["group"] != OTHER:
-                info = await hub.engine.group(g["group"])
-                if info is not None:
-                    g["patterns"], g["pending"] = list(info.patterns), info.pending
-        out["jobs"] = await _jobs(hub, now)
-        out["uploads"].update(await _uploads(hub))
-        out["cluster"] = await hub.nodes.view()
-    except HubbubError:
-        out["store"]["up"] = False
-    return out
-
-
-async def _jobs(hub: Hub, now: int) -> dict[str, Any]:
-    records = await hub.engine.scan(JOB_RECORDS, now, SCAN_LIMIT)
-    states: dict[str, int] = {}
-    active = []
-    for record in records:
-        job = decode_job(record.value, record.version)
-        states[job.state.value] = states.get(job.state.value, 0) + 1
-        if job.state not in FINAL:
-            active.append(job)
-    active.sort(key=lambda job: job.updated, reverse=True)
-    return {
-        "states": states,
-        "active": [
-            {"id": j.id, "queue": j.queue, "state": j.state.value, "progress": j.progress,
-             "message": j.message, "attempts": j.attempts, "updated": j.updated}
-            for j in active[:LISTED]
-        ],
-        "partial": len(records) >= SCAN_LIMIT,
-    }
-
-
-async def _uploads(hub: Hub) -> dict[str, Any]:
-    uploads = await hub.uploads.scan(SCAN_LIMIT)
-    active = sorted((u for u in uploads if not u.done), key=lambda u: u.created, reverse=True)
-    return {
-        "in_progress": len(active),
-        "complete": len(uploads) - len(active),
-        # Not the ids: an upload's id lets its holder write to it.
-        "active": [
-            {"name": _upload_name(u.metadata), "offset": u.offset, "length": u.length,
-             "created": u.created}
-            for u in active[:LISTED]
-        ],
-        "partial": len(uploads) >= SCAN_LIMIT,
-    }
-
-
-def _upload_name(metadata: dict[str, bytes]) -> str | None:
-    """The file name a tus client gave (``filename``, or ``name`` as Uppy sends)."""
-    name = metadata.get("filename") or metadata.get("name")
-    return None if name is None else name.decode(errors="replace")[:200]
-
-
-__all__ = ["DOORS", "OTHER", "DoorCounts", "GroupCounts", "Histogram", "Metrics", "snapshot"]
+__all__ = ["DOORS", "OTHER", "DoorCounts", "GroupCounts", "Histogram", "Metrics"]

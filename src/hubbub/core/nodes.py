@@ -25,15 +25,13 @@ import asyncio
 import contextlib
 import logging
 import secrets
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import msgspec
 
 from ..loop.tasks import cancel_and_wait
 from ..protocol.errors import HubbubError
-
-if TYPE_CHECKING:
-    from .hub import Hub
+from .ports import Counted
 
 log = logging.getLogger("hubbub.nodes")
 
@@ -53,7 +51,7 @@ _decode = msgspec.json.Decoder(dict[str, Any]).decode
 class Nodes:
     """This node's announcements and the cluster's view; ``hub.nodes``."""
 
-    def __init__(self, hub: Hub) -> None:
+    def __init__(self, hub: Counted) -> None:
         self.hub = hub
         #: This node's id in the cluster view (new with every process).
         self.id = secrets.token_hex(8)

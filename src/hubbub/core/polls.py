@@ -39,13 +39,10 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 from ..protocol.message import Message
 from .subscription import State, Subscription
-
-if TYPE_CHECKING:
-    from .hub import Page
+from .values import Page
 
 #: ``answer(page)``: a member's answer; ``None`` means "read again" (Rule 3).
 Answer = Callable[["Page | None"], None]
@@ -87,8 +84,6 @@ class _Group:
     def fire(self) -> None:
         if self.fired:
             return
-        from .hub import Page  # here: hub imports this module
-
         sub = self.sub
         events = sub.take_ready(self.limit)
         if events == []:

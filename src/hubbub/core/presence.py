@@ -68,7 +68,7 @@ import secrets
 import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import msgspec
 
@@ -78,9 +78,7 @@ from ..loop.tasks import cancel_and_wait
 from ..protocol.errors import HubbubError, InvalidRequest, InvalidTopic, NotFound, Unavailable
 from ..protocol.message import JSON
 from ..protocol.topics import MAX_TOPIC_LENGTH, validate_topic
-
-if TYPE_CHECKING:
-    from .hub import Hub
+from .ports import HubBase
 
 log = logging.getLogger("hubbub")
 
@@ -201,7 +199,7 @@ class Member:
 class Presence:
     """Presence over one hub. Reached as ``hub.presence``."""
 
-    def __init__(self, hub: Hub) -> None:
+    def __init__(self, hub: HubBase) -> None:
         self.hub = hub
         #: Entries of this node's connections, by record key.
         self._held: dict[str, _Entry] = {}

@@ -56,7 +56,6 @@ import contextlib
 import math
 import re
 import secrets
-from typing import TYPE_CHECKING
 
 import msgspec
 
@@ -71,10 +70,8 @@ from ..protocol.errors import (
     Unavailable,
 )
 from ..protocol.message import JSON, Message
+from .ports import Publisher
 from .subscription import State, Subscription
-
-if TYPE_CHECKING:
-    from .hub import Hub
 
 #: The kind of the records of requests being waited for (Rule 3).
 KIND = "request/"
@@ -111,7 +108,7 @@ class PendingRequest:
     Call :meth:`wait` once, or :meth:`close` when the reply is no longer wanted.
     """
 
-    def __init__(self, hub: Hub, request_id: str, topic: str, timeout: float,
+    def __init__(self, hub: Publisher, request_id: str, topic: str, timeout: float,
                  sub: Subscription) -> None:
         self.hub = hub
         #: The request id, as the envelope carries it.
@@ -163,7 +160,7 @@ class PendingRequest:
 class Requests:
     """Request-reply over one hub. Reached as ``hub.requests``."""
 
-    def __init__(self, hub: Hub) -> None:
+    def __init__(self, hub: Publisher) -> None:
         self.hub = hub
 
     async def send(

@@ -60,7 +60,7 @@ import tempfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 import msgspec
 
@@ -79,9 +79,7 @@ from ..protocol.errors import (
 )
 from ..protocol.message import JSON
 from ..protocol.tus import parse_metadata
-
-if TYPE_CHECKING:
-    from .hub import Hub
+from .ports import Publisher
 
 log = logging.getLogger("hubbub.uploads")
 
@@ -153,7 +151,7 @@ def _upload(upload_id: str, stored: _Stored, version: int) -> Upload:
 class Uploads:
     """Create, resume, finish and remove uploads of one :class:`~hubbub.core.Hub`."""
 
-    def __init__(self, hub: Hub, config: UploadsConfig) -> None:
+    def __init__(self, hub: Publisher, config: UploadsConfig) -> None:
         self.hub = hub
         self.config = config
         self.dir = Path(".")

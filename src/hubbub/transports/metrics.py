@@ -1,6 +1,6 @@
 """The operations doors: ``GET /metrics`` (Prometheus) and ``GET /v1/stats`` (JSON).
 
-Both encode one :func:`hubbub.core.metrics.snapshot`: the node's counters
+Both encode one :func:`hubbub.core.stats.snapshot`: the node's counters
 (plain ints kept by the core and the doors) and what the store knows. Nothing
 here runs per message: the Prometheus families are built when a scrape asks,
 by a collector over the snapshot, so the publish and fan-out paths never call
@@ -35,7 +35,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from ..core.metrics import snapshot
+from ..core.stats import snapshot
 from ..protocol.errors import Forbidden, Unauthorized
 from .auth import principal_of
 from .http import hub_of, json_response
