@@ -129,9 +129,9 @@ class BrowserGuard:
     async def _answer_preflight(self, origin: str | None, scope: Scope, receive: Receive,
                                 send: Send) -> None:
         headers = MutableHeaders(raw=[])
+        self._cors(headers, origin)
         for name, value in self._preflight:
             headers[name] = value
-        self._cors(headers, origin)
         headers.add_vary_header("Access-Control-Request-Method")
         headers.add_vary_header("Access-Control-Request-Headers")
         await send({"type": "http.response.start", "status": 204, "headers": headers.raw})
