@@ -132,3 +132,14 @@ def test_config_reads_the_browser_settings() -> None:
                 {"cors_credentials": 1}, {"cors_origins": ["*"], "cors_credentials": True}):
         with pytest.raises(ConfigError):
             Config.from_dict({"server": bad})
+
+
+def test_the_api_description_lists_the_refusals() -> None:
+    from hubbub.transports.openapi import SPEC
+
+    paths = SPEC["paths"]
+    assert {"403", "421"} <= set(paths["/v1/ws"]["get"]["responses"])
+    assert {"403", "421"} <= set(paths["/v1/topics/{topic}"]["post"]["responses"])
+    assert "421" in paths["/v1/topics"]["get"]["responses"]
+    assert "421" not in paths["/healthz"]["get"]["responses"]
+    assert "allowed_hosts" in SPEC["components"]["responses"]["P421"]["description"]
