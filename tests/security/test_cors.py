@@ -7,13 +7,14 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
 from hubbub.config import Config
 from hubbub.core.auth import mint
-from tests.conftest import HubServer, start_server
+from tests.conftest import UNIT, HubServer, start_server
 
 APP = "https://app.example.com"
 OTHER = "https://other.example"
@@ -147,3 +148,23 @@ async def test_mounted_hub_answers_preflights_too(tmp_path: Path) -> None:
         assert r.status_code == 204 and r.headers["access-control-allow-origin"] == APP
         r = await c.post("/hub/v1/topics/x.y", json=1, headers={"Origin": APP})
         assert r.status_code == 201 and r.headers["access-control-allow-origin"] == APP
+
+
+def test_hubbub_serve_puts_cors_on_whole_responses(spawn_hub: Any, tmp_path: Path) -> None:
+    """``hubbub serve`` writes some answers whole (publish receipts, poll pages)
+    through its own server; a configured origin's requests get CORS on them too."""
+    config = tmp_path / "hubbub.toml"
+    config.write_text(f'[server]\ncors_origins = ["{APP}"]\n')
+    proc = spawn_hub("memory://", "--config", str(config))
+    with httpx.Client(base_url=proc.url, timeout=10 * UNIT) as c:
+        for _ in range(2):
+            r = c.post("/v1/topics/x.y", json=1, headers={"Origin": APP})
+            assert r.status_code == 201
+            assert r.headers["access-control-allow-origin"] == APP
+            r = c.get("/v1/topics/x.y/messages", params={"after": "start", "wait": 1},
+                      headers={"Origin": APP})
+            assert r.status_code == 200 and len(r.json()["messages"]) >= 1
+            assert r.headers["access-control-allow-origin"] == APP
+            assert "location" in r.headers["access-control-expose-headers"].lower()
+        r = c.get("/v1/topics/x.y/messages", params={"after": "start"})
+        assert r.status_code == 200 and "access-control-allow-origin" not in r.headers

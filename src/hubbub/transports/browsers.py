@@ -19,8 +19,9 @@ For them, and for them only:
   ``cors_credentials``, ``Access-Control-Allow-Credentials: true``.
 
 Other origins get no CORS header at all, so their scripts can read nothing;
-their preflights go on to the doors as any ``OPTIONS`` does. Answers that
-depend on ``Origin`` say ``Vary: Origin`` once origins are configured.
+their preflights go on to the doors as any ``OPTIONS`` does. Once origins
+are configured, answers to requests with an ``Origin`` say ``Vary: Origin``;
+requests without one (not from a page) are passed on untouched.
 
 A refused request gets a problem document (421 or 403); a refused WebSocket
 upgrade gets the same as an HTTP answer when the server offers the
@@ -37,6 +38,7 @@ from ..core import Hub
 from ..protocol.errors import Forbidden, HubbubError, Misdirected
 from ..protocol.origins import Policy
 from .auth import route_path
+from .extensions import RESPOND
 from .problems import problem_from
 
 #: Methods a page on a configured origin may use (preflight answer).
@@ -99,7 +101,7 @@ class BrowserGuard:
                 await self._refuse(exc, origin, scope, receive, send)
             return
         allowed = self.policy.origin_allowed(origin)
-        if websocket or not self.policy.origins:
+        if websocket or not self.policy.origins or origin is None:
             await self.app(scope, receive, send)
             return
         if (allowed and scope["method"] == "OPTIONS"
@@ -112,6 +114,12 @@ class BrowserGuard:
                 self._cors(MutableHeaders(scope=message), origin if allowed else None)
             await send(message)
 
+        extensions = scope.get("extensions") or {}
+        if RESPOND in extensions:
+            # A whole response written by the server (hubbub.respond) would
+            # not pass through send_with_cors: pages take the ASGI path.
+            scope = {**scope, "extensions": {k: v for k, v in extensions.items()
+                                             if k != RESPOND}}
         await self.app(scope, receive, send_with_cors)
 
     def _cors(self, headers: MutableHeaders, origin: str | None) -> None:
