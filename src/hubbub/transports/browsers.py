@@ -161,7 +161,7 @@ async def _refuse_upgrade(exc: HubbubError, scope: Scope, receive: Receive,
     message = await receive()
     if message["type"] != "websocket.connect":
         return  # the client left first
-    if "websocket.http.response" in scope.get("extensions", {}):
+    if "websocket.http.response" in (scope.get("extensions") or {}):
         response = problem_from(exc, instance=scope["path"])
         await send({"type": "websocket.http.response.start", "status": response.status_code,
                     "headers": response.raw_headers})
