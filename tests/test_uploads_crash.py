@@ -38,7 +38,7 @@ async def patch_until_killed(hub: Any, url: str, data: bytes, *, kill_after: int
     port = int(hub.url.rsplit(":", 1)[1])
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     extra = f"Upload-Checksum: {checksum}\r\n" if checksum else ""
-    writer.write((f"PATCH {url} HTTP/1.1\r\nHost: x\r\nTus-Resumable: 1.0.0\r\n"
+    writer.write((f"PATCH {url} HTTP/1.1\r\nHost: localhost\r\nTus-Resumable: 1.0.0\r\n"
                   "Content-Type: application/offset+octet-stream\r\n"
                   f"Upload-Offset: 0\r\n{extra}"
                   f"Content-Length: {len(data)}\r\n\r\n").encode())

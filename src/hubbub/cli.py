@@ -280,7 +280,10 @@ def _serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         )
         return EXIT_USAGE
     if public and args.insecure and not config.auth.enabled:
-        print(f"hubbub: warning: listening on {args.host} with no authentication",
+        print(f"hubbub: warning: listening on {args.host} with no authentication"
+              + ("" if config.server.allowed_hosts else
+                 "; only loopback Host names are served until [server] allowed_hosts "
+                 "lists others (docs/security.md)"),
               file=sys.stderr, flush=True)
     configure_logging(args.log_level)
     try:

@@ -19,6 +19,11 @@ Example ``hubbub.toml``::
     buffer = 1024              # messages held per subscriber before it counts as slow
     heartbeat = 15             # seconds between SSE heartbeat comments
     presence_ttl = 30          # a presence entry its node stops renewing expires after this
+    allowed_hosts = ["hub.example.com"]       # Host names served beyond loopback ones
+                               # ("*": all; ".example.com": it and its subdomains; docs/security.md)
+    cors_origins = ["https://app.example.com"]  # pages that may call the hub (CORS, WebSocket, writes)
+    cors_credentials = false   # let those pages send cookies/HTTP auth (Access-Control-Allow-Credentials)
+    cors_max_age = "10m"       # how long a browser may cache a preflight's answer
 
     [uploads]                  # tus uploads (docs/uploads.md)
     dir = "/srv/uploads"       # default: <store dir>/uploads (sqlite), a temp dir (memory)
@@ -64,6 +69,7 @@ from typing import Any
 
 from .engines.base import Retention
 from .protocol.errors import InvalidTopic
+from .protocol.origins import normalize_origin, split_host
 from .protocol.topics import namespace, validate_pattern
 
 _DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)\s*([smhd]?)")
@@ -180,6 +186,12 @@ class ServerConfig:
     max_wait: float = 60.0
     max_limit: int = 1000
     presence_ttl: float = 30.0
+    #: Host names served beyond the loopback ones (:mod:`hubbub.protocol.origins`).
+    allowed_hosts: tuple[str, ...] = ()
+    #: Origins whose pages may write, open WebSockets and read answers (CORS).
+    cors_origins: tuple[str, ...] = ()
+    cors_credentials: bool = False
+    cors_max_age: float = 600.0
 
 
 @dataclass(slots=True)
@@ -271,7 +283,9 @@ def _server(section: Any) -> ServerConfig:
     for key, value in section.items():
         if key not in known:
             raise ConfigError(f"server.{key}: unknown setting")
-        if key in ("heartbeat", "max_wait", "presence_ttl"):
+        if key in _BROWSER_KEYS:
+            changes[key] = _browser_setting(key, value)
+        elif key in ("heartbeat", "max_wait", "presence_ttl", "cors_max_age"):
             changes[key] = parse_duration(value, where=f"server.{key}")
             if key == "presence_ttl" and not changes[key] > 0:
                 raise ConfigError("server.presence_ttl: must be more than 0")
@@ -279,7 +293,41 @@ def _server(section: Any) -> ServerConfig:
             raise ConfigError(f"server.{key}: expected a positive integer")
         else:
             changes[key] = value
+    if changes.get("cors_credentials") and "*" in changes.get("cors_origins", ()):
+        # Fetch standard: a credentialed answer "cannot use *" as its allowed origin.
+        raise ConfigError("server.cors_origins: \"*\" cannot go with cors_credentials = true")
     return replace(ServerConfig(), **changes)
+
+
+_BROWSER_KEYS = ("allowed_hosts", "cors_origins", "cors_credentials")
+
+
+def _browser_setting(key: str, value: Any) -> Any:
+    """``allowed_hosts``, ``cors_origins`` (normalized) or ``cors_credentials``."""
+    where = f"server.{key}"
+    if key == "cors_credentials":
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected true or false")
+        return value
+    if key == "allowed_hosts":
+        names = []
+        for i, name in enumerate(_strings(value, where, "host names")):
+            name = name.strip().lower()
+            dot = "." if name.startswith(".") else ""
+            split = split_host(name[len(dot):])
+            if name != "*" and (split is None or split[1] is not None):
+                raise ConfigError(f"{where}[{i}]: expected a host name without a port, "
+                                  "\"*\" or \".domain\"")
+            names.append(name if split is None else dot + split[0])
+        return tuple(names)
+    origins = []
+    for i, text in enumerate(_strings(value, where, "origins")):
+        origin = normalize_origin(text)
+        if origin is None:
+            raise ConfigError(f"{where}[{i}]: expected an origin like "
+                              "\"https://app.example.com\" (scheme, host, port; no path)")
+        origins.append(origin)
+    return tuple(origins)
 
 
 def _uploads(section: Any) -> UploadsConfig:

@@ -221,7 +221,7 @@ async def test_lying_or_huge_content_length(hub_server: HubServer) -> None:
     reader, writer = await asyncio.open_connection("127.0.0.1", int(hub_server.url.rsplit(":")[-1]))
     try:
         writer.write(
-            b"POST /v1/topics/big.t HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\n"
+            b"POST /v1/topics/big.t HTTP/1.1\r\nHost: localhost\r\nContent-Type: text/plain\r\n"
             b"Content-Length: 1000000000000\r\n\r\n"
         )
         await writer.drain()

@@ -288,7 +288,7 @@ async def test_a_slow_sse_reader_is_counted_when_cut_off(
     sock.setblocking(False)
     loop = asyncio.get_running_loop()
     await loop.sock_connect(sock, ("127.0.0.1", port))
-    await loop.sock_sendall(sock, b"GET /v1/events?topic=slow.t HTTP/1.1\r\nHost: hub\r\n\r\n")
+    await loop.sock_sendall(sock, b"GET /v1/events?topic=slow.t HTTP/1.1\r\nHost: localhost\r\n\r\n")
     payload = json.dumps("x" * 8192).encode()
     try:
         await eventually(client, lambda s: value(s, "hubbub_connections", door="sse") == 1)

@@ -200,7 +200,7 @@ async def test_whole_responses_keep_the_connection_or_close_it(hub_server: HubSe
         reader, writer = await asyncio.open_connection(host, int(port))
         try:
             writer.write(b"GET /v1/topics/ka.t/messages?wait=30&after=%s HTTP/%s\r\n"
-                         b"Host: x\r\n\r\n" % (first.cursor.encode(), version))
+                         b"Host: localhost\r\n\r\n" % (first.cursor.encode(), version))
             await _until(lambda: len(hub.polls) == 1)
             await hub.publish("ka.t", b"1")
             async with asyncio.timeout(5 * UNIT):
@@ -214,7 +214,7 @@ async def test_whole_responses_keep_the_connection_or_close_it(hub_server: HubSe
                 async with asyncio.timeout(5 * UNIT):
                     assert await reader.read() == b""
             else:
-                writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+                writer.write(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
                 async with asyncio.timeout(5 * UNIT):
                     assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 200")
             first = (await hub.publish("ka.t", b"2")).message

@@ -315,7 +315,7 @@ async def test_interrupted_patch_keeps_what_arrived(client: httpx.AsyncClient,
     url = await create(client, 200_000)
     port = int(hub_server.url.rsplit(":", 1)[1])
     sent = os.urandom(70_000)
-    request = (f"PATCH {url} HTTP/1.1\r\nHost: x\r\nTus-Resumable: 1.0.0\r\n"
+    request = (f"PATCH {url} HTTP/1.1\r\nHost: localhost\r\nTus-Resumable: 1.0.0\r\n"
                "Content-Type: application/offset+octet-stream\r\nUpload-Offset: 0\r\n"
                "Content-Length: 200000\r\n\r\n").encode()
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
@@ -360,7 +360,7 @@ async def test_location_under_a_mount_prefix(tmp_path: Path) -> None:
     hub_app = create_app("memory://", Config(uploads=UploadsConfig(dir=str(tmp_path))))
     app = Starlette(routes=[Mount("/hub", hub_app)])
     async with hub_app.state.hub, httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
+        transport=httpx.ASGITransport(app=app), base_url="http://localhost") as client:
         r = await client.post("/hub/v1/uploads/", headers={**TUS, "Upload-Length": "2"})
         assert r.headers["location"].startswith("/hub/v1/uploads/")
         r = await patch(client, r.headers["location"], 0, b"ok")

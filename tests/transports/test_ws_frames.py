@@ -115,7 +115,7 @@ async def test_bytes_on_the_wire_are_the_cached_frames(
     reader, writer = await asyncio.open_connection(host, int(port))
     try:
         writer.write(
-            b"GET /v1/ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"GET /v1/ws HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
             b"Sec-WebSocket-Key: " + base64.b64encode(os.urandom(16)) + b"\r\n"
             b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: " + JSON_PROTO.encode()
             + b"\r\n\r\n")
@@ -239,7 +239,7 @@ async def test_a_flush_holds_back_at_most_its_limit_per_connection(
 async def _raw_ws(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     writer.write(
-        b"GET /v1/ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"GET /v1/ws HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
         b"Sec-WebSocket-Key: " + base64.b64encode(os.urandom(16)) + b"\r\n"
         b"Sec-WebSocket-Version: 13\r\n\r\n")
     assert (await _read_http_head(reader)).startswith(b"HTTP/1.1 101")

@@ -71,6 +71,8 @@ from ..protocol.topics import TopicFilter, covers, is_pattern, namespace, valida
 MAX_TOKEN = 16 << 10
 #: Most patterns one claim list may hold.
 MAX_PATTERNS = 256
+#: The claims that hold a NumericDate (RFC 7519 §2: seconds since the epoch).
+TIME_CLAIMS = ("exp", "nbf", "iat")
 #: The fields that name where a credential came from (for WWW-Authenticate).
 CREDENTIAL_FIELDS = frozenset({"Authorization", "token"})
 
@@ -235,6 +237,14 @@ class Auth:
             raise Unauthorized(f"token has no {exc.claim} claim", field=field) from None
         except (jwt.PyJWTError, ValueError, TypeError):
             raise Unauthorized("token is malformed", field=field) from None
+        for name in TIME_CLAIMS:
+            # RFC 7519 §4.1.4: exp "MUST be a number containing a NumericDate
+            # value"; PyJWT would take "1767225600" too, and such a token
+            # could not be told apart by code that compares numbers.
+            value = claims.get(name)
+            if value is not None and (isinstance(value, bool)
+                                      or not isinstance(value, int | float)):
+                raise Unauthorized(f"token claim {name} must be a number", field=field)
         return claims
 
     def _principal(self, claims: dict[str, Any], field: str) -> Principal:

@@ -17,6 +17,7 @@ The tree::
     │   │       └── MalformedFrame  not JSON or MessagePack at all
     │   ├── Unauthorized          no or bad credentials (401)
     │   ├── Forbidden             credentials do not allow this action (403)
+    │   ├── Misdirected           a Host name this hub does not serve (421)
     │   ├── NotFound              no such thing (404)
     │   ├── Conflict              the request conflicts with state (409)
     │   │   └── GapError          history was lost past the cursor (409)
@@ -106,6 +107,12 @@ class Unauthorized(PeerError):
 
 class Forbidden(PeerError):
     code = "forbidden"
+
+
+class Misdirected(PeerError):
+    """The request names a host this hub does not serve (DNS rebinding, a wrong proxy)."""
+
+    code = "misdirected-request"
 
 
 class NotFound(PeerError):

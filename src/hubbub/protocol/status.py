@@ -24,6 +24,7 @@ TABLE: list[tuple[type[errors.HubbubError], int, str, int]] = [
     (errors.InvalidRequest, 400, "Invalid request", 4400),
     (errors.Unauthorized, 401, "Unauthorized", 4401),
     (errors.Forbidden, 403, "Forbidden", 4403),
+    (errors.Misdirected, 421, "Misdirected request", 4421),
     (errors.NotFound, 404, "Not found", 4404),
     (errors.Conflict, 409, "Conflict", 4409),
     (errors.UploadExpired, 410, "Upload expired", 4410),

@@ -63,6 +63,7 @@ from uvicorn.config import STARTUP_FAILURE
 from ..config import Config
 from ..core import Hub
 from ..protocol.errors import HubbubError, Unavailable
+from ..protocol.redact import RedactTokens
 from ..transports.app import create_app
 from .httpwhole import WholeResponseProtocol
 from .wsframes import FramesProtocol
@@ -232,6 +233,8 @@ def serve(
         timeout_graceful_shutdown=max(1, round(drain_timeout)),
     )
 
+    redact_logs()  # after uvicorn.Config, which sets up uvicorn's handlers
+
     def listening(address: str) -> None:
         line = f"hubbub listening on http://{address} (store: {store})"
         if announce is None:
@@ -262,6 +265,23 @@ def configure_logging(level: str) -> None:
     )
 
 
+#: The loggers whose records ``hubbub serve`` writes (the access log among them).
+LOGGERS = ("", "hubbub", "uvicorn", "uvicorn.error", "uvicorn.access")
+
+
+def redact_logs() -> None:
+    """Redact tokens from every line the process logs (:mod:`hubbub.protocol.redact`):
+    on the handlers of :data:`LOGGERS`, which see their children's records too,
+    and on the loggers themselves."""
+    redactor = RedactTokens()
+    for name in LOGGERS:
+        logger = logging.getLogger(name)
+        for where in (logger, *logger.handlers):
+            if not any(isinstance(f, RedactTokens) for f in where.filters):
+                where.addFilter(redactor)
+
+
 __all__ = [
-    "GC_THRESHOLDS", "HubServer", "configure_logging", "is_loopback", "serve", "tune_gc",
+    "GC_THRESHOLDS", "HubServer", "configure_logging", "is_loopback", "redact_logs", "serve",
+    "tune_gc",
 ]

@@ -31,6 +31,7 @@ from ..engines import open_engine
 from ..protocol import tus
 from ..protocol.errors import HubbubError
 from .auth import Authenticate, route_path
+from .browsers import BrowserGuard
 from .problems import problem, problem_from
 
 log = logging.getLogger("hubbub")
@@ -139,4 +140,7 @@ def create_app(
     app.add_middleware(_StartHub, hub=hub, ws=ws.door if websocket else None, ws_path=ws.PATH)
     # Outermost: a request is authenticated before anything else (docs/auth.md).
     app.add_middleware(Authenticate, hub=hub)
+    # Outside that: Host names, origins and CORS, so a refused page learns
+    # nothing, and preflights (no credentials) are answered (docs/security.md).
+    app.add_middleware(BrowserGuard, hub=hub)
     return app

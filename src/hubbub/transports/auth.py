@@ -7,8 +7,11 @@ A client sends its token (a JWT or an API key) as RFC 6750 says:
 * ``Authorization: Bearer <token>`` (§2.1), on every HTTP request and on the
   WebSocket upgrade;
 * ``?token=<token>`` (§2.3, "URI Query Parameter"), for browsers, whose
-  ``EventSource`` and ``WebSocket`` cannot send headers. The RFC warns that
-  URLs end up in access logs and browser history: give browsers short-lived
+  ``EventSource`` and ``WebSocket`` cannot send headers, and so on SSE
+  streams and the WebSocket upgrade only (:data:`QUERY_TOKEN_PATHS`):
+  elsewhere it is 401, saying to use the header. The RFC warns that URLs end
+  up in access logs and browser history: ``hubbub serve`` redacts tokens
+  from its logs (:mod:`hubbub.protocol.redact`); give browsers short-lived
   tokens. A WebSocket can instead send its token in its first frame, the
   ``auth`` op (:mod:`hubbub.transports.ws`), which no log sees.
 
@@ -25,6 +28,7 @@ principal). The WebSocket door authenticates its upgrade itself.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 
 from starlette.datastructures import Headers, QueryParams
@@ -44,6 +48,9 @@ KEY = "hubbub.principal"
 PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/openapi.json", "/"})
 PUBLIC_PREFIXES = ("/dashboard/",)
 REQUIRED = "authentication required: send Authorization: Bearer <token>"
+#: Where ``?token=`` is taken: SSE streams and the WebSocket (what browsers
+#: open without headers); every other request can send ``Authorization``.
+QUERY_TOKEN_PATHS = re.compile(r"/v1/(?:ws|events|(?:topics|jobs)/[^/]+/events)")
 
 
 def credentials(scope: Scope) -> tuple[str | None, str | None]:
@@ -56,6 +63,10 @@ def credentials(scope: Scope) -> tuple[str | None, str | None]:
     tokens = QueryParams(scope.get("query_string", b"")).getlist("token")
     if len(tokens) > 1:
         raise InvalidRequest("token is given more than once", field="token")
+    if (tokens and authorization is None
+            and not QUERY_TOKEN_PATHS.fullmatch(route_path(scope))):
+        raise Unauthorized("?token= is accepted on SSE streams and the WebSocket only: "
+                           "send Authorization: Bearer <token>", field="token")
     return authorization, tokens[0] if tokens else None
 
 
@@ -101,6 +112,13 @@ def authorize(request: Request, action: Action, topics: Iterable[str], *,
     return principal
 
 
+def within_lifetime(hub: Hub, principal: Principal | None, seconds: float) -> float:
+    """``seconds`` (a wait, a timeout), cut to what is left of ``principal``'s
+    credential: nothing a request holds open outlives its token."""
+    life = None if principal is None else hub.auth.lifetime(principal)
+    return seconds if life is None else min(seconds, life)
+
+
 def route_path(scope: Scope) -> str:
     """The path within this application (less a mount's ``root_path``), as
     Starlette's router matches it."""
@@ -142,5 +160,5 @@ class Authenticate:
         await self.app(scope, receive, send)
 
 
-__all__ = ["KEY", "Action", "Authenticate", "authenticate", "authorize", "credentials",
-           "principal_of", "route_path"]
+__all__ = ["KEY", "QUERY_TOKEN_PATHS", "Action", "Authenticate", "authenticate", "authorize",
+           "credentials", "principal_of", "route_path", "within_lifetime"]

@@ -39,6 +39,9 @@ _HEADERS = {
         "connect-src 'self' ws: wss:; base-uri 'self'; form-action 'none'; "
         "frame-ancestors 'none'"
     ),
+    # The page's own requests carry ?token= (SSE): no Referer tells another site.
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",  # frame-ancestors for browsers without CSP 2
 }
 
 

@@ -49,7 +49,7 @@ from ..engines.base import AppendResult
 from ..protocol.errors import InvalidRequest, NotFound, PayloadTooLarge, Unavailable
 from ..protocol.message import JSON, media_type
 from ..protocol.topics import validate_topic
-from .auth import KEY, Action, authorize, principal_of
+from .auth import KEY, Action, authorize, principal_of, within_lifetime
 from .extensions import Responder, responder
 from .openapi import spec_json
 
@@ -126,13 +126,8 @@ def query_wait(request: Request, max_wait: float) -> float:
     if SECONDS_RE.fullmatch(text) is None or float(text) > max_wait:
         raise InvalidRequest(f"wait must be a number of seconds from 0 to {max_wait:g}",
                              field="wait")
-    wait = float(text)
     principal: Principal | None = request.scope.get(KEY)  # once authenticated
-    if principal is not None and wait:
-        life = hub_of(request).auth.lifetime(principal)
-        if life is not None:
-            wait = min(wait, life)
-    return wait
+    return within_lifetime(hub_of(request), principal, float(text))
 
 
 def _receipt(result: AppendResult) -> dict[str, Any]:

@@ -172,7 +172,7 @@ def _is_final(message: Message) -> bool:
 async def events(request: Request) -> Response:
     hub = hub_of(request)
     job_id = _id(request)
-    authorize(request, Action.SUBSCRIBE, [status_topic(job_id)])
+    principal = authorize(request, Action.SUBSCRIBE, [status_topic(job_id)])
     job = await hub.jobs.get(job_id)
     after = query_one(request, "after")
     last_id = request.headers.get("last-event-id") or None
@@ -193,7 +193,7 @@ async def events(request: Request) -> Response:
         if last_id is not None:
             exc.field = "Last-Event-ID"
         raise
-    return JobEvents(sub, hub.config.server.heartbeat)
+    return JobEvents(sub, hub.config.server.heartbeat, lifetime=hub.auth.lifetime(principal))
 
 
 # -- the worker's side ----------------------------------------------------------------

@@ -35,7 +35,9 @@ _STATUS_TEXT = {
     400: "Bad input: malformed body, query, topic, cursor, group name or lease id",
     401: "No credentials, or a token that is malformed, unknown, expired or forged "
          "(docs/auth.md); the answer carries WWW-Authenticate: Bearer",
-    403: "The token does not allow this action on this topic (docs/auth.md)",
+    403: "The token does not allow this action on this topic (docs/auth.md); or a page "
+         "on another origin, not in [server] cors_origins, sent a write or opened a "
+         "WebSocket (docs/security.md)",
     404: "No such topic, group, job or route; a reply to a request nobody waits for "
          "(never made, or its caller left); presence is off for the topic's namespace",
     409: "History was lost past the cursor (the problem carries the range and a cursor "
@@ -48,6 +50,8 @@ _STATUS_TEXT = {
     413: "Body larger than the namespace's max_message_size; or an upload over "
          "Tus-Max-Size or past its Upload-Length",
     415: "An upload body not sent as application/offset+octet-stream",
+    421: "The Host header names a host this hub does not serve: with authentication "
+         "off, loopback names and [server] allowed_hosts only (docs/security.md)",
     423: "Another request is writing the same upload; retry (tus clients do)",
     460: "The body does not match its Upload-Checksum; nothing stored",
     503: "The store cannot be reached or the hub is shutting down; retry later",
@@ -774,6 +778,12 @@ for _path, _item in _PATHS.items():
         else:
             for _status in (401, 403):
                 _op["responses"].setdefault(str(_status), _ref(f"P{_status}", "responses"))
+        # Browser rules (docs/security.md): every route but the probes checks
+        # the Host; writes and WebSocket upgrades check the Origin.
+        if _path not in ("/healthz", "/readyz"):
+            _op["responses"].setdefault("421", _ref("P421", "responses"))
+        if _method in ("post", "put", "patch", "delete") or _path == "/v1/ws":
+            _op["responses"].setdefault("403", _ref("P403", "responses"))
 
 
 @functools.cache

@@ -6,7 +6,8 @@ The rules are in :mod:`hubbub.core.requests`; the protocol in ``docs/requests.md
   for ``POST /v1/topics/{topic}``) as a request envelope and answers ``200``
   with the reply *message object* (as every door shows messages, topic
   ``_inbox.…``), or ``504`` (``code`` ``timeout``) when no reply came in time.
-  ``timeout`` defaults to 5 seconds, at most ``server.max_wait``.
+  ``timeout`` defaults to 5 seconds, at most ``server.max_wait``, and is
+  cut to what is left of the caller's token.
 * ``POST /v1/replies/{request}`` stores the body as the reply to ``request``:
   ``201`` with the receipt; ``400`` for a malformed id, ``410`` after the
   deadline, ``404`` when nobody waits for it (never made, or its caller left),
@@ -22,7 +23,7 @@ from starlette.routing import BaseRoute, Route
 from ..protocol.errors import InvalidRequest
 from ..protocol.message import JSON, media_type
 from ..protocol.topics import validate_topic
-from .auth import Action, authorize
+from .auth import Action, authorize, within_lifetime
 from .http import SECONDS_RE, hub_of, json_response, query_one, read_body, while_connected
 
 DEFAULT_TIMEOUT = 5.0
@@ -41,9 +42,11 @@ def _timeout(request: Request, max_wait: float) -> float:
 async def request(request: Request) -> Response:
     hub = hub_of(request)
     topic = validate_topic(request.path_params["topic"])
-    authorize(request, Action.PUBLISH, [topic])  # a request is a publish to its topic
+    principal = authorize(request, Action.PUBLISH, [topic])  # a request is a publish
     content_type = media_type(request.headers.get("content-type"), field="content-type")
-    timeout = _timeout(request, hub.config.server.max_wait)
+    # A request waits no longer than its token lives (the caller could not
+    # make another); it then ends as a timeout does.
+    timeout = within_lifetime(hub, principal, _timeout(request, hub.config.server.max_wait))
     body = await read_body(request, hub.config.for_topic(topic).max_message_size)
     _, task = await while_connected(
         request, hub.requests.request(topic, body, content_type, timeout=timeout))

@@ -13,7 +13,8 @@ POST     ``/v1/uploads/``            creation (``Upload-Length`` or
                                      ``Upload-Defer-Length: 1``, ``Upload-Metadata``),
                                      creation-with-upload (a body): 201, ``Location``
 HEAD     ``/v1/uploads/{id}``        200: ``Upload-Offset``, ``Upload-Length``, ...
-GET      ``/v1/uploads/{id}``        (not tus) a completed upload's bytes; 409 before
+GET      ``/v1/uploads/{id}``        (not tus) a completed upload's bytes, as an
+                                     attachment (:func:`download_headers`); 409 before
 PATCH    ``/v1/uploads/{id}``        204: the new ``Upload-Offset``
 DELETE   ``/v1/uploads/{id}``        termination: 204
 =======  ==========================  =============================================
@@ -35,6 +36,7 @@ import contextlib
 import email.utils
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
+from urllib.parse import quote
 
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import FileResponse, Response
@@ -247,10 +249,37 @@ async def download(request: Request) -> Response:
     up = await uploads.get(request.path_params["id"])
     if not up.done:
         raise Conflict("the upload is not complete", field="id", offset=up.offset)
-    name = up.metadata.get("filename", b"").decode(errors="replace") or None
+    name = up.metadata.get("filename", b"").decode(errors="replace")
     kind = up.metadata.get("filetype", b"").decode(errors="replace")
-    return FileResponse(uploads.path(up.id), filename=name,
+    return FileResponse(uploads.path(up.id), headers=download_headers(name),
                         media_type=kind if _MEDIA_RE.fullmatch(kind) else OCTET)
+
+
+def download_headers(filename: str) -> dict[str, str]:
+    """The headers that keep an upload from running as a page of the hub's origin.
+
+    Anyone allowed to upload chooses the bytes and the ``filetype``: served
+    inline, an HTML or SVG upload would be a script of the hub's origin
+    (where the dashboard runs), so every download is an attachment
+    (RFC 6266 §4.2), is never sniffed into another type, and is sandboxed
+    should a browser render it anyway (CSP ``sandbox``: no scripts, a unique
+    origin). ``filename`` (from the upload's metadata) is offered as the name
+    to save under: an ASCII ``filename`` for every client, and ``filename*``
+    (RFC 8187, UTF-8) when it has other characters.
+    """
+    disposition = "attachment"
+    name = re.split(r"[/\\]", filename)[-1].strip()  # a name, never a path
+    if name:
+        fallback = "".join(c if " " <= c <= "~" and c not in '"\\%' else "_" for c in name)
+        disposition += f'; filename="{fallback}"'
+        if fallback != name:
+            disposition += "; filename*=UTF-8''" + quote(name, safe="!#$&+.^_`|~-")
+    return {
+        "Content-Disposition": disposition,
+        "X-Content-Type-Options": "nosniff",
+        "Content-Security-Policy": "sandbox",
+        "Cache-Control": "private, no-cache",
+    }
 
 
 async def _delete(request: Request) -> Response:

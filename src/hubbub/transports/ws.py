@@ -110,7 +110,7 @@ from ..protocol.errors import (
 )
 from ..protocol.message import BINARY_FRAME, JSON, OCTET, TEXT_FRAME, Message, media_type, ws_frame
 from ..protocol.topics import validate_pattern, validate_topic
-from .auth import authenticate
+from .auth import authenticate, within_lifetime
 from .extensions import (
     GatherWrites,
     SendFrames,
@@ -355,6 +355,7 @@ class Connection:
         timeout = op.timeout
         if timeout is None:
             timeout = min(DEFAULT_TIMEOUT, self.hub.config.server.max_wait)
+        timeout = within_lifetime(self.hub, self.principal, timeout)  # as on HTTP
         pending = await self.hub.requests.send(op.topic, data, content_type, timeout=timeout)
         task = asyncio.create_task(self._answer(op.id, pending), name=f"hubbub-ws-req-{op.id}")
         self.requests.add(task)
