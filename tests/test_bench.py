@@ -5,13 +5,17 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from hubbub import bench
 from hubbub.bench import measure
@@ -87,6 +91,8 @@ needs_node = pytest.mark.skipif(
 
 @pytest.mark.slow
 @needs_node
+@pytest.mark.skipif(shutil.which("redis-server") is None,
+                    reason="ws-fanout runs the Redis engine too, on its own redis-server")
 def test_quick_ws_fanout_runs_end_to_end(tmp_path: Path) -> None:
     """`hubbub bench ws-fanout --quick` runs the hub and the load generator and reports."""
     out = tmp_path / "runs.json"
@@ -96,11 +102,15 @@ def test_quick_ws_fanout_runs_end_to_end(tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr + proc.stdout
     assert "deliveries/s" in proc.stdout
-    (case,) = json.loads(out.read_text())
-    (run,) = case["runs"]
-    assert case["server"] == "hubbub (memory)" and run["deliveries_per_s"] > 0
-    assert 0 < run["p50_ms"] <= run["p99_ms"]
-    assert run["half_rate_server_cpu"] > 0 and run["half_rate_loadgen_cpu"] > 0
+    cases = json.loads(out.read_text())
+    assert [c["server"] for c in cases] == [
+        "hubbub (sqlite)", "hubbub (memory)", "hubbub (redis)", "hubbub (redis, 3 nodes)"]
+    for case in cases:
+        (run,) = case["runs"]
+        assert run["deliveries_per_s"] > 0 and run["deliveries_per_core_s"] > 0
+        assert 0 < run["p50_ms"] <= run["p99_ms"]
+        assert run["half_rate_server_cpu"] > 0 and run["half_rate_loadgen_cpu"] > 0
+        assert "at50_load" in run
 
 
 @pytest.mark.slow
@@ -194,6 +204,98 @@ def test_fanout_client_measures_a_real_hub(spawn_hub: Any, n: int) -> None:
     assert 0 < result["p50_ms"] <= result["p99_ms"] <= result["max_ms"]
     assert {k: result[k] for k in ("undelivered", "closed", "publish_errors", "mismatches")} == {
         "undelivered": 0, "closed": 0, "publish_errors": 0, "mismatches": 0}
+    # Every delivery's sequence number was checked, and none was lost, repeated or late.
+    assert result["checked"] >= result["samples"] > 0
+    assert {k: result[k] for k in ("lost", "duplicates", "reordered")} == {
+        "lost": 0, "duplicates": 0, "reordered": 0}
+
+
+def _check_sequences(pairs: list[tuple[int, int]]) -> dict[str, int]:
+    """What ``fanout check`` makes of deliveries (subscriber, seq), in order."""
+    client = measure.c_client("fanout")
+    lines = "".join(f"{i} {seq}\n" for i, seq in pairs)
+    proc = subprocess.run([str(client), "check"], input=lines, capture_output=True, text=True,
+                          timeout=30 * UNIT, check=True)
+    result: dict[str, int] = json.loads(proc.stdout)
+    return result
+
+
+@needs_cc
+def test_fanout_sequence_check_tells_loss_duplicates_and_reordering() -> None:
+    """Each subscriber's deliveries are checked against the next seq it expects:
+    a skipped seq is lost, unless it comes late (reordered); a seq it had is a
+    duplicate and is not counted again. Subscribers are checked apart."""
+    assert _check_sequences([(0, 1), (0, 2), (0, 3), (1, 1)]) == {
+        "counted": 4, "lost": 0, "duplicates": 0, "reordered": 0}
+    assert _check_sequences([(0, 1), (0, 3), (0, 6)]) == {
+        "counted": 3, "lost": 3, "duplicates": 0, "reordered": 0}
+    assert _check_sequences([(0, 1), (0, 2), (0, 2), (0, 1)]) == {
+        "counted": 2, "lost": 0, "duplicates": 2, "reordered": 0}
+    assert _check_sequences([(0, 1), (0, 3), (0, 2), (0, 4), (1, 2), (1, 1)]) == {
+        "counted": 6, "lost": 0, "duplicates": 0, "reordered": 2}
+
+
+@needs_cc
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.integers(1, 500), unique=True), st.integers(0, 999))
+def test_fanout_sequence_check_counts_every_gap(seqs: list[int], subscriber: int) -> None:
+    """In order with gaps: every skipped seq is lost, every other one counted once."""
+    seqs.sort()
+    result = _check_sequences([(subscriber, seq) for seq in seqs])
+    assert result == {"counted": len(seqs), "lost": (seqs[-1] if seqs else 0) - len(seqs),
+                      "duplicates": 0, "reordered": 0}
+
+
+@needs_cc
+def test_fanout_latency_runs_from_the_scheduled_send(spawn_hub: Any) -> None:
+    """A paced phase's clock is the schedule: when the publisher itself is held
+    up (here the client is stopped for 0.4 s), the messages due meanwhile are
+    written late, that lag is reported, and their latencies include it. A rate
+    beyond what the server keeps up with is not paced, only its load reported."""
+    hub = spawn_hub("memory://")
+    client = measure.c_client("fanout")
+    argv = [str(client), "hubbub", f"ws://127.0.0.1:{hub.port}/v1/ws", "-", "bench", "20", "256",
+            "16", "0.2", "0.5", "1.5", "0,200,900000", "60"]
+    with subprocess.Popen(argv, stdout=subprocess.PIPE, text=True) as proc:
+        assert proc.stdout is not None
+        lines = []
+        for line in proc.stdout:
+            lines.append(json.loads(line))
+            if lines[-1].get("mark") == "at200":
+                time.sleep(0.1)
+                proc.send_signal(signal.SIGSTOP)
+                time.sleep(0.4)
+                proc.send_signal(signal.SIGCONT)
+        assert proc.wait(60 * UNIT) == 0, lines
+    assert [m["mark"] for m in lines if "mark" in m] == [
+        "start", "end", "half", "half-end", "at200", "at200-end"]
+    result = lines[-1]["result"]
+    assert result["at200_samples"] == 20 * 300
+    assert result["at200_lag_max_ms"] >= 300
+    assert result["at200_max_ms"] >= result["at200_lag_max_ms"]
+    assert result["at200_load"] < 0.9 < result["at900000_load"]
+    assert "at900000_p99_ms" not in result
+    assert (result["lost"], result["duplicates"], result["reordered"], result["undelivered"]) == (
+        0, 0, 0, 0)
+
+
+def test_rates_are_also_given_per_server_core_second() -> None:
+    """Deliveries and requests per second get a per-core-second twin when the
+    server's CPU is known; nothing is made up when it is not."""
+    assert measure.per_core_second({"deliveries_per_s": 1000.0, "server_cpu": 0.5}) == {
+        "deliveries_per_s": 1000.0, "server_cpu": 0.5, "deliveries_per_core_s": 2000.0}
+    assert measure.per_core_second({"requests_per_s": 10.0}) == {"requests_per_s": 10.0}
+
+
+def test_ws_fanout_runs_every_engine_and_fixed_rates_at_the_largest_n() -> None:
+    """WebSocket fan-out runs on SQLite (the default engine) first, then memory,
+    Redis and three Redis nodes; the largest N is also paced at the fixed rates."""
+    scenario = bench.SCENARIOS["ws-fanout"]
+    assert [s.name for s in scenario.servers()] == [
+        "hubbub (sqlite)", "hubbub (memory)", "hubbub (redis)", "hubbub (redis, 3 nodes)"]
+    assert scenario.variants(bench.FULL) == [
+        ("N=100", {"n": 100, "fixed_rates": ()}),
+        ("N=1000", {"n": 1000, "fixed_rates": (50, 500, 2000)})]
 
 
 @needs_cc

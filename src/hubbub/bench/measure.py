@@ -238,10 +238,11 @@ def _generator(spec: Mapping[str, Any]) -> list[str]:
                 str(spec["size"]), str(spec["settle"]), str(spec["timeout_ms"])]
     if spec["mode"] == "fanout" and "sse_url" not in spec:
         subs = ",".join(spec["sub_urls"]) if spec.get("sub_urls") else "-"
+        rates = ",".join(f"{r:g}" for r in spec.get("latency_rates", (0,)))
         return [str(c_client("fanout")), spec["dialect"], spec["url"], subs, spec["topic"],
                 *(str(spec[k]) for k in ("n", "size", "window", "warmup", "seconds",
                                          "latency_seconds")),
-                str(spec.get("latency_rate", 0)), str(RUN_LIMIT - 10)]
+                rates, str(RUN_LIMIT - 10)]
     node = shutil.which("node")
     if node is None:
         raise BenchError("node is not installed (the load generator needs Node.js 18 or later)")
@@ -305,12 +306,32 @@ async def drive(spec: Mapping[str, Any], served: Served) -> tuple[Metrics, dict[
         first, last = marks["start"], marks["end"]
         result |= cpu_shares(first, last, served.pids, cpu_share(first, last, proc.pid),
                              served.store_pid)
-    if "half" in marks and "half-end" in marks:  # fan-out's paced phase, in percent
-        first, last = marks["half"], marks["half-end"]
-        half = cpu_shares(first, last, served.pids, cpu_share(first, last, proc.pid))
-        result["half_rate_server_cpu"] = 100 * half["server_cpu"]
-        result["half_rate_loadgen_cpu"] = 100 * half["loadgen_cpu"]
-    return result, marks
+    # Fan-out's paced phases ("half", "at500", ...), in percent.
+    for name, first in marks.items():
+        end = marks.get(f"{name}-end")
+        if end is None:
+            continue
+        paced = cpu_shares(first, end, served.pids, cpu_share(first, end, proc.pid))
+        prefix = "half_rate_" if name == "half" else f"{name}_"
+        result[f"{prefix}server_cpu"] = 100 * paced["server_cpu"]
+        result[f"{prefix}loadgen_cpu"] = 100 * paced["loadgen_cpu"]
+    return per_core_second(result), marks
+
+
+#: Rates that are also given per server core-second (``<key>`` -> ``<key>_per_core_s``
+#: with the ``_per_s`` dropped): what a server does with the CPU it takes.
+PER_CORE = ("deliveries_per_s", "requests_per_s")
+
+
+def per_core_second(result: Metrics) -> Metrics:
+    """Add each rate of :data:`PER_CORE` per server core-second (the server's
+    CPU over the same window, every process of it, the store's included)."""
+    cores = result.get("server_cpu")
+    if cores:
+        for key in PER_CORE:
+            if key in result:
+                result[key.removesuffix("_per_s") + "_per_core_s"] = result[key] / cores
+    return result
 
 
 # -- the store of the redis runs ------------------------------------------------------

@@ -30,6 +30,7 @@ from .measure import (
     cpu_shares,
     drive,
     parse_wrk,
+    per_core_second,
     redis_server,
     run_measured,
     sample,
@@ -82,13 +83,16 @@ class Size:
     upload_mib: int = 512
     #: WebSocket subscribers of the cluster scenario (spread evenly over the nodes).
     cluster_n: int = 1000
+    #: The fixed rates (messages/s) of WebSocket fan-out's latency points, for
+    #: the largest N, beside the half-rate one: the same for every server.
+    fixed_rates: tuple[float, ...] = (50, 500, 2000)
     runs: int = 3
 
 
 FULL = Size()
 QUICK = Size(fanout_n=(50,), sse_n=100, polls=500, idle=500, history=20_000, warmup=0.5,
              seconds=1.0, latency_seconds=1.0, settle=1.0, upload_mib=64, cluster_n=60,
-             runs=1)
+             fixed_rates=(50,), runs=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,22 +138,35 @@ def _check(result: Metrics, *keys: str) -> None:
 # out: a quarter of the hub's default subscriber buffer, the same for every
 # server, enough for each to reach its plateau (measured: 64 is not).
 FANOUT_WINDOW = 256
-FANOUT_CHECKS = ("closed", "publish_errors", "mismatches", "undelivered")
+FANOUT_CHECKS = ("closed", "publish_errors", "mismatches", "undelivered", "lost", "duplicates",
+                 "reordered")
 
 
 def _fanout_spec(run: Run, n: int) -> dict[str, Any]:
     s = run.size
     return {"mode": "fanout", "n": n, "size": 256, "window": FANOUT_WINDOW, "warmup": s.warmup,
-            "seconds": s.seconds, "latency_seconds": s.latency_seconds}
+            "seconds": s.seconds, "latency_seconds": s.latency_seconds,
+            "latency_rates": (0, *run.params.get("fixed_rates", ()))}
 
 
 async def _ws_fanout(run: Run) -> Metrics:
+    """The publisher on node 0; the subscribers spread over the nodes, and
+    on the server's own subscriber door when it has one (``ws_sub``)."""
     served = run.served
     spec = _fanout_spec(run, run.params["n"])
-    spec |= {"dialect": served.server.dialect, "url": served.url("ws", "ws"), "topic": TOPIC}
+    door = "ws_sub" if "ws_sub" in served.server.doors else "ws"
+    spec |= {"dialect": served.server.dialect, "url": served.url("ws", "ws"),
+             "sub_urls": served.urls(door, "ws"), "topic": TOPIC}
     result, _ = await drive(spec, served)
     _check(result, *FANOUT_CHECKS)
     return result
+
+
+def _fanout_variants(size: Size) -> list[tuple[str, dict[str, Any]]]:
+    """N = each of ``size.fanout_n``; the largest also paced at the fixed rates."""
+    top = max(size.fanout_n)
+    return [(f"N={n}", {"n": n, "fixed_rates": size.fixed_rates if n == top else ()})
+            for n in size.fanout_n]
 
 
 async def _sse_fanout(run: Run) -> Metrics:
@@ -232,8 +249,8 @@ async def _wrk(served: Served, url: str, size: Size) -> Metrics:
     last = sample(served.pids)
     result = parse_wrk(output)
     _check(result, "errors")
-    return result | cpu_shares(first, last, served.pids, cpu / (last.at - first.at),
-                               served.store_pid)
+    return per_core_second(result | cpu_shares(first, last, served.pids,
+                                               cpu / (last.at - first.at), served.store_pid))
 
 
 async def _wrk_publish(run: Run) -> Metrics:
@@ -251,7 +268,7 @@ async def _cluster(run: Run) -> Metrics:
     publish = await _wrk(served, served.url("publish", topic=f"{TOPIC}.publish"), run.size)
     spec = _fanout_spec(run, run.params["n"])
     spec |= {"dialect": "hubbub", "url": served.url("ws", "ws"),
-             "sub_urls": served.urls("ws", "ws"), "topic": TOPIC}
+             "sub_urls": served.urls("ws", "ws"), "topic": TOPIC, "latency_rates": (0,)}
     result, _ = await drive(spec, served)
     _check(result, *FANOUT_CHECKS)
     return result | {"publish_per_s": publish["requests_per_s"],
@@ -322,17 +339,28 @@ async def _upload(run: Run) -> Metrics:
 
 
 DELIVERIES = Metric("deliveries_per_s", "deliveries/s", "/s")
+PER_CORE = Metric("deliveries_per_core_s", "deliveries per server core-second", "/s")
 P50, P99 = Metric("p50_ms", "p50", "ms"), Metric("p99_ms", "p99", "ms")
 #: The CPU of the server and of the load generator while they pace at half rate.
 HALF_RATE_CPU = (Metric("half_rate_server_cpu", "server CPU at half rate", "%"),
                  Metric("half_rate_loadgen_cpu", "load generator CPU at half rate", "%"))
 
+
+def fixed_rate_metrics(rates: tuple[float, ...]) -> tuple[Metric, ...]:
+    """The figures of fan-out's fixed-rate latency points."""
+    return tuple(Metric(f"at{r:g}_{key}", f"{label} at {r:g} msg/s", unit) for r in rates
+                 for key, label, unit in (("p50_ms", "p50", "ms"), ("p99_ms", "p99", "ms"),
+                                          ("load", "share of its maximum", "x")))
+
 SCENARIOS: dict[str, Scenario] = {s.name: s for s in [
-    Scenario("ws-fanout", "WebSocket fan-out, 1 publisher, 256-byte messages",
-             (DELIVERIES, replace(P50, label="p50 at half rate"),
-              replace(P99, label="p99 at half rate"), *HALF_RATE_CPU),
-             lambda: [hub("memory")],
-             lambda size: [(f"N={n}", {"n": n}) for n in size.fanout_n], _ws_fanout),
+    Scenario("ws-fanout", "WebSocket fan-out, 1 publisher on 1 WebSocket, 256-byte messages; "
+             "latency from the scheduled send, at half rate and at fixed rates",
+             (DELIVERIES, PER_CORE, replace(P50, label="p50 at half rate"),
+              replace(P99, label="p99 at half rate"),
+              Metric("lag_p99_ms", "publisher's lag p99 at half rate", "ms"), *HALF_RATE_CPU,
+              *fixed_rate_metrics(FULL.fixed_rates)),
+             lambda: [hub("sqlite"), hub("memory"), hub("redis"), hub("redis", nodes=3)],
+             _fanout_variants, _ws_fanout),
     Scenario("sse-fanout", "SSE fan-out, 1 publisher (HTTP), 256-byte messages",
              (DELIVERIES, replace(P99, label="p99 at half rate")),
              lambda: [hub("memory")],
