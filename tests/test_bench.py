@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -21,7 +22,20 @@ from hubbub import bench
 from hubbub.bench import measure
 from hubbub.cli import main
 from hubbub.server import writes
-from tests.conftest import UNIT
+from tests.conftest import UNIT, free_port
+
+
+def _load_push_servers() -> Any:
+    """benchmarks/peers/push_servers.py (the suite's nchan and Pushpin), by its path."""
+    path = measure.LOADGEN.parent / "peers" / "push_servers.py"
+    spec = importlib.util.spec_from_file_location("push_servers", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+push_servers = _load_push_servers()
 
 WRK_OUTPUT = """\
 Running 5s test @ http://127.0.0.1:8080/v1/topics/bench
@@ -340,3 +354,58 @@ def test_quick_cluster_runs_end_to_end(tmp_path: Path) -> None:
         (run,) = case["runs"]
         assert run["publish_per_s"] > 0 and run["deliveries_per_s"] > 0
         assert ("store_cpu" in run) == ("redis" in case["server"])
+
+
+needs_nchan = pytest.mark.skipif(
+    not (Path(push_servers.NGINX).exists() and Path(push_servers.NCHAN_MODULE).exists()),
+    reason="nchan is not installed (benchmarks/run installs nginx-light and libnginx-mod-nchan)")
+
+
+def _until_listening(port: int) -> None:
+    deadline = time.monotonic() + 10 * UNIT
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), 1).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise AssertionError(f"nothing listens on {port}")
+
+
+def test_nchan_config_is_one_worker_per_core_on_loopback(tmp_path: Path) -> None:
+    """The nchan peer's nginx.conf: a worker per core, on the given loopback
+    port, its files in the scratch directory, WebSocket, EventSource and long
+    polling subscribers, HTTP and WebSocket publishers."""
+    text = push_servers.nchan_config(8081, tmp_path, workers=2)
+    assert "worker_processes 2;" in text and "listen 127.0.0.1:8081 " in text
+    assert f"pid {tmp_path / 'nginx.pid'};" in text
+    assert "nchan_subscriber websocket eventsource longpoll;" in text
+    assert "nchan_publisher http websocket;" in text
+    assert "gzip" not in text  # nginx's default: off
+
+
+@needs_cc
+@needs_nchan
+def test_fanout_client_measures_nchan(tmp_path: Path) -> None:
+    """The fan-out client against the suite's nchan: the raw dialect (the
+    channel in the URL, every frame a message) delivers every message to every
+    subscriber, each one once and in order."""
+    port = free_port()
+    with subprocess.Popen(push_servers.NCHAN.argv(port, tmp_path), stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL) as nginx:
+        try:
+            _until_listening(port)
+            base = f"ws://127.0.0.1:{port}"
+            proc, lines = _fanout(f"{base}/pub/bench", "20", "256", "16", "0.2", "0.5", "0.5",
+                                  "0,50", dialect="raw", subs=f"{base}/sub/bench")
+        finally:
+            nginx.terminate()
+            nginx.wait(30 * UNIT)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    result = lines[-1]["result"]
+    assert isinstance(result, dict)
+    assert result["deliveries_per_s"] > 0 and result["at50_samples"] == 20 * 25
+    assert {k: result[k] for k in ("undelivered", "closed", "publish_errors", "mismatches", "lost",
+                                   "duplicates", "reordered")} == dict.fromkeys(
+        ("undelivered", "closed", "publish_errors", "mismatches", "lost", "duplicates",
+         "reordered"), 0)

@@ -91,7 +91,7 @@ async def run_suite(
     task = asyncio.current_task()
     if task is not None:
         asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
-    raise_file_limit(max(size.polls, size.idle) + 1024)  # per process
+    raise_file_limit(max(size.polls, size.idle, *size.idle_n) + 1024)  # per process
     plan = [(SCENARIOS[name], SCENARIOS[name].servers() + list((peers or {}).get(name, ())))
             for name in names]
     progress = Progress(sum(len(servers) * len(s.variants(size)) * size.runs

@@ -75,6 +75,8 @@ class Size:
     sse_n: int = 1000
     polls: int = 10_000
     idle: int = 10_000
+    #: The idle-ws variants: 10,000, and the scale of one box.
+    idle_n: tuple[int, ...] = (10_000, 100_000)
     history: int = 1_000_000
     warmup: float = 2.0
     seconds: float = 5.0
@@ -90,7 +92,7 @@ class Size:
 
 
 FULL = Size()
-QUICK = Size(fanout_n=(50,), sse_n=100, polls=500, idle=500, history=20_000, warmup=0.5,
+QUICK = Size(fanout_n=(50,), sse_n=100, polls=500, idle=500, idle_n=(500,), history=20_000, warmup=0.5,
              seconds=1.0, latency_seconds=1.0, settle=1.0, upload_mib=64, cluster_n=60,
              fixed_rates=(50,), runs=1)
 
@@ -150,13 +152,16 @@ def _fanout_spec(run: Run, n: int) -> dict[str, Any]:
 
 
 async def _ws_fanout(run: Run) -> Metrics:
-    """The publisher on node 0; the subscribers spread over the nodes, and
-    on the server's own subscriber door when it has one (``ws_sub``)."""
+    """The publisher on node 0; the subscribers spread over the nodes. A
+    server may have doors of its own for them: ``ws_sub`` the subscribers',
+    ``ws_pub`` an HTTP door the publisher POSTs to (one POST at a time)."""
     served = run.served
+    doors = served.server.doors
     spec = _fanout_spec(run, run.params["n"])
-    door = "ws_sub" if "ws_sub" in served.server.doors else "ws"
-    spec |= {"dialect": served.server.dialect, "url": served.url("ws", "ws"),
-             "sub_urls": served.urls(door, "ws"), "topic": TOPIC}
+    url = served.url("ws_pub") if "ws_pub" in doors else served.url("ws", "ws")
+    spec |= {"dialect": served.server.dialect, "url": url,
+             "sub_urls": served.urls("ws_sub" if "ws_sub" in doors else "ws", "ws"),
+             "topic": TOPIC}
     result, _ = await drive(spec, served)
     _check(result, *FANOUT_CHECKS)
     return result
@@ -190,16 +195,31 @@ async def _long_poll(run: Run) -> Metrics:
 
 
 async def _idle_ws(run: Run) -> Metrics:
-    served, n = run.served, run.size.idle
-    base = sample([served.pid])
-    result, marks = await drive({
-        "mode": "idle", "dialect": served.server.dialect, "url": served.url("ws", "ws"),
-        "topic": f"{TOPIC}.idle.", "n": n, "settle": run.size.settle, "hold": 1.0,
-    }, served)
-    _check(result, "closed")
-    held = marks["end"].rss_kb[served.pid]
-    return {"kb_per_conn": (held - base.rss_kb[served.pid]) / n,
-            "rss_mb": held / 1024, "connections": result["connections"]}
+    """``n`` idle WebSockets, each subscribed to a topic of its own: the
+    growth of the server's memory (every process of it, proportional shares)
+    and of the kernel's TCP socket memory (both ends, as both are on this
+    machine) per connection; then, where the server publishes to a topic
+    named in the URL, one message to each topic and the time each takes
+    to reach its subscriber."""
+    served, n = run.served, run.params.get("n", run.size.idle)
+    pids = served.pids
+    base = sample(pids)
+    spec = {"mode": "idle", "dialect": served.server.dialect,
+            "url": served.url("ws_sub" if "ws_sub" in served.server.doors else "ws", "ws",
+                              topic="{topic}"),
+            "topic": f"{TOPIC}.idle.", "n": n,
+            "settle": run.size.settle, "hold": 1.0, "wake_timeout_s": 60}
+    if "{topic}" in served.server.doors.get("publish", ""):
+        spec["publish_url"] = served.url("publish", topic="{topic}")
+    result, marks = await drive(spec, served)
+    _check(result, "closed", "not_woken")
+    held = marks["end"]
+    memory = sum(held.pss_kb[pid] for pid in pids)
+    return {"kb_per_conn": (memory - sum(base.pss_kb[pid] for pid in pids)) / n,
+            "socket_kb_per_conn": (held.socket_kb - base.socket_kb) / n,
+            "rss_mb": memory / 1024,
+            **{k: v for k, v in result.items() if k.startswith("wake_") or k in (
+                "connections", "woken", "publish_s")}}
 
 
 async def _preload(run: Run) -> None:
@@ -371,9 +391,14 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in [
     Scenario("long-poll", "Long polls waiting, then one publish: wake-up latency",
              (P50, P99, Metric("max_ms", "all answered", "ms")),
              _engines(), lambda size: [(f"{size.polls} polls", {})], _long_poll),
-    Scenario("idle-ws", "Idle WebSocket connections, each subscribed to a topic",
-             (Metric("kb_per_conn", "memory/conn", "KB"),),
-             lambda: [hub("memory")], lambda size: [(f"{size.idle} conns", {})], _idle_ws),
+    Scenario("idle-ws", "Idle WebSocket connections, each subscribed to a topic of its own; "
+             "then one publish to each topic",
+             (Metric("kb_per_conn", "memory/conn", "KB"),
+              Metric("socket_kb_per_conn", "kernel socket memory/conn (both ends)", "KB"),
+              Metric("wake_p50_ms", "publish to its subscriber p50", "ms"),
+              Metric("wake_p99_ms", "publish to its subscriber p99", "ms")),
+             lambda: [hub("memory")],
+             lambda size: [(f"{n} conns", {"n": n}) for n in size.idle_n], _idle_ws),
     Scenario("history", "Replay of stored messages from the start",
              (Metric("ws_msgs_per_s", "over WebSocket", "msg/s"),
               Metric("poll_msgs_per_s", "over long polling", "msg/s")),
