@@ -31,7 +31,7 @@ from pathlib import Path
 from hubbub import bench
 from hubbub.bench import CaseResult, Server
 from hubbub.config import Config
-from peers.push_servers import NCHAN
+from peers.push_servers import NCHAN, PUSHPIN
 
 HERE = Path(__file__).resolve().parent
 PEERS_DIR = HERE / "peers"
@@ -66,11 +66,11 @@ TUS_SERVER = Server(
     {"upload": "/files/", "upload_files": "files"}, dialect="tus", python=False)
 
 PEERS: dict[str, list[Server]] = {
-    "ws-fanout": [NCHAN, PYTHON_SOCKETIO, NODE_SOCKETIO],
-    "sse-fanout": [NCHAN, SSE_STARLETTE],
+    "ws-fanout": [NCHAN, PUSHPIN, PYTHON_SOCKETIO, NODE_SOCKETIO],
+    "sse-fanout": [NCHAN, PUSHPIN, SSE_STARLETTE],
     "http-publish": [STARLETTE_HELLO],
-    "long-poll": [NCHAN],
-    "idle-ws": [NCHAN, PYTHON_SOCKETIO, NODE_SOCKETIO],
+    "long-poll": [NCHAN, PUSHPIN],
+    "idle-ws": [NCHAN, PUSHPIN, PYTHON_SOCKETIO, NODE_SOCKETIO],
     "upload": [TUS_SERVER],
 }
 #: Per scenario: the figure that ratios compare.

@@ -25,17 +25,18 @@ from hubbub.server import writes
 from tests.conftest import UNIT, free_port
 
 
-def _load_push_servers() -> Any:
-    """benchmarks/peers/push_servers.py (the suite's nchan and Pushpin), by its path."""
-    path = measure.LOADGEN.parent / "peers" / "push_servers.py"
-    spec = importlib.util.spec_from_file_location("push_servers", path)
+def _load_peer(name: str) -> Any:
+    """A module of benchmarks/peers/ (the suite's nchan and Pushpin), by its path."""
+    path = measure.LOADGEN.parent / "peers" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
-push_servers = _load_push_servers()
+push_servers = _load_peer("push_servers")
+pushpin_origin = _load_peer("pushpin_origin")
 
 WRK_OUTPUT = """\
 Running 5s test @ http://127.0.0.1:8080/v1/topics/bench
@@ -409,3 +410,44 @@ def test_fanout_client_measures_nchan(tmp_path: Path) -> None:
                                    "duplicates", "reordered")} == dict.fromkeys(
         ("undelivered", "closed", "publish_errors", "mismatches", "lost", "duplicates",
          "reordered"), 0)
+
+
+SHIPPED_PUSHPIN_CONF = """\
+[global]
+rundir=/var/run/pushpin
+port_offset=0
+[runner]
+services=condure,pushpin-proxy,pushpin-handler
+logdir=/var/log/pushpin
+log_level=2
+client_maxconn=50000
+[proxy]
+routesfile=routes
+"""
+
+
+def test_pushpin_config_is_the_shipped_one_with_this_runs_ports_and_files(tmp_path: Path) -> None:
+    """Pushpin's configuration changes the shipped file's ports, directories,
+    log level and connection limit only; zurl (how Pushpin reaches the origin)
+    runs under Pushpin with its sockets in the run's directory; every request,
+    WebSockets included (over HTTP), goes to the origin."""
+    conf, routes = pushpin_origin.pushpin_config(SHIPPED_PUSHPIN_CONF, tmp_path, 9000, 100)
+    lines = set(conf.splitlines())
+    assert {f"rundir={tmp_path / 'run'}", "port_offset=100", "log_level=1",
+            "client_maxconn=120000", "services=condure,zurl,pushpin-proxy,pushpin-handler",
+            "zurl_out_specs=ipc://{rundir}/{ipc_prefix}zurl-in"} <= lines
+    assert routes == "* 127.0.0.1:9000,over_http\n"
+    with pytest.raises(ValueError, match="0 rundir settings"):
+        pushpin_origin.pushpin_config("[runner]\n", tmp_path, 9000, 100)
+
+
+def test_pushpin_origin_reads_websocket_over_http_events() -> None:
+    """The origin reads WebSocket-over-HTTP bodies: OPEN, then TEXT events with
+    their length in hex, in order; and publishes a message in every format."""
+    body = b"OPEN\r\nTEXT 5\r\nhello\r\nTEXT 10\r\n" + b"x" * 16 + b"\r\nCLOSE\r\n"
+    assert pushpin_origin.ws_events(body) == [
+        ("OPEN", b""), ("TEXT", b"hello"), ("TEXT", b"x" * 16), ("CLOSE", b"")]
+    item = pushpin_origin.grip_item("bench", '{"seq":1}')
+    assert item == {"channel": "bench", "formats": {
+        "http-stream": {"content": 'data: {"seq":1}\n\n'},
+        "http-response": {"body": '{"seq":1}'}, "ws-message": {"content": '{"seq":1}'}}}

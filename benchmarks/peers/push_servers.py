@@ -1,6 +1,7 @@
 """The strongest peers: nchan (an nginx module in C) and Pushpin (a push proxy
 in C++ and Rust), each started by the suite on a free loopback port with its
-configuration written into the run's scratch directory.
+configuration written into the run's scratch directory. Pushpin and its
+origin are pushpin_origin.py's.
 
 Both are configured as their documentation recommends for this machine: one
 worker per core, no compression (neither offers it unless a client asks, and
@@ -81,3 +82,18 @@ NCHAN = Server("nchan", _nchan_argv,
                {"ws": "/pub/{topic}", "ws_sub": "/sub/{topic}", "sse": "/sub/{topic}",
                 "publish": "/pub/{topic}", "poll": "/sub/{topic}"},
                dialect="raw", python=False, tree=True)
+
+
+#: pushpin_origin.py runs on the suite's Python (benchmarks/.venv: Starlette, httpx).
+PUSHPIN_ORIGIN = Path(__file__).resolve().parent / "pushpin_origin.py"
+PEER_PYTHON = Path(__file__).resolve().parents[1] / ".venv" / "bin" / "python"
+
+#: Pushpin, its origin (Python) counted with it: every message a WebSocket
+#: publisher sends goes through the origin (WebSocket-over-HTTP), which
+#: publishes it through Pushpin's control API, as Pushpin's docs describe.
+PUSHPIN = Server("pushpin",
+                 lambda port, scratch: [str(PEER_PYTHON), str(PUSHPIN_ORIGIN), str(port),
+                                        str(scratch)],
+                 {"ws": "/ws/pub/{topic}", "ws_sub": "/ws/sub/{topic}", "sse": "/events/{topic}",
+                  "publish": "/publish/{topic}", "poll": "/poll/{topic}", "ready": "/ready"},
+                 dialect="raw", python=False, tree=True)

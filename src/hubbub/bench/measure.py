@@ -53,7 +53,8 @@ class Server:
     ``argv(port, scratch)`` is its command line (``scratch`` is an empty
     directory of its own); ``doors`` maps a door (``ws``, ``sse``,
     ``publish``, ``poll``, ``batch``) to its path, where ``{topic}`` stands
-    for the topic; ``dialect`` is how the load generator speaks WebSocket to
+    for the topic (``ready``: a path that answers 200 once the server is
+    all up, when listening is not enough); ``dialect`` is how the load generator speaks WebSocket to
     it (``hubbub`` or ``socketio``).
 
     ``nodes`` processes are started from ``argv``, each on a port of its own
@@ -241,6 +242,8 @@ async def serving(server: Server, profile: Path | None = None) -> AsyncIterator[
                     stdin=subprocess.DEVNULL), port))
             for (proc, port), log in zip(procs, logs, strict=True):
                 await _until_listening(proc, port, scratch / Path(log.name).name)
+                if "ready" in server.doors:
+                    await _until_ready(port, server.doors["ready"])
             (proc, port), more = procs[0], procs[1:]
             if profile is not None and server.python:
                 spy = _profiler(proc.pid, profile, server.name)
@@ -285,6 +288,24 @@ async def _until_listening(proc: asyncio.subprocess.Process, port: int, log: Pat
             return
         await asyncio.sleep(0.05)
     raise BenchError(f"the server did not listen within {START_LIMIT:g} s")
+
+
+async def _until_ready(port: int, path: str) -> None:
+    """Wait until ``GET path`` answers 200: a server whose port opens before
+    all of it is up (Pushpin: its proxy, its HTTP client, the origin)."""
+    deadline = time.monotonic() + START_LIMIT
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError):
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+                         .encode())
+            status = await reader.readline()
+            writer.close()
+            await writer.wait_closed()
+            if status.startswith(b"HTTP/1.1 200"):
+                return
+        await asyncio.sleep(0.1)
+    raise BenchError(f"{path} did not answer 200 within {START_LIMIT:g} s")
 
 
 def _profiler(pid: int, directory: Path, name: str) -> subprocess.Popen[bytes]:

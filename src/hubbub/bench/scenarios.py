@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import os
+import resource
 import shutil
 import sys
 import tempfile
@@ -202,6 +203,13 @@ async def _idle_ws(run: Run) -> Metrics:
     named in the URL, one message to each topic and the time each takes
     to reach its subscriber."""
     served, n = run.served, run.params.get("n", run.size.idle)
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < n + 1024:
+        # The server and the generator each hold n sockets, in one process each.
+        raise BenchError(f"{n:,} connections need an open-file limit above {n + 1024:,}; "
+                         f"the hard limit here is {hard:,} and could not be raised "
+                         "(it takes root with CAP_SYS_RESOURCE, or a higher limit given "
+                         "to the session)")
     pids = served.pids
     base = sample(pids)
     spec = {"mode": "idle", "dialect": served.server.dialect,
