@@ -30,6 +30,7 @@ from pathlib import Path
 
 from hubbub import bench
 from hubbub.bench import CaseResult, Server
+from hubbub.bench.measure import c_client
 from hubbub.config import Config
 from peers.push_servers import NCHAN, PUSHPIN
 
@@ -65,8 +66,14 @@ TUS_SERVER = Server(
                                           str(scratch / "files")],
     {"upload": "/files/", "upload_files": "files"}, dialect="tus", python=False)
 
+#: The least a WebSocket fan-out server can do (loadgen/ceiling.c): the load
+#: generator's capacity, checked in the same run.
+CEILING = Server("ceiling (trivial C server)",
+                 lambda port, _: [str(c_client("ceiling")), str(port)],
+                 {"ws": "/pub/{topic}", "ws_sub": "/sub/{topic}"}, dialect="raw", python=False)
+
 PEERS: dict[str, list[Server]] = {
-    "ws-fanout": [NCHAN, PUSHPIN, PYTHON_SOCKETIO, NODE_SOCKETIO],
+    "ws-fanout": [NCHAN, PUSHPIN, PYTHON_SOCKETIO, NODE_SOCKETIO, CEILING],
     "sse-fanout": [NCHAN, PUSHPIN, SSE_STARLETTE],
     "http-publish": [STARLETTE_HELLO],
     "long-poll": [NCHAN, PUSHPIN],
@@ -147,6 +154,9 @@ TARGETS = [
            "idle-ws", "wake_p99_ms", lambda v: v < 1000, variant="100000 conns", unit="ms"),
     Target("WS fan-out N=1000 >= node socket.io deliveries/s", "ws-fanout", "deliveries_per_s",
            lambda r: r >= 1.0, peer="node socket.io", variant="N=1000"),
+    Target("the load generator's capacity (the trivial C server) >= 1.5x hubbub's best "
+           "(memory) deliveries/s, N=1000", "ws-fanout", "deliveries_per_s",
+           lambda r: r >= 1.5, server=CEILING.name, peer=MEMORY, variant="N=1000"),
     Target("WS fan-out N=1000 >= 3x python-socketio deliveries/s", "ws-fanout",
            "deliveries_per_s", lambda r: r >= 3.0, peer="python-socketio", variant="N=1000"),
     Target("WS fan-out N=1000 p99 at half load < 50 ms", "ws-fanout", "p99_ms",

@@ -451,3 +451,24 @@ def test_pushpin_origin_reads_websocket_over_http_events() -> None:
     assert item == {"channel": "bench", "formats": {
         "http-stream": {"content": 'data: {"seq":1}\n\n'},
         "http-response": {"body": '{"seq":1}'}, "ws-message": {"content": '{"seq":1}'}}}
+
+
+@needs_cc
+def test_ceiling_server_fans_out_to_the_fanout_client() -> None:
+    """The trivial C server (the generator's capacity check) passes the
+    client's checks: every message to every subscriber, once, in order."""
+    port = free_port()
+    with subprocess.Popen([str(measure.c_client("ceiling")), str(port)]) as server:
+        try:
+            _until_listening(port)
+            base = f"ws://127.0.0.1:{port}"
+            proc, lines = _fanout(f"{base}/pub/bench", "20", "256", "16", "0.2", "0.5", "0.5",
+                                  "0,50", dialect="raw", subs=f"{base}/sub/bench")
+        finally:
+            server.kill()
+            server.wait(30 * UNIT)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    result = lines[-1]["result"]
+    assert isinstance(result, dict) and result["deliveries_per_s"] > 0
+    assert (result["lost"], result["duplicates"], result["reordered"], result["undelivered"],
+            result["mismatches"]) == (0, 0, 0, 0, 0)
