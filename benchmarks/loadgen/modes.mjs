@@ -43,6 +43,7 @@ export async function fanout(spec, mark) {
     half_rate_msgs_per_s: halfRate,
     half_rate_deliveries_per_s: (sent * spec.n) / elapsed,
     ...summarize(meter.latencies, meter.nLatencies),
+    lag_p99_ms: summarize(Float64Array.from(meter.lags), meter.lags.length).p99_ms,
     undelivered: drained ? 0 : meter.sent - meter.completed,
     closed,
     publish_errors: publishErrors,
