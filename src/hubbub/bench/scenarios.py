@@ -195,6 +195,22 @@ async def _long_poll(run: Run) -> Metrics:
     return result
 
 
+def _check_room(n: int) -> None:
+    """Refuse ``n`` connections this machine cannot hold, saying why."""
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < n + 1024:
+        # The server and the generator each hold n sockets, in one process each.
+        raise BenchError(f"{n:,} connections need an open-file limit above {n + 1024:,}; "
+                         f"the hard limit here is {hard:,} and could not be raised "
+                         "(it takes root with CAP_SYS_RESOURCE, or a higher limit given "
+                         "to the session)")
+    # Both ends of every connection are files of this machine.
+    file_max = int(Path("/proc/sys/fs/file-max").read_text())
+    if file_max < 2 * n + 10_000:
+        raise BenchError(f"{n:,} connections need fs.file-max above {2 * n + 10_000:,} "
+                         f"(it is {file_max:,}: sysctl -w fs.file-max=...)")
+
+
 async def _idle_ws(run: Run) -> Metrics:
     """``n`` idle WebSockets, each subscribed to a topic of its own: the
     growth of the server's memory (every process of it, proportional shares)
@@ -203,13 +219,7 @@ async def _idle_ws(run: Run) -> Metrics:
     named in the URL, one message to each topic and the time each takes
     to reach its subscriber."""
     served, n = run.served, run.params.get("n", run.size.idle)
-    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard != resource.RLIM_INFINITY and hard < n + 1024:
-        # The server and the generator each hold n sockets, in one process each.
-        raise BenchError(f"{n:,} connections need an open-file limit above {n + 1024:,}; "
-                         f"the hard limit here is {hard:,} and could not be raised "
-                         "(it takes root with CAP_SYS_RESOURCE, or a higher limit given "
-                         "to the session)")
+    _check_room(n)
     pids = served.pids
     base = sample(pids)
     spec = {"mode": "idle", "dialect": served.server.dialect,
