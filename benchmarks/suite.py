@@ -30,6 +30,9 @@ from pathlib import Path
 
 from hubbub import bench
 from hubbub.bench import CaseResult, Server
+from hubbub.bench.measure import c_client
+from hubbub.config import Config
+from peers.push_servers import NCHAN, PUSHPIN
 
 HERE = Path(__file__).resolve().parent
 PEERS_DIR = HERE / "peers"
@@ -63,16 +66,24 @@ TUS_SERVER = Server(
                                           str(scratch / "files")],
     {"upload": "/files/", "upload_files": "files"}, dialect="tus", python=False)
 
+#: The least a WebSocket fan-out server can do (loadgen/ceiling.c): the load
+#: generator's capacity, checked in the same run.
+CEILING = Server("ceiling (trivial C server)",
+                 lambda port, _: [str(c_client("ceiling")), str(port)],
+                 {"ws": "/pub/{topic}", "ws_sub": "/sub/{topic}"}, dialect="raw", python=False)
+
 PEERS: dict[str, list[Server]] = {
-    "ws-fanout": [PYTHON_SOCKETIO, NODE_SOCKETIO],
-    "sse-fanout": [SSE_STARLETTE],
+    "ws-fanout": [NCHAN, PUSHPIN, PYTHON_SOCKETIO, NODE_SOCKETIO, CEILING],
+    "sse-fanout": [NCHAN, PUSHPIN, SSE_STARLETTE],
     "http-publish": [STARLETTE_HELLO],
-    "idle-ws": [PYTHON_SOCKETIO, NODE_SOCKETIO],
+    "long-poll": [NCHAN, PUSHPIN],
+    "idle-ws": [NCHAN, PUSHPIN, PYTHON_SOCKETIO, NODE_SOCKETIO],
     "upload": [TUS_SERVER],
 }
 #: Per scenario: the figure that ratios compare.
-PRIMARY = {"ws-fanout": "deliveries_per_s", "sse-fanout": "deliveries_per_s",
-           "http-publish": "requests_per_s", "idle-ws": "kb_per_conn", "upload": "mb_per_s"}
+PRIMARY = {"ws-fanout": "deliveries_per_core_s", "sse-fanout": "deliveries_per_s",
+           "http-publish": "requests_per_s", "long-poll": "p99_ms", "idle-ws": "kb_per_conn",
+           "upload": "mb_per_s"}
 
 
 # -- targets ------------------------------------------------------------------------
@@ -113,9 +124,39 @@ class Target:
         return [self.text, shown, met]
 
 
+SQLITE, MEMORY, REDIS, REDIS3 = ("hubbub (sqlite)", "hubbub (memory)", "hubbub (redis)",
+                                 "hubbub (redis, 3 nodes)")
+
 TARGETS = [
+    Target("WS fan-out N=1000, 1 publisher on 1 WS: SQLite >= 0.8x memory deliveries/s",
+           "ws-fanout", "deliveries_per_s", lambda r: r >= 0.8, server=SQLITE, peer=MEMORY,
+           variant="N=1000"),
+    Target("WS fan-out N=1000: Redis (1 node) >= 0.5x memory deliveries/s", "ws-fanout",
+           "deliveries_per_s", lambda r: r >= 0.5, server=REDIS, peer=MEMORY, variant="N=1000"),
+    Target("WS fan-out N=1000: SQLite >= 20x node socket.io deliveries per server core-second",
+           "ws-fanout", "deliveries_per_core_s", lambda r: r >= 20, server=SQLITE,
+           peer="node socket.io", variant="N=1000"),
+    Target("WS fan-out N=1000: 3 Redis nodes >= 0.8x 1 node deliveries per CPU-second "
+           "(nodes and Redis)", "ws-fanout", "deliveries_per_core_s", lambda r: r >= 0.8,
+           server=REDIS3, peer=REDIS, variant="N=1000"),
+    Target("WS fan-out N=1000 p99 at half load < 50 ms (SQLite)", "ws-fanout", "p99_ms",
+           lambda v: v < 50, server=SQLITE, variant="N=1000", unit="ms"),
+    Target("WS fan-out N=1000: SQLite >= nchan deliveries per server core-second", "ws-fanout",
+           "deliveries_per_core_s", lambda r: r >= 1.0, server=SQLITE, peer="nchan",
+           variant="N=1000"),
+    Target("WS fan-out N=1000: memory >= nchan deliveries per server core-second", "ws-fanout",
+           "deliveries_per_core_s", lambda r: r >= 1.0, peer="nchan", variant="N=1000"),
+    Target("10k long polls: p99 wake-up <= nchan's (SQLite)", "long-poll", "p99_ms",
+           lambda r: r <= 1.0, server=SQLITE, peer="nchan", variant="10000"),
+    Target("100k idle WS: memory/conn <= 10 KB", "idle-ws", "kb_per_conn", lambda v: v <= 10,
+           variant="100000 conns", unit="KB"),
+    Target("100k idle WS: a publish to each topic reaches its subscriber, p99 < 1 s",
+           "idle-ws", "wake_p99_ms", lambda v: v < 1000, variant="100000 conns", unit="ms"),
     Target("WS fan-out N=1000 >= node socket.io deliveries/s", "ws-fanout", "deliveries_per_s",
            lambda r: r >= 1.0, peer="node socket.io", variant="N=1000"),
+    Target("the load generator's capacity (the trivial C server) >= 1.5x hubbub's best "
+           "(memory) deliveries/s, N=1000", "ws-fanout", "deliveries_per_s",
+           lambda r: r >= 1.5, server=CEILING.name, peer=MEMORY, variant="N=1000"),
     Target("WS fan-out N=1000 >= 3x python-socketio deliveries/s", "ws-fanout",
            "deliveries_per_s", lambda r: r >= 3.0, peer="python-socketio", variant="N=1000"),
     Target("WS fan-out N=1000 p99 at half load < 50 ms", "ws-fanout", "p99_ms",
@@ -132,9 +173,9 @@ TARGETS = [
     Target("10k long polls, p99 wake-up < 100 ms (memory)", "long-poll", "p99_ms",
            lambda v: v < 100, variant="10000", unit="ms"),
     Target("idle WS memory/conn <= half of python-socketio's", "idle-ws", "kb_per_conn",
-           lambda r: r <= 0.5, peer="python-socketio", variant="10000"),
+           lambda r: r <= 0.5, peer="python-socketio", variant="10000 conns"),
     Target("idle WS memory/conn < 15 KB", "idle-ws", "kb_per_conn", lambda v: v < 15,
-           variant="10000", unit="KB"),
+           variant="10000 conns", unit="KB"),
     Target("history replay >= 200k msg/s over WS (SQLite)", "history", "ws_msgs_per_s",
            lambda v: v >= 200_000, server="hubbub (sqlite)", variant="1,000,000",
            unit="msg/s"),
@@ -152,6 +193,53 @@ TARGETS = [
 def targets_table(results: Sequence[CaseResult]) -> str:
     rows = [target.row(results) for target in TARGETS]
     return bench.markdown_table(["target", "measured (median)", "met?"], rows)
+
+
+#: Latencies are compared only where both servers run below this share of their maximum.
+COMPARABLE_LOAD = 0.7
+
+
+def _ms(case: CaseResult, key: str) -> str:
+    value = case.median(key)
+    return "-" if value is None else bench.format_value(value, "ms")
+
+
+def latency_curve(results: Sequence[CaseResult]) -> str:
+    """WebSocket fan-out's latency against rate (p50/p99, every sample, from the
+    scheduled send), per server, then hubbub's p99 over each peer's at the rates
+    where both ran below COMPARABLE_LOAD of their own maximum."""
+    rates = bench.FULL.fixed_rates
+    cases = [c for c in results if c.scenario == "ws-fanout" and c.runs
+             and any(c.values(f"at{r:g}_load") for r in rates)]
+    rows = []
+    for case in cases:
+        cells = [f"{_ms(case, 'p50_ms')} / {_ms(case, 'p99_ms')} ms at "
+                 f"{bench.format_value(case.median('half_rate_msgs_per_s'), '/s')} msg/s"]
+        for r in rates:
+            load = case.median(f"at{r:g}_load")
+            if case.values(f"at{r:g}_p99_ms"):
+                cells.append(f"{_ms(case, f'at{r:g}_p50_ms')} / {_ms(case, f'at{r:g}_p99_ms')} ms "
+                             f"({bench.percent(load)} of its max)")
+            else:
+                cells.append("-" if load is None else f"not run ({load:.1f}x its max)")
+        rows.append([case.variant, case.server, *cells])
+    table = bench.markdown_table(["variant", "server", "half of its own max",
+                                  *(f"{r:g} msg/s" for r in rates)], rows)
+    verdicts = []
+    for ours in (c for c in cases if c.server.startswith("hubbub")):
+        for peer in (c for c in cases if not c.server.startswith("hubbub")
+                     and c.variant == ours.variant):
+            for r in rates:
+                key, load = f"at{r:g}_p99_ms", f"at{r:g}_load"
+                a, b = ours.median(key), peer.median(key)
+                if (a is None or b is None or (ours.median(load) or 1) >= COMPARABLE_LOAD
+                        or (peer.median(load) or 1) >= COMPARABLE_LOAD):
+                    continue
+                verdict = "at or below" if a <= b else "**above**"
+                verdicts.append(f"- {ours.variant} at {r:g} msg/s: {ours.server} p99 "
+                                f"{bench.format_value(a, 'ms')} ms, {verdict} {peer.server}'s "
+                                f"{bench.format_value(b, 'ms')} ms")
+    return table + ("\n\n" + "\n".join(verdicts) if verdicts else "")
 
 
 def _ratio(a: float | None, b: float | None) -> float | None:
@@ -213,6 +301,11 @@ def versions() -> list[tuple[str, str]]:
         ("Node", _version(["node", "--version"])),
         ("Node packages", " ".join(node_pkgs)),
         ("wrk", _version(["wrk", "--version"])),
+        ("nginx (nchan)", _version(["nginx", "-v"]) + ", " + _version(
+            ["dpkg-query", "-W", "-f", "libnginx-mod-nchan ${Version}", "libnginx-mod-nchan"])),
+        ("Pushpin", _version(["pushpin", "--version"])),
+        ("hubbub's settings", "the shipped defaults (an empty hubbub.toml): "
+                              f"{Config().server}, {Config().defaults}"),
     ]
 
 
@@ -264,6 +357,16 @@ Do not compare these figures with figures measured on another machine.
 ## Figures
 
 {comparison_table(results)}
+
+## WebSocket fan-out latency against rate
+
+p50 / p99 over every delivery, each from its message's scheduled send (open
+loop), at half of each server's own maximum and at the same fixed rates for
+every server (a rate is not run where it is over 90% of the server's maximum).
+Below: hubbub's p99 against each peer's where both ran below
+{COMPARABLE_LOAD:.0%} of their own maximum.
+
+{latency_curve(results)}
 
 Server CPU and loadgen CPU are the cores each process used during the measured
 window (100% = one core; the machine has {os.cpu_count()}); other CPU is what the

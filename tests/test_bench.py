@@ -2,22 +2,41 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from hubbub import bench
 from hubbub.bench import measure
 from hubbub.cli import main
 from hubbub.server import writes
-from tests.conftest import UNIT
+from tests.conftest import UNIT, free_port
+
+
+def _load_peer(name: str) -> Any:
+    """A module of benchmarks/peers/ (the suite's nchan and Pushpin), by its path."""
+    path = measure.LOADGEN.parent / "peers" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+push_servers = _load_peer("push_servers")
+pushpin_origin = _load_peer("pushpin_origin")
 
 WRK_OUTPUT = """\
 Running 5s test @ http://127.0.0.1:8080/v1/topics/bench
@@ -87,6 +106,8 @@ needs_node = pytest.mark.skipif(
 
 @pytest.mark.slow
 @needs_node
+@pytest.mark.skipif(shutil.which("redis-server") is None,
+                    reason="ws-fanout runs the Redis engine too, on its own redis-server")
 def test_quick_ws_fanout_runs_end_to_end(tmp_path: Path) -> None:
     """`hubbub bench ws-fanout --quick` runs the hub and the load generator and reports."""
     out = tmp_path / "runs.json"
@@ -96,11 +117,15 @@ def test_quick_ws_fanout_runs_end_to_end(tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr + proc.stdout
     assert "deliveries/s" in proc.stdout
-    (case,) = json.loads(out.read_text())
-    (run,) = case["runs"]
-    assert case["server"] == "hubbub (memory)" and run["deliveries_per_s"] > 0
-    assert 0 < run["p50_ms"] <= run["p99_ms"]
-    assert run["half_rate_server_cpu"] > 0 and run["half_rate_loadgen_cpu"] > 0
+    cases = json.loads(out.read_text())
+    assert [c["server"] for c in cases] == [
+        "hubbub (sqlite)", "hubbub (memory)", "hubbub (redis)", "hubbub (redis, 3 nodes)"]
+    for case in cases:
+        (run,) = case["runs"]
+        assert run["deliveries_per_s"] > 0 and run["deliveries_per_core_s"] > 0
+        assert 0 < run["p50_ms"] <= run["p99_ms"]
+        assert run["half_rate_server_cpu"] > 0 and run["half_rate_loadgen_cpu"] > 0
+        assert "at50_load" in run
 
 
 @pytest.mark.slow
@@ -194,6 +219,98 @@ def test_fanout_client_measures_a_real_hub(spawn_hub: Any, n: int) -> None:
     assert 0 < result["p50_ms"] <= result["p99_ms"] <= result["max_ms"]
     assert {k: result[k] for k in ("undelivered", "closed", "publish_errors", "mismatches")} == {
         "undelivered": 0, "closed": 0, "publish_errors": 0, "mismatches": 0}
+    # Every delivery's sequence number was checked, and none was lost, repeated or late.
+    assert result["checked"] >= result["samples"] > 0
+    assert {k: result[k] for k in ("lost", "duplicates", "reordered")} == {
+        "lost": 0, "duplicates": 0, "reordered": 0}
+
+
+def _check_sequences(pairs: list[tuple[int, int]]) -> dict[str, int]:
+    """What ``fanout check`` makes of deliveries (subscriber, seq), in order."""
+    client = measure.c_client("fanout")
+    lines = "".join(f"{i} {seq}\n" for i, seq in pairs)
+    proc = subprocess.run([str(client), "check"], input=lines, capture_output=True, text=True,
+                          timeout=30 * UNIT, check=True)
+    result: dict[str, int] = json.loads(proc.stdout)
+    return result
+
+
+@needs_cc
+def test_fanout_sequence_check_tells_loss_duplicates_and_reordering() -> None:
+    """Each subscriber's deliveries are checked against the next seq it expects:
+    a skipped seq is lost, unless it comes late (reordered); a seq it had is a
+    duplicate and is not counted again. Subscribers are checked apart."""
+    assert _check_sequences([(0, 1), (0, 2), (0, 3), (1, 1)]) == {
+        "counted": 4, "lost": 0, "duplicates": 0, "reordered": 0}
+    assert _check_sequences([(0, 1), (0, 3), (0, 6)]) == {
+        "counted": 3, "lost": 3, "duplicates": 0, "reordered": 0}
+    assert _check_sequences([(0, 1), (0, 2), (0, 2), (0, 1)]) == {
+        "counted": 2, "lost": 0, "duplicates": 2, "reordered": 0}
+    assert _check_sequences([(0, 1), (0, 3), (0, 2), (0, 4), (1, 2), (1, 1)]) == {
+        "counted": 6, "lost": 0, "duplicates": 0, "reordered": 2}
+
+
+@needs_cc
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.integers(1, 500), unique=True), st.integers(0, 999))
+def test_fanout_sequence_check_counts_every_gap(seqs: list[int], subscriber: int) -> None:
+    """In order with gaps: every skipped seq is lost, every other one counted once."""
+    seqs.sort()
+    result = _check_sequences([(subscriber, seq) for seq in seqs])
+    assert result == {"counted": len(seqs), "lost": (seqs[-1] if seqs else 0) - len(seqs),
+                      "duplicates": 0, "reordered": 0}
+
+
+@needs_cc
+def test_fanout_latency_runs_from_the_scheduled_send(spawn_hub: Any) -> None:
+    """A paced phase's clock is the schedule: when the publisher itself is held
+    up (here the client is stopped for 0.4 s), the messages due meanwhile are
+    written late, that lag is reported, and their latencies include it. A rate
+    beyond what the server keeps up with is not paced, only its load reported."""
+    hub = spawn_hub("memory://")
+    client = measure.c_client("fanout")
+    argv = [str(client), "hubbub", f"ws://127.0.0.1:{hub.port}/v1/ws", "-", "bench", "20", "256",
+            "16", "0.2", "0.5", "1.5", "0,200,900000", "60"]
+    with subprocess.Popen(argv, stdout=subprocess.PIPE, text=True) as proc:
+        assert proc.stdout is not None
+        lines = []
+        for line in proc.stdout:
+            lines.append(json.loads(line))
+            if lines[-1].get("mark") == "at200":
+                time.sleep(0.1)
+                proc.send_signal(signal.SIGSTOP)
+                time.sleep(0.4)
+                proc.send_signal(signal.SIGCONT)
+        assert proc.wait(60 * UNIT) == 0, lines
+    assert [m["mark"] for m in lines if "mark" in m] == [
+        "start", "end", "half", "half-end", "at200", "at200-end"]
+    result = lines[-1]["result"]
+    assert result["at200_samples"] == 20 * 300
+    assert result["at200_lag_max_ms"] >= 300
+    assert result["at200_max_ms"] >= result["at200_lag_max_ms"]
+    assert result["at200_load"] < 0.9 < result["at900000_load"]
+    assert "at900000_p99_ms" not in result
+    assert (result["lost"], result["duplicates"], result["reordered"], result["undelivered"]) == (
+        0, 0, 0, 0)
+
+
+def test_rates_are_also_given_per_server_core_second() -> None:
+    """Deliveries and requests per second get a per-core-second twin when the
+    server's CPU is known; nothing is made up when it is not."""
+    assert measure.per_core_second({"deliveries_per_s": 1000.0, "server_cpu": 0.5}) == {
+        "deliveries_per_s": 1000.0, "server_cpu": 0.5, "deliveries_per_core_s": 2000.0}
+    assert measure.per_core_second({"requests_per_s": 10.0}) == {"requests_per_s": 10.0}
+
+
+def test_ws_fanout_runs_every_engine_and_fixed_rates_at_the_largest_n() -> None:
+    """WebSocket fan-out runs on SQLite (the default engine) first, then memory,
+    Redis and three Redis nodes; the largest N is also paced at the fixed rates."""
+    scenario = bench.SCENARIOS["ws-fanout"]
+    assert [s.name for s in scenario.servers()] == [
+        "hubbub (sqlite)", "hubbub (memory)", "hubbub (redis)", "hubbub (redis, 3 nodes)"]
+    assert scenario.variants(bench.FULL) == [
+        ("N=100", {"n": 100, "fixed_rates": ()}),
+        ("N=1000", {"n": 1000, "fixed_rates": (50, 500, 2000)})]
 
 
 @needs_cc
@@ -238,3 +355,120 @@ def test_quick_cluster_runs_end_to_end(tmp_path: Path) -> None:
         (run,) = case["runs"]
         assert run["publish_per_s"] > 0 and run["deliveries_per_s"] > 0
         assert ("store_cpu" in run) == ("redis" in case["server"])
+
+
+needs_nchan = pytest.mark.skipif(
+    not (Path(push_servers.NGINX).exists() and Path(push_servers.NCHAN_MODULE).exists()),
+    reason="nchan is not installed (benchmarks/run installs nginx-light and libnginx-mod-nchan)")
+
+
+def _until_listening(port: int) -> None:
+    deadline = time.monotonic() + 10 * UNIT
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), 1).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise AssertionError(f"nothing listens on {port}")
+
+
+def test_nchan_config_is_one_worker_per_core_on_loopback(tmp_path: Path) -> None:
+    """The nchan peer's nginx.conf: a worker per core, on the given loopback
+    port, its files in the scratch directory, WebSocket, EventSource and long
+    polling subscribers, HTTP and WebSocket publishers."""
+    text = push_servers.nchan_config(8081, tmp_path, workers=2)
+    assert "worker_processes 2;" in text and "listen 127.0.0.1:8081 " in text
+    assert f"pid {tmp_path / 'nginx.pid'};" in text
+    assert "nchan_subscriber websocket eventsource longpoll;" in text
+    assert "nchan_publisher http websocket;" in text
+    assert "gzip" not in text  # nginx's default: off
+
+
+@needs_cc
+@needs_nchan
+def test_fanout_client_measures_nchan(tmp_path: Path) -> None:
+    """The fan-out client against the suite's nchan: the raw dialect (the
+    channel in the URL, every frame a message) delivers every message to every
+    subscriber, each one once and in order."""
+    port = free_port()
+    with subprocess.Popen(push_servers.NCHAN.argv(port, tmp_path), stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL) as nginx:
+        try:
+            _until_listening(port)
+            base = f"ws://127.0.0.1:{port}"
+            proc, lines = _fanout(f"{base}/pub/bench", "20", "256", "16", "0.2", "0.5", "0.5",
+                                  "0,50", dialect="raw", subs=f"{base}/sub/bench")
+        finally:
+            nginx.terminate()
+            nginx.wait(30 * UNIT)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    result = lines[-1]["result"]
+    assert isinstance(result, dict)
+    assert result["deliveries_per_s"] > 0 and result["at50_samples"] == 20 * 25
+    assert {k: result[k] for k in ("undelivered", "closed", "publish_errors", "mismatches", "lost",
+                                   "duplicates", "reordered")} == dict.fromkeys(
+        ("undelivered", "closed", "publish_errors", "mismatches", "lost", "duplicates",
+         "reordered"), 0)
+
+
+SHIPPED_PUSHPIN_CONF = """\
+[global]
+rundir=/var/run/pushpin
+port_offset=0
+[runner]
+services=condure,pushpin-proxy,pushpin-handler
+logdir=/var/log/pushpin
+log_level=2
+client_maxconn=50000
+[proxy]
+routesfile=routes
+"""
+
+
+def test_pushpin_config_is_the_shipped_one_with_this_runs_ports_and_files(tmp_path: Path) -> None:
+    """Pushpin's configuration changes the shipped file's ports, directories,
+    log level and connection limit only; zurl (how Pushpin reaches the origin)
+    runs under Pushpin with its sockets in the run's directory; every request,
+    WebSockets included (over HTTP), goes to the origin."""
+    conf, routes = pushpin_origin.pushpin_config(SHIPPED_PUSHPIN_CONF, tmp_path, 9000, 100)
+    lines = set(conf.splitlines())
+    assert {f"rundir={tmp_path / 'run'}", "port_offset=100", "log_level=1",
+            "client_maxconn=120000", "services=condure,zurl,pushpin-proxy,pushpin-handler",
+            "zurl_out_specs=ipc://{rundir}/{ipc_prefix}zurl-in"} <= lines
+    assert routes == "* 127.0.0.1:9000,over_http\n"
+    with pytest.raises(ValueError, match="0 rundir settings"):
+        pushpin_origin.pushpin_config("[runner]\n", tmp_path, 9000, 100)
+
+
+def test_pushpin_origin_reads_websocket_over_http_events() -> None:
+    """The origin reads WebSocket-over-HTTP bodies: OPEN, then TEXT events with
+    their length in hex, in order; and publishes a message in every format."""
+    body = b"OPEN\r\nTEXT 5\r\nhello\r\nTEXT 10\r\n" + b"x" * 16 + b"\r\nCLOSE\r\n"
+    assert pushpin_origin.ws_events(body) == [
+        ("OPEN", b""), ("TEXT", b"hello"), ("TEXT", b"x" * 16), ("CLOSE", b"")]
+    item = pushpin_origin.grip_item("bench", '{"seq":1}')
+    assert item == {"channel": "bench", "formats": {
+        "http-stream": {"content": 'data: {"seq":1}\n\n'},
+        "http-response": {"body": '{"seq":1}'}, "ws-message": {"content": '{"seq":1}'}}}
+
+
+@needs_cc
+def test_ceiling_server_fans_out_to_the_fanout_client() -> None:
+    """The trivial C server (the generator's capacity check) passes the
+    client's checks: every message to every subscriber, once, in order."""
+    port = free_port()
+    with subprocess.Popen([str(measure.c_client("ceiling")), str(port)]) as server:
+        try:
+            _until_listening(port)
+            base = f"ws://127.0.0.1:{port}"
+            proc, lines = _fanout(f"{base}/pub/bench", "20", "256", "16", "0.2", "0.5", "0.5",
+                                  "0,50", dialect="raw", subs=f"{base}/sub/bench")
+        finally:
+            server.kill()
+            server.wait(30 * UNIT)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    result = lines[-1]["result"]
+    assert isinstance(result, dict) and result["deliveries_per_s"] > 0
+    assert (result["lost"], result["duplicates"], result["reordered"], result["undelivered"],
+            result["mismatches"]) == (0, 0, 0, 0, 0)

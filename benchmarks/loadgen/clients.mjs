@@ -53,6 +53,16 @@ export const DIALECTS = {
     control() {},
   },
 
+  // A subscriber whose URL names its channel (nchan): subscribed once
+  // upgraded, and every frame is a message as published.
+  raw: {
+    protocols: undefined,
+    start: () => true,
+    step: () => true,
+    isDelivery: () => true,
+    control() {},
+  },
+
   // Engine.IO 4 over a WebSocket, as socket.io-client speaks it once upgraded:
   // "0{...}" open, "40" connect to "/", "42[event,...]" an event, "421[...]"
   // an event asking for ack 1, "431[...]" that ack; "2" ping, answered "3".

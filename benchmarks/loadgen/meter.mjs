@@ -12,6 +12,12 @@
 // One delivery in `CHECK_EVERY` is parsed all the same, to check that its
 // payload's "seq" is c (a server that lost or reordered a message would make
 // every later latency wrong, and the run is failed instead).
+//
+// Latencies are kept whole: every delivery's while recording (the array
+// grows), each from its message's scheduled send in a paced phase, not from
+// when it was written, so a publisher held up adds the wait to the messages
+// behind it rather than hiding it; how late the writes were is kept too
+// (`lags`), as fanout.c does.
 
 const RING = 1 << 16;
 const MASK = RING - 1;
@@ -46,9 +52,9 @@ export class Meter {
   /**
    * @param {number} n subscribers
    * @param {(seq: number) => void} publish sends message `seq`
-   * @param {number} latencyCapacity most latencies kept
+   * @param {number} latencyCapacity latencies room is made for at first (it grows)
    */
-  constructor(n, publish, latencyCapacity = 4_000_000) {
+  constructor(n, publish, latencyCapacity = 1 << 20) {
     this.n = n;
     this.publish = publish;
     this.counts = new Uint32Array(n);
@@ -56,6 +62,7 @@ export class Meter {
     this.sendTimes = new Float64Array(RING);
     this.latencies = new Float64Array(latencyCapacity);
     this.nLatencies = 0;
+    this.lags = [];
     this.recording = false;
     this.sent = 0;
     this.completed = 0;
@@ -69,7 +76,12 @@ export class Meter {
     const c = ++this.counts[i];
     if (++this.delivered % CHECK_EVERY === 0 && frame !== null) this.check(frame, c);
     const slot = c & MASK;
-    if (this.recording && this.nLatencies < this.latencies.length) {
+    if (this.recording) {
+      if (this.nLatencies === this.latencies.length) {
+        const grown = new Float64Array(2 * this.latencies.length);
+        grown.set(this.latencies);
+        this.latencies = grown;
+      }
       this.latencies[this.nLatencies++] = now() - this.sendTimes[slot];
     }
     if (++this.reached[slot] === this.n) {
@@ -84,9 +96,10 @@ export class Meter {
     if (!m || Number(m[1]) !== c) this.mismatches++;
   }
 
-  send() {
+  /** The next message, its clock started at `due` (the schedule's instant when paced). */
+  send(due = now()) {
     const seq = ++this.sent;
-    this.sendTimes[seq & MASK] = now();
+    this.sendTimes[seq & MASK] = due;
     this.publish(seq);
   }
 
@@ -157,19 +170,23 @@ export class Meter {
     return result;
   }
 
-  /** Publish `rate` messages a second for `seconds`, recording every delivery's latency. */
+  /**
+   * Publish `rate` messages a second for `seconds`, recording every delivery's
+   * latency from its message's scheduled send, and how late each write was.
+   */
   async paced(rate, seconds) {
     this.recording = true;
     this.nLatencies = 0;
+    this.lags = [];
     const total = Math.max(1, Math.round(rate * seconds));
     const interval = 1000 / rate;
     const first = this.sent;
     let next = now();
     while (this.sent - first < total) {
       if (this.sent - this.completed > RING / 2) throw new Error("subscribers fell too far behind the paced publisher");
-      while (next <= now() && this.sent - first < total) {
-        this.send();
-        next += interval;
+      for (const t = now(); next <= t && this.sent - first < total; next += interval) {
+        this.lags.push(t - next);
+        this.send(next);
       }
       await sleep(next - now());
     }

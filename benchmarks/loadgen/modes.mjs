@@ -43,6 +43,7 @@ export async function fanout(spec, mark) {
     half_rate_msgs_per_s: halfRate,
     half_rate_deliveries_per_s: (sent * spec.n) / elapsed,
     ...summarize(meter.latencies, meter.nLatencies),
+    lag_p99_ms: summarize(Float64Array.from(meter.lags), meter.lags.length).p99_ms,
     undelivered: drained ? 0 : meter.sent - meter.completed,
     closed,
     publish_errors: publishErrors,
@@ -50,17 +51,56 @@ export async function fanout(spec, mark) {
   };
 }
 
-/** Hold `n` WebSocket connections, each subscribed to a topic (room) of its own. */
+/**
+ * Hold `n` WebSocket connections, each subscribed to a topic (room) of its
+ * own (`{topic}` in `url` is replaced by it, for servers whose URL names the
+ * channel). With `publish_url` (`{topic}` replaced likewise), one message is
+ * then POSTed to each topic, `publish_concurrency` at a time, and the time
+ * from each POST's start to its subscriber's delivery is measured ("wake").
+ */
 export async function idle(spec, mark) {
   let closed = 0;
-  const sockets = await openMany(spec.n, CONNECT_CONCURRENCY, (i) =>
-    openWebSocket({ url: spec.url, dialect: spec.dialect, topic: `${spec.topic}${i}`, index: i, onClose: () => closed++ }));
+  const sent = new Float64Array(spec.n);
+  const woken = new Float64Array(spec.n);
+  let count = 0;
+  let allWoken;
+  const done = new Promise((resolve) => (allWoken = resolve));
+  const onDelivery = (i) => {
+    if (woken[i] || !sent[i]) return;
+    woken[i] = now() - sent[i];
+    if (++count === spec.n) allWoken();
+  };
+  const sockets = await openMany(spec.n, CONNECT_CONCURRENCY, (i) => {
+    const topic = `${spec.topic}${i}`;
+    return openWebSocket({ url: spec.url.replace("{topic}", topic), dialect: spec.dialect, topic, index: i,
+                           onClose: () => closed++, onDelivery: () => onDelivery(i) });
+  });
   await sleep(spec.settle * 1000);
   mark("held");
   await sleep(spec.hold * 1000);
   mark("end");
+  const result = { connections: sockets.length, closed };
+  if (spec.publish_url) {
+    let next = 0;
+    const start = now();
+    const worker = async () => {
+      while (next < spec.n) {
+        const i = next++;
+        sent[i] = now();
+        await postJson(spec.publish_url.replace("{topic}", `${spec.topic}${i}`), payload(i + 1, 100));
+      }
+    };
+    await Promise.all(Array.from({ length: spec.publish_concurrency ?? 16 }, worker));
+    const published = now();
+    await Promise.race([done, sleep(spec.wake_timeout_s * 1000)]);
+    const summary = summarize(woken.filter((v) => v > 0), count);
+    Object.assign(result, {
+      wake_p50_ms: summary.p50_ms, wake_p99_ms: summary.p99_ms, wake_max_ms: summary.max_ms,
+      woken: count, not_woken: spec.n - count, publish_s: (published - start) / 1000,
+    });
+  }
   for (const ws of sockets) ws.terminate();
-  return { connections: sockets.length, closed };
+  return result;
 }
 
 /** Store `count` messages in `topic` through the batch publish endpoint. */

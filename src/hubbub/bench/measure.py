@@ -53,13 +53,17 @@ class Server:
     ``argv(port, scratch)`` is its command line (``scratch`` is an empty
     directory of its own); ``doors`` maps a door (``ws``, ``sse``,
     ``publish``, ``poll``, ``batch``) to its path, where ``{topic}`` stands
-    for the topic; ``dialect`` is how the load generator speaks WebSocket to
+    for the topic (``ready``: a path that answers 200 once the server is
+    all up, when listening is not enough); ``dialect`` is how the load generator speaks WebSocket to
     it (``hubbub`` or ``socketio``).
 
     ``nodes`` processes are started from ``argv``, each on a port of its own
     and all with the same ``scratch`` (so they name the same store); node 0
     is the one publishers use. ``store_pid()`` names a store process beside
     them (the benchmark's redis-server), whose CPU counts as the server's.
+    With ``tree``, each node is a process tree (nginx's master and workers,
+    Pushpin's runner and services): the CPU and memory of the whole tree
+    count, its processes found once the node listens.
     """
 
     name: str
@@ -69,6 +73,7 @@ class Server:
     python: bool = True
     nodes: int = 1
     store_pid: Callable[[], int] | None = None
+    tree: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,13 +82,19 @@ class Sample:
 
     ``busy`` is the CPU time of the whole machine (every core, every process,
     the kernel's own work included), so that what other processes took
-    during a measurement is seen and reported.
+    during a measurement is seen and reported. ``pss_kb`` is each process's
+    proportional share of memory (its pages shared with others divided
+    among them, so the processes of one server add up without counting
+    shared pages twice); ``socket_kb`` is the kernel's memory for TCP
+    sockets, the whole machine's (:func:`_socket_kb`).
     """
 
     at: float
     cpu: Mapping[int, float]
     rss_kb: Mapping[int, int]
     busy: float
+    pss_kb: Mapping[int, int] = field(default_factory=dict)
+    socket_kb: int = 0
 
 
 def _machine_busy() -> float:
@@ -92,21 +103,67 @@ def _machine_busy() -> float:
     return (sum(ticks) - ticks[3] - ticks[4]) / _TICK
 
 
+def _kb(text: str, key: str) -> int:
+    """The ``key:  N kB`` line of a ``/proc`` file, in kB (0 when absent)."""
+    return next((int(line.split()[1]) for line in text.splitlines() if line.startswith(key)), 0)
+
+
+#: The kernel's objects of a TCP socket (/proc/slabinfo, readable by root only).
+SOCKET_SLABS = ("TCP", "sock_inode_cache")
+
+
+def _socket_kb() -> int:
+    """The kernel's memory for TCP sockets: their buffers (``/proc/net/sockstat``),
+    plus, where readable, the socket objects themselves (SOCKET_SLABS)."""
+    kb = 0
+    # /proc/net/sockstat: "TCP: inuse 5 orphan 0 tw 0 alloc 7 mem 1" (mem in pages)
+    for line in Path("/proc/net/sockstat").read_text().splitlines():
+        if line.startswith("TCP:"):
+            words = line.split()
+            kb += int(words[words.index("mem") + 1]) * _PAGE_KB
+    # /proc/slabinfo: "name active_objs num_objs objsize objperslab pagesperslab : ..."
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/slabinfo").read_text().splitlines():
+            words = line.split()
+            if words and words[0] in SOCKET_SLABS:
+                kb += int(words[2]) * int(words[3]) // 1024
+    return kb
+
+
+_PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
+
+
 def sample(pids: Sequence[int]) -> Sample:
     """Read ``/proc`` for ``pids`` (a process that is gone reads as zero)."""
-    at, cpu, rss, busy = time.monotonic(), {}, {}, _machine_busy()
+    at, cpu, rss, pss, busy = time.monotonic(), {}, {}, {}, _machine_busy()
     for pid in pids:
         try:
             stat = Path(f"/proc/{pid}/stat").read_text()
             status = Path(f"/proc/{pid}/status").read_text()
+            rollup = Path(f"/proc/{pid}/smaps_rollup").read_text()
         except OSError:
-            cpu[pid], rss[pid] = 0.0, 0
+            cpu[pid], rss[pid], pss[pid] = 0.0, 0, 0
             continue
         fields = stat[stat.rindex(")") + 2:].split()  # after "pid (comm) "
         cpu[pid] = (int(fields[11]) + int(fields[12])) / _TICK  # utime + stime
-        rss[pid] = next((int(line.split()[1]) for line in status.splitlines()
-                         if line.startswith("VmRSS:")), 0)
-    return Sample(at, cpu, rss, busy)
+        rss[pid] = _kb(status, "VmRSS:")
+        pss[pid] = _kb(rollup, "Pss:")
+    return Sample(at, cpu, rss, busy, pss, _socket_kb())
+
+
+def descendants(pids: Sequence[int]) -> list[int]:
+    """Every process below ``pids`` (children, their children, ...)."""
+    parent: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            text = stat.read_text()
+            parent[int(stat.parent.name)] = int(text[text.rindex(")") + 2:].split()[1])
+    found: list[int] = []
+    frontier = set(pids)
+    while frontier:
+        frontier = {pid for pid, ppid in parent.items() if ppid in frontier}
+        found += sorted(frontier)
+    return found
 
 
 def cpu_share(first: Sample, last: Sample, pid: int) -> float:
@@ -144,6 +201,8 @@ class Served:
     #: The other nodes (``Server.nodes`` > 1): process and port of each.
     more: list[tuple[asyncio.subprocess.Process, int]] = field(default_factory=list)
     store_pid: int | None = None
+    #: The processes below the nodes (``Server.tree``).
+    children: list[int] = field(default_factory=list)
 
     @property
     def pid(self) -> int:
@@ -151,8 +210,8 @@ class Served:
 
     @property
     def pids(self) -> list[int]:
-        """Every process of the server: its nodes, then its store process."""
-        nodes = [self.proc.pid, *(proc.pid for proc, _ in self.more)]
+        """Every process of the server: its nodes and theirs, then its store process."""
+        nodes = [self.proc.pid, *(proc.pid for proc, _ in self.more), *self.children]
         return nodes + ([self.store_pid] if self.store_pid is not None else [])
 
     def url(self, door: str, scheme: str = "http", topic: str = TOPIC, node: int = 0) -> str:
@@ -173,6 +232,7 @@ async def serving(server: Server, profile: Path | None = None) -> AsyncIterator[
         procs: list[tuple[asyncio.subprocess.Process, int]] = []
         logs: list[BinaryIO] = []
         spy: subprocess.Popen[bytes] | None = None
+        children: list[int] = []
         try:
             for k in range(server.nodes):
                 port, name = free_port(), "server.log" if k == 0 else f"server-{k}.log"
@@ -182,21 +242,37 @@ async def serving(server: Server, profile: Path | None = None) -> AsyncIterator[
                     stdin=subprocess.DEVNULL), port))
             for (proc, port), log in zip(procs, logs, strict=True):
                 await _until_listening(proc, port, scratch / Path(log.name).name)
+                if "ready" in server.doors:
+                    await _until_ready(port, server.doors["ready"])
             (proc, port), more = procs[0], procs[1:]
             if profile is not None and server.python:
                 spy = _profiler(proc.pid, profile, server.name)
             store = server.store_pid() if server.store_pid is not None else None
-            yield Served(server, proc, port, scratch, more, store)
+            children = descendants([p.pid for p, _ in procs]) if server.tree else []
+            yield Served(server, proc, port, scratch, more, store, children)
         finally:
             if spy is not None:
                 spy.send_signal(signal.SIGINT)  # py-spy writes its profile and exits
                 await asyncio.to_thread(spy.wait, 30)
             for proc, _ in procs:
+                await _stop(proc, server.tree)
+            for pid in children:  # what a tree's root left behind, if anything
                 with contextlib.suppress(ProcessLookupError):
-                    proc.kill()
-                await proc.wait()
+                    os.kill(pid, signal.SIGKILL)
             for log in logs:
                 log.close()
+
+
+async def _stop(proc: asyncio.subprocess.Process, tree: bool) -> None:
+    """Kill ``proc``; the root of a tree is asked first (SIGTERM), so that it
+    stops the processes it started (nginx's workers, Pushpin's services)."""
+    with contextlib.suppress(ProcessLookupError):
+        if tree:
+            proc.terminate()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(proc.wait(), 10)
+        proc.kill()
+    await proc.wait()
 
 
 async def _until_listening(proc: asyncio.subprocess.Process, port: int, log: Path) -> None:
@@ -212,6 +288,24 @@ async def _until_listening(proc: asyncio.subprocess.Process, port: int, log: Pat
             return
         await asyncio.sleep(0.05)
     raise BenchError(f"the server did not listen within {START_LIMIT:g} s")
+
+
+async def _until_ready(port: int, path: str) -> None:
+    """Wait until ``GET path`` answers 200: a server whose port opens before
+    all of it is up (Pushpin: its proxy, its HTTP client, the origin)."""
+    deadline = time.monotonic() + START_LIMIT
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError):
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+                         .encode())
+            status = await reader.readline()
+            writer.close()
+            await writer.wait_closed()
+            if status.startswith(b"HTTP/1.1 200"):
+                return
+        await asyncio.sleep(0.1)
+    raise BenchError(f"{path} did not answer 200 within {START_LIMIT:g} s")
 
 
 def _profiler(pid: int, directory: Path, name: str) -> subprocess.Popen[bytes]:
@@ -238,10 +332,11 @@ def _generator(spec: Mapping[str, Any]) -> list[str]:
                 str(spec["size"]), str(spec["settle"]), str(spec["timeout_ms"])]
     if spec["mode"] == "fanout" and "sse_url" not in spec:
         subs = ",".join(spec["sub_urls"]) if spec.get("sub_urls") else "-"
+        rates = ",".join(f"{r:g}" for r in spec.get("latency_rates", (0,)))
         return [str(c_client("fanout")), spec["dialect"], spec["url"], subs, spec["topic"],
                 *(str(spec[k]) for k in ("n", "size", "window", "warmup", "seconds",
                                          "latency_seconds")),
-                str(spec.get("latency_rate", 0)), str(RUN_LIMIT - 10)]
+                rates, str(RUN_LIMIT - 10)]
     node = shutil.which("node")
     if node is None:
         raise BenchError("node is not installed (the load generator needs Node.js 18 or later)")
@@ -305,12 +400,32 @@ async def drive(spec: Mapping[str, Any], served: Served) -> tuple[Metrics, dict[
         first, last = marks["start"], marks["end"]
         result |= cpu_shares(first, last, served.pids, cpu_share(first, last, proc.pid),
                              served.store_pid)
-    if "half" in marks and "half-end" in marks:  # fan-out's paced phase, in percent
-        first, last = marks["half"], marks["half-end"]
-        half = cpu_shares(first, last, served.pids, cpu_share(first, last, proc.pid))
-        result["half_rate_server_cpu"] = 100 * half["server_cpu"]
-        result["half_rate_loadgen_cpu"] = 100 * half["loadgen_cpu"]
-    return result, marks
+    # Fan-out's paced phases ("half", "at500", ...), in percent.
+    for name, first in marks.items():
+        end = marks.get(f"{name}-end")
+        if end is None:
+            continue
+        paced = cpu_shares(first, end, served.pids, cpu_share(first, end, proc.pid))
+        prefix = "half_rate_" if name == "half" else f"{name}_"
+        result[f"{prefix}server_cpu"] = 100 * paced["server_cpu"]
+        result[f"{prefix}loadgen_cpu"] = 100 * paced["loadgen_cpu"]
+    return per_core_second(result), marks
+
+
+#: Rates that are also given per server core-second (``<key>`` -> ``<key>_per_core_s``
+#: with the ``_per_s`` dropped): what a server does with the CPU it takes.
+PER_CORE = ("deliveries_per_s", "requests_per_s")
+
+
+def per_core_second(result: Metrics) -> Metrics:
+    """Add each rate of :data:`PER_CORE` per server core-second (the server's
+    CPU over the same window, every process of it, the store's included)."""
+    cores = result.get("server_cpu")
+    if cores:
+        for key in PER_CORE:
+            if key in result:
+                result[key.removesuffix("_per_s") + "_per_core_s"] = result[key] / cores
+    return result
 
 
 # -- the store of the redis runs ------------------------------------------------------
@@ -407,8 +522,14 @@ def run_measured(argv: list[str], limit: float) -> tuple[str, float]:
 
 
 def raise_file_limit(needed: int) -> None:
-    """Raise the open-file limit to its hard maximum (children inherit it)."""
+    """Raise the open-file limit to its hard maximum (children inherit it), and
+    the hard maximum itself to ``needed`` where allowed (as root, up to the
+    kernel's ``fs.nr_open``)."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < needed:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (needed, needed))
+            soft, hard = needed, needed
     if soft < hard:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     if hard != resource.RLIM_INFINITY and hard < needed:

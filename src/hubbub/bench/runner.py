@@ -91,7 +91,7 @@ async def run_suite(
     task = asyncio.current_task()
     if task is not None:
         asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
-    raise_file_limit(max(size.polls, size.idle) + 1024)  # per process
+    raise_file_limit(max(size.polls, size.idle, *size.idle_n) + 1024)  # per process
     plan = [(SCENARIOS[name], SCENARIOS[name].servers() + list((peers or {}).get(name, ())))
             for name in names]
     progress = Progress(sum(len(servers) * len(s.variants(size)) * size.runs
@@ -139,6 +139,8 @@ async def run_suite(
 def format_value(value: float | None, unit: str) -> str:
     if value is None:
         return "-"
+    if unit == "x":
+        return f"{value:.2f}"
     if unit.endswith("/s") or value >= 100:
         return f"{value:,.0f}"
     return f"{value:.1f}"
@@ -148,7 +150,7 @@ def figure(case: CaseResult, metric: Metric) -> str:
     """``median (min-max)`` of a metric over the runs, or ``failed``."""
     values = case.values(metric.key)
     if not values:
-        return "failed"
+        return "-" if case.runs else "failed"  # not measured in this variant, or no run
     text = format_value(statistics.median(values), metric.unit)
     if len(values) > 1:
         text += f" ({format_value(min(values), metric.unit)}-{format_value(max(values), metric.unit)})"

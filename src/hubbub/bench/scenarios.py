@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import os
+import resource
 import shutil
 import sys
 import tempfile
@@ -30,6 +31,7 @@ from .measure import (
     cpu_shares,
     drive,
     parse_wrk,
+    per_core_second,
     redis_server,
     run_measured,
     sample,
@@ -74,6 +76,8 @@ class Size:
     sse_n: int = 1000
     polls: int = 10_000
     idle: int = 10_000
+    #: The idle-ws variants: 10,000, and the scale of one box.
+    idle_n: tuple[int, ...] = (10_000, 100_000)
     history: int = 1_000_000
     warmup: float = 2.0
     seconds: float = 5.0
@@ -82,13 +86,16 @@ class Size:
     upload_mib: int = 512
     #: WebSocket subscribers of the cluster scenario (spread evenly over the nodes).
     cluster_n: int = 1000
+    #: The fixed rates (messages/s) of WebSocket fan-out's latency points, for
+    #: the largest N, beside the half-rate one: the same for every server.
+    fixed_rates: tuple[float, ...] = (50, 500, 2000)
     runs: int = 3
 
 
 FULL = Size()
-QUICK = Size(fanout_n=(50,), sse_n=100, polls=500, idle=500, history=20_000, warmup=0.5,
+QUICK = Size(fanout_n=(50,), sse_n=100, polls=500, idle=500, idle_n=(500,), history=20_000, warmup=0.5,
              seconds=1.0, latency_seconds=1.0, settle=1.0, upload_mib=64, cluster_n=60,
-             runs=1)
+             fixed_rates=(50,), runs=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,22 +141,38 @@ def _check(result: Metrics, *keys: str) -> None:
 # out: a quarter of the hub's default subscriber buffer, the same for every
 # server, enough for each to reach its plateau (measured: 64 is not).
 FANOUT_WINDOW = 256
-FANOUT_CHECKS = ("closed", "publish_errors", "mismatches", "undelivered")
+FANOUT_CHECKS = ("closed", "publish_errors", "mismatches", "undelivered", "lost", "duplicates",
+                 "reordered")
 
 
 def _fanout_spec(run: Run, n: int) -> dict[str, Any]:
     s = run.size
     return {"mode": "fanout", "n": n, "size": 256, "window": FANOUT_WINDOW, "warmup": s.warmup,
-            "seconds": s.seconds, "latency_seconds": s.latency_seconds}
+            "seconds": s.seconds, "latency_seconds": s.latency_seconds,
+            "latency_rates": (0, *run.params.get("fixed_rates", ()))}
 
 
 async def _ws_fanout(run: Run) -> Metrics:
+    """The publisher on node 0; the subscribers spread over the nodes. A
+    server may have doors of its own for them: ``ws_sub`` the subscribers',
+    ``ws_pub`` an HTTP door the publisher POSTs to (one POST at a time)."""
     served = run.served
+    doors = served.server.doors
     spec = _fanout_spec(run, run.params["n"])
-    spec |= {"dialect": served.server.dialect, "url": served.url("ws", "ws"), "topic": TOPIC}
+    url = served.url("ws_pub") if "ws_pub" in doors else served.url("ws", "ws")
+    spec |= {"dialect": served.server.dialect, "url": url,
+             "sub_urls": served.urls("ws_sub" if "ws_sub" in doors else "ws", "ws"),
+             "topic": TOPIC}
     result, _ = await drive(spec, served)
     _check(result, *FANOUT_CHECKS)
     return result
+
+
+def _fanout_variants(size: Size) -> list[tuple[str, dict[str, Any]]]:
+    """N = each of ``size.fanout_n``; the largest also paced at the fixed rates."""
+    top = max(size.fanout_n)
+    return [(f"N={n}", {"n": n, "fixed_rates": size.fixed_rates if n == top else ()})
+            for n in size.fanout_n]
 
 
 async def _sse_fanout(run: Run) -> Metrics:
@@ -172,17 +195,49 @@ async def _long_poll(run: Run) -> Metrics:
     return result
 
 
+def _check_room(n: int) -> None:
+    """Refuse ``n`` connections this machine cannot hold, saying why."""
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < n + 1024:
+        # The server and the generator each hold n sockets, in one process each.
+        raise BenchError(f"{n:,} connections need an open-file limit above {n + 1024:,}; "
+                         f"the hard limit here is {hard:,} and could not be raised "
+                         "(it takes root with CAP_SYS_RESOURCE, or a higher limit given "
+                         "to the session)")
+    # Both ends of every connection are files of this machine.
+    file_max = int(Path("/proc/sys/fs/file-max").read_text())
+    if file_max < 2 * n + 10_000:
+        raise BenchError(f"{n:,} connections need fs.file-max above {2 * n + 10_000:,} "
+                         f"(it is {file_max:,}: sysctl -w fs.file-max=...)")
+
+
 async def _idle_ws(run: Run) -> Metrics:
-    served, n = run.served, run.size.idle
-    base = sample([served.pid])
-    result, marks = await drive({
-        "mode": "idle", "dialect": served.server.dialect, "url": served.url("ws", "ws"),
-        "topic": f"{TOPIC}.idle.", "n": n, "settle": run.size.settle, "hold": 1.0,
-    }, served)
-    _check(result, "closed")
-    held = marks["end"].rss_kb[served.pid]
-    return {"kb_per_conn": (held - base.rss_kb[served.pid]) / n,
-            "rss_mb": held / 1024, "connections": result["connections"]}
+    """``n`` idle WebSockets, each subscribed to a topic of its own: the
+    growth of the server's memory (every process of it, proportional shares)
+    and of the kernel's TCP socket memory (both ends, as both are on this
+    machine) per connection; then, where the server publishes to a topic
+    named in the URL, one message to each topic and the time each takes
+    to reach its subscriber."""
+    served, n = run.served, run.params.get("n", run.size.idle)
+    _check_room(n)
+    pids = served.pids
+    base = sample(pids)
+    spec = {"mode": "idle", "dialect": served.server.dialect,
+            "url": served.url("ws_sub" if "ws_sub" in served.server.doors else "ws", "ws",
+                              topic="{topic}"),
+            "topic": f"{TOPIC}.idle.", "n": n,
+            "settle": run.size.settle, "hold": 1.0, "wake_timeout_s": 60}
+    if "{topic}" in served.server.doors.get("publish", ""):
+        spec["publish_url"] = served.url("publish", topic="{topic}")
+    result, marks = await drive(spec, served)
+    _check(result, "closed", "not_woken")
+    held = marks["end"]
+    memory = sum(held.pss_kb[pid] for pid in pids)
+    return {"kb_per_conn": (memory - sum(base.pss_kb[pid] for pid in pids)) / n,
+            "socket_kb_per_conn": (held.socket_kb - base.socket_kb) / n,
+            "rss_mb": memory / 1024,
+            **{k: v for k, v in result.items() if k.startswith("wake_") or k in (
+                "connections", "woken", "publish_s")}}
 
 
 async def _preload(run: Run) -> None:
@@ -232,8 +287,8 @@ async def _wrk(served: Served, url: str, size: Size) -> Metrics:
     last = sample(served.pids)
     result = parse_wrk(output)
     _check(result, "errors")
-    return result | cpu_shares(first, last, served.pids, cpu / (last.at - first.at),
-                               served.store_pid)
+    return per_core_second(result | cpu_shares(first, last, served.pids,
+                                               cpu / (last.at - first.at), served.store_pid))
 
 
 async def _wrk_publish(run: Run) -> Metrics:
@@ -251,7 +306,7 @@ async def _cluster(run: Run) -> Metrics:
     publish = await _wrk(served, served.url("publish", topic=f"{TOPIC}.publish"), run.size)
     spec = _fanout_spec(run, run.params["n"])
     spec |= {"dialect": "hubbub", "url": served.url("ws", "ws"),
-             "sub_urls": served.urls("ws", "ws"), "topic": TOPIC}
+             "sub_urls": served.urls("ws", "ws"), "topic": TOPIC, "latency_rates": (0,)}
     result, _ = await drive(spec, served)
     _check(result, *FANOUT_CHECKS)
     return result | {"publish_per_s": publish["requests_per_s"],
@@ -322,17 +377,28 @@ async def _upload(run: Run) -> Metrics:
 
 
 DELIVERIES = Metric("deliveries_per_s", "deliveries/s", "/s")
+PER_CORE = Metric("deliveries_per_core_s", "deliveries per server core-second", "/s")
 P50, P99 = Metric("p50_ms", "p50", "ms"), Metric("p99_ms", "p99", "ms")
 #: The CPU of the server and of the load generator while they pace at half rate.
 HALF_RATE_CPU = (Metric("half_rate_server_cpu", "server CPU at half rate", "%"),
                  Metric("half_rate_loadgen_cpu", "load generator CPU at half rate", "%"))
 
+
+def fixed_rate_metrics(rates: tuple[float, ...]) -> tuple[Metric, ...]:
+    """The figures of fan-out's fixed-rate latency points."""
+    return tuple(Metric(f"at{r:g}_{key}", f"{label} at {r:g} msg/s", unit) for r in rates
+                 for key, label, unit in (("p50_ms", "p50", "ms"), ("p99_ms", "p99", "ms"),
+                                          ("load", "share of its maximum", "x")))
+
 SCENARIOS: dict[str, Scenario] = {s.name: s for s in [
-    Scenario("ws-fanout", "WebSocket fan-out, 1 publisher, 256-byte messages",
-             (DELIVERIES, replace(P50, label="p50 at half rate"),
-              replace(P99, label="p99 at half rate"), *HALF_RATE_CPU),
-             lambda: [hub("memory")],
-             lambda size: [(f"N={n}", {"n": n}) for n in size.fanout_n], _ws_fanout),
+    Scenario("ws-fanout", "WebSocket fan-out, 1 publisher on 1 WebSocket, 256-byte messages; "
+             "latency from the scheduled send, at half rate and at fixed rates",
+             (DELIVERIES, PER_CORE, replace(P50, label="p50 at half rate"),
+              replace(P99, label="p99 at half rate"),
+              Metric("lag_p99_ms", "publisher's lag p99 at half rate", "ms"), *HALF_RATE_CPU,
+              *fixed_rate_metrics(FULL.fixed_rates)),
+             lambda: [hub("sqlite"), hub("memory"), hub("redis"), hub("redis", nodes=3)],
+             _fanout_variants, _ws_fanout),
     Scenario("sse-fanout", "SSE fan-out, 1 publisher (HTTP), 256-byte messages",
              (DELIVERIES, replace(P99, label="p99 at half rate")),
              lambda: [hub("memory")],
@@ -343,9 +409,14 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in [
     Scenario("long-poll", "Long polls waiting, then one publish: wake-up latency",
              (P50, P99, Metric("max_ms", "all answered", "ms")),
              _engines(), lambda size: [(f"{size.polls} polls", {})], _long_poll),
-    Scenario("idle-ws", "Idle WebSocket connections, each subscribed to a topic",
-             (Metric("kb_per_conn", "memory/conn", "KB"),),
-             lambda: [hub("memory")], lambda size: [(f"{size.idle} conns", {})], _idle_ws),
+    Scenario("idle-ws", "Idle WebSocket connections, each subscribed to a topic of its own; "
+             "then one publish to each topic",
+             (Metric("kb_per_conn", "memory/conn", "KB"),
+              Metric("socket_kb_per_conn", "kernel socket memory/conn (both ends)", "KB"),
+              Metric("wake_p50_ms", "publish to its subscriber p50", "ms"),
+              Metric("wake_p99_ms", "publish to its subscriber p99", "ms")),
+             lambda: [hub("memory")],
+             lambda size: [(f"{n} conns", {"n": n}) for n in size.idle_n], _idle_ws),
     Scenario("history", "Replay of stored messages from the start",
              (Metric("ws_msgs_per_s", "over WebSocket", "msg/s"),
               Metric("poll_msgs_per_s", "over long polling", "msg/s")),
