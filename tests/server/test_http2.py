@@ -1,0 +1,66 @@
+"""HTTP/2 over TLS serves every HTTP door: curl, nghttp, httpx."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+
+import pytest
+from httpx_sse import aconnect_sse
+
+from ..conftest import UNIT
+from .conftest import H2Hub
+
+pytestmark = pytest.mark.timeout(60 * UNIT)
+
+
+async def run(*cmd: str) -> tuple[int, str, str]:
+    """Run a command without blocking the loop the server runs in."""
+    proc = await asyncio.create_subprocess_exec(
+        *cmd, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    async with asyncio.timeout(30 * UNIT):
+        out, err = await proc.communicate()
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+async def test_curl_publishes_and_reads_back(h2_hub: H2Hub) -> None:
+    """curl --http2 publishes (HTTP/2 201) and reads the message back."""
+    if shutil.which("curl") is None:
+        pytest.skip("curl is not installed")
+    rc, out, err = await run("curl", "-sS", "-k", "--http2", "-i", "-X", "POST",
+                             "-H", "content-type: application/json", "--data", '{"n": 1}',
+                             f"{h2_hub.url}/v1/topics/chat.a")
+    assert rc == 0, err
+    assert out.startswith("HTTP/2 201"), out
+    rc, out, err = await run("curl", "-sS", "-k", "--http2",
+                             f"{h2_hub.url}/v1/topics/chat.a/messages")
+    assert rc == 0, err
+    assert [m["data"] for m in json.loads(out)["messages"]] == [{"n": 1}]
+
+
+async def test_httpx_doors_over_one_connection(h2_hub: H2Hub) -> None:
+    """Publish, short poll, long poll and SSE share one HTTP/2 connection."""
+    async with h2_hub.client() as client:
+        r = await client.post("/v1/topics/chat.b", json={"n": 1})
+        assert (r.status_code, r.http_version) == (201, "HTTP/2")
+        cursor = r.json()["cursor"]
+        r = await client.get("/v1/topics/chat.b/messages", params={"after": "start"})
+        assert [m["data"] for m in r.json()["messages"]] == [{"n": 1}]
+        long_poll = asyncio.ensure_future(client.get(
+            "/v1/topics/chat.b/messages", params={"after": cursor, "wait": 10}))
+        async with aconnect_sse(client, "GET", "/v1/topics/chat.b/events",
+                                params={"after": cursor}) as sse:
+            assert sse.response.http_version == "HTTP/2"
+            events = sse.aiter_sse()
+            await asyncio.sleep(0)
+            r = await client.post("/v1/topics/chat.b", json={"n": 2})
+            assert r.status_code == 201
+            async for event in events:
+                if event.event == "message":
+                    assert json.loads(event.data)["data"] == {"n": 2}
+                    break
+        r = await long_poll
+        assert [m["data"] for m in r.json()["messages"]] == [{"n": 2}]
+    assert len(h2_hub.protocols) == 1
