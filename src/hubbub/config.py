@@ -17,6 +17,8 @@ Example ``hubbub.toml``::
 
     [server]
     buffer = 1024              # messages held per subscriber before it counts as slow
+    tls_cert = "/etc/hubbub/cert.pem"   # TLS, and HTTP/2 to clients that offer it
+    tls_key = "/etc/hubbub/key.pem"     # (docs/operations.md)
     heartbeat = 15             # seconds between SSE heartbeat comments
     presence_ttl = 30          # a presence entry its node stops renewing expires after this
 
@@ -180,6 +182,10 @@ class ServerConfig:
     max_wait: float = 60.0
     max_limit: int = 1000
     presence_ttl: float = 30.0
+    #: PEM certificate chain and private key of ``hubbub serve`` over TLS
+    #: (``--tls-cert``/``--tls-key`` win over these).
+    tls_cert: str | None = None
+    tls_key: str | None = None
 
 
 @dataclass(slots=True)
@@ -271,7 +277,11 @@ def _server(section: Any) -> ServerConfig:
     for key, value in section.items():
         if key not in known:
             raise ConfigError(f"server.{key}: unknown setting")
-        if key in ("heartbeat", "max_wait", "presence_ttl"):
+        if key in ("tls_cert", "tls_key"):
+            if not isinstance(value, str) or not value:
+                raise ConfigError(f"server.{key}: expected a file name")
+            changes[key] = value
+        elif key in ("heartbeat", "max_wait", "presence_ttl"):
             changes[key] = parse_duration(value, where=f"server.{key}")
             if key == "presence_ttl" and not changes[key] > 0:
                 raise ConfigError("server.presence_ttl: must be more than 0")
