@@ -102,9 +102,12 @@ async def start_h2_hub(cert_files: CertFiles) -> AsyncIterator[StartHub]:
     """Start hubs (``await start(**settings)``); all stopped at the test's end."""
     hubs: list[H2Hub] = []
 
-    async def start(config: Config | None = None, **settings: Any) -> H2Hub:
-        app = create_app("memory://", config or Config())
-        await app.state.hub.start()
+    async def start(config: Config | None = None, app: Any = None, **settings: Any) -> H2Hub:
+        """A hub app (or ``app``, an ASGI app wrapping ``hub_app``) served
+        with these settings."""
+        hub_app = create_app("memory://", config or Config())
+        await hub_app.state.hub.start()
+        app = app(hub_app) if app is not None else hub_app
         s = ServerSettings(tls_cert=cert_files.cert, tls_key=cert_files.key, **settings)
         hub: H2Hub
 
@@ -115,7 +118,7 @@ async def start_h2_hub(cert_files: CertFiles) -> AsyncIterator[StartHub]:
 
         server = await asyncio.get_running_loop().create_server(
             protocol, "127.0.0.1", 0, ssl=server_context(s))
-        hub = H2Hub(server.sockets[0].getsockname()[1], app, s, server)
+        hub = H2Hub(server.sockets[0].getsockname()[1], hub_app, s, server)
         hubs.append(hub)
         return hub
 
@@ -132,3 +135,82 @@ async def start_h2_hub(cert_files: CertFiles) -> AsyncIterator[StartHub]:
 @pytest.fixture
 async def h2_hub(start_h2_hub: StartHub) -> H2Hub:
     return await start_h2_hub()
+
+
+class RawH2:
+    """A bare HTTP/2 client over TLS (h2's client state machine), for the
+    tests that must send what a polite client would not."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                 conn: Any) -> None:
+        self.reader, self.writer, self.conn = reader, writer, conn
+        self.closed = False
+
+    @classmethod
+    async def open(cls, hub: H2Hub, *, window: int | None = None, rcvbuf: int | None = None,
+                   handshake: bool = True) -> RawH2:
+        """Connect; ``window``: our initial stream window; ``rcvbuf``: our
+        socket's receive buffer; ``handshake``: send the preface (and settings) now."""
+        import socket
+
+        from h2.config import H2Configuration
+        from h2.connection import H2Connection
+        from h2.settings import SettingCodes
+
+        sock = socket.socket()
+        if rcvbuf is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        sock.setblocking(False)
+        await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", hub.port))
+        reader, writer = await asyncio.open_connection(
+            sock=sock, ssl=hub.client_context(), server_hostname="localhost")
+        conn = H2Connection(H2Configuration(client_side=True, header_encoding=None))
+        client = cls(reader, writer, conn)
+        if handshake:
+            conn.initiate_connection()
+            if window is not None:
+                conn.update_settings({SettingCodes.INITIAL_WINDOW_SIZE: window})
+            client.flush()
+        return client
+
+    def flush(self) -> None:
+        data = self.conn.data_to_send()
+        if data:
+            self.writer.write(data)
+
+    def request(self, method: str, path: str, body: bytes | None = None, *,
+                end: bool = True, stream_id: int | None = None) -> int:
+        sid = stream_id or self.conn.get_next_available_stream_id()
+        self.conn.send_headers(sid, [
+            (b":method", method.encode()), (b":scheme", b"https"),
+            (b":authority", b"127.0.0.1"), (b":path", path.encode())],
+            end_stream=end and body is None)
+        if body is not None:
+            self.conn.send_data(sid, body, end_stream=end)
+        self.flush()
+        return sid
+
+    async def events(self, until: Callable[[Any], bool], *, ack: bool = True) -> list[Any]:
+        """Read events until one satisfies ``until`` (or the connection ends);
+        ``ack``: give received data's window back."""
+        from h2.events import DataReceived
+
+        seen: list[Any] = []
+        async with asyncio.timeout(10 * UNIT):
+            while True:
+                data = await self.reader.read(65536)
+                if not data:
+                    self.closed = True
+                    return seen
+                for event in self.conn.receive_data(data):
+                    seen.append(event)
+                    if ack and isinstance(event, DataReceived) and event.flow_controlled_length:
+                        self.conn.acknowledge_received_data(
+                            event.flow_controlled_length, event.stream_id)
+                    if until(event):
+                        self.flush()
+                        return seen
+                self.flush()
+
+    def close(self) -> None:
+        self.writer.transport.abort()

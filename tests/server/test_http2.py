@@ -64,3 +64,16 @@ async def test_httpx_doors_over_one_connection(h2_hub: H2Hub) -> None:
         r = await long_poll
         assert [m["data"] for m in r.json()["messages"]] == [{"n": 2}]
     assert len(h2_hub.protocols) == 1
+
+
+async def test_nghttp_gets(h2_hub: H2Hub) -> None:
+    """nghttp (nghttp2's client) GETs a page of messages over HTTP/2."""
+    if shutil.which("nghttp") is None:
+        pytest.skip("nghttp is not installed (Debian: nghttp2-client)")
+    async with h2_hub.client() as client:
+        assert (await client.post("/v1/topics/chat.n", json="hi")).status_code == 201
+    rc, out, err = await run("nghttp", "-v", f"{h2_hub.url}/v1/topics/chat.n/messages")
+    assert rc == 0, out + err
+    assert ":status: 200" in out
+    assert '"data":"hi"' in out
+    assert "SETTINGS_MAX_CONCURRENT_STREAMS(0x03):100" in out

@@ -123,12 +123,19 @@ class H2Protocol(asyncio.Protocol):
         if sock is not None and self.settings.send_buffer:
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.settings.send_buffer)
+        # The limits are sent as an update, which h2 holds to once the client
+        # acknowledged it (RFC 9113 §6.5.3), so a client that opened streams
+        # before it knew the limit gets REFUSED_STREAM for those past it
+        # (from _request) rather than a connection error; until then h2's
+        # own header-list bound (64 KiB) holds.
         self.conn.local_settings = Settings(client=False, initial_values={
-            SettingCodes.MAX_CONCURRENT_STREAMS: self.settings.h2_max_concurrent_streams,
-            SettingCodes.MAX_HEADER_LIST_SIZE: self.settings.max_header_bytes,
             SettingCodes.INITIAL_WINDOW_SIZE: self.settings.h2_stream_window,
         })
         self.conn.initiate_connection()
+        self.conn.update_settings({
+            SettingCodes.MAX_CONCURRENT_STREAMS: self.settings.h2_max_concurrent_streams,
+            SettingCodes.MAX_HEADER_LIST_SIZE: self.settings.max_header_bytes,
+        })
         self.conn.increment_flow_control_window(CONNECTION_WINDOW - DEFAULT_WINDOW)
         self.flush()
         self._arm(self.settings.head_timeout)
