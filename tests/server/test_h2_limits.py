@@ -300,3 +300,20 @@ async def test_application_failure_is_a_500(start_h2_hub: StartHub) -> None:
         assert r.status_code == 500
         assert r.headers["content-type"] == "application/problem+json"
         assert (await client.get("/healthz")).status_code == 200
+
+
+async def test_connect_is_refused_with_a_problem(h2_hub: H2Hub) -> None:
+    """A CONNECT request (no path to serve) gets 405 and no application runs."""
+    raw = await RawH2.open(h2_hub)
+    try:
+        sid = raw.conn.get_next_available_stream_id()
+        raw.conn.send_headers(sid, [(b":method", b"CONNECT"), (b":authority", b"example.com:443")],
+                              end_stream=True)
+        raw.flush()
+        events = await raw.events(ended(sid))
+        heads = [dict(e.headers) for e in events if isinstance(e, ResponseReceived)]
+        assert heads[0][b":status"] == b"405"
+        assert heads[0][b"content-type"] == b"application/problem+json"
+    finally:
+        raw.close()
+

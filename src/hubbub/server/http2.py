@@ -349,11 +349,13 @@ class H2Protocol(asyncio.Protocol):
 
     def _guarded(self, stream: Stream, call: Callable[..., object], *args: Any,
                  **kwargs: Any) -> bool:
-        """Run an h2 call for ``stream``; a stream h2 considers closed is lost."""
+        """Run an h2 call for ``stream``; one h2 refuses (the stream is closed,
+        or a response field is not valid HTTP/2) resets the stream."""
         try:
             call(*args, **kwargs)
-        except ProtocolError:
-            stream.lose()
+        except ProtocolError as exc:
+            log.debug("http/2 stream %d of %s reset: %s", stream.id, self._peer, exc)
+            self.reset(stream, ErrorCodes.INTERNAL_ERROR)
             return False
         return True
 

@@ -11,8 +11,7 @@ offers only ``http/1.1``, or no ALPN at all, gets HTTP/1.1 (WebSocket
 included) on the same port.
 
 RFC 9113 §9.2 asks HTTP/2 over TLS for TLS 1.2 or later without
-compression or renegotiation; Python's default server context already
-refuses compression, and OpenSSL 3 refuses client-initiated renegotiation.
+compression or renegotiation: the context refuses all three.
 """
 
 from __future__ import annotations
@@ -57,6 +56,9 @@ def server_context(settings: ServerSettings) -> ssl.SSLContext:
             raise TLSError(f"{flag}: cannot read {path}")
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
+    # RFC 9113 §9.2.1: "A deployment of HTTP/2 over TLS 1.2 MUST disable
+    # renegotiation"; compression is off in every default context already.
+    context.options |= ssl.OP_NO_RENEGOTIATION
     context.set_alpn_protocols(ALPN)
     try:
         context.load_cert_chain(cert, key)
