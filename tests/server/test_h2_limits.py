@@ -317,3 +317,27 @@ async def test_connect_is_refused_with_a_problem(h2_hub: H2Hub) -> None:
     finally:
         raw.close()
 
+
+
+async def test_shutdown_finishes_running_streams_then_goaway(h2_hub: H2Hub) -> None:
+    """``shutdown()`` refuses new streams, lets a running one answer, then
+    closes with GOAWAY NO_ERROR."""
+    raw = await RawH2.open(h2_hub)
+    try:
+        poll = raw.request("GET", "/v1/topics/sd.a/messages?after=end&wait=5")
+        async with asyncio.timeout(10 * UNIT):
+            while not h2_hub.protocols or poll not in h2_hub.protocols[0].streams:
+                await asyncio.sleep(0.01)
+        h2_hub.protocols[0].shutdown()
+        late = raw.request("GET", "/healthz")
+        events = await raw.events(ended(late))
+        assert isinstance(events[-1], StreamReset)
+        assert events[-1].error_code == ErrorCodes.REFUSED_STREAM
+        async with h2_hub.client() as client:
+            assert (await client.post("/v1/topics/sd.a", json=1)).status_code == 201
+        events = await raw.events(terminated)
+        assert [e.stream_id for e in events if isinstance(e, StreamEnded)] == [poll]
+        assert isinstance(events[-1], ConnectionTerminated)
+        assert events[-1].error_code == ErrorCodes.NO_ERROR
+    finally:
+        raw.close()

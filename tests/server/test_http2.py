@@ -77,3 +77,34 @@ async def test_nghttp_gets(h2_hub: H2Hub) -> None:
     assert ":status: 200" in out
     assert '"data":"hi"' in out
     assert "SETTINGS_MAX_CONCURRENT_STREAMS(0x03):100" in out
+
+
+async def test_tus_upload_over_http2(h2_hub: H2Hub) -> None:
+    """A tus upload (create, two PATCHes, HEAD, download) works over HTTP/2."""
+    tus = {"Tus-Resumable": "1.0.0"}
+    async with h2_hub.client() as client:
+        r = await client.post("/v1/uploads/", headers={**tus, "Upload-Length": "11"})
+        assert (r.status_code, r.http_version) == (201, "HTTP/2"), r.text
+        location = r.headers["location"]
+        for offset, chunk in ((0, b"hello"), (5, b" world")):
+            r = await client.patch(location, content=chunk, headers={
+                **tus, "Upload-Offset": str(offset),
+                "Content-Type": "application/offset+octet-stream"})
+            assert r.status_code == 204, r.text
+        r = await client.head(location, headers=tus)
+        assert r.headers["upload-offset"] == "11"
+        assert (await client.get(location)).content == b"hello world"
+
+
+async def test_jobs_and_dashboard_over_http2(h2_hub: H2Hub) -> None:
+    """The jobs door answers 202 and its status; the dashboard and its
+    script load, all over HTTP/2."""
+    async with h2_hub.client() as client:
+        r = await client.post("/v1/jobs/thumbs", json={"file": "a.png"})
+        assert (r.status_code, r.http_version) == (202, "HTTP/2"), r.text
+        r = await client.get(r.headers["location"])
+        assert r.status_code == 200 and r.json()["state"] == "queued"
+        page = await client.get("/")
+        assert page.status_code == 200 and "text/html" in page.headers["content-type"]
+        script = await client.get("/dashboard/app.js")
+        assert script.status_code == 200 and len(script.content) > 1000
