@@ -17,6 +17,8 @@ from h2.events import (
 )
 from hyperframe.frame import ContinuationFrame, HeadersFrame
 
+from hubbub.server.h2frames import PREFACE, HeaderBlockWatch
+
 from ..conftest import UNIT
 from .conftest import H2Hub, RawH2, StartHub
 
@@ -181,18 +183,42 @@ async def test_an_oversized_header_block_is_refused(start_h2_hub: StartHub) -> N
 
 
 async def test_a_header_block_that_never_ends_is_cut_off(start_h2_hub: StartHub) -> None:
-    """A connection whose first header block never ends yields no request
-    and is closed when its head timeout passes."""
+    """A header block left open for ``head_timeout`` ends the connection
+    (GOAWAY ENHANCE_YOUR_CALM), even with another stream live on it."""
     hub = await start_h2_hub(head_timeout=0.3 * UNIT)
     raw = await RawH2.open(hub)
     try:
-        headers = HeadersFrame(1)
+        sse = raw.request("GET", "/v1/topics/hb.a/events")
+        await raw.events(lambda e: isinstance(e, ResponseReceived) and e.stream_id == sse)
+        headers = HeadersFrame(sse + 2)
         headers.data = b""
         raw.writer.write(headers.serialize())
         events = await raw.events(terminated)
-        assert isinstance(events[-1], ConnectionTerminated) or raw.closed
+        assert isinstance(events[-1], ConnectionTerminated)
+        assert events[-1].error_code == ErrorCodes.ENHANCE_YOUR_CALM
     finally:
         raw.close()
+
+
+def test_header_block_watch_follows_frame_boundaries() -> None:
+    """The watch sees a block open at a HEADERS frame without END_HEADERS,
+    still open across CONTINUATIONs without it, closed by one with it,
+    whatever the bytes' split; DATA payloads are skipped, not read."""
+    def frame(kind: int, flags: int, payload: bytes, sid: int = 1) -> bytes:
+        return (len(payload).to_bytes(3, "big") + bytes([kind, flags])
+                + sid.to_bytes(4, "big") + payload)
+
+    # A DATA payload that looks like a HEADERS frame header must not count.
+    before = PREFACE + frame(0x0, 0x0, frame(0x1, 0x0, b""))
+    stream = before + frame(0x1, 0x0, b"abc")
+    for split in range(1, 12):
+        watch = HeaderBlockWatch()
+        chunks = [stream[i:i + split] for i in range(0, len(stream), split)]
+        seen = [watch.feed(chunk) for chunk in chunks]
+        assert seen[-1] is True and not any(seen[:len(before) // split])
+        assert watch.feed(frame(0x9, 0x0, b"d")) is True
+        assert watch.feed(frame(0x9, 0x4, b"e")) is False
+        assert watch.feed(frame(0x1, 0x5, b"f", 3)) is False
 
 
 @pytest.mark.parametrize("garbage", [

@@ -28,8 +28,9 @@ Rapid reset (CVE-2023-44487): more than ``h2_max_resets`` streams reset by
     GOAWAY ENHANCE_YOUR_CALM (Netty's defaults: 200 in 30 s).
 Header blocks (the CONTINUATION flood): ``SETTINGS_MAX_HEADER_LIST_SIZE`` is
     ``max_header_bytes``, enforced by ``h2``'s decoder, and ``h2`` refuses a
-    block of more than 64 CONTINUATION frames; a block that never ends
-    yields no request, so the idle timer below closes its connection.
+    block of more than 64 CONTINUATION frames; a block still open after
+    ``head_timeout`` seconds (:mod:`hubbub.server.h2frames` follows the
+    frames) ends the connection with GOAWAY ENHANCE_YOUR_CALM.
 Malformed frames: ``h2`` raises, has a GOAWAY ready (PROTOCOL_ERROR, or the
     code the error names); it is written and the connection closed, every
     stream of it ended for its application.
@@ -71,6 +72,7 @@ from h2.events import (
 from h2.exceptions import ProtocolError
 from h2.settings import SettingCodes, Settings
 
+from .h2frames import HeaderBlockWatch
 from .h2stream import Stream, request_scope
 from .settings import ServerSettings
 
@@ -105,6 +107,8 @@ class H2Protocol(asyncio.Protocol):
         self._writable.set()
         self._timer: asyncio.TimerHandle | None = None
         self._stall: asyncio.TimerHandle | None = None
+        self._blocks = HeaderBlockWatch()
+        self._block_timer: asyncio.TimerHandle | None = None
         self._resets = 0
         self._resets_since = 0.0
         self._peer: Any = None
@@ -141,6 +145,13 @@ class H2Protocol(asyncio.Protocol):
         self._arm(self.settings.head_timeout)
 
     def data_received(self, data: bytes) -> None:
+        if self._blocks.feed(data):
+            if self._block_timer is None:
+                self._block_timer = asyncio.get_running_loop().call_later(
+                    self.settings.head_timeout, self._goaway, ErrorCodes.ENHANCE_YOUR_CALM)
+        elif self._block_timer is not None:
+            self._block_timer.cancel()
+            self._block_timer = None
         try:
             events = self.conn.receive_data(data)
         except ProtocolError as exc:
@@ -193,10 +204,10 @@ class H2Protocol(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._end_streams()
         self._writable.set()
-        for timer in (self._timer, self._stall):
+        for timer in (self._timer, self._stall, self._block_timer):
             if timer is not None:
                 timer.cancel()
-        self._timer = self._stall = None
+        self._timer = self._stall = self._block_timer = None
         if self.on_lost is not None:
             self.on_lost(self)
 
