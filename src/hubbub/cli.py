@@ -110,6 +110,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--access-log", action="store_true", help="log every request")
     serve.add_argument("--insecure", action="store_true",
                        help="allow a non-loopback address with no [auth] configured")
+    serve.add_argument("--tls-cert", metavar="FILE",
+                       help="PEM certificate chain: serve TLS, and HTTP/2 to clients that offer it")
+    serve.add_argument("--tls-key", metavar="FILE", help="the certificate's PEM private key")
 
     pub = commands.add_parser(
         "pub", help="publish one message",
@@ -264,6 +267,8 @@ def _complain(message: str) -> None:
 def _serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from .config import Config, ConfigError
     from .server.run import configure_logging, is_loopback, serve
+    from .server.settings import ServerSettings
+    from .server.tls import TLSError, server_context
 
     try:
         config = Config.load(args.config) if args.config else Config()
@@ -285,10 +290,20 @@ def _serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
                  "; only loopback Host names are served until [server] allowed_hosts "
                  "lists others (docs/security.md)"),
               file=sys.stderr, flush=True)
+    settings = ServerSettings(host=args.host, port=args.port,
+                              tls_cert=args.tls_cert or config.server.tls_cert,
+                              tls_key=args.tls_key or config.server.tls_key)
+    if settings.tls_cert or settings.tls_key:
+        try:
+            server_context(settings)
+        except TLSError as exc:
+            _complain(str(exc))
+            return EXIT_USAGE
     configure_logging(args.log_level)
     try:
         return serve(args.store, config, host=args.host, port=args.port,
-                     log_level=args.log_level, access_log=args.access_log)
+                     log_level=args.log_level, access_log=args.access_log,
+                     settings=settings)
     except ValueError as exc:  # an unknown store URL
         _complain(str(exc))
         return EXIT_USAGE

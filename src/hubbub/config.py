@@ -17,6 +17,8 @@ Example ``hubbub.toml``::
 
     [server]
     buffer = 1024              # messages held per subscriber before it counts as slow
+    tls_cert = "/etc/hubbub/cert.pem"   # TLS, and HTTP/2 to clients that offer it
+    tls_key = "/etc/hubbub/key.pem"     # (docs/operations.md)
     heartbeat = 15             # seconds between SSE heartbeat comments
     presence_ttl = 30          # a presence entry its node stops renewing expires after this
     allowed_hosts = ["hub.example.com"]       # Host names served beyond loopback ones
@@ -192,6 +194,10 @@ class ServerConfig:
     cors_origins: tuple[str, ...] = ()
     cors_credentials: bool = False
     cors_max_age: float = 600.0
+    #: PEM certificate chain and private key of ``hubbub serve`` over TLS
+    #: (``--tls-cert``/``--tls-key`` win over these).
+    tls_cert: str | None = None
+    tls_key: str | None = None
 
 
 @dataclass(slots=True)
@@ -285,6 +291,10 @@ def _server(section: Any) -> ServerConfig:
             raise ConfigError(f"server.{key}: unknown setting")
         if key in _BROWSER_KEYS:
             changes[key] = _browser_setting(key, value)
+        elif key in ("tls_cert", "tls_key"):
+            if not isinstance(value, str) or not value:
+                raise ConfigError(f"server.{key}: expected a file name")
+            changes[key] = value
         elif key in ("heartbeat", "max_wait", "presence_ttl", "cors_max_age"):
             changes[key] = parse_duration(value, where=f"server.{key}")
             if key == "presence_ttl" and not changes[key] > 0:

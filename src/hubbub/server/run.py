@@ -66,6 +66,7 @@ from ..protocol.errors import HubbubError, Unavailable
 from ..protocol.redact import RedactTokens
 from ..transports.app import create_app
 from .httpwhole import WholeResponseProtocol
+from .settings import ServerSettings
 from .wsframes import FramesProtocol
 
 log = logging.getLogger("hubbub.server")
@@ -208,8 +209,13 @@ def serve(
     access_log: bool = False,
     drain_timeout: float = DRAIN_TIMEOUT,
     announce: Callable[[str], None] | None = None,
+    settings: ServerSettings | None = None,
 ) -> int:
     """Run a hub until a signal drains it; returns the exit status.
+
+    ``settings`` with ``tls_cert`` and ``tls_key`` serve TLS (HTTP/1.1 under
+    uvicorn; :mod:`hubbub.server.http2` serves ALPN ``h2`` once the server
+    layer hands it those connections).
 
     Raises:
         ValueError: ``store`` names no known engine.
@@ -231,12 +237,15 @@ def serve(
         ws_per_message_deflate=False,
         lifespan="on", access_log=access_log, log_level=log_level,
         timeout_graceful_shutdown=max(1, round(drain_timeout)),
+        ssl_certfile=settings.tls_cert if settings else None,
+        ssl_keyfile=settings.tls_key if settings else None,
     )
+    scheme = "https" if settings and settings.tls_cert else "http"
 
     redact_logs()  # after uvicorn.Config, which sets up uvicorn's handlers
 
     def listening(address: str) -> None:
-        line = f"hubbub listening on http://{address} (store: {store})"
+        line = f"hubbub listening on {scheme}://{address} (store: {store})"
         if announce is None:
             print(line, flush=True)
         else:

@@ -42,6 +42,16 @@ class ServerSettings:
     #: TLS, and HTTP/2 to clients that offer it (ALPN ``h2``).
     tls_cert: str | None = None
     tls_key: str | None = None
+    #: HTTP/2: requests served at once on one connection
+    #: (SETTINGS_MAX_CONCURRENT_STREAMS); streams past it are refused.
+    h2_max_concurrent_streams: int = 100
+    #: HTTP/2: bytes of request body one stream may hold unread (its
+    #: SETTINGS_INITIAL_WINDOW_SIZE).
+    h2_stream_window: int = 256 * 1024
+    #: HTTP/2 rapid reset (CVE-2023-44487): streams a client may reset within
+    #: ``h2_reset_interval`` seconds before its connection is closed.
+    h2_max_resets: int = 200
+    h2_reset_interval: float = 30.0
 
 
 __all__ = ["ServerSettings"]
