@@ -36,6 +36,12 @@ class ServerSettings:
     ws_ping_interval: float = 20.0
     #: ... and the connection closed when its pong takes longer than this.
     ws_ping_timeout: float = 20.0
+    #: Seconds a connection the server closes first keeps reading (and
+    #: dropping) what its client still sends, so the client reads the answer
+    #: instead of a reset (lingering close).
+    linger_timeout: float = 2.0
+    #: The largest WebSocket message a client may send, in bytes (1009 past it).
+    ws_max_size: int = 1024 * 1024 + 64 * 1024
     #: Seconds the drain of a shutdown may take before what is left is closed.
     drain_timeout: float = 10.0
     #: PEM certificate chain and private key: with both, the server speaks
