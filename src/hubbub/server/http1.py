@@ -200,7 +200,9 @@ class Request:
                 extra = b"transfer-encoding: chunked\r\n"
             else:
                 self.keep_alive = False
-        if not self.keep_alive:
+        if not self.keep_alive or self.more_body or self.conn.state.closing:
+            # The connection ends after this response (Rule 3, or a shutdown).
+            self.keep_alive = False
             extra += b"connection: close\r\n"
         return head + extra + b"\r\n"
 
