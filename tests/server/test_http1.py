@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
+from hubbub.core import PublishItem
 from tests.conftest import UNIT, HubServer
 from tests.server.conftest import SETTINGS, Raw
 
@@ -233,3 +234,32 @@ def _post_20_mb(port: int) -> bytes:
             stop.set()
             sender.join(10 * UNIT)
     return received
+
+
+async def test_a_stalled_sse_reader_is_cut_off_by_the_write_deadline(layer: HubServer) -> None:
+    """An SSE client that stops reading is cut off once its socket took nothing
+    for write_deadline, and its stream ends (the connection is no longer counted)."""
+    state = layer.server.state
+    assert state is not None
+    port = int(layer.url.rsplit(":", 1)[1])
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connecting
+    sock.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
+    reader, writer = await asyncio.open_connection(sock=sock)
+    try:
+        writer.write(b"GET /v1/topics/stall.s/events?after=start HTTP/1.1\r\nHost: x\r\n\r\n")
+        async with asyncio.timeout(5 * UNIT):
+            assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 200")
+            await reader.readuntil(b"event: ready")
+        before = len(state.connections)
+        writer.transport.pause_reading()
+        payload = b'"' + b"x" * 60_000 + b'"'
+        async with asyncio.timeout(20 * UNIT):
+            while state.counts.slow_cut_off == 0:
+                await layer.hub.publish_batch([PublishItem("stall.s", payload)] * 4)
+                await asyncio.sleep(0.05)
+            while len(state.connections) >= before:
+                await asyncio.sleep(0.02)
+    finally:
+        writer.close()

@@ -185,3 +185,6 @@ async def test_a_stalled_reader_is_cut_off_by_the_write_deadline(layer: HubServe
                 await asyncio.sleep(0.02)
     finally:
         writer.close()
+    async with layer.client() as http:
+        text = (await http.get("/metrics")).text
+    assert "hubbub_server_slow_cut_off_total 1.0" in text

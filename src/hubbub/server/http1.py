@@ -355,7 +355,10 @@ class HttpProtocol(asyncio.Protocol):
                 self.refuse(408, "the request body took too long", "timeout")
             else:
                 self.linger()
-        else:  # an idle connection, or a lingering one
+        elif self.phase == LINGER:
+            # What the socket has not taken by now it will not: drop it.
+            self.transport.abort()
+        else:  # an idle connection
             self.transport.close()
 
     def refuse(self, status: int, detail: str, code: str, extra: bytes = b"") -> None:

@@ -182,6 +182,7 @@ class HubServer:
         if self._should_exit:
             self._exit.set()
         state = self.state = ServerState(self.app, self.settings, loop)
+        self.hub.metrics.server = state.snapshot
         try:
             # Open the store before the lifespan does (hub.start() is then a
             # no-op there), so a store that cannot be opened is one clear
@@ -233,7 +234,8 @@ class HubServer:
         if not self.forced:
             try:
                 async with asyncio.timeout(self.drain_timeout):
-                    while state.connections:  # noqa: ASYNC110 - no event for "all gone"
+                    while state.connections:  # no event for "all gone"
+                        state.cut_stalled(DRAIN_STALLED)
                         await asyncio.sleep(0.02)
             except TimeoutError:
                 log.warning("%d connections still open after %gs; closing them",

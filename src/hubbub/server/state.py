@@ -28,7 +28,7 @@ import asyncio
 import contextlib
 import math
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from email.utils import formatdate
 from typing import Any, Protocol
 
@@ -193,6 +193,10 @@ class ServerState:
 
     def unwatch(self, conn: Writer) -> None:
         self._watched.pop(conn, None)
+
+    def snapshot(self) -> dict[str, int]:
+        """The counts and the open connections, for ``/metrics``."""
+        return {**asdict(self.counts), "connections": len(self.connections)}
 
     def cut_stalled(self, seconds: float) -> None:
         """Cut off every connection whose socket took nothing for ``seconds`` (a drain)."""
