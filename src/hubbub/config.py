@@ -180,6 +180,16 @@ class ServerConfig:
     max_wait: float = 60.0
     max_limit: int = 1000
     presence_ttl: float = 30.0
+    # The server layer's limits (hubbub.server.settings, docs/operations.md);
+    # None keeps the server's default.
+    head_timeout: float | None = None
+    body_timeout: float | None = None
+    keepalive_timeout: float | None = None
+    write_deadline: float | None = None
+    linger_timeout: float | None = None
+    max_connections: int | None = None
+    max_header_bytes: int | None = None
+    send_buffer: int | None = None
 
 
 @dataclass(slots=True)
@@ -263,6 +273,11 @@ def _namespace(base: NamespaceConfig, section: Any, where: str) -> NamespaceConf
     return replace(base, **changes)
 
 
+#: The server layer's timeouts among the [server] keys (durations).
+_SERVER_TIMEOUTS = ("head_timeout", "body_timeout", "keepalive_timeout", "write_deadline",
+                    "linger_timeout")
+
+
 def _server(section: Any) -> ServerConfig:
     if not isinstance(section, dict):
         raise ConfigError("server: expected a table")
@@ -271,10 +286,10 @@ def _server(section: Any) -> ServerConfig:
     for key, value in section.items():
         if key not in known:
             raise ConfigError(f"server.{key}: unknown setting")
-        if key in ("heartbeat", "max_wait", "presence_ttl"):
+        if key in ("heartbeat", "max_wait", "presence_ttl", *_SERVER_TIMEOUTS):
             changes[key] = parse_duration(value, where=f"server.{key}")
-            if key == "presence_ttl" and not changes[key] > 0:
-                raise ConfigError("server.presence_ttl: must be more than 0")
+            if key in ("presence_ttl", *_SERVER_TIMEOUTS) and not changes[key] > 0:
+                raise ConfigError(f"server.{key}: must be more than 0")
         elif isinstance(value, bool) or not isinstance(value, int) or value <= 0:
             raise ConfigError(f"server.{key}: expected a positive integer")
         else:

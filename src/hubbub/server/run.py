@@ -70,7 +70,7 @@ from ..protocol.errors import HubbubError, Unavailable
 from ..transports.app import create_app
 from .asgi import Lifespan
 from .http1 import HttpProtocol
-from .settings import ServerSettings
+from .settings import ServerSettings, from_config
 from .state import ServerState
 from .websocket import WebSocketProtocol
 
@@ -302,7 +302,7 @@ def serve(
         Unavailable: the store cannot be opened.
     """
     app = create_app(store, config)
-    settings = replace(settings or ServerSettings(), host=host, port=port,
+    settings = replace(from_config(config.server, settings), host=host, port=port,
                        drain_timeout=drain_timeout,
                        ws_max_size=config.max_message_size + WS_FRAME_OVERHEAD)
     scheme = "https" if settings.tls_cert else "http"

@@ -7,7 +7,8 @@ they are the I/O layer's alone.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
+from typing import Any
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,4 +51,13 @@ class ServerSettings:
     tls_key: str | None = None
 
 
-__all__ = ["ServerSettings"]
+def from_config(server: Any, settings: ServerSettings | None = None) -> ServerSettings:
+    """``settings`` (or the defaults) with what the ``[server]`` table of a
+    :class:`hubbub.config.Config` sets (its keys named like these fields)."""
+    settings = settings or ServerSettings()
+    changes = {f.name: getattr(server, f.name) for f in fields(ServerSettings)
+               if getattr(server, f.name, None) is not None}
+    return replace(settings, **changes)
+
+
+__all__ = ["ServerSettings", "from_config"]
