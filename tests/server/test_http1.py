@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import socket
 import threading
 from collections.abc import Awaitable, Callable
@@ -263,3 +264,19 @@ async def test_a_stalled_sse_reader_is_cut_off_by_the_write_deadline(layer: HubS
                 await asyncio.sleep(0.02)
     finally:
         writer.close()
+
+
+async def test_the_access_log_has_a_line_per_response(
+    connect: Connect, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``--access-log``: one line per response, whole responses included."""
+    caplog.set_level(logging.INFO, logger="hubbub.access")
+    raw = await connect()
+    raw.send(GET + b"GET /v1/topics/log.a/messages?after=start HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert (await raw.response())[0] == 200 and (await raw.response())[0] == 200
+    async with asyncio.timeout(5 * UNIT):
+        while len(caplog.records) < 2:
+            await asyncio.sleep(0.01)
+    lines = [r.getMessage() for r in caplog.records if r.name == "hubbub.access"]
+    assert lines[0].endswith('"GET /healthz HTTP/1.1" 200')
+    assert lines[1].endswith('"GET /v1/topics/log.a/messages HTTP/1.1" 200')

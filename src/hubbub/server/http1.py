@@ -58,6 +58,8 @@ from .state import ServerState
 from .whole import Responder
 
 log = logging.getLogger("hubbub.server")
+#: One line per response at INFO (``hubbub serve --access-log``).
+access = logging.getLogger("hubbub.access")
 
 HEAD, BODY, RUNNING, IDLE, LINGER = range(5)
 #: Request body bytes held for the app before reading pauses.
@@ -90,7 +92,7 @@ class Request:
 
     __slots__ = ("conn", "scope", "body", "body_size", "more_body", "started", "complete",
                  "keep_alive", "head_only", "expect_100", "chunked", "head", "waiter",
-                 "gone", "read_all", "length_known")
+                 "gone", "read_all", "length_known", "status")
 
     def __init__(self, conn: HttpProtocol, scope: dict[str, Any], keep_alive: bool,
                  expect_100: bool, has_body: bool) -> None:
@@ -101,6 +103,7 @@ class Request:
         self.more_body = has_body
         self.started = self.complete = self.gone = self.chunked = False
         self.read_all = self.length_known = False
+        self.status = 0
         self.keep_alive = keep_alive
         self.head_only = scope["method"] == "HEAD"
         self.expect_100 = expect_100
@@ -170,6 +173,7 @@ class Request:
             await self.conn.drained()
 
     def _start(self, status: int, headers: Any) -> None:
+        self.status = status
         lines: list[bytes] = [status_line(status), self.conn.state.date_header()]
         length = status < 200 or status in (204, 304)  # no body, no length
         for name, value in headers:
@@ -517,6 +521,11 @@ class HttpProtocol(asyncio.Protocol):
     def response_done(self, request: Request) -> None:
         """What follows a complete response: the next request, keep-alive or the close."""
         request.wake()
+        if access.isEnabledFor(logging.INFO):
+            scope = request.scope
+            access.info('%s - "%s %s HTTP/%s" %d', (self.client or ("-",))[0],
+                        scope["method"], scope["raw_path"].decode("latin-1"),
+                        scope["http_version"], request.status)
         if self.transport.is_closing() or self.phase == LINGER:
             return
         # Rule 3: a body not read to its end must not be read as a request.

@@ -57,7 +57,7 @@ class Responder:
         self.conn = conn
         self._gone: Callable[[], None] | None = None
 
-    def _take(self, scope: object) -> Request | None:
+    def _take(self, scope: object, status: int) -> Request | None:
         """The request of ``scope``, marked answered, if a whole response may go
         to it now (Rule 1); else ``None``, and nothing changed."""
         conn = self.conn
@@ -68,6 +68,7 @@ class Responder:
         self._gone = None
         request.started = request.complete = True
         request.expect_100 = False
+        request.status = status
         return request
 
     def _bytes(self, request: Request, status: int, headers: bytes, body: bytes) -> bytes:
@@ -88,7 +89,7 @@ class Responder:
     def respond(self, scope: object, status: int, headers: bytes, body: bytes) -> bool:
         """Write the whole response to the request of ``scope`` now (Rule 1);
         ``False`` if it cannot go this way."""
-        request = self._take(scope)
+        request = self._take(scope, status)
         if request is None:
             return False
         self.conn.write(self._bytes(request, status, headers, body))
@@ -138,7 +139,7 @@ def respond_all(requests: Sequence[Whole], status: int, headers: bytes,
     for i, item in enumerate(requests):
         # Every request of this server carries this module's Responder.
         responder = cast(Responder, item.respond)
-        request = responder._take(item.scope)
+        request = responder._take(item.scope, status)
         if request is not None:
             taken.append(request)
             transports.append(responder.conn.transport)
