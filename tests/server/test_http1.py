@@ -280,3 +280,23 @@ async def test_the_access_log_has_a_line_per_response(
     lines = [r.getMessage() for r in caplog.records if r.name == "hubbub.access"]
     assert lines[0].endswith('"GET /healthz HTTP/1.1" 200')
     assert lines[1].endswith('"GET /v1/topics/log.a/messages HTTP/1.1" 200')
+
+
+async def test_an_upgrade_to_anything_but_websocket_is_ignored(connect: Connect) -> None:
+    """``Upgrade: h2c`` (curl --http2 over plain HTTP) is served over HTTP/1.1,
+    and the connection then ends."""
+    raw = await connect()
+    raw.send(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings\r\n"
+             b"Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n")
+    status, headers, _ = await raw.response()
+    assert status == 200 and headers["connection"] == "close"
+    assert await raw.at_end()
+
+
+async def test_a_pipelined_head_left_unfinished_times_out(connect: Connect) -> None:
+    """A head begun behind a running request has the head timeout once that is answered."""
+    raw = await connect()
+    raw.send(GET + b"GET /healthz HTTP/1.1\r\nHo")
+    assert (await raw.response())[0] == 200
+    status, _, _ = await raw.response()
+    assert status == 408

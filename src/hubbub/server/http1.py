@@ -55,6 +55,7 @@ import httptools
 
 from .asgi import http_scope, problem_response, status_line
 from .state import ServerState
+from .websocket import header, tokens, upgrade
 from .whole import Responder
 
 log = logging.getLogger("hubbub.server")
@@ -226,6 +227,8 @@ class HttpProtocol(asyncio.Protocol):
         self.head_size = 0
         #: A request began (its first byte came) and its head is not complete.
         self.begun = False
+        #: The request's head asked for a WebSocket upgrade.
+        self.upgrading = False
         self.parsing: Request | None = None  # the request whose body is read
         self.current: Request | None = None  # the request whose app runs
         self.pipeline: deque[Request] = deque()
@@ -396,6 +399,9 @@ class HttpProtocol(asyncio.Protocol):
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade as upgrade:
+            if not self.upgrading:  # not to WebSocket: nothing more is read
+                self.pause_reading()
+                return
             offset = upgrade.args[0] if upgrade.args else len(data)
             self._upgrade(data[offset:] if isinstance(offset, int) else b"")
         except httptools.HttpParserCallbackError as exc:
@@ -442,7 +448,8 @@ class HttpProtocol(asyncio.Protocol):
     def on_headers_complete(self) -> None:
         parser = self.parser
         self.begun = False
-        if parser.should_upgrade():
+        if parser.should_upgrade() and "websocket" in tokens(header(self.headers, b"upgrade")):
+            self.upgrading = True
             return  # data_received gets HttpParserUpgrade next
         expect_100 = has_body = False
         for name, value in self.headers:
@@ -456,7 +463,10 @@ class HttpProtocol(asyncio.Protocol):
             headers=self.headers, http_version=parser.get_http_version(),
             scheme=self.scheme, server=self.server, client=self.client,
             responder=self.responder)
-        request = Request(self, scope, parser.should_keep_alive(), expect_100, has_body)
+        # Another upgrade (h2c, say) is ignored, as RFC 9110 §7.8 allows: the
+        # request is served over HTTP/1.1, and the connection then closes.
+        keep_alive = parser.should_keep_alive() and not parser.should_upgrade()
+        request = Request(self, scope, keep_alive, expect_100, has_body)
         self.parsing = request
         if has_body:
             self.phase = BODY
@@ -482,7 +492,7 @@ class HttpProtocol(asyncio.Protocol):
         request.wake()
 
     def on_message_complete(self) -> None:
-        if self.parser.should_upgrade():
+        if self.upgrading:
             return
         request = self.parsing
         if request is not None:
@@ -538,14 +548,18 @@ class HttpProtocol(asyncio.Protocol):
             if not self.pipeline:
                 self.resume_reading()
             return
-        if self.phase == RUNNING:
+        if self.begun:  # the next head began while this request ran: it has its deadline
+            self.phase = HEAD
+            self.state.timer.set(self, self.state.settings.head_timeout)
+        elif self.phase == RUNNING:
             self.phase = IDLE
             self.state.timer.set(self, self.state.settings.keepalive_timeout)
         self.resume_reading()
 
     def _upgrade(self, rest: bytes) -> None:
-        from .websocket import upgrade
-
+        if self.current is not None:
+            self.refuse(400, "a WebSocket upgrade must not be pipelined", "invalid-request")
+            return
         self.state.timer.set(self, None)
         upgrade(self, self.headers, b"".join(self.url), rest)
 

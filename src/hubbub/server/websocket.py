@@ -67,12 +67,14 @@ class ClientDisconnected(OSError):
     """The WebSocket is closing or gone: nothing more can be sent (Rule 3)."""
 
 
-def _header(headers: Sequence[tuple[bytes, bytes]], name: bytes) -> str | None:
+def header(headers: Sequence[tuple[bytes, bytes]], name: bytes) -> str | None:
+    """The values of header ``name`` (lower case), joined by commas, or ``None``."""
     values = [v.decode("latin-1") for n, v in headers if n == name]
     return ", ".join(values) if values else None
 
 
-def _tokens(value: str | None) -> set[str]:
+def tokens(value: str | None) -> set[str]:
+    """The comma-separated tokens of a header value, lower case."""
     return {t.strip().lower() for t in (value or "").split(",") if t.strip()}
 
 
@@ -82,10 +84,10 @@ def upgrade(http: HttpProtocol, headers: list[tuple[bytes, bytes]], target: byte
     socket to a :class:`WebSocketProtocol`; ``rest`` is what followed the head."""
     state = http.state
     defaults = state.date_header()
-    if "websocket" not in _tokens(_header(headers, b"upgrade")):
+    if "websocket" not in tokens(header(headers, b"upgrade")):
         http.refuse(400, "only WebSocket upgrades are served", "invalid-request")
         return
-    version = _header(headers, b"sec-websocket-version")
+    version = header(headers, b"sec-websocket-version")
     if version != "13":
         # RFC 6455 §4.4: "the server ... MUST ... include a |Sec-WebSocket-Version|
         # header field indicating the version(s) the server is capable of understanding".
@@ -93,13 +95,13 @@ def upgrade(http: HttpProtocol, headers: list[tuple[bytes, bytes]], target: byte
                                     defaults, b"sec-websocket-version: 13\r\nupgrade: websocket\r\n"))
         http.linger()
         return
-    key = _header(headers, b"sec-websocket-key")
+    key = header(headers, b"sec-websocket-key")
     method = http.parser.get_method()
     if method != b"GET" or http.parser.get_http_version() != "1.1":
         reason = "a WebSocket handshake is a GET over HTTP/1.1"
     elif key is None or not rfc6455.valid_key(key):
         reason = "Sec-WebSocket-Key must be 16 bytes in base64"
-    elif _header(headers, b"host") is None:
+    elif header(headers, b"host") is None:
         reason = "the handshake has no Host header"
     else:
         reason = None
@@ -107,7 +109,7 @@ def upgrade(http: HttpProtocol, headers: list[tuple[bytes, bytes]], target: byte
         http.refuse(400, reason or "bad handshake", "invalid-request")
         return
     path, raw_path, query = split_target(target)
-    protocols = _header(headers, b"sec-websocket-protocol")
+    protocols = header(headers, b"sec-websocket-protocol")
     scope: dict[str, Any] = {
         "type": "websocket", "asgi": ASGI, "http_version": "1.1",
         "scheme": "wss" if http.scheme == "https" else "ws",
@@ -396,4 +398,5 @@ class WebSocketProtocol:
 GATHER_LIMIT = 256 * 1024
 
 
-__all__ = ["ClientDisconnected", "GATHER_LIMIT", "WebSocketProtocol", "upgrade"]
+__all__ = ["ClientDisconnected", "GATHER_LIMIT", "WebSocketProtocol", "header", "tokens",
+           "upgrade"]
