@@ -168,12 +168,12 @@ class WebSocketProtocol:
         except Exception:
             log.exception("the app failed on a WebSocket")
             if self.phase == CONNECTING:
-                self._http(500, b"", b"", close=True)
+                self._http(500, b"", b"")
             elif self.phase == OPEN:
                 self._close(1011, "internal error")
             return
         if self.phase == CONNECTING:
-            self._http(500, b"", b"", close=True)  # ASGI: no accept, no close
+            self._http(500, b"", b"")  # ASGI: no accept, no close
         elif self.phase == OPEN:
             self._close(1000, "")
 
@@ -296,14 +296,13 @@ class WebSocketProtocol:
             if kind == "websocket.accept":
                 self._accept(message)
             elif kind == "websocket.close":
-                self._http(403, b"", b"", close=True)
+                self._http(403, b"", b"")
             elif kind == "websocket.http.response.start":
                 self.denial = message
             elif kind == "websocket.http.response.body" and self.denial is not None:
                 headers = b"".join(b"%s: %s\r\n" % (n, v) for n, v in self.denial["headers"]
                                    if n.lower() not in (b"content-length", b"connection"))
-                self._http(self.denial["status"], headers, message.get("body", b""),
-                           close=True)
+                self._http(self.denial["status"], headers, message.get("body", b""))
             else:
                 raise RuntimeError(f"unexpected ASGI message {kind} before accept")
             return
@@ -333,7 +332,7 @@ class WebSocketProtocol:
         # The handshake's headers have served their purpose.
         self.state.timer.set(self, self.state.settings.ws_ping_interval)
 
-    def _http(self, status: int, headers: bytes, body: bytes, *, close: bool) -> None:
+    def _http(self, status: int, headers: bytes, body: bytes) -> None:
         """Answer the handshake with an HTTP response and close."""
         self._write(whole_response(status, self.state.date_header(), headers, body, False))
         self.phase = CLOSED

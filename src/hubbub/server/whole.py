@@ -45,7 +45,8 @@ from .asgi import whole_response
 from .writes import write_all
 
 if TYPE_CHECKING:
-    from .http1 import HttpProtocol, Request
+    from .cycle import Request
+    from .http1 import HttpProtocol
 
 
 class Responder:
