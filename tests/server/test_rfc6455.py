@@ -70,3 +70,9 @@ def test_server_frames_have_the_three_length_forms() -> None:
     for n, head in ((125, 2), (126, 4), (65536, 10)):
         frame = rfc6455.frame(rfc6455.BINARY, b"x" * n)
         assert len(frame) == head + n and frame[0] == 0x82
+
+
+def test_a_long_reason_is_cut_at_a_character_boundary() -> None:
+    payload = rfc6455.close_payload(1000, "é" * 100)
+    assert len(payload) <= 125
+    payload[2:].decode()  # still UTF-8

@@ -75,7 +75,9 @@ def close_payload(code: int, reason: str = "") -> bytes:
     """A close frame's body; 1005 (no code) is the empty body (§7.1.5)."""
     if code == 1005:
         return b""
-    return struct.pack("!H", code) + reason.encode()[:123]
+    # §5.5: a control frame's body is at most 125 bytes; cut the reason at a
+    # character boundary, as it must stay valid UTF-8.
+    return struct.pack("!H", code) + reason.encode()[:123].decode("utf-8", "ignore").encode()
 
 
 def unmask(data: bytes, mask: bytes) -> bytes:

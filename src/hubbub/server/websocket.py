@@ -192,7 +192,7 @@ class WebSocketProtocol:
                 else:
                     self._deliver({"type": "websocket.receive", "bytes": event.data})
             elif isinstance(event, rfc6455.Ping):
-                if self.phase in (OPEN, CONNECTING):
+                if self.phase == OPEN:  # before the 101, a pong would break the response
                     self._write(rfc6455.frame(rfc6455.PONG, event.payload))
             elif isinstance(event, rfc6455.Pong):
                 if self.awaiting_pong:
