@@ -1,6 +1,7 @@
 """Shared fixtures: a real hub on a real socket, over every engine.
 
-``hub_server`` runs uvicorn in the test's event loop on a free loopback port,
+``hub_server`` runs hubbub's own server (:class:`hubbub.server.HubServer`, as
+``hubbub serve`` does) in the test's event loop on a free loopback port,
 once per engine (``memory``, ``sqlite``, ``redis``): transport tests talk to it
 with real clients (httpx, httpx-sse, websockets). ``spawn_hub`` starts
 ``hubbub serve`` as a separate process, for tests that kill it.
@@ -32,9 +33,10 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 
 from hubbub.config import Config
+from hubbub.server import HubServer as Server
+from hubbub.server import ServerSettings
 from hubbub.transports.app import create_app
 
 #: Timeouts in tests are multiples of this unit; raise HUBBUB_TEST_UNIT on slow machines.
@@ -139,7 +141,7 @@ class HubServer:
     url: str
     ws_url: str
     app: Any
-    server: uvicorn.Server
+    server: Server
     task: asyncio.Task[None]
 
     @property
@@ -161,13 +163,14 @@ async def start_server(store: str, config: Config | None = None, **app_kw: Any) 
                            + 64 * 1024)
 
 
-async def serve_app(app: Any, hub_app: Any, port: int | None = None, **uvicorn_kw: Any
+async def serve_app(app: Any, hub_app: Any, port: int | None = None, **settings: Any
                     ) -> HubServer:
-    """Run ``app`` (the hub's app ``hub_app``, maybe wrapped) on a loopback port."""
+    """Run ``app`` (the hub's app ``hub_app``, maybe wrapped) on a loopback port,
+    on hubbub's own server; ``settings`` are :class:`ServerSettings` fields."""
     port = port or free_port()
-    server = uvicorn.Server(uvicorn.Config(
-        app, host="127.0.0.1", port=port, log_level="warning", lifespan="on",
-        timeout_graceful_shutdown=2, **uvicorn_kw))
+    settings.setdefault("drain_timeout", 2.0)
+    server = Server(app, ServerSettings(host="127.0.0.1", port=port, **settings),
+                    hub_app.state.hub)
     task = asyncio.create_task(server.serve())
     async with asyncio.timeout(10 * UNIT):
         while not server.started:

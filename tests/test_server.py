@@ -22,7 +22,6 @@ from typing import Any
 import httpx
 import msgspec
 import pytest
-import uvicorn
 from websockets.asyncio.client import connect
 from websockets.client import ClientProtocol
 from websockets.exceptions import ConnectionClosed
@@ -33,7 +32,7 @@ from hubbub.client import TRANSPORTS, AsyncClient, Subscription, Transport
 from hubbub.config import Config
 from hubbub.protocol.cursor import decode as decode_cursor
 from hubbub.protocol.errors import HubbubError
-from hubbub.server import GC_THRESHOLDS, HubServer, is_loopback
+from hubbub.server import GC_THRESHOLDS, HubServer, ServerSettings, is_loopback
 from hubbub.transports.app import create_app
 from tests.conftest import UNIT, HubProcess, free_port
 
@@ -312,13 +311,12 @@ def test_is_loopback(host: str, loopback: bool) -> None:
 
 async def test_a_hub_process_tunes_the_garbage_collector_once_started() -> None:
     """``hubbub serve`` freezes what it holds at startup and raises the thresholds
-    (src/hubbub/server.py); a server that does not own the process leaves them."""
+    (src/hubbub/server/run.py); a server that does not own the process leaves them."""
     saved = gc.get_threshold()
     app = create_app("memory://", Config())
     port = free_port()
     for tune in (False, True):
-        server = HubServer(uvicorn.Config(app, port=port, log_level="warning"),
-                           app.state.hub)
+        server = HubServer(app, ServerSettings(port=port), app.state.hub)
         server.tune_gc = tune
         task = asyncio.create_task(server.serve())
         try:

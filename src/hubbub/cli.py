@@ -36,7 +36,7 @@ Thin on purpose: arguments in, a call to :mod:`hubbub.server` or
   reached, or ``serve`` could not start (port taken, store will not open);
   2 bad arguments or configuration; 130 interrupted.
 
-``serve`` imports the server stack (uvicorn, Starlette) only when it runs, so
+``serve`` imports the server stack (its own server, Starlette) only when it runs, so
 ``pub`` and ``sub`` start quickly.
 """
 

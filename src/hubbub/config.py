@@ -198,6 +198,16 @@ class ServerConfig:
     #: (``--tls-cert``/``--tls-key`` win over these).
     tls_cert: str | None = None
     tls_key: str | None = None
+    # The server layer's limits (hubbub.server.settings, docs/operations.md);
+    # None keeps the server's default.
+    head_timeout: float | None = None
+    body_timeout: float | None = None
+    keepalive_timeout: float | None = None
+    write_deadline: float | None = None
+    linger_timeout: float | None = None
+    max_connections: int | None = None
+    max_header_bytes: int | None = None
+    send_buffer: int | None = None
 
 
 @dataclass(slots=True)
@@ -281,6 +291,11 @@ def _namespace(base: NamespaceConfig, section: Any, where: str) -> NamespaceConf
     return replace(base, **changes)
 
 
+#: The server layer's timeouts among the [server] keys (durations).
+_SERVER_TIMEOUTS = ("head_timeout", "body_timeout", "keepalive_timeout", "write_deadline",
+                    "linger_timeout")
+
+
 def _server(section: Any) -> ServerConfig:
     if not isinstance(section, dict):
         raise ConfigError("server: expected a table")
@@ -295,10 +310,10 @@ def _server(section: Any) -> ServerConfig:
             if not isinstance(value, str) or not value:
                 raise ConfigError(f"server.{key}: expected a file name")
             changes[key] = value
-        elif key in ("heartbeat", "max_wait", "presence_ttl", "cors_max_age"):
+        elif key in ("heartbeat", "max_wait", "presence_ttl", "cors_max_age", *_SERVER_TIMEOUTS):
             changes[key] = parse_duration(value, where=f"server.{key}")
-            if key == "presence_ttl" and not changes[key] > 0:
-                raise ConfigError("server.presence_ttl: must be more than 0")
+            if key in ("presence_ttl", *_SERVER_TIMEOUTS) and not changes[key] > 0:
+                raise ConfigError(f"server.{key}: must be more than 0")
         elif isinstance(value, bool) or not isinstance(value, int) or value <= 0:
             raise ConfigError(f"server.{key}: expected a positive integer")
         else:

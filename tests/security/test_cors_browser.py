@@ -19,6 +19,7 @@ from starlette.responses import HTMLResponse
 from starlette.routing import Route
 
 from hubbub.config import Config
+from hubbub.transports.app import create_app
 from tests.conftest import HubServer, serve_app, start_server
 from tests.transports.test_dashboard import browser  # noqa: F401 (the fixture)
 
@@ -64,7 +65,8 @@ SCRIPT = """async (hub) => {
 
 async def _page_server() -> HubServer:
     page = Starlette(routes=[Route("/", lambda _: HTMLResponse("<!doctype html><p>app</p>"))])
-    return await serve_app(page, None)
+    # The server runs a hub beside any app it serves; this one only serves the page.
+    return await serve_app(page, create_app("memory://", Config()))
 
 
 @pytest.fixture

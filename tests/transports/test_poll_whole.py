@@ -1,9 +1,8 @@
 """Long polls on the ``hubbub.respond`` extension: waiting together, answered whole.
 
-``hubbub serve`` runs :class:`~hubbub.server.httpwhole.WholeResponseProtocol`; the
-other tests' servers run uvicorn's stock protocol (plain ASGI responses).
-Here every test of ``test_poll.py`` runs again on a server with the
-extension, next to tests of polls waiting in groups
+``hubbub serve``'s HTTP/1.1 protocol offers the extension
+(:mod:`hubbub.server.whole`). Here every test of ``test_poll.py`` runs again
+with this module's settings, next to tests of polls waiting in groups
 (:mod:`hubbub.core.polls`) and of whole responses.
 """
 
@@ -21,8 +20,6 @@ import pytest
 
 from hubbub.config import Config
 from hubbub.core import PublishItem
-from hubbub.server.httpwhole import WholeResponseProtocol
-from hubbub.server.wsframes import FramesProtocol
 from hubbub.transports.app import create_app
 from tests.conftest import UNIT, HubServer, serve_app, store_url
 from tests.transports import test_poll
@@ -42,10 +39,9 @@ def config() -> Config:
 
 @pytest.fixture
 async def hub_server(engine: str, tmp_path: Path, config: Config) -> AsyncIterator[HubServer]:
-    """A real hub on uvicorn with hubbub's own protocols, as ``hubbub serve`` runs."""
+    """A real hub on hubbub's own server, as ``hubbub serve`` runs."""
     app = create_app(store_url(engine, tmp_path), config)
-    srv = await serve_app(app, app, http=WholeResponseProtocol, ws=FramesProtocol,
-                          ws_max_size=config.max_message_size + 64 * 1024)
+    srv = await serve_app(app, app, ws_max_size=config.max_message_size + 64 * 1024)
     try:
         yield srv
     finally:
@@ -62,7 +58,8 @@ async def test_polls_at_one_position_share_a_subscription_and_a_page(
     hub_server: HubServer,
 ) -> None:
     """Polls waiting at the same position hold one subscription between them and all
-    get the same page; after it, nothing of them is left."""
+    get the same page, written whole to the crowd (``respond_all``); after it,
+    nothing of them is left."""
     hub = hub_server.hub
     async with hub_server.client(limits=httpx.Limits(max_connections=40)) as c:
         first = await publish(c, "crowd.t", 0)
@@ -81,13 +78,16 @@ async def test_polls_at_one_position_share_a_subscription_and_a_page(
     assert page["cursor"] == page["messages"][-1]["cursor"]
     assert answers[0].headers["content-type"] == "application/json"
     assert len(hub.polls) == 0 and len(hub.fanout) == 0
+    # The fast path was taken: the crowd was answered through respond_all.
+    state = hub_server.server.state
+    assert state is not None and state.counts.crowd_responses >= 30
 
 
 async def test_a_crowd_on_both_routes_gets_each_routes_body(hub_server: HubServer) -> None:
     """Polls of one topic at one position through ``/v1/topics/{t}/messages`` and
     ``/v1/messages?topic=`` share a group; one publish answers them all, each
     with its own route's body (only the second reports gaps), and the hub's
-    garbage collector is on again afterwards (httpwhole.py Rule 5)."""
+    garbage collector is on again afterwards (hubbub.server.whole Rule 5)."""
     hub = hub_server.hub
     async with hub_server.client(limits=httpx.Limits(max_connections=20)) as c:
         first = await publish(c, "both.t", 0)

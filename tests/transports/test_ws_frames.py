@@ -1,9 +1,9 @@
 """The ``hubbub.frames`` extension: pre-built frames written raw, and its fallback.
 
-``hubbub serve`` runs :class:`~hubbub.server.wsframes.FramesProtocol`; the other
-tests' servers run uvicorn's stock protocol (plain ASGI sends). Here every
-test of ``test_ws.py`` runs again on a server with the extension, next to
-tests of the frame bytes themselves and of the hub mounted in FastAPI.
+``hubbub serve`` runs :class:`~hubbub.server.websocket.WebSocketProtocol`, which
+offers the extension. Here every test of ``test_ws.py`` runs again, next to
+tests of the frame bytes themselves and of the hub mounted in FastAPI on
+plain uvicorn (no extension: plain ASGI sends, the documented slower path).
 """
 
 from __future__ import annotations
@@ -27,11 +27,13 @@ from websockets.frames import Frame, Opcode
 from hubbub.config import Config
 from hubbub.core import PublishItem
 from hubbub.protocol.message import BINARY_FRAME, TEXT_FRAME, Message, ws_frame
-from hubbub.server import writes, wsframes
-from hubbub.server.wsframes import FramesProtocol, _Pings
+from hubbub.server import HubServer as Server
+from hubbub.server import state as server_state
+from hubbub.server import websocket as server_ws
+from hubbub.server.websocket import WebSocketProtocol
 from hubbub.transports import ws
 from hubbub.transports.app import create_app
-from tests.conftest import UNIT, HubServer, serve_app, store_url
+from tests.conftest import UNIT, HubServer, free_port, serve_app, store_url
 from tests.transports import test_ws
 
 # Every test of the WebSocket door, again, over the frames path (the module's
@@ -42,23 +44,32 @@ globals().update({k: v for k, v in vars(test_ws).items()
 JSON_PROTO = test_ws.JSON_PROTO
 
 
-async def _serve(app: Any, ws: Any, max_message_size: int) -> tuple[uvicorn.Server, int,
-                                                                        asyncio.Task[None]]:
-    return await _serve_with(app, ws=ws, ws_max_size=max_message_size + 64 * 1024)
+async def _serve(app: Any, max_message_size: int) -> tuple[Server, int, asyncio.Task[None]]:
+    return await _serve_with(app, ws_max_size=max_message_size + 64 * 1024)
 
 
-async def _serve_with(app: Any, **settings: Any) -> tuple[uvicorn.Server, int,
-                                                           asyncio.Task[None]]:
-    settings.setdefault("ws", FramesProtocol)
+async def _serve_with(app: Any, **settings: Any) -> tuple[Server, int, asyncio.Task[None]]:
     srv = await serve_app(app, app, **settings)
     return srv.server, int(srv.url.rsplit(":", 1)[1]), srv.task
 
 
+async def _serve_uvicorn(app: Any) -> tuple[uvicorn.Server, int, asyncio.Task[None]]:
+    """``app`` on plain uvicorn: a server with neither hubbub extension."""
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
+                                           log_level="warning", ws="websockets-sansio"))
+    task = asyncio.create_task(server.serve())
+    async with asyncio.timeout(10 * UNIT):
+        while not server.started:
+            await asyncio.sleep(0.01)
+    return server, port, task
+
+
 @pytest.fixture
 async def hub_server(engine: str, tmp_path: Path, config: Config) -> AsyncIterator[HubServer]:
-    """A real hub on uvicorn with :class:`FramesProtocol`, as ``hubbub serve`` runs."""
+    """A real hub on hubbub's own server, as ``hubbub serve`` runs."""
     app = create_app(store_url(engine, tmp_path), config)
-    server, port, task = await _serve(app, FramesProtocol, config.max_message_size)
+    server, port, task = await _serve(app, config.max_message_size)
     srv = HubServer(f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}", app, server, task)
     try:
         yield srv
@@ -97,20 +108,20 @@ async def test_bytes_on_the_wire_are_the_cached_frames(
     """A raw socket reads exactly the unmasked frames of the stored messages, in order,
     and they (and the reply before them) went out through the extension."""
     writes: list[bytes] = []
-    real_send, real_write = FramesProtocol.send_frames, FramesProtocol.write_frames
+    real_send, real_write = WebSocketProtocol.send_frames, WebSocketProtocol.write_frames
 
-    async def sending(self: FramesProtocol, data: bytes) -> None:
+    async def sending(self: WebSocketProtocol, data: bytes) -> None:
         writes.append(data)
         await real_send(self, data)
 
-    def writing(self: FramesProtocol, data: bytes) -> bool:
+    def writing(self: WebSocketProtocol, data: bytes) -> bool:
         written = real_write(self, data)
         if written:
             writes.append(data)
         return written
 
-    monkeypatch.setattr(FramesProtocol, "send_frames", sending)
-    monkeypatch.setattr(FramesProtocol, "write_frames", writing)
+    monkeypatch.setattr(WebSocketProtocol, "send_frames", sending)
+    monkeypatch.setattr(WebSocketProtocol, "write_frames", writing)
     host, port = hub_server.url.removeprefix("http://").split(":")
     reader, writer = await asyncio.open_connection(host, int(port))
     try:
@@ -145,11 +156,12 @@ async def test_bytes_on_the_wire_are_the_cached_frames(
 
 @pytest.mark.parametrize("engine", ["memory"])
 async def test_compressing_client_gets_plain_frames(hub_server: HubServer) -> None:
-    """With permessage-deflate negotiated, raw frames go uncompressed (RSV1 clear)."""
+    """A client offering permessage-deflate gets no extension (hubbub's server
+    negotiates none: frames go out pre-built) and plain frames (RSV1 clear)."""
     async with connect(hub_server.ws_url + "/v1/ws", subprotocols=[JSON_PROTO],  # type: ignore[list-item]
                        proxy=None, compression="deflate") as ws:
         assert ws.response is not None
-        assert "permessage-deflate" in (ws.response.headers.get("Sec-WebSocket-Extensions") or "")
+        assert ws.response.headers.get("Sec-WebSocket-Extensions") is None
         await ws.send(json.dumps({"op": "sub", "id": 1, "topics": ["z.t"], "after": "start"}))
         async with hub_server.client() as http:
             await http.post("/v1/topics/z.t", json={"n": 1})
@@ -181,15 +193,15 @@ async def test_idle_subscriptions_hold_no_task_and_a_burst_is_one_write(
     """Live and idle, a subscription parks (no pump task); the messages of one
     publish reach it in one write, and it parks again."""
     writes: list[bytes] = []
-    real_write = FramesProtocol.write_frames
+    real_write = WebSocketProtocol.write_frames
 
-    def writing(self: FramesProtocol, data: bytes) -> bool:
+    def writing(self: WebSocketProtocol, data: bytes) -> bool:
         written = real_write(self, data)
         if written:
             writes.append(data)
         return written
 
-    monkeypatch.setattr(FramesProtocol, "write_frames", writing)
+    monkeypatch.setattr(WebSocketProtocol, "write_frames", writing)
 
     def pumps() -> list[asyncio.Task[object]]:
         return [t for t in asyncio.all_tasks() if t.get_name().startswith("hubbub-ws-sub-")]
@@ -210,19 +222,19 @@ async def test_idle_subscriptions_hold_no_task_and_a_burst_is_one_write(
 async def test_a_flush_holds_back_at_most_its_limit_per_connection(
     hub_server: HubServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A flush's writes are held back and made at its end (wsframes.py Rule 4);
+    """A flush's writes are held back and made at its end (ServerState.gathered_writes);
     a connection with more ready than GATHER_LIMIT is answered as a full buffer
     would be, and its pump sends the rest after: every message arrives, in order."""
-    monkeypatch.setattr(wsframes, "GATHER_LIMIT", 100)
+    monkeypatch.setattr(server_ws, "GATHER_LIMIT", 100)
     monkeypatch.setattr(ws, "PAGE", 10)  # a page under this module's buffer (64)
     gathered: list[int] = []
-    real_write_all = writes.write_all  # what wsframes calls
+    real_write_all = server_state.write_all  # what gathered_writes calls
 
     def recording(transports: Any, data: Any) -> None:
         gathered.append(sum(d.count(b'"op":"msg"') for d in data))
         real_write_all(transports, data)
 
-    monkeypatch.setattr(wsframes, "write_all", recording)
+    monkeypatch.setattr(server_state, "write_all", recording)
     hub = hub_server.hub
     count = 3 * 10 + 7
     async with test_ws.ws_client(hub_server) as c:
@@ -254,8 +266,10 @@ async def test_keepalive_pings_share_a_timer_and_close_the_silent() -> None:
     try:
         quiet_r, quiet_w = await _raw_ws(port)
         talk_r, talk_w = await _raw_ws(port)
-        # Both wait for their ping on the loop's one keepalive timer.
-        assert len(_Pings._of[asyncio.get_running_loop()].bucket_of) == 2
+        # Both wait for their ping on the server's one timer.
+        assert server.state is not None
+        waiting = [c for bucket in server.state.timer.buckets.values() for c in bucket]
+        assert len(waiting) == 2 and all(isinstance(c, WebSocketProtocol) for c in waiting)
         async with asyncio.timeout(10 * UNIT):
             pings = 0
             while pings < 3:  # the talkative client answers each ping with its pong
@@ -294,7 +308,7 @@ async def test_mounted_in_fastapi_on_plain_uvicorn_falls_back() -> None:
     async def _noop(request: Any, call_next: Any) -> Any:  # a user's own middleware
         return await call_next(request)
 
-    server, port, task = await _serve(app, "websockets-sansio", Config().max_message_size)
+    server, port, task = await _serve_uvicorn(app)
     try:
         async with connect(f"ws://127.0.0.1:{port}/hub/v1/ws",
                            subprotocols=[JSON_PROTO],  # type: ignore[list-item]

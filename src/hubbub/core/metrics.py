@@ -188,6 +188,10 @@ class Metrics:
         #: Upload bytes committed (synced to disk and recorded) by this node.
         self.upload_bytes = 0
         self.groups: dict[str, GroupCounts] = {}
+        #: What the server running this hub counts (connections, refusals,
+        #: timeouts, slow consumers cut off by the write deadline), as names
+        #: and numbers, when it tells: ``hubbub serve``'s server sets it.
+        self.server: Callable[[], dict[str, int]] | None = None
 
     def stored(self, results: Sequence[AppendResult], seconds: float) -> None:
         """Count a committed publish (one store call) that took ``seconds``."""

@@ -30,7 +30,7 @@ Rule 4. A member that leaves (its wait ends, its client goes) is forgotten;
 Rule 5. Members that name a *crowd* (a function that answers many polls at
         once) are answered by one call of it with the page and all their
         answers, in the order they joined; a door can then make every write
-        before any bookkeeping (:func:`hubbub.server.httpwhole.respond_all`). The
+        before any bookkeeping (:func:`hubbub.server.whole.respond_all`). The
         others are answered one by one. ``None`` (Rule 3) is always given
         one by one.
 """

@@ -49,6 +49,8 @@ async def snapshot(hub: Observed) -> dict[str, Any]:
         "problems": dict(m.problems),
         "store": {"up": True, "errors": dict(m.store_errors)},
     }
+    if m.server is not None:
+        out["server"] = m.server()
     groups: list[dict[str, Any]] = [
         {"group": name, "patterns": [], "pending": None, "leased": c.held(now),
          "delivered": c.leased, "acked": c.settled.get("ack", 0),

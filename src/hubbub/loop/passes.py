@@ -6,7 +6,7 @@ callback per item. :class:`PerPass` gathers the items of a loop pass and
 hands them over together to one ``call_soon`` callback, which runs once the
 work that is ready now is done, before the loop waits for anything. Used by
 the fan-out (the messages of a pass), the WebSocket door (the connections
-with news) and the whole-response writer (uvicorn's follow-up of each
+with news) and the whole-response writer (the server's follow-up of each
 response).
 
 Rule 1. Items are handed over in the order they were added, each once.

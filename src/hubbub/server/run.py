@@ -1,13 +1,13 @@
-"""Running the hub as a process: uvicorn, one announcement line, a graceful drain.
+"""Running the hub as a process: hubbub's own server, one announcement line, a graceful drain.
 
 Theory of operation
 -------------------
-uvicorn's own shutdown is made for request-response traffic: it stops
-listening, waits for open responses to end, and fails every WebSocket with
-1012 and no reason. A hub's connections are long-lived streams, so left to
-itself uvicorn would cut WebSockets off with no resume cursor and wait the
-whole grace period on every SSE stream. The hub therefore drains *before*
-uvicorn shuts down:
+:class:`HubServer` listens with :mod:`hubbub.server.http1` (HTTP/1.1 and
+WebSocket upgrades; over TLS, HTTP/2 where the client offers it), runs the
+app's lifespan around it, and drains the hub before it shuts down. A hub's
+connections are long-lived streams: a plain server's shutdown would cut
+WebSockets off with no resume cursor and wait its whole grace period on
+every SSE stream, so the hub drains first:
 
 ====  ========================================================================
 step  on the first SIGTERM or SIGINT
@@ -16,16 +16,17 @@ step  on the first SIGTERM or SIGINT
       another node (or to this one once it is back)
 2     ``hub.drain()``: new publishes are refused with 503, every subscription
       ends; the transports react by ending SSE streams (``event: close``) and
-      closing WebSockets with 1012 and the resume cursor as the reason
+      closing WebSockets with 1012 and the resume cursor as the reason; a
+      stream whose client reads nothing is cut off at once
 3     wait until no WebSocket is left (their closing handshakes are done)
-4     hand over to uvicorn's shutdown: it lets in-flight requests (publishes
-      already accepted) finish, then runs the lifespan shutdown, which stops
-      the hub and closes the store after its in-flight appends
+4     shut down: idle connections close, in-flight requests (publishes
+      already accepted) are answered, then the lifespan shutdown stops the
+      hub and closes the store after its in-flight appends
 ====  ========================================================================
 
-Steps 1-3 are bounded by ``drain_timeout``, step 4 by uvicorn's graceful
-shutdown timeout (the same number of seconds). A second signal skips what is
-left and exits at once (status 1). A completed drain exits 0.
+Steps 1-3 are bounded by ``drain_timeout``, step 4 by the same number of
+seconds again. A second signal skips what is left and exits at once
+(status 1). A completed drain exits 0.
 
 The garbage collector
 ----------------------
@@ -42,9 +43,9 @@ Most objects die by reference counting long before; the rest costs a few
 megabytes at most. Messages are never tracked (:class:`hubbub.protocol.message.Message`).
 Mounted in another server, the hub leaves that process's collector alone.
 
-Trade-off: the signal is *not* re-raised after the drain, as uvicorn would do,
-so a supervisor sees a clean exit 0 rather than death by SIGTERM; the drain is
-the handling the signal asked for.
+Trade-off: the signal is *not* re-raised after the drain, so a supervisor
+sees a clean exit 0 rather than death by SIGTERM; the drain is the handling
+the signal asked for.
 """
 
 from __future__ import annotations
@@ -53,27 +54,36 @@ import asyncio
 import gc
 import ipaddress
 import logging
+import signal
 import socket
+import ssl
 from collections.abc import Callable
+from dataclasses import replace
 from types import FrameType
+from typing import Any
 
-import uvicorn
-from uvicorn.config import STARTUP_FAILURE
+import uvloop
 
 from ..config import Config
 from ..core import Hub
 from ..protocol.errors import HubbubError, Unavailable
 from ..protocol.redact import RedactTokens
 from ..transports.app import create_app
-from .httpwhole import WholeResponseProtocol
-from .settings import ServerSettings
-from .wsframes import FramesProtocol
+from .asgi import Lifespan
+from .http1 import HttpProtocol
+from .http2 import H2Protocol
+from .settings import ServerSettings, from_config
+from .state import ServerState
+from .tls import server_context
+from .websocket import WebSocketProtocol
 
 log = logging.getLogger("hubbub.server")
 
 DRAIN_TIMEOUT = 10.0
 #: Room for a frame's envelope (op, topic, cursor, base64 growth is not counted).
 WS_FRAME_OVERHEAD = 64 * 1024
+#: Seconds a stream must have taken nothing to be cut off during a drain.
+DRAIN_STALLED = 0.5
 
 
 #: ``gc.set_threshold`` of a ``hubbub serve`` process (see the module docstring).
@@ -102,94 +112,165 @@ def is_loopback(host: str) -> bool:
     return bool(addrs) and all(ipaddress.ip_address(a).is_loopback for a in addrs)
 
 
-def _is_websocket(connection: object) -> bool:
-    # uvicorn keeps HTTP and WebSocket protocol objects in one set; the
-    # WebSocket implementations all live under uvicorn.protocols.websockets
-    # (hubbub's FramesProtocol is a subclass of one).
-    return any(cls.__module__.startswith("uvicorn.protocols.websockets.")
-               for cls in type(connection).__mro__)
+def tls_context(settings: ServerSettings) -> ssl.SSLContext | None:
+    """The listener's TLS context (:func:`hubbub.server.tls.server_context`:
+    ALPN ``h2`` then ``http/1.1``), or ``None`` without TLS files."""
+    if settings.tls_cert is None or settings.tls_key is None:
+        return None
+    return server_context(settings)
 
 
-class HubServer(uvicorn.Server):
-    """A uvicorn server that drains its :class:`~hubbub.core.Hub` before shutting down."""
+class HubServer:
+    """hubbub's server around one app: lifespan, listener, drain and shutdown."""
 
     def __init__(
         self,
-        config: uvicorn.Config,
-        hub: Hub,
+        app: Any,
+        settings: ServerSettings | None = None,
+        hub: Hub | None = None,
         *,
-        drain_timeout: float = DRAIN_TIMEOUT,
         on_listening: Callable[[str], None] | None = None,
     ) -> None:
-        super().__init__(config)
-        self.hub = hub
-        self.drain_timeout = drain_timeout
+        self.app = app
+        self.settings = settings or ServerSettings()
+        self.hub: Hub = hub if hub is not None else app.state.hub
+        self.drain_timeout = self.settings.drain_timeout
+        #: Set once listening.
+        self.started = False
         #: Set when a second signal cut the drain short.
         self.forced = False
+        #: Set when the server could not start (the lifespan failed, the port is taken).
+        self.failed = False
         #: Why the hub could not start (the store would not open), if it could not.
         self.startup_error: HubbubError | None = None
-        self._on_listening = on_listening
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._signalled = False
-        self._drain_task: asyncio.Task[None] | None = None
         #: Tune the garbage collector once started (:func:`tune_gc`): set by
         #: :func:`serve`, which owns the process.
         self.tune_gc = False
+        #: The shared state of the protocols (once serving).
+        self.state: ServerState | None = None
+        self.servers: list[asyncio.Server] = []
+        self._on_listening = on_listening
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._exit: asyncio.Event | None = None
+        self._should_exit = False
+        self._signalled = False
+        self._drain_task: asyncio.Task[None] | None = None
 
-    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        self._loop = asyncio.get_running_loop()
-        try:
-            # Open the store before uvicorn does (through the lifespan, where
-            # hub.start() is then a no-op), so a store that cannot be opened is
-            # one clear error rather than a lifespan traceback.
-            await self.hub.start()
-        except HubbubError as exc:
-            self.startup_error = exc
-            self.should_exit = True
-            return
-        await super().startup(sockets)
-        if self.started and self.tune_gc:
-            tune_gc()
-        if self.started and self._on_listening is not None:
-            self._on_listening(self.address)
+    @property
+    def should_exit(self) -> bool:
+        return self._should_exit
+
+    @should_exit.setter
+    def should_exit(self, value: bool) -> None:
+        self._should_exit = value
+        if value and self._exit is not None:
+            self._exit.set()
 
     @property
     def address(self) -> str:
         """``host:port`` actually listened on (the real port when 0 was asked)."""
-        host, port = self.config.host, self.config.port
-        for server in getattr(self, "servers", []):
+        host, port = self.settings.host, self.settings.port
+        for server in self.servers:
             for sock in server.sockets or ():
                 port = sock.getsockname()[1]
                 break
         return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
+    async def serve(self, *, signals: bool = False) -> None:
+        """Serve until :attr:`should_exit`; with ``signals``, SIGTERM and SIGINT drain."""
+        loop = self._loop = asyncio.get_running_loop()
+        self._exit = asyncio.Event()
+        if self._should_exit:
+            self._exit.set()
+        state = self.state = ServerState(self.app, self.settings, loop)
+        self.hub.metrics.server = state.snapshot
+        try:
+            # Open the store before the lifespan does (hub.start() is then a
+            # no-op there), so a store that cannot be opened is one clear
+            # error rather than a lifespan traceback.
+            await self.hub.start()
+        except HubbubError as exc:
+            self.startup_error = exc
+            return
+        lifespan = Lifespan(self.app, state.lifespan_state)
+        try:
+            await lifespan.startup()
+            self.servers = [await loop.create_server(
+                lambda: HttpProtocol(state), self.settings.host, self.settings.port,
+                ssl=tls_context(self.settings), backlog=4096, reuse_address=True)]
+        except (OSError, RuntimeError, ssl.SSLError) as exc:
+            log.error("cannot start: %s", exc)
+            self.failed = True
+            await lifespan.shutdown()
+            return
+        state.timer.start()
+        if signals:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, self.handle_exit, sig, None)
+        self.started = True
+        if self.tune_gc:
+            tune_gc()
+        if self._on_listening is not None:
+            self._on_listening(self.address)
+        try:
+            await self._exit.wait()
+            await self._shutdown()
+            await lifespan.shutdown()
+        finally:
+            state.timer.stop()
+            if signals:
+                for sig in (signal.SIGTERM, signal.SIGINT):
+                    loop.remove_signal_handler(sig)
+
+    async def _shutdown(self) -> None:
+        """Step 4 of the module docstring."""
+        state = self.state
+        assert state is not None
+        for server in self.servers:
+            server.close()
+        state.closing = True
+        for conn in list(state.connections):
+            if isinstance(conn, HttpProtocol) and conn.idle():
+                conn.transport.close()
+            elif isinstance(conn, H2Protocol):
+                conn.shutdown()  # no new streams; GOAWAY once the running ones end
+        if not self.forced:
+            try:
+                async with asyncio.timeout(self.drain_timeout):
+                    while state.connections:  # no event for "all gone"
+                        state.cut_stalled(DRAIN_STALLED)
+                        await asyncio.sleep(0.02)
+            except TimeoutError:
+                log.warning("%d connections still open after %gs; closing them",
+                            len(state.connections), self.drain_timeout)
+        for conn in list(state.connections):
+            conn.transport.abort()
+        await asyncio.sleep(0)
+
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-        # Runs as a Python signal handler on the loop's thread, between two
-        # bytecodes: only schedule work here (call_soon_threadsafe also wakes
-        # the loop). Deliberately not calling super(): see the module docstring.
+        """A signal: the first drains (module docstring), the second exits at once."""
         if self._signalled:
-            self.forced = self.force_exit = self.should_exit = True
+            self.forced = True
+            self.should_exit = True
             return
         self._signalled = True
         if self._loop is None or not self.started:
             self.should_exit = True  # nothing to drain yet
             return
-        self._loop.call_soon_threadsafe(self._begin_drain)
-
-    def _begin_drain(self) -> None:
-        self._drain_task = asyncio.create_task(self.drain(), name="hubbub-drain")
+        self._drain_task = self._loop.create_task(self.drain(), name="hubbub-drain")
 
     async def drain(self) -> None:
-        """Steps 1-3 of the module docstring, then tell uvicorn to shut down."""
+        """Steps 1-3 of the module docstring, then shut down."""
         log.info("draining: refusing new connections, ending subscriptions")
+        state = self.state
+        assert state is not None
         try:
             async with asyncio.timeout(self.drain_timeout):
                 for server in self.servers:
                     server.close()
                 await self.hub.drain()
-                # uvicorn has no event for "connection gone"; it polls its
-                # connection set the same way in its own shutdown.
-                while any(_is_websocket(c) for c in self.server_state.connections):  # noqa: ASYNC110
+                while any(isinstance(c, WebSocketProtocol) for c in state.connections):
+                    state.cut_stalled(DRAIN_STALLED)
                     await asyncio.sleep(0.02)
         except TimeoutError:
             log.warning("drain took longer than %gs; closing what is left", self.drain_timeout)
@@ -197,6 +278,11 @@ class HubServer(uvicorn.Server):
             log.exception("drain failed; shutting down anyway")
         finally:
             self.should_exit = True
+
+    def run(self) -> None:
+        """Serve on a uvloop event loop, SIGTERM and SIGINT draining, until done."""
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            runner.run(self.serve(signals=True))
 
 
 def serve(
@@ -213,9 +299,9 @@ def serve(
 ) -> int:
     """Run a hub until a signal drains it; returns the exit status.
 
-    ``settings`` with ``tls_cert`` and ``tls_key`` serve TLS (HTTP/1.1 under
-    uvicorn; :mod:`hubbub.server.http2` serves ALPN ``h2`` once the server
-    layer hands it those connections).
+    ``settings`` with ``tls_cert`` and ``tls_key`` serve TLS: HTTP/2
+    (:mod:`hubbub.server.http2`) to clients that choose ``h2`` by ALPN,
+    HTTP/1.1 and WebSocket to the others.
 
     Raises:
         ValueError: ``store`` names no known engine.
@@ -223,26 +309,11 @@ def serve(
         Unavailable: the store cannot be opened.
     """
     app = create_app(store, config)
-    uv = uvicorn.Config(
-        app, host=host, port=port,
-        # uvicorn's websockets-sansio protocol (it deprecates its legacy
-        # "websockets" one) plus the hubbub.frames extension: the WebSocket
-        # door writes pre-built message frames, a batch per write.
-        # httptools plus the hubbub.respond extension (whole responses in one
-        # write: a long-poll page goes out to every waiting poll at once).
-        loop="uvloop", http=WholeResponseProtocol, ws=FramesProtocol,
-        ws_max_size=config.max_message_size + WS_FRAME_OVERHEAD,
-        # No permessage-deflate: message frames go out pre-built, uncompressed,
-        # and a negotiated compression context costs tens of KB per connection.
-        ws_per_message_deflate=False,
-        lifespan="on", access_log=access_log, log_level=log_level,
-        timeout_graceful_shutdown=max(1, round(drain_timeout)),
-        ssl_certfile=settings.tls_cert if settings else None,
-        ssl_keyfile=settings.tls_key if settings else None,
-    )
-    scheme = "https" if settings and settings.tls_cert else "http"
-
-    redact_logs()  # after uvicorn.Config, which sets up uvicorn's handlers
+    settings = replace(from_config(config.server, settings), host=host, port=port,
+                       drain_timeout=drain_timeout,
+                       ws_max_size=config.max_message_size + WS_FRAME_OVERHEAD)
+    scheme = "https" if settings.tls_cert else "http"
+    redact_logs()
 
     def listening(address: str) -> None:
         line = f"hubbub listening on {scheme}://{address} (store: {store})"
@@ -251,31 +322,26 @@ def serve(
         else:
             announce(line)
 
-    server = HubServer(uv, app.state.hub, drain_timeout=drain_timeout, on_listening=listening)
+    if access_log:
+        logging.getLogger("hubbub.access").setLevel(logging.INFO)
+    server = HubServer(app, settings, app.state.hub, on_listening=listening)
     server.tune_gc = True
-    try:
-        server.run()
-    except SystemExit as stop:
-        # uvicorn exits 3 when it cannot start (say, the port is taken) after
-        # logging why; the hubbub command's status for that is 1.
-        if stop.code == STARTUP_FAILURE:
-            return 1
-        raise
+    server.run()
     if (exc := server.startup_error) is not None:
         cause = f": {exc.__cause__}" if exc.__cause__ is not None else ""
         raise Unavailable(f"{exc.message} ({store}){cause}") from exc
-    return 1 if server.forced else 0
+    return 1 if server.forced or server.failed else 0
 
 
 def configure_logging(level: str) -> None:
-    """Log hubbub's own records to stderr at ``level`` (uvicorn configures its own)."""
+    """Log hubbub's own records to stderr at ``level``."""
     logging.basicConfig(
         level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
 
 
 #: The loggers whose records ``hubbub serve`` writes (the access log among them).
-LOGGERS = ("", "hubbub", "uvicorn", "uvicorn.error", "uvicorn.access")
+LOGGERS = ("", "hubbub", "hubbub.access")
 
 
 def redact_logs() -> None:

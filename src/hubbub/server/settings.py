@@ -7,7 +7,8 @@ they are the I/O layer's alone.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
+from typing import Any
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +37,12 @@ class ServerSettings:
     ws_ping_interval: float = 20.0
     #: ... and the connection closed when its pong takes longer than this.
     ws_ping_timeout: float = 20.0
+    #: Seconds a connection the server closes first keeps reading (and
+    #: dropping) what its client still sends, so the client reads the answer
+    #: instead of a reset (lingering close).
+    linger_timeout: float = 2.0
+    #: The largest WebSocket message a client may send, in bytes (1009 past it).
+    ws_max_size: int = 1024 * 1024 + 64 * 1024
     #: Seconds the drain of a shutdown may take before what is left is closed.
     drain_timeout: float = 10.0
     #: PEM certificate chain and private key: with both, the server speaks
@@ -54,4 +61,13 @@ class ServerSettings:
     h2_reset_interval: float = 30.0
 
 
-__all__ = ["ServerSettings"]
+def from_config(server: Any, settings: ServerSettings | None = None) -> ServerSettings:
+    """``settings`` (or the defaults) with what the ``[server]`` table of a
+    :class:`hubbub.config.Config` sets (its keys named like these fields)."""
+    settings = settings or ServerSettings()
+    changes = {f.name: getattr(server, f.name) for f in fields(ServerSettings)
+               if getattr(server, f.name, None) is not None}
+    return replace(settings, **changes)
+
+
+__all__ = ["ServerSettings", "from_config"]

@@ -3,9 +3,9 @@
 Theory of operation
 -------------------
 A publish may answer ten thousand long polls at once, each with a write of
-the same bytes to its own socket (:func:`hubbub.server.httpwhole.respond_all`), and
+the same bytes to its own socket (:func:`hubbub.server.whole.respond_all`), and
 the WebSocket door's flush of a loop pass writes every connection with news
-(:func:`hubbub.server.wsframes.gathered_writes`). What such a crowd costs is the kernel's work
+(:meth:`hubbub.server.state.ServerState.gathered_writes`). What such a crowd costs is the kernel's work
 for each write (the TCP send path and, over loopback, the receiver's too:
 6 to 15 µs a write), and uvloop's ``transport.write`` holds the GIL through
 its ``write()`` system call, so the loop's thread makes them one by one on
@@ -17,9 +17,10 @@ cores (``hubbub serve`` and ``benchmarks/loadgen/longpoll.c``), the p99 of the
 wake-up went from 126-159 ms to 77-88 ms on the memory engine (three runs
 each) and from 128-134 ms to 73-79 ms on SQLite (two runs each).
 
-Rule 1. A transport is written directly only if it is uvloop's plain TCP
-        transport (no TLS, no wrapper: the bytes go to the socket as they are),
-        open, and has nothing buffered (so nothing it holds can be overtaken).
+Rule 1. A transport is written directly only if it has a socket and no TLS
+        (``get_extra_info("socket")`` and no ``ssl_object``: the bytes go to the
+        socket as they are), is open, and has nothing buffered
+        (``get_write_buffer_size()``: nothing it holds can be overtaken).
 Rule 2. Whatever was not written directly (another transport, a short write,
         a full socket buffer, an error) goes through ``transport.write``
         afterwards, the rest of its bytes in order: the transport then buffers
@@ -52,24 +53,14 @@ Left = list[tuple[int, int]]
 _helper: ThreadPoolExecutor | None = None
 
 
-def _direct_type() -> type[Any] | None:
-    """uvloop's plain TCP transport (its stubs do not name it)."""
-    try:
-        import uvloop.loop
-    except ImportError:  # pragma: no cover - hubbub depends on uvloop
-        return None
-    found = getattr(uvloop.loop, "TCPTransport", None)
-    return found if isinstance(found, type) else None
-
-
-_TCP = _direct_type()
 #: The CPUs this process may run on (Rule 4).
 _CPUS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def _fd(transport: Any) -> int:
     """The socket to write ``transport``'s bytes to directly, or -1 (Rule 1)."""
-    if type(transport) is not _TCP or transport.is_closing() or transport.get_write_buffer_size():
+    if (transport.is_closing() or transport.get_write_buffer_size()
+            or transport.get_extra_info("ssl_object") is not None):
         return -1
     sock = transport.get_extra_info("socket")
     return -1 if sock is None else int(sock.fileno())
@@ -96,7 +87,7 @@ def write_all(transports: Sequence[Any], data: Sequence[bytes]) -> None:
     there are many (see the module docstring; each transport at most once)."""
     global _helper
     n = len(transports)
-    if n < SPLIT_AT or _TCP is None or _CPUS < 2:
+    if n < SPLIT_AT or _CPUS < 2:
         for transport, d in zip(transports, data, strict=True):
             transport.write(d)
         return

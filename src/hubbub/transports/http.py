@@ -210,7 +210,7 @@ async def publish(request: Request) -> Response:
 
 def whole_json(request: Request, obj: Any, status: int = 200) -> Response:
     """A JSON response, written whole at once where the server offers
-    ``hubbub.respond`` (:mod:`hubbub.server.httpwhole`: one write, no ASGI events)."""
+    ``hubbub.respond`` (:mod:`hubbub.server.whole`: one write, no ASGI events)."""
     body = _encode(obj)
     respond = responder(request.scope)
     if respond is not None and respond.respond(request.scope, status, _JSON_HEADERS, body):
@@ -329,7 +329,7 @@ async def _wait_together(
 ) -> Page | Response:
     """A long poll on ``hubbub serve``: wait with the others at the same
     position (:mod:`hubbub.core.polls`), answered by one read and one encoded
-    page, written whole (:mod:`hubbub.server.httpwhole`), with no task per poll.
+    page, written whole (:mod:`hubbub.server.whole`), with no task per poll.
     """
     got = await hub.poll_now(patterns, after, limit=limit, raise_gap=single)
     counts = hub.metrics.longpoll
@@ -400,7 +400,7 @@ class _WaitingPoll:
 def _answer_crowd(page: Page, answers: list[Answer]) -> None:
     """Answer long polls that got ``page`` (a group's: polls.py Rule 5): one
     encoded body, and every write before any follow-up
-    (:func:`~hubbub.server.httpwhole.respond_all`); a poll that cannot take a whole
+    (:func:`~hubbub.server.whole.respond_all`); a poll that cannot take a whole
     response now gets the page to send through ASGI."""
     by_route: tuple[list[_WaitingPoll], list[_WaitingPoll]] = ([], [])
     for poll in cast(list[_WaitingPoll], answers):  # this door's polls only

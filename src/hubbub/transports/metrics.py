@@ -54,6 +54,17 @@ def _counter(name: str, doc: str, label: str, values: dict[str, int]) -> Counter
     return family
 
 
+#: What the server's counters mean (hubbub.server.state.Counts).
+_SERVER_COUNTS = {
+    "refused": "Connections refused with 503 past max_connections",
+    "timed_out": "Connections closed by the head, body or keep-alive timeout",
+    "slow_cut_off": "Clients cut off because their socket took nothing for write_deadline",
+    "whole_responses": "Responses written whole in one write (hubbub.respond)",
+    "crowd_responses": "Responses written whole to a crowd at once (respond_all)",
+    "frame_writes": "Pre-built WebSocket frame writes (hubbub.frames)",
+}
+
+
 class _Snapshot(Collector):
     """Prometheus families of one snapshot (see ``docs/operations.md``)."""
 
@@ -128,6 +139,14 @@ class _Snapshot(Collector):
         yield uploads
         yield CounterMetricFamily("hubbub_upload_bytes_received",
                                   "Upload bytes committed by this node", up["bytes_received"])
+        for name, value in sorted(s.get("server", {}).items()):
+            # hubbub serve's own server: connections open now, and its counters.
+            if name == "connections":
+                yield GaugeMetricFamily("hubbub_server_connections",
+                                        "Connections the server holds open", value)
+            else:
+                yield CounterMetricFamily(f"hubbub_server_{name}",
+                                          _SERVER_COUNTS.get(name, name), value)
 
     @staticmethod
     def _groups(groups: list[dict[str, Any]]) -> Iterator[Metric]:

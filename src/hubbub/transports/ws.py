@@ -87,7 +87,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import msgspec
-from starlette.routing import BaseRoute, WebSocketRoute
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route, WebSocketRoute
 from starlette.types import Message as ASGIMessage
 from starlette.types import Receive, Scope, Send
 
@@ -120,7 +122,7 @@ from .extensions import (
     frames_writer,
 )
 from .groups import GroupFeeds
-from .problems import close_code, problem_from, ws_error
+from .problems import close_code, problem, problem_from, ws_error
 
 log = logging.getLogger("hubbub")
 
@@ -825,7 +827,16 @@ async def _refuse(scope: Scope, send: Send, exc: HubbubError) -> None:
     await send({"type": "websocket.http.response.body", "body": response.body})
 
 
+async def upgrade_required(request: Request) -> Response:
+    """``GET /v1/ws`` as a plain HTTP request: 426, naming the protocol to
+    upgrade to (RFC 9110 §15.5.22: "The server MUST send an Upgrade header
+    field in a 426 response to indicate the required protocol(s)")."""
+    return problem(426, "Upgrade Required", "this endpoint speaks WebSocket only",
+                   code="upgrade-required",
+                   headers={"Upgrade": "websocket", "Connection": "Upgrade"})
+
+
 PATH = "/v1/ws"
 #: The endpoint; :func:`hubbub.transports.app.create_app` also calls it directly.
 door = WebSocketDoor()
-routes: list[BaseRoute] = [WebSocketRoute(PATH, door)]
+routes: list[BaseRoute] = [WebSocketRoute(PATH, door), Route(PATH, upgrade_required)]

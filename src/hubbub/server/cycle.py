@@ -1,0 +1,154 @@
+"""One HTTP/1.1 request-response cycle: the app's ``receive`` and ``send``.
+
+A :class:`Request` is made by :class:`hubbub.server.http1.HttpProtocol` once a
+request's head is parsed; the body the parser reads is handed to ``receive``,
+and ``send`` writes the response: the head together with the first body
+part (one write for a whole response), then chunks (HTTP/1.1) for a
+streaming response of unknown length, such as SSE.
+
+Rule 1. ``Expect: 100-continue`` gets ``100 Continue`` when the app first
+        asks for the body, and never once the response started (RFC 9110
+        §10.1.1).
+Rule 2. A client that left mid-body: what arrived is handed over first, then
+        ``http.disconnect`` (ASGI spec 2.3: a send after that is dropped).
+Rule 3. A response that ends before the request's body does says
+        ``connection: close``: the connection ends after it, so the unread
+        body is never read as a request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any
+
+from .asgi import status_line
+
+if TYPE_CHECKING:
+    from .http1 import HttpProtocol
+
+
+class Request:
+    """One request-response cycle: the app's ``receive`` and ``send``."""
+
+    __slots__ = ("conn", "scope", "body", "body_size", "more_body", "started", "complete",
+                 "keep_alive", "head_only", "expect_100", "chunked", "head", "waiter",
+                 "gone", "read_all", "length_known", "status")
+
+    def __init__(self, conn: HttpProtocol, scope: dict[str, Any], keep_alive: bool,
+                 expect_100: bool, has_body: bool) -> None:
+        self.conn = conn
+        self.scope = scope
+        self.body: list[bytes] = []
+        self.body_size = 0
+        self.more_body = has_body
+        self.started = self.complete = self.gone = self.chunked = False
+        self.read_all = self.length_known = False
+        self.status = 0
+        self.keep_alive = keep_alive
+        self.head_only = scope["method"] == "HEAD"
+        self.expect_100 = expect_100
+        self.head: bytes | None = None  # the response head, written with the first body
+        self.waiter: asyncio.Future[None] | None = None
+
+    def wake(self) -> None:
+        waiter, self.waiter = self.waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def receive(self) -> dict[str, Any]:
+        conn = self.conn
+        if self.expect_100 and self.more_body and not self.started and not self.gone:
+            # RFC 9110 §10.1.1: the client waits for 100 (Continue) before the body.
+            self.expect_100 = False
+            conn.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        while (not self.gone and not self.complete and not self.body
+               and (self.more_body or self.read_all)):
+            conn.resume_reading()
+            self.waiter = conn.state.loop.create_future()
+            await self.waiter
+        if self.complete or (self.gone and not self.body):
+            # A client that left mid-body: what arrived is handed over first.
+            return {"type": "http.disconnect"}
+        body = b"".join(self.body) if len(self.body) != 1 else self.body[0]
+        self.body.clear()
+        self.body_size = 0
+        if self.more_body:
+            conn.resume_reading()
+        else:
+            self.read_all = True
+        return {"type": "http.request", "body": body, "more_body": self.more_body}
+
+    async def send(self, message: dict[str, Any]) -> None:
+        kind = message["type"]
+        if self.gone:
+            return
+        if not self.started:
+            if kind != "http.response.start":
+                raise RuntimeError(f"expected http.response.start, got {kind}")
+            self.started = True
+            self._start(message["status"], message.get("headers", ()))
+            return
+        if kind != "http.response.body" or self.complete:
+            raise RuntimeError(f"unexpected ASGI message {kind}")
+        body: bytes = message.get("body", b"")
+        more = bool(message.get("more_body", False))
+        head, self.head = self.head, None
+        if head is not None:
+            head = self._finish_head(head, len(body), more)
+        if self.head_only:
+            data = head or b""
+        elif self.chunked:
+            data = (head or b"") + (b"%x\r\n%s\r\n" % (len(body), body) if body else b"")
+            if not more:
+                data += b"0\r\n\r\n"
+        else:
+            data = head + body if head is not None else body
+        if not more:
+            self.complete = True
+        if data:
+            self.conn.write(data)
+        if not more:
+            self.conn.response_done(self)
+        elif self.conn.write_paused:
+            await self.conn.drained()
+
+    def _start(self, status: int, headers: Any) -> None:
+        self.status = status
+        lines: list[bytes] = [status_line(status), self.conn.state.date_header()]
+        length = status < 200 or status in (204, 304)  # no body, no length
+        for name, value in headers:
+            name = name.lower()
+            if b"\n" in value or b"\r" in value or b"\n" in name or b"\r" in name:
+                raise RuntimeError("invalid header in the response")
+            if name == b"content-length":
+                length = True
+            elif name == b"connection":
+                if value.lower() == b"close":
+                    self.keep_alive = False
+                continue
+            elif name == b"transfer-encoding":
+                continue
+            lines.append(b"%s: %s\r\n" % (name, value))
+        self.length_known = length
+        self.head = b"".join(lines)
+
+    def _finish_head(self, head: bytes, size: int, more: bool) -> bytes:
+        """The head, told how the body ends: its length when the first body is
+        the whole of it, else chunks (HTTP/1.1) or the close (HTTP/1.0)."""
+        extra = b""
+        if not self.length_known and not self.head_only:
+            if not more:
+                extra = b"content-length: %d\r\n" % size
+            elif self.scope["http_version"] == "1.1":
+                self.chunked = True
+                extra = b"transfer-encoding: chunked\r\n"
+            else:
+                self.keep_alive = False
+        if not self.keep_alive or self.more_body or self.conn.state.closing:
+            # The connection ends after this response (Rule 3, or a shutdown).
+            self.keep_alive = False
+            extra += b"connection: close\r\n"
+        return head + extra + b"\r\n"
+
+
+__all__ = ["Request"]
