@@ -279,7 +279,7 @@ async def test_the_access_log_has_a_line_per_response(
             await asyncio.sleep(0.01)
     lines = [r.getMessage() for r in caplog.records if r.name == "hubbub.access"]
     assert lines[0].endswith('"GET /healthz HTTP/1.1" 200')
-    assert lines[1].endswith('"GET /v1/topics/log.a/messages HTTP/1.1" 200')
+    assert lines[1].endswith('"GET /v1/topics/log.a/messages?after=start HTTP/1.1" 200')
 
 
 async def test_an_upgrade_to_anything_but_websocket_is_ignored(connect: Connect) -> None:

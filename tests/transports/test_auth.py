@@ -169,7 +169,8 @@ async def test_probes_and_preflights_need_no_credentials(client: httpx.AsyncClie
     "hk_unknown_0123456789",                                     # no such API key
     jwt.encode({"sub": "a", "hubbub": {"pub": ["a..b"]}}, SECRET, algorithm="HS256"),
     jwt.encode({"sub": 7}, SECRET, algorithm="HS256"),           # sub not a string
-    jwt.encode({"sub": "a", "nbf": time.time() + 600}, SECRET, algorithm="HS256"),
+    # not valid for a day: a slow run of the suite never reaches it
+    jwt.encode({"sub": "a", "nbf": time.time() + 86_400}, SECRET, algorithm="HS256"),
 ])
 async def test_bad_tokens_are_401(client: httpx.AsyncClient, tok: str) -> None:
     """An expired, forged, unsigned, malformed or unknown token is 401 invalid_token."""
