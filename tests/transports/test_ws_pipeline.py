@@ -9,7 +9,10 @@ the order sent, share the store's commits, and are answered in order, an
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import socket
 import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +21,7 @@ import pytest
 
 from hubbub.config import Config
 from hubbub.transports.ws_pipeline import Pipeline
-from tests.conftest import UNIT, HubServer
+from tests.conftest import UNIT, HubServer, session_redis
 from tests.transports.test_ws import REPLIES, Client, ws_client
 
 
@@ -132,30 +135,54 @@ async def test_a_req_keeps_its_place_among_pipelined_pubs(hub_server: HubServer)
         assert reply["id"] == 2 and reply["reply"]["data"] == "answer"
 
 
-@pytest.mark.parametrize("engine", ["sqlite"])
-async def test_pipelined_pubs_share_commits(hub_server: HubServer, tmp_path: Path) -> None:
-    """Pubs sent while the store's writer waits (another process holds SQLite's write
-    lock) wait together and are committed together: fewer commits than pubs. Carried
-    out one at a time, each would have had a commit of its own."""
-    engine = hub_server.hub.engine
-    async with ws_client(hub_server) as c:
-        await c.ok({"op": "pub", "id": "warm", "topic": "pipe.gc", "data": 0})
-        before = engine.commits
+@contextlib.contextmanager
+def writes_held(engine: str, tmp_path: Path) -> Iterator[None]:
+    """Make the store's writes wait while inside: another SQLite connection holds
+    the write lock (the writer waits, ``busy_timeout``), or Redis pauses every
+    write command of its clients (``CLIENT PAUSE ... WRITE``: scripts included)."""
+    if engine == "sqlite":
         lock = sqlite3.connect(tmp_path / "hub.db", isolation_level=None)
         try:
             lock.execute("BEGIN IMMEDIATE")
-            for i in range(50):
-                await c.send({"op": "pub", "id": i, "topic": "pipe.gc", "data": i})
-            # Let the frames in; the writer waits on the lock (busy_timeout, 5 s).
-            await c.send({"op": "ping", "id": "p"})
-            await asyncio.sleep(0.3 * UNIT)
+            yield
         finally:
             lock.execute("ROLLBACK")
             lock.close()
+        return
+    with socket.create_connection(("127.0.0.1", session_redis().port)) as s:
+        s.sendall(b"CLIENT PAUSE 60000 WRITE\r\n")
+        assert s.recv(64).startswith(b"+OK")
+        try:
+            yield
+        finally:
+            s.sendall(b"CLIENT UNPAUSE\r\n")
+            assert s.recv(64).startswith(b"+OK")
+
+
+@pytest.mark.parametrize("engine", ["sqlite", "redis"])
+async def test_pipelined_pubs_share_commits(
+    hub_server: HubServer, engine: str, tmp_path: Path
+) -> None:
+    """Pubs sent while the store's writes wait are committed together: fewer commits
+    (SQLite transactions, Redis append scripts) than pubs. Carried out one at a time,
+    each would have had a commit of its own."""
+    store = hub_server.hub.engine
+
+    def commits() -> int:
+        return int(store.commits if engine == "sqlite" else store.groups)
+
+    async with ws_client(hub_server) as c:
+        await c.ok({"op": "pub", "id": "warm", "topic": "pipe.gc", "data": 0})
+        before = commits()
+        with writes_held(engine, tmp_path):
+            for i in range(50):
+                await c.send({"op": "pub", "id": i, "topic": "pipe.gc", "data": i})
+            await c.send({"op": "ping", "id": "p"})
+            await asyncio.sleep(0.3 * UNIT)  # let the frames in; the writes wait
         got = await answers(c, 51)
     assert [a["id"] for a in got] == [*range(50), "p"]
     assert [a["offset"] for a in got[:50]] == list(range(2, 52))
-    assert engine.commits - before < 25
+    assert commits() - before < 25
 
 
 # -- the pipeline alone ----------------------------------------------------------
