@@ -204,8 +204,9 @@ class Connection:
         #: Who the client is; ``None`` until its ``auth`` op (no credentials on the upgrade).
         self.principal = principal
         self._auth_timer: asyncio.TimerHandle | None = None
-        #: The ops in flight, answered in order (:mod:`hubbub.transports.ws_pipeline`).
-        self._pipeline = Pipeline(self._send_answers)
+        #: The ops in flight, answered in order (:mod:`hubbub.transports.ws_pipeline`);
+        #: made on first use (a subscriber that never publishes should stay small).
+        self._pipeline: Pipeline | None = None
         self._watch_credentials()
 
     # -- reading ----------------------------------------------------------------
@@ -232,21 +233,24 @@ class Connection:
         for the next one. Any other op is carried out after every op before
         it was answered, and this returns when it is done.
         """
-        pipeline = self._pipeline
-        try:
-            op = self.codec.decode(frame)
-        except HubbubError as exc:  # pragma: no cover - decode() returns refusals
-            pipeline.answer(ws_error(exc, None))
-            return
+        op = self.codec.decode(frame)
         if isinstance(op, wire.Refusal):
             if op.op_id is None:
                 self.close(close_code(op.error), op.error.message)
             else:
-                pipeline.answer(ws_error(op.error, op.op_id))
+                self.pipeline.answer(ws_error(op.error, op.op_id))
             return
         if self.principal is None and not isinstance(op, wire.Auth):
             self.close(4401, "authentication required: send an auth op first")
             return
+        if isinstance(op, wire.Sub | wire.Unsub | wire.Ping | wire.Auth):
+            if self._pipeline is not None:
+                await self._pipeline.drain()  # Barrier
+            answer = await self._answered(op.id, self._alone(op))
+            if answer is not None:
+                await self.send_obj(answer)
+            return
+        pipeline = self.pipeline
         match op:
             case wire.Pub():
                 pipeline.start(self._answered(op.id, self._pub(op, pipeline.lane)),
@@ -260,15 +264,16 @@ class Connection:
             case wire.Ack() | wire.Nack() | wire.Extend():
                 pipeline.start(self._answered(op.id, self.groups.settle(op)),
                                f"hubbub-ws-settle-{op.id}")
-            case _:
-                await pipeline.drain()  # Barrier
-                answer = await self._answered(op.id, self._alone(op))
-                if answer is not None:
-                    await self.send_obj(answer)
-                return
         await pipeline.room()
 
-    async def _alone(self, op: wire.Op) -> dict[str, Any] | None:
+    @property
+    def pipeline(self) -> Pipeline:
+        """The connection's ops in flight (:mod:`hubbub.transports.ws_pipeline`)."""
+        if self._pipeline is None:
+            self._pipeline = Pipeline(self._send_answers)
+        return self._pipeline
+
+    async def _alone(self, op: wire.Sub | wire.Unsub | wire.Ping | wire.Auth) -> None:
         """Carry out an op that is not pipelined; it sends its own answer."""
         match op:
             case wire.Sub():
@@ -279,7 +284,6 @@ class Connection:
                 await self.send_obj({"op": "pong", "id": op.id})
             case wire.Auth():
                 await self._auth(op)
-        return None
 
     async def _answered(self, op_id: int | str | None, work: Awaitable[Any]) -> Any:
         """What ``work`` answers, or the ``err`` for its error (Rule 5); ``None``
@@ -396,7 +400,7 @@ class Connection:
         published."""
         if self.requests is None:
             self.requests = set()
-        pipeline = self._pipeline
+        pipeline = self.pipeline
         sent: asyncio.Future[dict[str, Any] | None] = self._loop.create_future()
         if len(self.requests) >= MAX_REQUESTS:
             pipeline.answer(ws_error(InvalidRequest(
@@ -776,7 +780,8 @@ class Connection:
             if s.sub.cut_off:
                 self.hub.metrics.ws.slow_consumers += 1
             s.sub.close()
-        await self._pipeline.close()
+        if self._pipeline is not None:
+            await self._pipeline.close()
         tasks = [s.task for s in subs if s.task is not None]
         if self._close_task is not None:
             tasks.append(self._close_task)
