@@ -59,8 +59,8 @@ order, like a ``pub``, but its answer (the reply, or ``err`` ``timeout``)
 comes when the reply does, from a task of its own, so the connection's other
 ops (a ``reply`` to some other request, say) go on meanwhile; only an ``err``
 for a request that could not be published is answered in its place. A
-``reply`` is answered like a ``pub``. When the connection ends, its waiting requests are
-given up: replies to them are refused from then on.
+``reply`` is answered like a ``pub``. When the connection ends, its waiting
+requests are given up: replies to them are refused from then on.
 
 Presence (:mod:`hubbub.core.presence`): the connection has one
 :class:`~hubbub.core.presence.Member`; a ``sub`` that names topics with
@@ -401,11 +401,11 @@ class Connection:
         if self.requests is None:
             self.requests = set()
         pipeline = self.pipeline
-        sent: asyncio.Future[dict[str, Any] | None] = self._loop.create_future()
         if len(self.requests) >= MAX_REQUESTS:
             pipeline.answer(ws_error(InvalidRequest(
                 f"at most {MAX_REQUESTS} requests may wait per connection", field="op"), op.id))
             return
+        sent: asyncio.Future[dict[str, Any] | None] = self._loop.create_future()
         before, lane = pipeline.hold_lane()
         task = asyncio.create_task(self._request(op, before, lane, sent),
                                    name=f"hubbub-ws-req-{op.id}")
@@ -448,6 +448,7 @@ class Connection:
     async def _send_request(
         self, op: wire.Req, before: asyncio.Future[None] | None, lane: asyncio.Future[None],
     ) -> Any:
+        """Check and publish a request after ``before``; its :class:`PendingRequest`."""
         if before is not None:
             await before  # first: this op's lane is free only after the one before
         self._check(Action.PUBLISH, op.topic, "topic", concrete=True)
@@ -462,6 +463,7 @@ class Connection:
     async def _reply(
         self, op: wire.Reply, before: asyncio.Future[None] | None, lane: asyncio.Future[None],
     ) -> dict[str, Any]:
+        """Store a reply after ``before``, handing ``lane`` on; its ``ok``."""
         try:
             if before is not None:
                 await before  # first: this op's lane is free only after the one before

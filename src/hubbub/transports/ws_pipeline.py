@@ -158,7 +158,8 @@ class Pipeline:
                     await asyncio.wait((head,))
                 answers = []
                 while waiting and waiting[0].done():
-                    obj = waiting.popleft().result()
+                    answer = waiting.popleft()
+                    obj = None if answer.cancelled() else answer.result()
                     if obj is not None:
                         answers.append(obj)
                 if len(waiting) < self._limit:
