@@ -97,6 +97,24 @@ async def test_a_subscriber_on_the_same_connection_gets_its_pipelined_pubs_in_or
         await sub.quiet()
 
 
+async def test_a_key_sent_twice_in_flight_is_stored_once(
+    hub_server: HubServer, client: httpx.AsyncClient
+) -> None:
+    """Two pipelined pubs with one idempotency key: the second is answered as a
+    duplicate of the first, and the log holds it once."""
+    async with ws_client(hub_server) as c:
+        for i, key in enumerate(["k1", None, "k1", "k2"]):
+            op: dict[str, Any] = {"op": "pub", "id": i, "topic": "pipe.key", "data": i}
+            if key is not None:
+                op["key"] = key
+            await c.send(op)
+        got = await answers(c, 4)
+    assert [a["id"] for a in got] == [0, 1, 2, 3]
+    assert [a.get("duplicate", False) for a in got] == [False, False, True, False]
+    assert (got[2]["offset"], got[2]["msg_id"]) == (got[0]["offset"], got[0]["msg_id"])
+    assert [m["data"] for m in await history(client, "pipe.key")] == [0, 1, 3]
+
+
 async def test_other_ops_wait_for_the_pubs_before_them(hub_server: HubServer) -> None:
     """A ``sub`` at the live end and a ``ping`` sent right after pubs are answered after
     them, and the subscription starts after those pubs (Barrier)."""
