@@ -66,6 +66,26 @@ async def test_seqs_grow_across_topics_in_append_order(engine: Engine) -> None:
 
 
 @bounded()
+async def test_concurrent_appends_are_stored_in_the_order_they_start(engine: Engine) -> None:
+    """Appends started one after the other, none waiting for another's commit,
+    get seqs and offsets in the order they started (a pipelined publisher)."""
+    rec = Recorder()
+    engine.add_listener(rec)
+    topics = ["p.a", "p.b", "p.a", "p.a", "p.b"] * 40
+    tasks = [asyncio.create_task(engine.append([req(t, i)], T0))
+             for i, t in enumerate(topics)]
+    results = [r for (r,) in await asyncio.gather(*tasks)]
+    seqs = [r.message.seq for r in results]
+    assert seqs == sorted(set(seqs))
+    for topic in ("p.a", "p.b"):
+        mine = [r.message for r in results if r.message.topic == topic]
+        assert [m.offset for m in mine] == list(range(1, len(mine) + 1))
+        assert [m.data for m in mine] == [
+            str(i).encode() for i, t in enumerate(topics) if t == topic]
+    assert rec.seqs == seqs  # listeners see them in the same order, each once
+
+
+@bounded()
 async def test_results_in_request_order_with_stored_fields(engine: Engine) -> None:
     """Results follow the requests; each message carries topic, epoch, now, data, type."""
     reqs = [req("t.1", '"one"'), AppendRequest("t.2", b"\x00\xff", "image/png"), req("t.1", 3)]

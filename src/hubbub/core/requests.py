@@ -56,6 +56,7 @@ import contextlib
 import math
 import re
 import secrets
+from collections.abc import Callable
 
 import msgspec
 
@@ -165,10 +166,15 @@ class Requests:
 
     async def send(
         self, topic: str, data: bytes, content_type: str = JSON, *,
-        timeout: float = DEFAULT_TIMEOUT,
+        timeout: float = DEFAULT_TIMEOUT, handing_off: Callable[[], None] | None = None,
     ) -> PendingRequest:
         """Publish a request to ``topic`` (Rules 1 to 3); wait for its reply with
         :meth:`PendingRequest.wait`.
+
+        ``handing_off`` is called right before the request is handed to the
+        store, when nothing is left to wait for before its append: a caller
+        that publishes in order (a WebSocket connection's pipeline) lets its
+        next publish go from there.
 
         Raises:
             InvalidRequest, InvalidTopic, PayloadTooLarge: bad input; nothing published.
@@ -197,6 +203,8 @@ class Requests:
         try:
             await hub.engine.put(KIND + request_id, topic.encode(), hub.now(), expires=deadline,
                                  if_version=0)
+            if handing_off is not None:
+                handing_off()
             await hub.publish(topic, envelope(request_id, deadline, data, content_type))
         except BaseException:
             await pending.close()
@@ -217,8 +225,13 @@ class Requests:
         pending = await self.send(topic, data, content_type, timeout=timeout)
         return await pending.wait()
 
-    async def reply(self, request_id: str, data: bytes, content_type: str = JSON) -> Message:
+    async def reply(
+        self, request_id: str, data: bytes, content_type: str = JSON, *,
+        handing_off: Callable[[], None] | None = None,
+    ) -> Message:
         """Store the reply to ``request_id`` for its caller (Rule 4); the stored message.
+
+        ``handing_off`` is called as in :meth:`send`.
 
         Raises:
             InvalidRequest: malformed id (``field`` "to") or payload; nothing stored.
@@ -234,6 +247,8 @@ class Requests:
         if await hub.engine.get(KIND + request_id, hub.now()) is None:
             raise NotFound("no such request: it was never made, or its caller has gone",
                            field="to", request=request_id)
+        if handing_off is not None:
+            handing_off()
         result = await hub.publish(inbox, data, content_type, request_id)
         if result.duplicate:
             raise Conflict("request already answered", field="to", request=request_id)

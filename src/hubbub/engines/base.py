@@ -190,6 +190,14 @@ class Engine(Protocol):
         exception handler, never to the caller: the messages are stored. When ``max_messages`` is set, the topic is trimmed to it in the
         same transaction.
 
+        Calls are stored in the order they start: an engine fixes a call's
+        place before the call first waits, so of two calls started one after
+        the other (tasks made in that order, say) the first gets the lower
+        seqs and offsets, though neither waited for the other's commit.
+        Concurrent calls may share one commit (group commit): that is how a
+        connection's pipelined publishes (:mod:`hubbub.transports.ws_pipeline`)
+        cost about one commit for many.
+
         Raises:
             Unavailable: the store cannot be reached; nothing was stored.
         """

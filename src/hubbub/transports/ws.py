@@ -6,10 +6,15 @@ handshake, one reader, one pump task per subscription, and closing.
 
 Theory of operation
 -------------------
-The endpoint's own task reads frames and carries out ops one at a time, in
-order, so replies come in the order of the ops and a client's publishes are
-stored in the order it sent them. Each subscription gets a *pump* task that
-drains :meth:`Subscription.next_batch` and writes its messages.
+The endpoint's own task reads frames. A ``pub``, ``req``, ``reply``, ``ack``,
+``nack`` or ``extend`` is handed to the connection's
+:class:`~hubbub.transports.ws_pipeline.Pipeline` and the next frame is read at
+once, so the ops a client keeps in flight reach the store together and share
+its commits; they are still stored in the order the client sent them and
+answered in that order (:mod:`hubbub.transports.ws_pipeline`). Any other op
+waits until every op before it was answered, then is carried out alone. Each
+subscription gets a *pump* task that drains :meth:`Subscription.next_batch`
+and writes its messages.
 
 Rule 1. Every frame goes out under one lock, so frames never interleave and a
         pump sends a whole batch per lock. Message frames are the bytes cached
@@ -52,9 +57,10 @@ not settle is nacked so that other workers get it at once.
 Request-reply (:mod:`hubbub.core.requests`): a ``req`` is published in op
 order, like a ``pub``, but its answer (the reply, or ``err`` ``timeout``)
 comes when the reply does, from a task of its own, so the connection's other
-ops (a ``reply`` to some other request, say) go on meanwhile. A ``reply`` is
-answered like a ``pub``. When the connection ends, its waiting requests are
-given up: replies to them are refused from then on.
+ops (a ``reply`` to some other request, say) go on meanwhile; only an ``err``
+for a request that could not be published is answered in its place. A
+``reply`` is answered like a ``pub``. When the connection ends, its waiting
+requests are given up: replies to them are refused from then on.
 
 Presence (:mod:`hubbub.core.presence`): the connection has one
 :class:`~hubbub.core.presence.Member`; a ``sub`` that names topics with
@@ -83,6 +89,7 @@ import binascii
 import contextlib
 import functools
 import logging
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any
 
@@ -123,6 +130,7 @@ from .extensions import (
 )
 from .groups import GroupFeeds
 from .problems import close_code, problem, problem_from, ws_error
+from .ws_pipeline import Pipeline
 
 log = logging.getLogger("hubbub")
 
@@ -161,7 +169,7 @@ class Connection:
 
     __slots__ = ("hub", "codec", "subs", "closing", "_send", "_frames", "_binary", "_lock",
                  "_next_sub", "_close_task", "groups", "_member", "requests", "_write",
-                 "principal", "_auth_timer", "_loop", "gather")
+                 "principal", "_auth_timer", "_loop", "gather", "_pipeline")
 
     def __init__(
         self, hub: Hub, codec: wire.Codec, send: Send, frames: SendFrames | None = None,
@@ -198,6 +206,9 @@ class Connection:
         #: Who the client is; ``None`` until its ``auth`` op (no credentials on the upgrade).
         self.principal = principal
         self._auth_timer: asyncio.TimerHandle | None = None
+        #: The ops in flight, answered in order (:mod:`hubbub.transports.ws_pipeline`);
+        #: made on first use (a subscriber that never publishes should stay small).
+        self._pipeline: Pipeline | None = None
         self._watch_credentials()
 
     # -- reading ----------------------------------------------------------------
@@ -217,44 +228,79 @@ class Connection:
             await self._clean_up()
 
     async def receive_frame(self, frame: str | bytes) -> None:
-        """Decode one frame and carry out its op (Rule 5)."""
-        op_id: int | str | None = None
+        """Decode one frame and carry out its op (Rule 5).
+
+        A pipelined op (``pub``, ``req``, ``reply``, ``ack``, ``nack``,
+        ``extend``) is only started: this returns once the pipeline has room
+        for the next one. Any other op is carried out after every op before
+        it was answered, and this returns when it is done.
+        """
+        op = self.codec.decode(frame)
+        if isinstance(op, wire.Refusal):
+            if op.op_id is None:
+                self.close(close_code(op.error), op.error.message)
+            else:
+                self.pipeline.answer(ws_error(op.error, op.op_id))
+            return
+        if self.principal is None and not isinstance(op, wire.Auth):
+            self.close(4401, "authentication required: send an auth op first")
+            return
+        if isinstance(op, wire.Sub | wire.Unsub | wire.Ping | wire.Auth):
+            if self._pipeline is not None:
+                await self._pipeline.drain()  # Barrier
+            answer = await self._answered(op.id, self._alone(op))
+            if answer is not None:
+                await self.send_obj(answer)
+            return
+        pipeline = self.pipeline
+        match op:
+            case wire.Pub():
+                pipeline.start(self._answered(op.id, self._pub(op, pipeline.lane)),
+                               f"hubbub-ws-pub-{op.id}")
+            case wire.Req():
+                self._req(op)
+            case wire.Reply():
+                before, lane = pipeline.hold_lane()
+                pipeline.start(self._answered(op.id, self._reply(op, before, lane)),
+                               f"hubbub-ws-reply-{op.id}")
+            case wire.Ack() | wire.Nack() | wire.Extend():
+                pipeline.start(self._answered(op.id, self.groups.settle(op)),
+                               f"hubbub-ws-settle-{op.id}")
+        await pipeline.room()
+
+    @property
+    def pipeline(self) -> Pipeline:
+        """The connection's ops in flight (:mod:`hubbub.transports.ws_pipeline`)."""
+        if self._pipeline is None:
+            self._pipeline = Pipeline(self._send_answers)
+        return self._pipeline
+
+    async def _alone(self, op: wire.Sub | wire.Unsub | wire.Ping | wire.Auth) -> None:
+        """Carry out an op that is not pipelined; it sends its own answer."""
+        match op:
+            case wire.Sub():
+                await self._sub(op)
+            case wire.Unsub():
+                await self._unsub(op)
+            case wire.Ping():
+                await self.send_obj({"op": "pong", "id": op.id})
+            case wire.Auth():
+                await self._auth(op)
+
+    async def _answered(self, op_id: int | str | None, work: Awaitable[Any]) -> Any:
+        """What ``work`` answers, or the ``err`` for its error (Rule 5); ``None``
+        for no answer (the client is gone, or an internal error closed the
+        connection)."""
         try:
-            op = self.codec.decode(frame)
-            if isinstance(op, wire.Refusal):
-                if op.op_id is None:
-                    self.close(close_code(op.error), op.error.message)
-                else:
-                    await self.send_obj(ws_error(op.error, op.op_id))
-                return
-            op_id = op.id
-            if self.principal is None and not isinstance(op, wire.Auth):
-                self.close(4401, "authentication required: send an auth op first")
-                return
-            match op:
-                case wire.Pub():
-                    await self._pub(op)
-                case wire.Sub():
-                    await self._sub(op)
-                case wire.Unsub():
-                    await self._unsub(op)
-                case wire.Ping():
-                    await self.send_obj({"op": "pong", "id": op.id})
-                case wire.Req():
-                    await self._req(op)
-                case wire.Reply():
-                    await self._reply(op)
-                case wire.Ack() | wire.Nack() | wire.Extend():
-                    await self.send_obj(await self.groups.settle(op))
-                case wire.Auth():
-                    await self._auth(op)
+            return await work
         except HubbubError as exc:
-            await self.send_obj(ws_error(exc, op_id))
+            return ws_error(exc, op_id)
         except OSError:
-            pass  # the client is gone; the next receive() says so
+            return None  # the client is gone; the next receive() says so
         except Exception:
             log.exception("websocket frame failed (op id %r)", op_id)
             self.close(1011, "internal error")
+            return None
 
     # -- authentication -----------------------------------------------------------
 
@@ -299,9 +345,13 @@ class Connection:
 
     # -- ops ----------------------------------------------------------------------
 
-    async def _pub(self, op: wire.Pub) -> None:
+    async def _pub(self, op: wire.Pub, lane: asyncio.Future[None] | None) -> dict[str, Any]:
+        """Store one message; its ``ok``. Waits for ``lane`` (a ``req`` or
+        ``reply`` before it) first, so it is stored in op order."""
         self._check(Action.PUBLISH, op.topic, "topic", concrete=True)
         data, content_type = self._payload(op)
+        if lane is not None:
+            await lane  # no wait at all once it is done
         result = await self.hub.publish(op.topic, data, content_type, op.key)
         m = result.message
         reply: dict[str, Any] = {
@@ -310,7 +360,7 @@ class Connection:
         }
         if result.duplicate:
             reply["duplicate"] = True
-        await self.send_obj(reply)
+        return reply
 
     def _payload(self, op: wire.Pub | wire.Req | wire.Reply) -> tuple[bytes, str]:
         """The bytes to store and their content type, as the subprotocol carries them."""
@@ -346,46 +396,89 @@ class Connection:
             self._member = self.hub.presence.member()
         return self._member
 
-    async def _req(self, op: wire.Req) -> None:
+    def _req(self, op: wire.Req) -> None:
+        """Start a request: its task publishes it, in op order, then waits for
+        its reply; the pipeline answers in its place only if it could not be
+        published."""
         if self.requests is None:
             self.requests = set()
+        pipeline = self.pipeline
         if len(self.requests) >= MAX_REQUESTS:
-            raise InvalidRequest(
-                f"at most {MAX_REQUESTS} requests may wait per connection", field="op")
+            pipeline.answer(ws_error(InvalidRequest(
+                f"at most {MAX_REQUESTS} requests may wait per connection", field="op"), op.id))
+            return
+        sent: asyncio.Future[dict[str, Any] | None] = self._loop.create_future()
+        before, lane = pipeline.hold_lane()
+        task = asyncio.create_task(self._request(op, before, lane, sent),
+                                   name=f"hubbub-ws-req-{op.id}")
+        self.requests.add(task)
+        task.add_done_callback(self.requests.discard)
+        pipeline.wait_for(sent)
+
+    async def _request(
+        self, op: wire.Req, before: asyncio.Future[None] | None, lane: asyncio.Future[None],
+        sent: asyncio.Future[dict[str, Any] | None],
+    ) -> None:
+        """Publish a request once ``before`` is handed off, say so through
+        ``sent`` (``None``, or the ``err``), then wait for its reply and send
+        it as the ``req``'s answer."""
+        try:
+            pending = await self._answered(op.id, self._send_request(op, before, lane))
+        except BaseException:
+            sent.cancel()  # cancelled: the connection is gone
+            raise
+        finally:
+            Pipeline.hand_off(lane)
+        if not isinstance(pending, PendingRequest):
+            sent.set_result(pending)  # its err (or None: the connection is closing)
+            return
+        sent.set_result(None)
+        try:
+            try:
+                m = await pending.wait()
+            except HubbubError as exc:  # GatewayTimeout, or Unavailable while draining
+                await self.send_obj(ws_error(exc, op.id))
+                return
+            await self.send_obj(
+                {"op": "ok", "id": op.id, "request": pending.id, "reply": m.to_dict()})
+        except OSError:
+            pass  # the client is gone
+        except Exception:
+            log.exception("websocket request failed (op id %r)", op.id)
+            self.close(1011, "internal error")
+
+    async def _send_request(
+        self, op: wire.Req, before: asyncio.Future[None] | None, lane: asyncio.Future[None],
+    ) -> Any:
+        """Check and publish a request after ``before``; its :class:`PendingRequest`."""
+        if before is not None:
+            await before  # first: this op's lane is free only after the one before
         self._check(Action.PUBLISH, op.topic, "topic", concrete=True)
         data, content_type = self._payload(op)
         timeout = op.timeout
         if timeout is None:
             timeout = min(DEFAULT_TIMEOUT, self.hub.config.server.max_wait)
         timeout = within_lifetime(self.hub, self.principal, timeout)  # as on HTTP
-        pending = await self.hub.requests.send(op.topic, data, content_type, timeout=timeout)
-        task = asyncio.create_task(self._answer(op.id, pending), name=f"hubbub-ws-req-{op.id}")
-        self.requests.add(task)
-        task.add_done_callback(self.requests.discard)
+        return await self.hub.requests.send(
+            op.topic, data, content_type, timeout=timeout,
+            handing_off=functools.partial(Pipeline.hand_off, lane))
 
-    async def _answer(self, op_id: int | str, pending: PendingRequest) -> None:
-        """Wait for a request's reply and send it as the ``req``'s answer."""
+    async def _reply(
+        self, op: wire.Reply, before: asyncio.Future[None] | None, lane: asyncio.Future[None],
+    ) -> dict[str, Any]:
+        """Store a reply after ``before``, handing ``lane`` on; its ``ok``."""
         try:
-            try:
-                m = await pending.wait()
-            except HubbubError as exc:  # GatewayTimeout, or Unavailable while draining
-                await self.send_obj(ws_error(exc, op_id))
-                return
-            await self.send_obj(
-                {"op": "ok", "id": op_id, "request": pending.id, "reply": m.to_dict()})
-        except OSError:
-            pass  # the client is gone
-        except Exception:
-            log.exception("websocket request failed (op id %r)", op_id)
-            self.close(1011, "internal error")
-
-    async def _reply(self, op: wire.Reply) -> None:
-        data, content_type = self._payload(op)
-        m = await self.hub.requests.reply(op.to, data, content_type)
-        await self.send_obj({
+            if before is not None:
+                await before  # first: this op's lane is free only after the one before
+            data, content_type = self._payload(op)
+            m = await self.hub.requests.reply(
+                op.to, data, content_type, handing_off=functools.partial(Pipeline.hand_off, lane))
+        finally:
+            Pipeline.hand_off(lane)
+        return {
             "op": "ok", "id": op.id, "topic": m.topic, "offset": m.offset,
             "cursor": m.cursor, "time": m.time, "msg_id": m.id,
-        })
+        }
 
     async def _sub(self, op: wire.Sub) -> None:
         if len(self.subs) + len(self.groups.feeds) >= MAX_SUBSCRIPTIONS:
@@ -492,6 +585,25 @@ class Connection:
         async with self._lock:
             if not self.closing:
                 await frames(data)
+
+    async def _send_answers(self, answers: list[Any]) -> None:
+        """Send the answers of ops in one write (the pipeline's answerer);
+        nothing raised: a client that is gone is seen by the reader."""
+        try:
+            if len(answers) == 1:
+                await self.send_obj(answers[0])
+            elif self._frames is None:
+                await self.send_many([self.frame(obj) for obj in answers])
+            else:
+                data = b"".join([self.frame_bytes(obj) for obj in answers])
+                async with self._lock:
+                    if not self.closing:
+                        await self._frames(data)
+        except OSError:
+            pass
+        except Exception:
+            log.exception("websocket answers failed")
+            self.close(1011, "internal error")
 
     async def send_many(self, events: list[ASGIMessage]) -> None:
         """Send frames in one go, stopping if the connection starts closing (Rule 4)."""
@@ -673,6 +785,8 @@ class Connection:
             if s.sub.cut_off:
                 self.hub.metrics.ws.slow_consumers += 1
             s.sub.close()
+        if self._pipeline is not None:
+            await self._pipeline.close()
         tasks = [s.task for s in subs if s.task is not None]
         if self._close_task is not None:
             tasks.append(self._close_task)
