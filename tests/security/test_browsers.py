@@ -132,6 +132,8 @@ async def test_every_door_refuses_cross_site_writes(hub: HubServer, method: str,
     async with hub.client() as c:
         r = await c.request(method, path, headers={"Origin": "null"})
         assert_problem(r, 403, "forbidden")
+        if path.startswith("/v1/uploads"):
+            assert r.headers["tus-resumable"] == "1.0.0"
 
 
 async def test_requests_not_from_a_browser_work_as_before(hub: HubServer) -> None:
