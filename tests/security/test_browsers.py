@@ -132,6 +132,8 @@ async def test_every_door_refuses_cross_site_writes(hub: HubServer, method: str,
     async with hub.client() as c:
         r = await c.request(method, path, headers={"Origin": "null"})
         assert_problem(r, 403, "forbidden")
+        if path.startswith("/v1/uploads"):
+            assert r.headers["tus-resumable"] == "1.0.0"
 
 
 async def test_requests_not_from_a_browser_work_as_before(hub: HubServer) -> None:
@@ -284,6 +286,16 @@ def test_hubbub_serve_with_no_options_refuses_the_browser_attacks(spawn_hub: Any
         assert_problem(c.get("/v1/topics", headers={"Host": "attacker.example"}),
                        421, "misdirected-request")
         assert c.get("/v1/topics/x.y/messages").json()["messages"] == []
+        page = b"<script>alert(1)</script>"
+        r = c.post("/v1/uploads/", content=page, headers={
+            "Tus-Resumable": "1.0.0", "Upload-Length": str(len(page)),
+            "Upload-Metadata": "filetype dGV4dC9odG1s",  # text/html
+            "Content-Type": "application/offset+octet-stream"})
+        assert r.status_code == 201, r.text
+        r = c.get(r.headers["location"])
+        assert r.content == page and r.headers["content-disposition"] == "attachment"
+        assert r.headers["x-content-type-options"] == "nosniff"
+        assert r.headers["content-security-policy"] == "sandbox"
 
     async def upgrade() -> int:
         ws_url = proc.url.replace("http://", "ws://") + "/v1/ws"

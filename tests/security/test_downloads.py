@@ -7,6 +7,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from hubbub.config import Config, UploadsConfig
 from hubbub.protocol.tus import format_metadata
@@ -63,6 +65,18 @@ async def test_an_html_upload_is_an_attachment_never_a_page(
 ])
 def test_download_headers_quote_any_name(name: str, expected: str) -> None:
     assert download_headers(name)["Content-Disposition"] == expected
+
+
+@given(st.text(max_size=60))
+def test_any_file_name_gives_one_safe_header_value(name: str) -> None:
+    """Whatever the metadata's filename, the header is printable ASCII with no
+    line break or stray quote (no header injection), and says attachment."""
+    value = download_headers(name)["Content-Disposition"]
+    assert value.startswith("attachment")
+    assert all(" " <= c <= "~" for c in value)
+    if 'filename="' in value:
+        quoted = value.split('filename="', 1)[1].split('"', 1)
+        assert len(quoted) == 2 and "\\" not in quoted[0]
 
 
 async def test_the_dashboard_sends_its_security_headers(hub: HubServer) -> None:

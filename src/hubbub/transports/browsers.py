@@ -35,6 +35,7 @@ from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..core import Hub
+from ..protocol import tus
 from ..protocol.errors import Forbidden, HubbubError, Misdirected
 from ..protocol.origins import Policy
 from .auth import route_path
@@ -149,6 +150,8 @@ class BrowserGuard:
                       receive: Receive, send: Send) -> None:
         """A refusal; readable by a configured origin's page (a 421 can be one's)."""
         response = problem_from(exc, instance=scope["path"])
+        if route_path(scope).startswith("/v1/uploads"):
+            response.headers["Tus-Resumable"] = tus.VERSION  # as every tus answer
         if self.policy.origins:
             self._cors(response.headers,
                        origin if self.policy.origin_allowed(origin) else None)
