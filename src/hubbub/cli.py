@@ -49,13 +49,17 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
 from . import __version__, bench
+from .cli_config import Parser, options_from_environment
 from .client import TRANSPORTS, AsyncClient
 from .protocol.errors import Conflict, HubbubError, InvalidRequest, UsageError
+
+if TYPE_CHECKING:
+    from .config import Config
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 DEFAULT_STORE = "sqlite:///./hubbub-data/hub.db"
@@ -97,7 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
                "start), 2 bad arguments or configuration, 130 interrupted",
     )
     parser.add_argument("--version", action="version", version=f"hubbub {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                                     parser_class=Parser)
 
     serve = commands.add_parser("serve", help="run a hub", description="Run a hub.")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (%(default)s)")
@@ -110,6 +115,14 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--access-log", action="store_true", help="log every request")
     serve.add_argument("--insecure", action="store_true",
                        help="allow a non-loopback address with no [auth] configured")
+    # Every option of serve also comes from $HUBBUB_<OPTION> (docs/configuration.md);
+    # a variable that cannot be used is said when serve (or config) runs.
+    serve.set_defaults(environment_errors=options_from_environment(serve, os.environ))
+    commands.add_parser(
+        "config", parents=[serve], add_help=False, help="print the effective configuration",
+        description="Print the configuration `hubbub serve` would run with, given the "
+                    "same options and environment, as TOML (secrets masked): the file, "
+                    "then HUBBUB_* variables, then options (docs/configuration.md).")
 
     pub = commands.add_parser(
         "pub", help="publish one message",
@@ -233,6 +246,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "serve":
             return _serve(args, parser)
+        if args.command == "config":
+            return _config(args)
         if args.command == "token":
             return _token(args)
         if args.command == "bench":
@@ -261,14 +276,49 @@ def _complain(message: str) -> None:
     print(f"hubbub: error: {message}", file=sys.stderr, flush=True)
 
 
-def _serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    from .config import Config, ConfigError
-    from .server.run import configure_logging, is_loopback, serve
+def _load_config(args: argparse.Namespace) -> Config | None:
+    """``serve``'s configuration (file, environment, options), or None once said why not."""
+    from .cli_config import load
+    from .config import ConfigError
 
+    if args.environment_errors:
+        for message in args.environment_errors:
+            _complain(message)
+        return None
     try:
-        config = Config.load(args.config) if args.config else Config()
+        return load(args.config, os.environ)
     except ConfigError as exc:
         _complain(f"invalid configuration: {exc}")
+        return None
+
+
+def _config(args: argparse.Namespace) -> int:
+    from .cli_config import dump_toml, effective_table, mask_url
+
+    config = _load_config(args)
+    if config is None:
+        return EXIT_USAGE
+    options = {"host": args.host, "port": args.port, "store": mask_url(args.store),
+               "config": str(args.config) if args.config else None}
+    lines = ["# The configuration `hubbub serve` runs with here: the file, then HUBBUB_*",
+             "# variables, then options (docs/configuration.md); secrets are masked.",
+             "# serve's options:"]
+    for key, value in {**options, **{k: v for k, v in vars(args).items()
+                                     if k not in options and k not in _NOT_OPTIONS}}.items():
+        lines.append(f"#   --{key.replace('_', '-')} = {value if value is not None else ''}")
+    print("\n".join(lines) + "\n" + dump_toml(effective_table(config)), end="", flush=True)
+    return 0
+
+
+#: What the parser puts in the namespace besides serve's options.
+_NOT_OPTIONS = {"command", "environment_errors"}
+
+
+def _serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from .server.run import configure_logging, is_loopback, serve
+
+    config = _load_config(args)
+    if config is None:
         return EXIT_USAGE
     public = not is_loopback(args.host)
     if public and not args.insecure and not config.auth.enabled:
@@ -295,11 +345,12 @@ def _serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
 
 def _token(args: argparse.Namespace) -> int:
-    from .config import Config, ConfigError, parse_duration
+    from .cli_config import load
+    from .config import ConfigError, parse_duration
     from .core.auth import mint
 
     try:
-        config = Config.load(args.config) if args.config else Config()
+        config = load(args.config, os.environ)
         ttl = parse_duration(args.ttl, where="--ttl")
     except ConfigError as exc:
         _complain(str(exc))
