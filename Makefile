@@ -6,6 +6,10 @@ BIN    := $(VENV)/bin
 # suite, the checkers) are installed apart: `make run` never pulls in the test tools.
 RUN_STAMP  := $(VENV)/.installed-run
 TEST_STAMP := $(VENV)/.installed-test
+# A second venv with the lowest versions pyproject.toml's bounds allow (uv's
+# lowest-direct resolution), made again only when pyproject.toml changes.
+LOWEST       := .venv-lowest
+LOWEST_STAMP := $(LOWEST)/.installed
 
 .PHONY: run test test-slow test-lowest lint typecheck check clean bench chromium nginx
 
@@ -25,10 +29,22 @@ run: $(RUN_STAMP)
 	$(BIN)/hubbub serve $(ARGS)
 
 # Two test workers (the machines have two cores); each starts its own redis-server.
-# lint-imports checks the layering (pyproject.toml [tool.importlinter]) first.
-test: $(TEST_STAMP) chromium nginx
+# lint-imports checks the layering (pyproject.toml [tool.importlinter]) first; the
+# whole suite runs on the newest versions the bounds allow, then its smoke part
+# (every door once, `-m smoke`) on the lowest.
+test: $(TEST_STAMP) $(LOWEST_STAMP) chromium nginx
 	$(BIN)/lint-imports --no-cache --no-logo
 	PYTHONASYNCIODEBUG=$(ASYNCIO_DEBUG) $(BIN)/pytest -q -n 2 $(ARGS)
+	$(LOWEST)/bin/pytest -q -n 2 -m smoke -p no:cacheprovider
+
+test-lowest: $(LOWEST_STAMP)
+	$(LOWEST)/bin/pytest -q -n 2 -m smoke -p no:cacheprovider $(ARGS)
+
+$(LOWEST_STAMP): pyproject.toml | $(TEST_STAMP)
+	rm -rf $(LOWEST)
+	$(BIN)/uv venv --quiet --python $(BIN)/python $(LOWEST)
+	$(BIN)/uv pip install --quiet --python $(LOWEST)/bin/python --resolution lowest-direct -e '.[test]'
+	touch $@
 
 test-slow: $(TEST_STAMP)
 	$(BIN)/pytest -q -m slow $(ARGS)
@@ -66,4 +82,4 @@ bench: $(TEST_STAMP)
 	benchmarks/run $(ARGS)
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(LOWEST) .pytest_cache .mypy_cache .ruff_cache
