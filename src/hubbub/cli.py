@@ -133,6 +133,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--log-level", default="warning",
                        choices=["critical", "error", "warning", "info", "debug"])
     serve.add_argument("--access-log", action="store_true", help="log every request")
+    serve.add_argument("--log-format", default="text", choices=["text", "json"],
+                       help="text lines, or one JSON object per line with request ids "
+                            "(%(default)s)")
     serve.add_argument("--insecure", action="store_true",
                        help="allow a non-loopback address with no [auth] configured")
     # Every option of serve also comes from $HUBBUB_<OPTION> (docs/configuration.md);
@@ -364,10 +367,11 @@ def _serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if public and args.insecure and not config.auth.enabled:
         print(f"hubbub: warning: listening on {args.host} with no authentication",
               file=sys.stderr, flush=True)
-    configure_logging(args.log_level)
+    configure_logging(args.log_level, args.log_format)
     try:
         return serve(args.store, config, host=args.host, port=args.port,
-                     log_level=args.log_level, access_log=args.access_log)
+                     log_level=args.log_level, access_log=args.access_log,
+                     log_format=args.log_format)
     except ValueError as exc:  # an unknown store URL
         _complain(str(exc))
         return EXIT_USAGE

@@ -207,6 +207,7 @@ def serve(
     access_log: bool = False,
     drain_timeout: float = DRAIN_TIMEOUT,
     announce: Callable[[str], None] | None = None,
+    log_format: str = "text",
 ) -> int:
     """Run a hub until a signal drains it; returns the exit status.
 
@@ -215,7 +216,10 @@ def serve(
         OSError: the store's directory cannot be made.
         Unavailable: the store cannot be opened.
     """
-    app = create_app(store, config)
+    # JSON logs come with request ids (hubbub.transports.requestid says why),
+    # and leave uvicorn's loggers to the root's JSON handler (server.logs).
+    json_logs = log_format == "json"
+    app = create_app(store, config, request_ids=json_logs)
     uv = uvicorn.Config(
         app, host=host, port=port,
         # uvicorn's websockets-sansio protocol (it deprecates its legacy
@@ -229,6 +233,7 @@ def serve(
         # and a negotiated compression context costs tens of KB per connection.
         ws_per_message_deflate=False,
         lifespan="on", access_log=access_log, log_level=log_level,
+        log_config=None if json_logs else uvicorn.config.LOGGING_CONFIG,
         timeout_graceful_shutdown=max(1, round(drain_timeout)),
     )
 
@@ -255,11 +260,12 @@ def serve(
     return 1 if server.forced else 0
 
 
-def configure_logging(level: str) -> None:
-    """Log hubbub's own records to stderr at ``level`` (uvicorn configures its own)."""
-    logging.basicConfig(
-        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+def configure_logging(level: str, fmt: str = "text") -> None:
+    """Log hubbub's own records to stderr at ``level``, as ``text`` or ``json``
+    (:mod:`hubbub.server.logs`; with text, uvicorn configures its own)."""
+    from .logs import configure
+
+    configure(level, fmt)
 
 
 __all__ = [

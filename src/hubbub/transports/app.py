@@ -99,6 +99,7 @@ def create_app(
     config: Config | None = None,
     *,
     websocket: bool = True,
+    request_ids: bool = False,
 ) -> Starlette:
     """Build the hubbub ASGI application.
 
@@ -107,6 +108,8 @@ def create_app(
         config: per-namespace settings; defaults apply when omitted.
         websocket: serve ``/v1/ws`` (turn off to act as a hub behind a proxy
             that refuses WebSockets).
+        request_ids: give each request an id, echoed as ``X-Request-Id`` and
+            carried by its log records (:mod:`hubbub.transports.requestid`).
     Returns:
         A Starlette application; its hub is ``app.state.hub``.
     """
@@ -139,4 +142,8 @@ def create_app(
     app.add_middleware(_StartHub, hub=hub, ws=ws.door if websocket else None, ws_path=ws.PATH)
     # Outermost: a request is authenticated before anything else (docs/auth.md).
     app.add_middleware(Authenticate, hub=hub)
+    if request_ids:  # outside even that: a refused request's records carry its id
+        from .requestid import RequestId
+
+        app.add_middleware(RequestId)
     return app
