@@ -72,6 +72,7 @@ from ..protocol.errors import (
 )
 from ..protocol.message import JSON, Message
 from .subscription import State, Subscription
+from .tracing import traced
 
 if TYPE_CHECKING:
     from .hub import Hub
@@ -124,6 +125,7 @@ class PendingRequest:
         self._sub = sub
         self._done = False
 
+    @traced("hubbub request.wait")
     async def wait(self) -> Message:
         """The reply (the first message of the inbox); closes the request.
 
@@ -166,6 +168,8 @@ class Requests:
     def __init__(self, hub: Hub) -> None:
         self.hub = hub
 
+    @traced("hubbub request", "CLIENT",
+            attributes=lambda topic, *_, **__: {"messaging.destination.name": topic})
     async def send(
         self, topic: str, data: bytes, content_type: str = JSON, *,
         timeout: float = DEFAULT_TIMEOUT,
@@ -220,6 +224,8 @@ class Requests:
         pending = await self.send(topic, data, content_type, timeout=timeout)
         return await pending.wait()
 
+    @traced("hubbub reply", attributes=lambda request_id, *_, **__: {
+        "hubbub.request_id": request_id})
     async def reply(self, request_id: str, data: bytes, content_type: str = JSON) -> Message:
         """Store the reply to ``request_id`` for its caller (Rule 4); the stored message.
 
