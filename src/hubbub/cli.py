@@ -19,7 +19,8 @@ Thin on purpose: arguments in, a call to :mod:`hubbub.server` or
   prints the reply, the message object as the hub sends it, as one JSON
   line; no reply within ``--timeout`` exits 1 (the hub answered 504).
 * ``upload FILE`` shows a progress bar with an ETA on stderr when it is a
-  terminal (nothing otherwise; :mod:`hubbub.cli_progress`) and prints ``{url, id, size, resumed_from}`` as one JSON line when done;
+  terminal (nothing otherwise; :mod:`hubbub.cli_progress`) and prints
+  ``{url, id, size, resumed_from}`` as one JSON line when done;
   an interrupted upload of the same unchanged file resumes on the next run
   (:mod:`hubbub.client.uploads`). With ``--job QUEUE`` the line also names the
   ``job`` the upload started; ``--follow`` then shows the job's progress on
