@@ -2,50 +2,84 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed
+# What running needs (the hub and its Redis engine) and what testing needs (the
+# suite, the checkers) are installed apart: `make run` never pulls in the test tools.
+RUN_STAMP  := $(VENV)/.installed-run
+TEST_STAMP := $(VENV)/.installed-test
+# A second venv with the lowest versions pyproject.toml's bounds allow (uv's
+# lowest-direct resolution), made again only when pyproject.toml changes.
+LOWEST       := .venv-lowest
+LOWEST_STAMP := $(LOWEST)/.installed
 
-.PHONY: run test test-slow lint typecheck check clean bench chromium
+.PHONY: run test test-slow test-lowest lint typecheck check clean bench chromium nginx
 
-$(STAMP): pyproject.toml
+$(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test,redis]'
-	touch $(STAMP)
 
-run: $(STAMP)
+$(RUN_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[redis]'
+	touch $@
+
+$(TEST_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+run: $(RUN_STAMP)
 	$(BIN)/hubbub serve $(ARGS)
 
 # Two test workers (the machines have two cores); each starts its own redis-server.
-# lint-imports checks the layering (pyproject.toml [tool.importlinter]) first.
-test: $(STAMP) chromium
+# lint-imports checks the layering (pyproject.toml [tool.importlinter]) first; the
+# whole suite runs on the newest versions the bounds allow, then its smoke part
+# (every door once, `-m smoke`) on the lowest.
+test: $(TEST_STAMP) $(LOWEST_STAMP) chromium nginx
 	$(BIN)/lint-imports --no-cache --no-logo
 	PYTHONASYNCIODEBUG=$(ASYNCIO_DEBUG) $(BIN)/pytest -q -n 2 $(ARGS)
+	$(LOWEST)/bin/pytest -q -n 2 -m smoke -p no:cacheprovider
 
-test-slow: $(STAMP)
+test-lowest: $(LOWEST_STAMP)
+	$(LOWEST)/bin/pytest -q -n 2 -m smoke -p no:cacheprovider $(ARGS)
+
+$(LOWEST_STAMP): pyproject.toml | $(TEST_STAMP)
+	rm -rf $(LOWEST)
+	$(BIN)/uv venv --quiet --python $(BIN)/python $(LOWEST)
+	$(BIN)/uv pip install --quiet --python $(LOWEST)/bin/python --resolution lowest-direct -e '.[test]'
+	touch $@
+
+test-slow: $(TEST_STAMP)
 	$(BIN)/pytest -q -m slow $(ARGS)
 
-# The dashboard's tests (tests/transports/test_dashboard.py) drive a real Chromium
-# through Playwright: Debian's package, installed here when none is found (they
-# are skipped, saying so, when it cannot be).
+# Debian packages some tests drive, installed here when missing (those tests are
+# skipped, saying so, when they cannot be): $(call apt_install,PACKAGE,WHAT IS SKIPPED)
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo -n)
+apt_install = command -v apt-get >/dev/null 2>&1 \
+	&& { DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q $(1) >/dev/null 2>&1 \
+	     || { $(SUDO) apt-get update -q >/dev/null \
+	          && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q $(1) >/dev/null; }; } \
+	|| echo "make: could not install $(1): $(2) will be skipped" >&2
+
+# The dashboard's tests (tests/transports/test_dashboard.py) drive a real Chromium
+# through Playwright: Debian's package.
 chromium:
 	@[ -n "$$HUBBUB_CHROMIUM" ] || [ -x /usr/bin/chromium ] || command -v chromium >/dev/null 2>&1 \
-	|| { command -v apt-get >/dev/null 2>&1 \
-	     && { DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q chromium >/dev/null 2>&1 \
-	          || { $(SUDO) apt-get update -q >/dev/null \
-	               && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q chromium >/dev/null; }; }; } \
-	|| echo "make: could not install chromium: the dashboard's browser tests will be skipped" >&2
+	|| { $(call apt_install,chromium,the dashboard's browser tests); }
 
-lint: $(STAMP)
+# The proxy tests (tests/test_proxy.py) put the nginx configuration of
+# docs/cluster.md in front of `hubbub serve`: Debian's nginx-light.
+nginx:
+	@command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] \
+	|| { $(call apt_install,nginx-light,the proxy tests); }
+
+lint: $(TEST_STAMP)
 	$(BIN)/ruff check src tests
 
-typecheck: $(STAMP)
+typecheck: $(TEST_STAMP)
 	$(BIN)/mypy
 
 check: lint typecheck test
 
-bench: $(STAMP)
+bench: $(TEST_STAMP)
 	benchmarks/run $(ARGS)
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(LOWEST) .pytest_cache .mypy_cache .ruff_cache

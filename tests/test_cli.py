@@ -178,6 +178,7 @@ def test_pub_unreachable_exits_1() -> None:
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
+@pytest.mark.smoke
 def test_sub_reads_history_on_every_door(hub: HubProcess, transport: str) -> None:
     """``sub --after start --count N`` prints the first N messages as the hub stores them."""
     for topic, value in [("cli.a", 1), ("cli.b", "two"), ("cli.a", {"n": 3})]:

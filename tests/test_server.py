@@ -78,6 +78,7 @@ async def until(predicate: Callable[[], bool], what: str) -> None:
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+@pytest.mark.smoke
 async def test_signal_drains_then_exits_zero(spawn_hub: Spawn, sig: signal.Signals) -> None:
     """On SIGTERM or SIGINT, WebSockets close with 1012 and their cursor, SSE streams end
     with a close event, held long polls answer, and the process exits 0 promptly."""

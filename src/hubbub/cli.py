@@ -18,8 +18,9 @@ Thin on purpose: arguments in, a call to :mod:`hubbub.server` or
 * ``request TOPIC DATA`` publishes a request (DATA as for ``pub``) and
   prints the reply, the message object as the hub sends it, as one JSON
   line; no reply within ``--timeout`` exits 1 (the hub answered 504).
-* ``upload FILE`` shows a progress bar on stderr (when it is a terminal)
-  and prints ``{url, id, size, resumed_from}`` as one JSON line when done;
+* ``upload FILE`` shows a progress bar with an ETA on stderr when it is a
+  terminal (nothing otherwise; :mod:`hubbub.cli_progress`) and prints
+  ``{url, id, size, resumed_from}`` as one JSON line when done;
   an interrupted upload of the same unchanged file resumes on the next run
   (:mod:`hubbub.client.uploads`). With ``--job QUEUE`` the line also names the
   ``job`` the upload started; ``--follow`` then shows the job's progress on
@@ -31,7 +32,16 @@ Thin on purpose: arguments in, a call to :mod:`hubbub.server` or
   states until the final one.
 * ``token --sub NAME --pub PATTERN --subscribe PATTERN`` prints a JWT (HS256)
   that a hub with the same secret accepts (``docs/auth.md``). The client
-  commands send ``--token`` (default: ``$HUBBUB_TOKEN``) on every door.
+  commands send ``--token`` (default: ``$HUBBUB_TOKEN``) on every door, to
+  the hub at ``--url`` (default: ``$HUBBUB_URL``).
+* ``config`` takes ``serve``'s options and prints the configuration ``serve``
+  would run with (:mod:`hubbub.cli_config`: the file, then ``HUBBUB_*``
+  variables, then options), secrets masked.
+* A client command that cannot reach its hub says so within
+  :data:`REACH_WITHIN` seconds (exit 1); ``sub`` reconnects by itself only
+  once it was connected, and says so on stderr each time. DATA that begins
+  like JSON must be JSON (``--text`` sends it as a string). Errors name the
+  option or variable to change.
 * Exit status: 0 done; 1 the hub refused the request or could not be
   reached, or ``serve`` could not start (port taken, store will not open);
   2 bad arguments or configuration; 130 interrupted.
@@ -47,17 +57,32 @@ import asyncio
 import contextlib
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import httpx
 import msgspec
 
 from . import __version__, bench
+from .cli_config import Parser, options_from_environment
 from .client import TRANSPORTS, AsyncClient
-from .protocol.errors import Conflict, HubbubError, InvalidRequest, UsageError
+from .protocol.errors import (
+    Conflict,
+    Forbidden,
+    HubbubError,
+    InvalidRequest,
+    Unauthorized,
+    Unavailable,
+    UsageError,
+)
+
+if TYPE_CHECKING:
+    from .config import Config
 
 DEFAULT_URL = "http://127.0.0.1:8080"
+#: How long a client command tries to reach the hub before it says it cannot.
+REACH_WITHIN = 3.0
 DEFAULT_STORE = "sqlite:///./hubbub-data/hub.db"
 JSON = "application/json"
 OCTET = "application/octet-stream"
@@ -97,7 +122,8 @@ def build_parser() -> argparse.ArgumentParser:
                "start), 2 bad arguments or configuration, 130 interrupted",
     )
     parser.add_argument("--version", action="version", version=f"hubbub {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                                     parser_class=Parser)
 
     serve = commands.add_parser("serve", help="run a hub", description="Run a hub.")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (%(default)s)")
@@ -108,24 +134,38 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--log-level", default="warning",
                        choices=["critical", "error", "warning", "info", "debug"])
     serve.add_argument("--access-log", action="store_true", help="log every request")
+    serve.add_argument("--log-format", default="text", choices=["text", "json"],
+                       help="text lines, or one JSON object per line with request ids "
+                            "(%(default)s)")
     serve.add_argument("--insecure", action="store_true",
                        help="allow a non-loopback address with no [auth] configured")
     serve.add_argument("--tls-cert", metavar="FILE",
                        help="PEM certificate chain: serve TLS, and HTTP/2 to clients that offer it")
     serve.add_argument("--tls-key", metavar="FILE", help="the certificate's PEM private key")
+    # Every option of serve also comes from $HUBBUB_<OPTION> (docs/configuration.md);
+    # a variable that cannot be used is said when serve (or config) runs.
+    serve.set_defaults(environment_errors=options_from_environment(serve, os.environ))
+    commands.add_parser(
+        "config", parents=[serve], add_help=False, help="print the effective configuration",
+        description="Print the configuration `hubbub serve` would run with, given the "
+                    "same options and environment, as TOML (secrets masked): the file, "
+                    "then HUBBUB_* variables, then options (docs/configuration.md).")
 
     pub = commands.add_parser(
         "pub", help="publish one message",
-        description="Publish one message. DATA is sent as JSON when it parses as JSON, "
-                    "else as a JSON string; @FILE reads the payload from a file (@- from "
-                    "stdin), as JSON when it parses, else as bytes. --content-type sends "
-                    "the payload as bytes of that type.",
+        description="Publish one message. DATA is sent as JSON when it parses as JSON; "
+                    "DATA that begins like JSON ({, [ or \") must be valid JSON; other "
+                    "text is sent as a JSON string, and so is any DATA with --text. "
+                    "@FILE reads the payload from a file (@- from stdin), as JSON when "
+                    "it parses, else as bytes. --content-type sends the payload as "
+                    "bytes of that type.",
     )
     pub.add_argument("topic", metavar="TOPIC")
     pub.add_argument("data", metavar="DATA")
-    pub.add_argument("--url", default=DEFAULT_URL, help="the hub (%(default)s)")
     pub.add_argument("--key", help="idempotency key (default: a fresh random one)")
     pub.add_argument("--content-type", metavar="TYPE", help="send DATA as bytes of this type")
+    pub.add_argument("--text", action="store_true",
+                     help="send DATA as a JSON string, whatever it looks like")
     pub.add_argument("--timeout", type=_seconds, default=30.0, metavar="SECONDS",
                      help="keep retrying (same key) this long (%(default)s)")
 
@@ -137,7 +177,6 @@ def build_parser() -> argparse.ArgumentParser:
                     "instead: each is printed by one worker and acked once printed.",
     )
     sub.add_argument("topics", metavar="TOPIC", nargs="+")
-    sub.add_argument("--url", default=DEFAULT_URL, help="the hub (%(default)s)")
     sub.add_argument("--transport", choices=["auto", *TRANSPORTS],
                      help="the door to use (default: auto, the first of ws, sse, longpoll, "
                           "poll that is not refused; groups pull over HTTP)")
@@ -156,7 +195,6 @@ def build_parser() -> argparse.ArgumentParser:
                     "interrupted upload of the same unchanged file resumes on the next run.",
     )
     up.add_argument("file", metavar="FILE", type=Path)
-    up.add_argument("--url", default=DEFAULT_URL, help="the hub (%(default)s)")
     up.add_argument("--job", metavar="QUEUE", help="start a job on this queue once uploaded")
     up.add_argument("--chunk-size", type=_positive_int, default=8 << 20, metavar="BYTES",
                     help="bytes per request (%(default)s)")
@@ -177,7 +215,6 @@ def build_parser() -> argparse.ArgumentParser:
     work.add_argument("queue", metavar="QUEUE")
     work.add_argument("--run", required=True, metavar="MODULE:FUNCTION",
                       help="the function to call (the current directory is importable)")
-    work.add_argument("--url", default=DEFAULT_URL, help="the hub (%(default)s)")
     work.add_argument("--lease", type=_seconds, metavar="SECONDS",
                       help="lease of each job; heartbeats keep it (default: the hub's)")
     work.add_argument("--count", type=_positive_int, metavar="N",
@@ -185,7 +222,6 @@ def build_parser() -> argparse.ArgumentParser:
     job = commands.add_parser("job", help="show or follow a job",
                               description="Print a job as one JSON line.")
     job.add_argument("id", metavar="ID")
-    job.add_argument("--url", default=DEFAULT_URL, help="the hub (%(default)s)")
     job.add_argument("--follow", action="store_true",
                      help="print each state, from the first, until the final one")
     req = commands.add_parser(
@@ -196,10 +232,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     req.add_argument("topic", metavar="TOPIC")
     req.add_argument("data", metavar="DATA")
-    req.add_argument("--url", default=DEFAULT_URL, help="the hub (%(default)s)")
     req.add_argument("--timeout", type=_seconds, default=5.0, metavar="SECONDS",
                      help="wait this long for the reply (%(default)s)")
     req.add_argument("--content-type", metavar="TYPE", help="send DATA as bytes of this type")
+    req.add_argument("--text", action="store_true",
+                     help="send DATA as a JSON string, whatever it looks like")
     tok = commands.add_parser(
         "token", help="mint a JWT",
         description="Print a JWT (HS256) that a hub with the same secret accepts. The "
@@ -223,6 +260,9 @@ def build_parser() -> argparse.ArgumentParser:
     tok.add_argument("--audience", help="the aud claim (default: the config's)")
     for client_command in (pub, sub, up, work, job, req):
         client_command.add_argument(
+            "--url", default=os.environ.get("HUBBUB_URL") or DEFAULT_URL,
+            help=f"the hub (default: $HUBBUB_URL or {DEFAULT_URL})")
+        client_command.add_argument(
             "--token", default=os.environ.get("HUBBUB_TOKEN") or None,
             help="a JWT or API key for the hub (default: $HUBBUB_TOKEN)")
     bench.add_parser(commands)
@@ -236,6 +276,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "serve":
             return _serve(args, parser)
+        if args.command == "config":
+            return _config(args)
         if args.command == "token":
             return _token(args)
         if args.command == "bench":
@@ -256,24 +298,68 @@ def main(argv: Sequence[str] | None = None) -> int:
     except _StdoutClosed:
         return 0
     except HubbubError as exc:
-        _complain(exc.message + (f" ({exc.field})" if exc.field else ""))
+        _complain(exc.message + (f" ({exc.field})" if exc.field else "") + _hint(exc))
         return EXIT_USAGE if isinstance(exc, UsageError) else EXIT_ERROR
 
 
-def _complain(message: str) -> None:
-    print(f"hubbub: error: {message}", file=sys.stderr, flush=True)
+def _hint(exc: HubbubError) -> str:
+    """What to change when the hub refused who we are."""
+    if isinstance(exc, Unauthorized):
+        return "; give a token with --token or $HUBBUB_TOKEN (hubbub token mints one)"
+    if isinstance(exc, Forbidden):
+        return "; the token given (--token or $HUBBUB_TOKEN) does not allow this"
+    return ""
+
+
+def _complain(message: str, *, level: str = "error") -> None:
+    print(f"hubbub: {level}: {message}", file=sys.stderr, flush=True)
+
+
+def _load_config(args: argparse.Namespace) -> Config | None:
+    """``serve``'s configuration (file, environment, options), or None once said why not."""
+    from .cli_config import load
+    from .config import ConfigError
+
+    if args.environment_errors:
+        for message in args.environment_errors:
+            _complain(message)
+        return None
+    try:
+        return load(args.config, os.environ)
+    except ConfigError as exc:
+        _complain(f"invalid configuration: {exc}")
+        return None
+
+
+def _config(args: argparse.Namespace) -> int:
+    from .cli_config import dump_toml, effective_table, mask_url
+
+    config = _load_config(args)
+    if config is None:
+        return EXIT_USAGE
+    options = {"host": args.host, "port": args.port, "store": mask_url(args.store),
+               "config": str(args.config) if args.config else None}
+    lines = ["# The configuration `hubbub serve` runs with here: the file, then HUBBUB_*",
+             "# variables, then options (docs/configuration.md); secrets are masked.",
+             "# serve's options:"]
+    for key, value in {**options, **{k: v for k, v in vars(args).items()
+                                     if k not in options and k not in _NOT_OPTIONS}}.items():
+        lines.append(f"#   --{key.replace('_', '-')} = {value if value is not None else ''}")
+    print("\n".join(lines) + "\n" + dump_toml(effective_table(config)), end="", flush=True)
+    return 0
+
+
+#: What the parser puts in the namespace besides serve's options.
+_NOT_OPTIONS = {"command", "environment_errors"}
 
 
 def _serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    from .config import Config, ConfigError
     from .server.run import configure_logging, is_loopback, serve
     from .server.settings import ServerSettings
     from .server.tls import TLSError, server_context
 
-    try:
-        config = Config.load(args.config) if args.config else Config()
-    except ConfigError as exc:
-        _complain(f"invalid configuration: {exc}")
+    config = _load_config(args)
+    if config is None:
         return EXIT_USAGE
     public = not is_loopback(args.host)
     if public and not args.insecure and not config.auth.enabled:
@@ -299,11 +385,11 @@ def _serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         except TLSError as exc:
             _complain(str(exc))
             return EXIT_USAGE
-    configure_logging(args.log_level)
+    configure_logging(args.log_level, args.log_format)
     try:
         return serve(args.store, config, host=args.host, port=args.port,
                      log_level=args.log_level, access_log=args.access_log,
-                     settings=settings)
+                     log_format=args.log_format, settings=settings)
     except ValueError as exc:  # an unknown store URL
         _complain(str(exc))
         return EXIT_USAGE
@@ -313,11 +399,12 @@ def _serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
 
 def _token(args: argparse.Namespace) -> int:
-    from .config import Config, ConfigError, parse_duration
+    from .cli_config import load
+    from .config import ConfigError, parse_duration
     from .core.auth import mint
 
     try:
-        config = Config.load(args.config) if args.config else Config()
+        config = load(args.config, os.environ)
         ttl = parse_duration(args.ttl, where="--ttl")
     except ConfigError as exc:
         _complain(str(exc))
@@ -346,8 +433,19 @@ def _token(args: argparse.Namespace) -> int:
     return 0
 
 
-def _payload(data: str, content_type: str | None) -> tuple[Any, str | None]:
-    """What ``pub`` sends: (value or bytes, content type)."""
+def _payload(data: str, content_type: str | None, text: bool = False
+             ) -> tuple[Any, str | None]:
+    """What ``pub`` sends: (value or bytes, content type).
+
+    Raises:
+        UsageError: DATA begins like JSON but is not JSON (a typo must not be
+            published as a string), and ``--text`` was not given.
+    """
+    if text:
+        if content_type is not None or data.startswith("@"):
+            raise UsageError("--text sends DATA itself as a string: not with "
+                             "--content-type or @FILE")
+        return data, None
     if data.startswith("@"):
         name = data[1:]
         raw = sys.stdin.buffer.read() if name == "-" else Path(name).read_bytes()
@@ -357,18 +455,63 @@ def _payload(data: str, content_type: str | None) -> tuple[Any, str | None]:
         return raw, content_type
     try:
         msgspec.json.decode(raw)
-    except msgspec.DecodeError:
-        return (data, None) if not data.startswith("@") else (raw, OCTET)
+    except msgspec.DecodeError as exc:
+        if data.startswith("@"):
+            return raw, OCTET
+        if data.lstrip()[:1] in ("{", "[", '"'):
+            raise UsageError(f"DATA is not valid JSON ({exc}); correct it, or pass --text "
+                             "to send it as a string") from None
+        return data, None
     return raw, JSON  # valid JSON: sent as written, the hub compacts it
+
+
+@contextlib.asynccontextmanager
+async def _client(args: argparse.Namespace, **options: Any) -> AsyncIterator[AsyncClient]:
+    """A client of the hub at ``--url``, once the hub was reached (:func:`_reach`)."""
+    async with AsyncClient(args.url, token=args.token, **options) as client:
+        await _reach(client, min(REACH_WITHIN, getattr(args, "timeout", REACH_WITHIN)))
+        yield client
+
+
+async def _reach(client: AsyncClient, within: float) -> None:
+    """Return once the hub answers ``/healthz`` (any answer will do).
+
+    A command that cannot reach its hub must say so in seconds, not retry in
+    silence: the clients' own retries (a publish's ``--timeout``, ``sub``'s
+    reconnections) are for a hub that goes away while in use.
+
+    Raises:
+        Unavailable: no answer within ``within`` seconds; the message names
+            the setting that chose the address.
+        UsageError: the URL is not an http(s) one.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    delay = 0.1
+    while True:
+        left = deadline - loop.time()
+        try:
+            await client.http.get("/healthz", timeout=max(left, 0.1))
+            return
+        except httpx.UnsupportedProtocol as exc:
+            raise UsageError(f"--url: {exc}") from None
+        except httpx.TransportError as exc:
+            if loop.time() + delay >= deadline:
+                raise Unavailable(
+                    f"cannot reach the hub at {client.base_url} "
+                    f"({exc or type(exc).__name__}); is it running there? The address "
+                    "comes from --url or $HUBBUB_URL") from None
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 1.0)
 
 
 async def _pub(args: argparse.Namespace) -> int:
     try:
-        value, content_type = _payload(args.data, args.content_type)
+        value, content_type = _payload(args.data, args.content_type, args.text)
     except OSError as exc:
         _complain(f"cannot read {args.data[1:]}: {exc.strerror}")
         return EXIT_USAGE
-    async with AsyncClient(args.url, token=args.token, retry_for=args.timeout) as client:
+    async with _client(args, retry_for=args.timeout) as client:
         receipt = await client.publish(args.topic, value, key=args.key,
                                        content_type=content_type)
     _print_json(receipt)
@@ -380,8 +523,14 @@ async def _sub(args: argparse.Namespace) -> int:
         return await _sub_group(args)
     if args.start is not None:
         raise UsageError("--start applies to --group only; use --after")
-    async with AsyncClient(args.url, token=args.token) as client, client.subscribe(
-        args.topics, after=args.after, transport=args.transport or "auto", on_gap="event"
+    def reconnecting(error: BaseException | None) -> None:
+        why = f"{error}" if error is not None and str(error) else type(error).__name__
+        _complain(f"lost the hub at {args.url} ({why}); reconnecting, to resume from "
+                  "the last message printed", level="warning")
+
+    async with _client(args) as client, client.subscribe(
+        args.topics, after=args.after, transport=args.transport or "auto", on_gap="event",
+        on_reconnect=reconnecting,
     ) as sub:
         seen = 0
         async for item in sub:
@@ -400,7 +549,7 @@ async def _sub_group(args: argparse.Namespace) -> int:
     if args.transport is not None:
         raise UsageError("--group pulls over HTTP; --transport does not apply")
     seen = 0
-    async with AsyncClient(args.url, token=args.token) as client:
+    async with _client(args) as client:
         group = client.group(args.group, args.topics, start=args.start or "end",
                              lease=args.lease)
         # With --count, never lease more than is left to print.
@@ -426,11 +575,11 @@ async def _sub_group(args: argparse.Namespace) -> int:
 
 async def _request(args: argparse.Namespace) -> int:
     try:
-        value, content_type = _payload(args.data, args.content_type)
+        value, content_type = _payload(args.data, args.content_type, args.text)
     except OSError as exc:
         _complain(f"cannot read {args.data[1:]}: {exc.strerror}")
         return EXIT_USAGE
-    async with AsyncClient(args.url, token=args.token) as client:
+    async with _client(args) as client:
         reply = await client.request(args.topic, value, timeout=args.timeout,
                                      content_type=content_type)
     _print_json(reply)
@@ -438,12 +587,12 @@ async def _request(args: argparse.Namespace) -> int:
 
 
 async def _upload(args: argparse.Namespace) -> int:
-    from .client.uploads import ProgressBar
+    from .cli_progress import UploadBar
 
     if args.follow and args.job is None:
         raise UsageError("--follow needs --job")
-    bar = ProgressBar(args.file.name, sys.stderr)
-    async with AsyncClient(args.url, token=args.token, retry_for=args.timeout) as client:
+    bar = UploadBar(args.file.name, sys.stderr)
+    async with _client(args, retry_for=args.timeout) as client:
         try:
             result = await client.upload(args.file, job=args.job, chunk_size=args.chunk_size,
                                          on_progress=bar.update, state_file=args.state)
@@ -464,7 +613,7 @@ async def _upload(args: argparse.Namespace) -> int:
 
 async def _follow(client: AsyncClient, job_id: str, *, quiet: bool = False) -> int:
     """Follow a job: a bar on stderr (``quiet``) or each state on stdout."""
-    from .client.jobs import JobBar
+    from .cli_progress import JobBar
 
     bar = JobBar(sys.stderr)
     final: dict[str, Any] = {}
@@ -489,14 +638,14 @@ async def _worker(args: argparse.Namespace) -> int:
     from .client.jobs import load_handler
 
     handler = load_handler(args.run)
-    async with AsyncClient(args.url, token=args.token) as client:
+    async with _client(args) as client:
         await client.jobs.work(args.queue, handler, count=args.count, lease=args.lease,
                                on_done=_print_json)
     return 0
 
 
 async def _job(args: argparse.Namespace) -> int:
-    async with AsyncClient(args.url, token=args.token) as client:
+    async with _client(args) as client:
         if args.follow:
             return await _follow(client, args.id)
         _print_json(await client.jobs.get(args.id))

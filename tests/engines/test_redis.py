@@ -109,6 +109,7 @@ async def answers(engine: RedisEngine) -> None:
 
 
 @bounded(20)
+@pytest.mark.smoke
 async def test_every_node_feeds_every_message_once_in_seq_order(nodes: Any) -> None:
     """Appends on two nodes reach the listeners of both, once each, in seq order,
     and each append returns only after its own node's listeners had it."""

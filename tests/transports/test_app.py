@@ -49,6 +49,7 @@ async def mounted(engine: str, tmp_path: Path) -> AsyncIterator[tuple[str, Any]]
         await asyncio.wait_for(task, 10 * UNIT)
 
 
+@pytest.mark.smoke
 async def test_mounted_hub_serves_every_door(mounted: tuple[str, Any]) -> None:
     """Mounted under /hub, with the parent's lifespan; the app publishes in-process."""
     host, _ = mounted

@@ -135,6 +135,7 @@ async def published(client: httpx.AsyncClient, topic: str) -> list[Any]:
 
 @pytest.mark.parametrize(("method", "path", "kw"), DOORS,
                          ids=[f"{m} {p}" for m, p, _ in DOORS])
+@pytest.mark.smoke
 async def test_no_credentials_is_401_on_every_door(
     client: httpx.AsyncClient, method: str, path: str, kw: dict[str, Any]
 ) -> None:

@@ -138,6 +138,7 @@ class Followers:
             await asyncio.gather(*self.tasks)
 
 
+@pytest.mark.smoke
 async def test_four_doors_report_the_same_states(hub_server: HubServer,
                                                  client: httpx.AsyncClient) -> None:
     """Short poll, long poll, SSE and WebSocket on jobs.<id> read the same sequence of

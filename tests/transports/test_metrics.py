@@ -69,6 +69,7 @@ async def eventually(client: httpx.AsyncClient, check: Callable[[Samples], bool]
             await asyncio.sleep(0.02)
 
 
+@pytest.mark.smoke
 async def test_metrics_parse_and_count_publishes(
     client: httpx.AsyncClient, engine: str
 ) -> None:

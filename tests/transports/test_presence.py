@@ -83,6 +83,7 @@ async def present(client: httpx.AsyncClient, topic: str) -> list[dict[str, Any]]
     return entries
 
 
+@pytest.mark.smoke
 async def test_joins_and_leaves_on_websocket_and_sse(
     hub_server: HubServer, client: httpx.AsyncClient
 ) -> None:

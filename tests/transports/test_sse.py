@@ -75,6 +75,7 @@ def data(event: ServerSentEvent) -> Any:
     return json.loads(event.data)
 
 
+@pytest.mark.smoke
 async def test_single_topic_stream(client: httpx.AsyncClient, hub_server: HubServer) -> None:
     """A stream starts at the live end with a ready event; each message's id is its cursor."""
     await publish(client, "live.t", "before")

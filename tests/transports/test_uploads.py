@@ -73,6 +73,7 @@ async def test_options_lists_the_protocol(client: httpx.AsyncClient) -> None:
     assert "Upload-Offset" in r.headers["access-control-expose-headers"]
 
 
+@pytest.mark.smoke
 async def test_upload_in_chunks_is_byte_identical(client: httpx.AsyncClient) -> None:
     """Chunks PATCHed in order make the file; HEAD and GET tell offset and bytes."""
     data = os.urandom(300_000)

@@ -151,6 +151,7 @@ async def test_unknown_subprotocol_is_refused(hub_server: HubServer) -> None:
     assert problem["field"] == "Sec-WebSocket-Protocol"
 
 
+@pytest.mark.smoke
 async def test_pub_sub_order_and_cursors(hub_server: HubServer) -> None:
     """A subscriber gets every message in order, each with its publish receipt's cursor."""
     async with ws_client(hub_server) as sub, ws_client(hub_server) as pub:

@@ -92,6 +92,7 @@ class Subscription:
         interval: float,
         backoff: BackoffPolicy,
         on_gap: OnGap,
+        on_reconnect: Callable[[BaseException | None], None] | None = None,
     ) -> None:
         self.topics = list(topics)
         self.auto = transport == "auto"
@@ -106,6 +107,7 @@ class Subscription:
         self._interval = interval
         self._backoff = Backoff(backoff)
         self._on_gap = on_gap
+        self._on_reconnect = on_reconnect
         self._items = self._run()
 
     def __aiter__(self) -> Subscription:
@@ -195,6 +197,8 @@ class Subscription:
             except NETWORK_ERRORS as exc:
                 self.last_error = exc
             self.reconnects += 1
+            if self._on_reconnect is not None:
+                self._on_reconnect(self.last_error)
             await asyncio.sleep(self._backoff.next_delay())
 
 
@@ -400,6 +404,7 @@ class AsyncClient:
         wait: float = 25.0,
         interval: float = 1.0,
         max_backoff: float | None = None,
+        on_reconnect: Callable[[BaseException | None], None] | None = None,
     ) -> Subscription:
         """Follow topics (names or patterns) from ``after``, through the best door that works.
 
@@ -421,6 +426,9 @@ class AsyncClient:
             interval: seconds between idle short polls.
             max_backoff: longest pause between reconnection attempts
                 (default: the client's ``backoff.cap``).
+            on_reconnect: called with what ended the stream (``None``: the
+                hub closed it) before each pause and reconnection, to tell a
+                person; it must not block.
         Returns:
             A :class:`Subscription`; iterate it, and close it (``async with``)
             when done. It connects on first iteration.
@@ -438,7 +446,8 @@ class AsyncClient:
         if max_backoff is not None:
             policy = BackoffPolicy(min(policy.base, max_backoff), max_backoff, policy.factor)
         sub = Subscription(self, names, after or "end", transport, wait=wait,
-                           interval=interval, backoff=policy, on_gap=on_gap)
+                           interval=interval, backoff=policy, on_gap=on_gap,
+                           on_reconnect=on_reconnect)
         self._subs.add(sub)
         return sub
 

@@ -539,35 +539,3 @@ def load_handler(spec: str) -> Handler:
         raise errors.UsageError(f"{spec} is not a function")
     handler: Handler = target
     return handler
-
-
-class JobBar:
-    """A job's progress for ``hubbub upload --follow``: one line redrawn on a
-    terminal, elsewhere a line per state."""
-
-    WIDTH = 30
-
-    def __init__(self, out: Any) -> None:
-        self.out = out
-        self.tty = bool(getattr(out, "isatty", lambda: False)())
-        self.drawn = False
-
-    def update(self, job: dict[str, Any]) -> None:
-        """Show the job as it is now."""
-        share = (job.get("progress") or 0.0) / 100
-        line = (f"job {str(job.get('id'))[:8]} {job.get('state'):<9} "
-                f"[{'#' * int(share * self.WIDTH):.<{self.WIDTH}}] {share:4.0%} "
-                f"attempt {job.get('attempts')}/{job.get('max_attempts')}")
-        if job.get("message"):
-            line += f" {job['message']}"
-        if self.tty:
-            self.out.write("\r" + line + "\x1b[K")
-            self.drawn = True
-        else:
-            self.out.write(line + "\n")
-        self.out.flush()
-
-    def close(self) -> None:
-        if self.tty and self.drawn:
-            self.out.write("\n")
-            self.out.flush()

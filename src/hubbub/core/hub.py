@@ -17,7 +17,7 @@ import contextlib
 import re
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from ..config import Config
 from ..engines.base import AppendRequest, AppendResult, Engine, TopicInfo
@@ -33,6 +33,7 @@ from ..protocol.errors import (
 )
 from ..protocol.message import JSON, Message
 from ..protocol.topics import TopicFilter, validate_pattern, validate_topic
+from . import tracing
 from .auth import Auth
 from .fanout import FanOut
 from .groups import Groups
@@ -45,6 +46,9 @@ from .requests import Requests
 from .subscription import Event, Gap, Position, State, Subscription
 from .uploads import Uploads
 from .values import Page, PublishItem, compact_json, encode_value
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import Tracer
 
 _KEY_RE = re.compile(r"[\x21-\x7e]{1,200}")
 MAX_TOPICS_PER_SUBSCRIPTION = 100
@@ -71,6 +75,9 @@ class Hub:
         #: This node's counters, read by /metrics and /v1/stats (core.metrics).
         self.metrics = Metrics(clock)
         self._subs: set[Subscription] = set()
+        #: OpenTelemetry's tracer once the hub started, if tracing was asked
+        #: for (:mod:`hubbub.core.tracing`); ``None``: nothing is traced.
+        self.tracer: Tracer | None = None
         self._trimmer: asyncio.Task[None] | None = None
         self._started = False
         self.groups = Groups(
@@ -119,6 +126,7 @@ class Hub:
         if self._started:
             return
         await self.engine.open()
+        self.tracer = tracing.tracer()
         self.engine.add_listener(self.fanout.publish)
         # An engine whose live feed can break (redis: its pub/sub link) says so.
         self.engine.add_error_listener(self.fail_subscriptions)
@@ -216,6 +224,8 @@ class Hub:
 
     async def _append(self, reqs: list[AppendRequest]) -> list[AppendResult]:
         """Store validated messages; count them and the commit's latency."""
+        if self.tracer is not None:
+            return await self._append_traced(reqs, self.tracer)
         started = time.perf_counter()
         try:
             results = await self.engine.append(reqs, self.now())
@@ -223,6 +233,30 @@ class Hub:
             self.metrics.store_errors["append"] += 1
             raise
         self.metrics.stored(results, time.perf_counter() - started)
+        return results
+
+    async def _append_traced(self, reqs: list[AppendRequest], spans: Tracer
+                             ) -> list[AppendResult]:
+        """:meth:`_append` inside the spans of :mod:`hubbub.core.tracing`."""
+        from opentelemetry.trace import SpanKind
+
+        topic = reqs[0].topic
+        with spans.start_as_current_span("hubbub publish", kind=SpanKind.PRODUCER, attributes={
+                **tracing.SYSTEM, "messaging.destination.name": topic,
+                "messaging.batch.message_count": len(reqs)}) as span:
+            with spans.start_as_current_span("hubbub store.append", attributes={
+                    **tracing.SYSTEM, "hubbub.engine": type(self.engine).__name__}):
+                started = time.perf_counter()
+                try:
+                    results = await self.engine.append(reqs, self.now())
+                except Unavailable:
+                    self.metrics.store_errors["append"] += 1
+                    raise
+                self.metrics.stored(results, time.perf_counter() - started)
+            span.set_attribute("hubbub.offset", results[0].message.offset)
+            with spans.start_as_current_span("hubbub fanout", attributes={
+                    **tracing.SYSTEM, "hubbub.subscribers": self.fanout.count(topic)}):
+                pass  # handed over at commit; the writes come at the loop pass's end
         return results
 
     # -- reading ----------------------------------------------------------------

@@ -73,6 +73,7 @@ from ..protocol.errors import (
 from ..protocol.message import JSON, Message
 from .ports import Publisher
 from .subscription import State, Subscription
+from .tracing import traced
 
 #: The kind of the records of requests being waited for (Rule 3).
 KIND = "request/"
@@ -122,6 +123,7 @@ class PendingRequest:
         self._sub = sub
         self._done = False
 
+    @traced("hubbub request.wait")
     async def wait(self) -> Message:
         """The reply (the first message of the inbox); closes the request.
 
@@ -164,6 +166,8 @@ class Requests:
     def __init__(self, hub: Publisher) -> None:
         self.hub = hub
 
+    @traced("hubbub request", "CLIENT",
+            attributes=lambda topic, *_, **__: {"messaging.destination.name": topic})
     async def send(
         self, topic: str, data: bytes, content_type: str = JSON, *,
         timeout: float = DEFAULT_TIMEOUT, handing_off: Callable[[], None] | None = None,
@@ -225,6 +229,8 @@ class Requests:
         pending = await self.send(topic, data, content_type, timeout=timeout)
         return await pending.wait()
 
+    @traced("hubbub reply", attributes=lambda request_id, *_, **__: {
+        "hubbub.request_id": request_id})
     async def reply(
         self, request_id: str, data: bytes, content_type: str = JSON, *,
         handing_off: Callable[[], None] | None = None,

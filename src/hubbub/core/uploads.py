@@ -238,8 +238,12 @@ class Uploads:
             return
         allowed = self.config.jobs
         if "*" not in allowed and queue.decode(errors="replace") not in allowed:
-            raise InvalidRequest("the job queue named in the metadata is not allowed for "
-                                 "uploads", field="Upload-Metadata")
+            # Said to the client, which is how an operator trying the hub meets
+            # it first: name the setting that would allow the queue.
+            raise InvalidRequest(
+                f"the job queue {queue.decode(errors='replace')!r} is not allowed for "
+                "uploads: the hub's [uploads] jobs setting (HUBBUB_UPLOADS__JOBS) must "
+                "list it", field="Upload-Metadata")
 
     async def create(self, length: int | None, metadata: str | None = None) -> Upload:
         """Create an upload of ``length`` bytes (``None``: given later).

@@ -20,7 +20,8 @@ def open_engine(url: str) -> Engine:
     ``?prefix=`` (default ``hubbub``); see ``docs/cluster.md``.
 
     Raises:
-        ValueError: the URL names no known engine.
+        ValueError: the URL names no known engine, or one whose extra is not
+            installed (the message names it: ``hubbub[redis]``).
     """
     scheme = urlparse(url).scheme
     if scheme == "memory":
@@ -40,7 +41,14 @@ def open_engine(url: str) -> Engine:
             raise ValueError("sqlite store URL takes only ?synchronous=normal|full")
         return SQLiteEngine(path, synchronous=sync)
     if scheme in ("redis", "rediss"):
-        from .redis import RedisEngine
+        try:
+            from .redis import RedisEngine
+        except ModuleNotFoundError as exc:
+            # The redis client is an extra: a hub on SQLite must not need it.
+            if exc.name is None or exc.name.split(".")[0] != "redis":
+                raise
+            raise ValueError(f"{scheme}:// stores need the redis package: "
+                             "pip install 'hubbub[redis]'") from None
 
         parsed = urlparse(url)
         query = parse_qs(parsed.query, keep_blank_values=True)

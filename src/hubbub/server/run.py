@@ -296,6 +296,7 @@ def serve(
     drain_timeout: float = DRAIN_TIMEOUT,
     announce: Callable[[str], None] | None = None,
     settings: ServerSettings | None = None,
+    log_format: str = "text",
 ) -> int:
     """Run a hub until a signal drains it; returns the exit status.
 
@@ -308,7 +309,8 @@ def serve(
         OSError: the store's directory cannot be made.
         Unavailable: the store cannot be opened.
     """
-    app = create_app(store, config)
+    # JSON logs come with request ids (hubbub.transports.requestid says why).
+    app = create_app(store, config, request_ids=log_format == "json")
     settings = replace(from_config(config.server, settings), host=host, port=port,
                        drain_timeout=drain_timeout,
                        ws_max_size=config.max_message_size + WS_FRAME_OVERHEAD)
@@ -333,11 +335,12 @@ def serve(
     return 1 if server.forced or server.failed else 0
 
 
-def configure_logging(level: str) -> None:
-    """Log hubbub's own records to stderr at ``level``."""
-    logging.basicConfig(
-        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+def configure_logging(level: str, fmt: str = "text") -> None:
+    """Log hubbub's own records to stderr at ``level``, as ``text`` or ``json``
+    (:mod:`hubbub.server.logs`)."""
+    from .logs import configure
+
+    configure(level, fmt)
 
 
 #: The loggers whose records ``hubbub serve`` writes (the access log among them).

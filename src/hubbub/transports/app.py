@@ -100,6 +100,7 @@ def create_app(
     config: Config | None = None,
     *,
     websocket: bool = True,
+    request_ids: bool = False,
 ) -> Starlette:
     """Build the hubbub ASGI application.
 
@@ -108,6 +109,8 @@ def create_app(
         config: per-namespace settings; defaults apply when omitted.
         websocket: serve ``/v1/ws`` (turn off to act as a hub behind a proxy
             that refuses WebSockets).
+        request_ids: give each request an id, echoed as ``X-Request-Id`` and
+            carried by its log records (:mod:`hubbub.transports.requestid`).
     Returns:
         A Starlette application; its hub is ``app.state.hub``.
     """
@@ -143,4 +146,8 @@ def create_app(
     # Outside that: Host names, origins and CORS, so a refused page learns
     # nothing, and preflights (no credentials) are answered (docs/security.md).
     app.add_middleware(BrowserGuard, hub=hub)
+    if request_ids:  # outside even that: a refused request's records carry its id
+        from .requestid import RequestId
+
+        app.add_middleware(RequestId)
     return app
