@@ -19,6 +19,7 @@ from typing import Any
 
 import httpx
 import pytest
+import uvloop
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -31,6 +32,14 @@ from hubbub.server.tls import server_context
 from hubbub.transports.app import create_app
 
 from ..conftest import UNIT
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item
+                                  ) -> dict[str, Callable[[], asyncio.AbstractEventLoop]]:
+    """Every async test here runs on asyncio's loop and on uvloop's (which
+    ``hubbub serve`` runs on: its TLS transport is a class of its own)."""
+    return {"asyncio": asyncio.new_event_loop, "uvloop": uvloop.new_event_loop}
 
 
 @dataclass(frozen=True)

@@ -54,7 +54,7 @@ import contextlib
 import logging
 import socket
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import msgspec
 from h2.config import H2Configuration
@@ -118,8 +118,9 @@ class H2Protocol(asyncio.Protocol):
     # -- asyncio.Protocol --------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's TLS transport has asyncio.Transport's methods without
+        # being a subclass of it.
+        self.transport = cast(asyncio.Transport, transport)
         self._peer = transport.get_extra_info("peername")
         self._sock = transport.get_extra_info("sockname")
         self._tls = transport.get_extra_info("ssl_object") is not None
