@@ -42,6 +42,14 @@ Slow readers: the socket's send buffer is ``send_buffer`` bytes; once the
     has ``write_deadline`` seconds to take it before it is cut off, and a
     stream whose flow-control window stays closed that long is reset.
 
+Plugging it into a server: a listener with :func:`hubbub.server.tls.server_context`
+hands each connection whose :func:`hubbub.server.tls.alpn_protocol` is
+``"h2"`` over (``proto = H2Protocol(app, settings, on_lost=connections.discard)``,
+``transport.set_protocol(proto)``, ``proto.connection_made(transport)``),
+counts ``proto`` among its connections until ``on_lost``, and on shutdown
+calls :meth:`H2Protocol.shutdown`, then ``proto.transport.abort()`` on what
+outlives its drain.
+
 Trade-off: a graceful :meth:`H2Protocol.shutdown` refuses new streams and
 closes with GOAWAY once the running ones end. ``h2`` accepts no frame but
 GOAWAY after it sent one, so the GOAWAY comes last rather than first.
