@@ -406,3 +406,27 @@ async def test_malformed_requests_are_refused(
     async with h2_hub.client() as client:
         r = await client.get("/v1/topics/bad.a/messages")
         assert r.status_code == 200 and r.json()["messages"] == []
+
+
+async def test_a_head_without_a_body_yet_goes_out(start_h2_hub: StartHub) -> None:
+    """A response that starts and then waits (a stream before its first
+    event) has its head written at once, not held for a body."""
+    def waiting(hub_app: Any) -> Any:
+        async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+            if scope["path"] != "/wait":
+                return await hub_app(scope, receive, send)
+            await send({"type": "http.response.start", "status": 200,
+                        "headers": [(b"content-type", b"text/event-stream")]})
+            while (await receive())["type"] != "http.disconnect":
+                pass
+        return app
+
+    hub = await start_h2_hub(app=waiting)
+    raw = await RawH2.open(hub)
+    try:
+        raw.request("GET", "/wait")
+        events = await raw.events(lambda e: isinstance(e, ResponseReceived))
+        assert dict(events[-1].headers)[b":status"] == b"200"
+        assert not any(isinstance(e, StreamEnded) for e in events)
+    finally:
+        raw.close()

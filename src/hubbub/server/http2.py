@@ -61,7 +61,7 @@ import asyncio
 import contextlib
 import logging
 import socket
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
 import msgspec
@@ -352,7 +352,7 @@ class H2Protocol(asyncio.Protocol):
 
     async def _run(self, stream: Stream) -> None:
         try:
-            await self.app(stream.scope, stream.receive, stream.send)
+            await self.app(stream.scope, stream.receive, self._sender(stream))
         except Exception:
             if not stream.gone.is_set():
                 log.exception("the application failed on %s %s", stream.scope["method"],
@@ -366,6 +366,25 @@ class H2Protocol(asyncio.Protocol):
                                 "the server failed to answer")
             del self.streams[stream.id]
             self._idle()
+
+    def _sender(self, stream: Stream) -> Callable[[dict[str, Any]], Awaitable[None]]:
+        """``stream.send``, and a response head that no body follows in the
+        same step (a stream that starts, then waits for its first event) is
+        written on the loop's next pass; a whole response's head goes out
+        with its body, in one write."""
+        loop = asyncio.get_running_loop()
+
+        async def send(message: dict[str, Any]) -> None:
+            await stream.send(message)
+            if message["type"] == "http.response.start":
+                loop.call_soon(self._head_due, stream)
+
+        return send
+
+    def _head_due(self, stream: Stream) -> None:
+        if not (stream.head_sent or stream.done or stream.gone.is_set()):
+            self.send_head(stream, False)
+            self.flush()
 
     def _guarded(self, stream: Stream, call: Callable[..., object], *args: Any,
                  **kwargs: Any) -> bool:
