@@ -25,6 +25,7 @@ from typing import Any
 
 import httpx
 import pytest
+import uvloop
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -115,6 +116,14 @@ async def connect(layer: HubServer) -> AsyncIterator[Callable[[], Awaitable[Raw]
         raw.close()
         with contextlib.suppress(OSError):
             await raw.writer.wait_closed()
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item
+                                  ) -> dict[str, Callable[[], asyncio.AbstractEventLoop]]:
+    """Every async test here runs on asyncio's loop and on uvloop's (which
+    ``hubbub serve`` runs on: its TLS transport is a class of its own)."""
+    return {"asyncio": asyncio.new_event_loop, "uvloop": uvloop.new_event_loop}
 
 
 @dataclass(frozen=True)

@@ -367,3 +367,66 @@ async def test_shutdown_finishes_running_streams_then_goaway(h2_hub: H2Hub) -> N
         assert events[-1].error_code == ErrorCodes.NO_ERROR
     finally:
         raw.close()
+
+
+@pytest.mark.parametrize(("headers", "body"), [
+    ([(b"content-length", b"5")], b"0123456789"),  # DATA longer than content-length
+    ([(b"content-length", b"50")], b"0123456789"),  # ... shorter
+    ([(b"Content-Type", b"text/plain")], b"x"),  # upper case (RFC 9113 §8.2.1)
+    ([(b"connection", b"keep-alive")], b"x"),  # connection-specific (§8.2.2)
+    ([(b"transfer-encoding", b"chunked")], b"x"),
+    ([(b"te", b"gzip")], b"x"),  # te other than "trailers"
+    ([(b"x-split", b"a\r\nb")], b"x"),  # a field value with CR LF (§8.2.1)
+])
+async def test_malformed_requests_are_refused(
+        h2_hub: H2Hub, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
+    """Requests HTTP/2 calls malformed (the smuggling vectors of HTTP/1.1
+    among them) never reach a door: the stream or the connection is reset,
+    nothing is published, and the server serves on."""
+    from h2.config import H2Configuration
+    from h2.connection import H2Connection
+
+    raw = await RawH2.open(h2_hub, handshake=False)
+    raw.conn = H2Connection(H2Configuration(
+        client_side=True, header_encoding=None, validate_outbound_headers=False,
+        normalize_outbound_headers=False))
+    try:
+        raw.conn.initiate_connection()
+        sid = raw.conn.get_next_available_stream_id()
+        raw.conn.send_headers(sid, [
+            (b":method", b"POST"), (b":scheme", b"https"), (b":authority", b"127.0.0.1"),
+            (b":path", b"/v1/topics/bad.a"), *headers])
+        raw.conn.send_data(sid, body, end_stream=True)
+        raw.flush()
+        events = await raw.events(lambda e: terminated(e) or ended(sid)(e))
+        assert not any(isinstance(e, ResponseReceived) for e in events)
+        assert raw.closed or isinstance(events[-1], ConnectionTerminated | StreamReset)
+    finally:
+        raw.close()
+    async with h2_hub.client() as client:
+        r = await client.get("/v1/topics/bad.a/messages")
+        assert r.status_code == 200 and r.json()["messages"] == []
+
+
+async def test_a_head_without_a_body_yet_goes_out(start_h2_hub: StartHub) -> None:
+    """A response that starts and then waits (a stream before its first
+    event) has its head written at once, not held for a body."""
+    def waiting(hub_app: Any) -> Any:
+        async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+            if scope["path"] != "/wait":
+                return await hub_app(scope, receive, send)
+            await send({"type": "http.response.start", "status": 200,
+                        "headers": [(b"content-type", b"text/event-stream")]})
+            while (await receive())["type"] != "http.disconnect":
+                pass
+        return app
+
+    hub = await start_h2_hub(app=waiting)
+    raw = await RawH2.open(hub)
+    try:
+        raw.request("GET", "/wait")
+        events = await raw.events(lambda e: isinstance(e, ResponseReceived))
+        assert dict(events[-1].headers)[b":status"] == b"200"
+        assert not any(isinstance(e, StreamEnded) for e in events)
+    finally:
+        raw.close()

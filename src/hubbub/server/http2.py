@@ -42,6 +42,14 @@ Slow readers: the socket's send buffer is ``send_buffer`` bytes; once the
     has ``write_deadline`` seconds to take it before it is cut off, and a
     stream whose flow-control window stays closed that long is reset.
 
+Plugging it into a server: a listener with :func:`hubbub.server.tls.server_context`
+hands each connection whose :func:`hubbub.server.tls.alpn_protocol` is
+``"h2"`` over (``proto = H2Protocol(app, settings, on_lost=connections.discard)``,
+``transport.set_protocol(proto)``, ``proto.connection_made(transport)``),
+counts ``proto`` among its connections until ``on_lost``, and on shutdown
+calls :meth:`H2Protocol.shutdown`, then ``proto.transport.abort()`` on what
+outlives its drain.
+
 Trade-off: a graceful :meth:`H2Protocol.shutdown` refuses new streams and
 closes with GOAWAY once the running ones end. ``h2`` accepts no frame but
 GOAWAY after it sent one, so the GOAWAY comes last rather than first.
@@ -53,8 +61,8 @@ import asyncio
 import contextlib
 import logging
 import socket
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, cast
 
 import msgspec
 from h2.config import H2Configuration
@@ -118,8 +126,9 @@ class H2Protocol(asyncio.Protocol):
     # -- asyncio.Protocol --------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's TLS transport has asyncio.Transport's methods without
+        # being a subclass of it.
+        self.transport = cast(asyncio.Transport, transport)
         self._peer = transport.get_extra_info("peername")
         self._sock = transport.get_extra_info("sockname")
         self._tls = transport.get_extra_info("ssl_object") is not None
@@ -343,7 +352,7 @@ class H2Protocol(asyncio.Protocol):
 
     async def _run(self, stream: Stream) -> None:
         try:
-            await self.app(stream.scope, stream.receive, stream.send)
+            await self.app(stream.scope, stream.receive, self._sender(stream))
         except Exception:
             if not stream.gone.is_set():
                 log.exception("the application failed on %s %s", stream.scope["method"],
@@ -357,6 +366,25 @@ class H2Protocol(asyncio.Protocol):
                                 "the server failed to answer")
             del self.streams[stream.id]
             self._idle()
+
+    def _sender(self, stream: Stream) -> Callable[[dict[str, Any]], Awaitable[None]]:
+        """``stream.send``, and a response head that no body follows in the
+        same step (a stream that starts, then waits for its first event) is
+        written on the loop's next pass; a whole response's head goes out
+        with its body, in one write."""
+        loop = asyncio.get_running_loop()
+
+        async def send(message: dict[str, Any]) -> None:
+            await stream.send(message)
+            if message["type"] == "http.response.start":
+                loop.call_soon(self._head_due, stream)
+
+        return send
+
+    def _head_due(self, stream: Stream) -> None:
+        if not (stream.head_sent or stream.done or stream.gone.is_set()):
+            self.send_head(stream, False)
+            self.flush()
 
     def _guarded(self, stream: Stream, call: Callable[..., object], *args: Any,
                  **kwargs: Any) -> bool:
