@@ -1,4 +1,5 @@
-"""TLS on hubbub's server: HTTP/1.1 and WebSocket over TLS, ALPN offered."""
+"""TLS on hubbub's own server: HTTP/1.1 and WebSocket over TLS, and HTTP/2 for
+the clients that choose it by ALPN, on the same listener."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from httpx_sse import aconnect_sse
 from websockets.asyncio.client import connect
 
 from hubbub.config import Config
@@ -45,3 +47,28 @@ async def test_http_and_websocket_over_tls(tls_hub: tuple[HubServer, ssl.SSLCont
                                   "after": "start"}))
         assert json.loads(await ws.recv())["op"] == "ok"
         assert json.loads(await ws.recv())["data"] == {"n": 1}
+
+
+async def test_http2_by_alpn_on_the_same_listener(
+    tls_hub: tuple[HubServer, ssl.SSLContext],
+) -> None:
+    """A client that offers h2 gets HTTP/2 from the server's listener: publish,
+    poll and an SSE stream over one connection, and the connection is counted."""
+    srv, trust = tls_hub
+    base = srv.url.replace("http://", "https://")
+    async with httpx.AsyncClient(base_url=base, verify=trust, http2=True,
+                                 timeout=10 * UNIT) as http:
+        r = await http.post("/v1/topics/h2.a", json={"n": 1})
+        assert r.status_code == 201 and r.http_version == "HTTP/2"
+        r = await http.get("/v1/topics/h2.a/messages", params={"after": "start"})
+        assert r.http_version == "HTTP/2"
+        assert [m["data"] for m in r.json()["messages"]] == [{"n": 1}]
+        state = srv.server.state
+        assert state is not None and len(state.connections) == 1
+        async with aconnect_sse(http, "GET", "/v1/topics/h2.a/events",
+                                params={"after": "start"}) as source:
+            assert source.response.http_version == "HTTP/2"
+            async for event in source.aiter_sse():
+                if event.event == "message":
+                    assert json.loads(event.data)["data"] == {"n": 1}
+                    break
