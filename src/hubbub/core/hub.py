@@ -34,7 +34,7 @@ from ..protocol.errors import (
     PayloadTooLarge,
     Unavailable,
 )
-from ..protocol.message import JSON, Message
+from ..protocol.message import JSON, Message, compact_json
 from ..protocol.topics import TopicFilter, validate_pattern, validate_topic
 from .auth import Auth
 from .fanout import FanOut
@@ -49,7 +49,6 @@ from .subscription import Event, Gap, Position, State, Subscription
 from .uploads import Uploads
 
 _KEY_RE = re.compile(r"[\x21-\x7e]{1,200}")
-_json_decode = msgspec.json.Decoder().decode
 _json_encode = msgspec.json.Encoder().encode
 MAX_TOPICS_PER_SUBSCRIPTION = 100
 TRIM_INTERVAL = 30.0
@@ -72,18 +71,6 @@ class Page:
     messages: list[Message]
     cursor: str
     gaps: list[Gap] = field(default_factory=list)
-
-
-def compact_json(data: bytes, *, field: str = "data") -> bytes:
-    """Validate JSON text and return it compact (one line, as SSE needs).
-
-    Raises:
-        InvalidRequest: ``data`` is not valid JSON.
-    """
-    try:
-        return _json_encode(_json_decode(data))
-    except (msgspec.DecodeError, UnicodeDecodeError):
-        raise InvalidRequest("malformed JSON", field=field) from None
 
 
 def encode_value(value: Any, *, field: str = "data") -> tuple[bytes, str]:
@@ -224,7 +211,8 @@ class Hub:
                 f"message is larger than {ns.max_message_size} bytes", field=prefix + "data"
             )
         if content_type == JSON:
-            data = compact_json(data, field=prefix + "data")
+            data = compact_json(data, field=prefix + "data",
+                                max_depth=self.config.limits.json_depth)
         if key is not None and _KEY_RE.fullmatch(key) is None:
             raise InvalidRequest(
                 "idempotency key must be 1-200 printable ASCII characters", field=prefix + "key"

@@ -95,7 +95,7 @@ from ..protocol.jobstate import (
     taken,
 )
 from ..protocol.leases import Outcome, parse_lease_id
-from ..protocol.message import JSON
+from ..protocol.message import JSON, compact_json
 from .groups import MAX_DELAY, MAX_LEASE
 from .subscription import State as SubState
 
@@ -274,14 +274,12 @@ class Jobs:
         """As :meth:`submit`; also says whether this call made the job (``False``:
         ``key`` named an earlier one, which is returned)."""
         self._check_open()
-        from .hub import compact_json
-
         topic = queue_topic(queue)
         if key is not None and (not isinstance(key, str) or _KEY_RE.fullmatch(key) is None):
             raise InvalidRequest("idempotency key must be 1-200 printable ASCII characters",
                                  field="key")
         if content_type == JSON:
-            data = compact_json(data)
+            data = compact_json(data, max_depth=self.hub.config.limits.json_depth)
         job_id = _job_id(queue, key)
         limit = self.hub.config.for_topic(topic).max_message_size
         body = envelope(job_id, data, content_type)

@@ -48,6 +48,7 @@ from ..core.hub import MAX_TOPICS_PER_SUBSCRIPTION
 from ..engines.base import GroupInfo, Lease
 from ..loop.tasks import cancel_and_wait
 from ..protocol import cursor, wire
+from ..protocol.depth import check_depth
 from ..protocol.errors import Conflict, HubbubError, InvalidRequest
 from ..protocol.leases import Outcome, dead_letter_topic, parse_lease_id, validate_group
 from ..protocol.message import JSON
@@ -229,6 +230,7 @@ async def pull(request: Request) -> Response:
 
 async def _settle_body(request: Request, action: str) -> Any:
     body = await read_body(request, MAX_SETTLE_BODY)
+    check_depth(body, hub_of(request).config.limits.json_depth)
     try:
         return _BODIES[action](body)
     except msgspec.ValidationError as exc:

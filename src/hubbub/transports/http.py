@@ -46,6 +46,7 @@ from ..core.auth import Principal
 from ..core.metrics import DoorCounts
 from ..core.polls import Answer
 from ..engines.base import AppendResult
+from ..protocol.depth import check_depth
 from ..protocol.errors import InvalidRequest, NotFound, PayloadTooLarge, Unavailable
 from ..protocol.message import JSON, media_type
 from ..protocol.topics import validate_topic
@@ -244,6 +245,8 @@ async def publish_batch(request: Request) -> Response:
     # a form type): it either parses as the batch or is refused.
     limit = max(MAX_BATCH_BODY, 2 * hub.config.max_message_size)
     body = await read_body(request, limit)
+    # Measured before decoding: the batch's list and items are two levels more.
+    check_depth(body, hub.config.limits.json_depth + 2)
     try:
         raw = _decode_batch(body)
     except msgspec.ValidationError as exc:

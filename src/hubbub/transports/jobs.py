@@ -42,6 +42,7 @@ from starlette.routing import BaseRoute, Route
 from ..core import Gap
 from ..core.jobs import check_id, queue_topic, status_topic
 from ..protocol import wire
+from ..protocol.depth import check_depth
 from ..protocol.errors import HubbubError, InvalidCursor, InvalidRequest
 from ..protocol.jobstate import FINAL, Job
 from ..protocol.message import JSON, Message, media_type
@@ -90,6 +91,8 @@ def _id(request: Request) -> str:
 
 async def _body(request: Request, kind: type[Any], limit: int) -> Any:
     body = await read_body(request, limit)
+    # A result is one level into its report (checked before decoding).
+    check_depth(body, hub_of(request).config.limits.json_depth + 1)
     try:
         return msgspec.json.decode(body, type=kind)
     except msgspec.ValidationError as exc:

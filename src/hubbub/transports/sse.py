@@ -65,6 +65,7 @@ from ..core import Gap, Subscription
 from ..core.metrics import DoorCounts
 from ..core.presence import Member, check_client
 from ..core.subscription import PAGE, State
+from ..protocol.depth import check_depth
 from ..protocol.errors import HubbubError, InvalidCursor, InvalidRequest, Unauthorized
 from ..protocol.message import Message
 from ..protocol.topics import validate_topic
@@ -205,6 +206,8 @@ async def _subscribe(request: Request, patterns: list[str]) -> EventStream:
     after = query_one(request, "after")
     last_id = request.headers.get("last-event-id") or None
     info_text = query_one(request, "info")
+    if info_text is not None:
+        check_depth(info_text, hub.config.limits.json_depth, field="info")
     try:
         info = None if info_text is None else _decode(info_text)
     except msgspec.DecodeError:

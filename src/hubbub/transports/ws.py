@@ -218,7 +218,7 @@ class Connection:
         """Decode one frame and carry out its op (Rule 5)."""
         op_id: int | str | None = None
         try:
-            op = self.codec.decode(frame)
+            op = self.codec.decode(frame, max_depth=self.hub.config.limits.json_depth + 1)
             if isinstance(op, wire.Refusal):
                 if op.op_id is None:
                     self.close(close_code(op.error), op.error.message)
