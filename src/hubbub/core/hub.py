@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import re
 import time
 from collections.abc import Callable, Sequence
@@ -62,6 +63,8 @@ class PublishItem:
     data: bytes
     content_type: str = JSON
     key: str | None = None
+    #: Whose ``key`` it is (the publisher's subject): see :func:`scoped_key`.
+    owner: str | None = None
 
 
 @dataclass(slots=True)
@@ -81,6 +84,17 @@ def encode_value(value: Any, *, field: str = "data") -> tuple[bytes, str]:
         return _json_encode(value), JSON
     except (TypeError, msgspec.EncodeError):
         raise InvalidRequest("data cannot be encoded as JSON", field=field) from None
+
+
+def scoped_key(key: str, owner: str | None) -> str:
+    """The idempotency key as stored: scoped to its owner when it has one, so a
+    principal reusing another's key publishes its own message instead of
+    getting the other's receipt. A space never occurs in a key a client gives,
+    so a scoped key never equals an unscoped one."""
+    if owner is None:
+        return key
+    digest = hashlib.sha256(owner.encode(errors="surrogateescape")).hexdigest()[:24]
+    return f"{key} {digest}"
 
 
 class Hub:
@@ -201,7 +215,8 @@ class Hub:
     # -- publishing ---------------------------------------------------------
 
     def _request(
-        self, topic: str, data: bytes, content_type: str, key: str | None, prefix: str = ""
+        self, topic: str, data: bytes, content_type: str, key: str | None, prefix: str = "",
+        owner: str | None = None,
     ) -> AppendRequest:
         """Validate one message; error fields are ``prefix`` + topic, data or key."""
         validate_topic(topic, field=prefix + "topic")
@@ -217,20 +232,28 @@ class Hub:
             raise InvalidRequest(
                 "idempotency key must be 1-200 printable ASCII characters", field=prefix + "key"
             )
+        if key is not None:
+            key = scoped_key(key, owner)
         # ns.retention.max_messages, without making a Retention per message
         return AppendRequest(topic, data, content_type, key, ns.history_size or None)
 
     async def publish(
-        self, topic: str, data: bytes, content_type: str = JSON, key: str | None = None
+        self, topic: str, data: bytes, content_type: str = JSON, key: str | None = None, *,
+        owner: str | None = None,
     ) -> AppendResult:
         """Store one message and fan it out; returns after the store committed it.
+
+        Args:
+            key: an idempotency key: a retry with the same key (and ``owner``)
+                stores nothing and returns the first receipt.
+            owner: the publisher's subject; keys are scoped to it.
 
         Raises:
             InvalidTopic, InvalidRequest, PayloadTooLarge: bad input; nothing stored.
             Unavailable: the store failed or the hub is draining; nothing stored.
         """
         self._check_open()
-        req = self._request(topic, data, content_type, key)
+        req = self._request(topic, data, content_type, key, owner=owner)
         (result,) = await self._append([req])
         return result
 
@@ -243,7 +266,8 @@ class Hub:
         self._check_open()
         if not items:
             raise InvalidRequest("batch is empty")
-        reqs = [self._request(item.topic, item.data, item.content_type, item.key, f"[{i}].")
+        reqs = [self._request(item.topic, item.data, item.content_type, item.key, f"[{i}].",
+                              item.owner)
                 for i, item in enumerate(items)]
         return await self._append(reqs)
 

@@ -197,7 +197,7 @@ async def read_body(request: Request, limit: int) -> bytes:
 async def publish(request: Request) -> Response:
     hub = hub_of(request)
     topic = validate_topic(request.path_params["topic"])
-    authorize(request, Action.PUBLISH, [topic])
+    principal = authorize(request, Action.PUBLISH, [topic])
     content_type = media_type(header(request, b"content-type"), field="content-type")
     key = header(request, b"idempotency-key")
     if key is not None and len(key) >= 2 and key[0] == key[-1] == '"':
@@ -206,7 +206,7 @@ async def publish(request: Request) -> Response:
         key = key[1:-1]
     body = await read_body(request, hub.config.for_topic(topic).max_message_size)
     try:
-        result = await hub.publish(topic, body, content_type, key)
+        result = await hub.publish(topic, body, content_type, key, owner=principal.subject)
     except InvalidRequest as exc:
         if exc.field == "key":
             exc.field = "Idempotency-Key"
@@ -224,10 +224,10 @@ def whole_json(request: Request, obj: Any, status: int = 200) -> Response:
     return Response(body, status, media_type=JSON)
 
 
-def _batch_item(i: int, item: _BatchItem) -> PublishItem:
+def _batch_item(i: int, item: _BatchItem, owner: str | None) -> PublishItem:
     content_type = media_type(item.content_type, field=f"[{i}].content_type")
     if item.content_type is None or content_type == JSON:
-        return PublishItem(item.topic, bytes(item.data), JSON, item.key)
+        return PublishItem(item.topic, bytes(item.data), JSON, item.key, owner)
     text = msgspec.json.decode(item.data)
     if not isinstance(text, str):
         raise InvalidRequest("data must be a base64 string when content_type is not JSON",
@@ -236,7 +236,7 @@ def _batch_item(i: int, item: _BatchItem) -> PublishItem:
         data = base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError):
         raise InvalidRequest("data is not valid base64", field=f"[{i}].data") from None
-    return PublishItem(item.topic, data, content_type, item.key)
+    return PublishItem(item.topic, data, content_type, item.key, owner)
 
 
 async def publish_batch(request: Request) -> Response:
@@ -260,7 +260,8 @@ async def publish_batch(request: Request) -> Response:
     for i, item in enumerate(raw):
         authorize(request, Action.PUBLISH, [validate_topic(item.topic, field=f"[{i}].topic")],
                   field=f"[{i}].topic")
-    items = [_batch_item(i, item) for i, item in enumerate(raw)]
+    owner = principal_of(request).subject
+    items = [_batch_item(i, item, owner) for i, item in enumerate(raw)]
     results = await hub.publish_batch(items)
     return json_response({"results": [_receipt(r) for r in results]}, 201)
 

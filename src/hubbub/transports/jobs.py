@@ -110,19 +110,27 @@ async def submit(request: Request) -> Response:
     hub = hub_of(request)
     queue = request.path_params["queue"]
     # Submitting is publishing to the queue's topic (docs/auth.md).
-    authorize(request, Action.PUBLISH, [queue_topic(queue)])
+    principal = authorize(request, Action.PUBLISH, [queue_topic(queue)])
     content_type = media_type(request.headers.get("content-type"), field="content-type")
     key = request.headers.get("idempotency-key")
     if key is not None and len(key) >= 2 and key[0] == key[-1] == '"':
         key = key[1:-1]  # a Structured Field sf-string, as for publishes
     body = await read_body(request, hub.config.max_message_size)
     try:
-        job, made = await hub.jobs.enqueue(queue, body, content_type, key=key)
+        job, made = await hub.jobs.enqueue(queue, body, content_type, key=key,
+                                           owner=principal.subject)
     except InvalidRequest as exc:
         if exc.field == "key":
             exc.field = "Idempotency-Key"
         raise
-    response = _job_response(job, 202, **({} if made else {"duplicate": True}))
+    if made:
+        response = _job_response(job, 202)
+    elif hub.auth.may(principal, Action.SUBSCRIBE, status_topic(job.id)):
+        response = _job_response(job, 202, duplicate=True)
+    else:
+        # Keys are scoped to their owner, so this is the caller's own job; still,
+        # a principal that may only submit learns no more than the job's id.
+        response = json_response({"id": job.id, "queue": job.queue, "duplicate": True}, 202)
     # An absolute path, under the mount prefix if any (as uploads' Location).
     response.headers["Location"] = f"{request.scope.get('root_path', '')}/v1/jobs/{job.id}"
     return response

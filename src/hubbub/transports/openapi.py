@@ -559,7 +559,14 @@ _PATHS: dict[str, Any] = {
         "parameters": [_ref("Group", "parameters")],
         "get": {
             "summary": "Consumer group state",
-            "responses": {"200": _json(_ref("GroupInfo"), "The group"), **_problems(400, 404)},
+            "responses": {"200": _json(_ref("GroupInfo"), "The group"),
+                          **_problems(400, 403, 404)},
+        },
+        "delete": {
+            "summary": "Delete a consumer group (admin credentials only)",
+            "description": "Forgets the group's position and pending entries; its "
+                           "dead-letter topic stays. Settling its leases then answers 404.",
+            "responses": {"204": {"description": "Deleted"}, **_problems(400, 403, 404)},
         },
     },
     "/v1/groups/{group}/pull": {

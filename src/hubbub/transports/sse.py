@@ -213,6 +213,7 @@ async def _subscribe(request: Request, patterns: list[str]) -> EventStream:
     except msgspec.DecodeError:
         raise InvalidRequest("info must be JSON text", field="info") from None
     client, info = check_client(query_one(request, "client"), info)
+    client = hub.auth.presence_client(principal, client)
     present = hub.presence.topics(patterns)
     try:
         sub = await hub.subscribe(patterns, last_id or after, default="end")

@@ -300,7 +300,8 @@ class Connection:
     async def _pub(self, op: wire.Pub) -> None:
         self._check(Action.PUBLISH, op.topic, "topic", concrete=True)
         data, content_type = self._payload(op)
-        result = await self.hub.publish(op.topic, data, content_type, op.key)
+        result = await self.hub.publish(op.topic, data, content_type, op.key,
+                                        owner=self.principal.subject if self.principal else None)
         m = result.message
         reply: dict[str, Any] = {
             "op": "ok", "id": op.id, "topic": m.topic, "offset": m.offset,
@@ -404,6 +405,8 @@ class Connection:
         for i, pattern in enumerate(op.topics):
             validate_pattern(pattern, field=f"topics[{i}]")
         client, info = check_client(op.client, op.info)
+        assert self.principal is not None  # authenticated before any sub
+        client = self.hub.auth.presence_client(self.principal, client)
         try:
             present = self.hub.presence.topics(op.topics)
             sub = await self.hub.subscribe(op.topics, op.after)
