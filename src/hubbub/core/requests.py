@@ -196,7 +196,8 @@ class Requests:
         try:
             await hub.engine.put(KIND + request_id, topic.encode(), hub.now(), expires=deadline,
                                  if_version=0)
-            await hub.publish(topic, envelope(request_id, deadline, data, content_type))
+            await hub.publish(topic, envelope(request_id, deadline, data, content_type),
+                              limit_topics=True)
         except BaseException:
             await pending.close()
             raise

@@ -34,6 +34,7 @@ import contextlib
 import re
 from collections.abc import Awaitable
 from typing import Annotated, Any, TypeVar, cast
+from urllib.parse import urlencode
 
 import msgspec
 from starlette.requests import Request
@@ -60,6 +61,8 @@ MAX_BATCH = 1000
 #: A batch body may be this large, or twice the largest message, whichever is more.
 MAX_BATCH_BODY = 16 << 20
 DEFAULT_LIMIT = 100
+#: Topics on one page of ``GET /v1/topics`` unless ``?limit=`` says (at most ``max_limit``).
+TOPICS_PAGE = 1000
 
 _encode = msgspec.json.Encoder().encode
 UINT_RE = re.compile(r"[0-9]{1,9}")
@@ -108,10 +111,10 @@ def json_response(body: Any, status: int = 200) -> Response:
     return Response(_encode(body), status, media_type=JSON)
 
 
-def _limit(request: Request, max_limit: int) -> int:
+def _limit(request: Request, max_limit: int, default: int = DEFAULT_LIMIT) -> int:
     text = query_one(request, "limit")
     if text is None:
-        return min(DEFAULT_LIMIT, max_limit)
+        return min(default, max_limit)
     if UINT_RE.fullmatch(text) is None or not 1 <= int(text) <= max_limit:
         raise InvalidRequest(f"limit must be an integer from 1 to {max_limit}", field="limit")
     return int(text)
@@ -206,7 +209,8 @@ async def publish(request: Request) -> Response:
         key = key[1:-1]
     body = await read_body(request, hub.config.for_topic(topic).max_message_size)
     try:
-        result = await hub.publish(topic, body, content_type, key, owner=principal.subject)
+        result = await hub.publish(topic, body, content_type, key, owner=principal.subject,
+                                   limit_topics=True)
     except InvalidRequest as exc:
         if exc.field == "key":
             exc.field = "Idempotency-Key"
@@ -262,7 +266,7 @@ async def publish_batch(request: Request) -> Response:
                   field=f"[{i}].topic")
     owner = principal_of(request).subject
     items = [_batch_item(i, item, owner) for i, item in enumerate(raw)]
-    results = await hub.publish_batch(items)
+    results = await hub.publish_batch(items, limit_topics=True)
     return json_response({"results": [_receipt(r) for r in results]}, 201)
 
 
@@ -480,11 +484,29 @@ async def messages(request: Request) -> Response:
 
 async def list_topics(request: Request) -> Response:
     hub = hub_of(request)
-    topics = await hub.list_topics(query_one(request, "pattern"))
     principal = principal_of(request)
-    if not principal.admin:  # only the topics it may read (names say things, too)
-        topics = [t for t in topics if hub.auth.may(principal, Action.SUBSCRIBE, t["topic"])]
-    return json_response({"topics": topics})
+    limit = _limit(request, hub.config.server.max_limit, TOPICS_PAGE)
+    after = query_one(request, "after")
+
+    def allowed(topic: str) -> bool:  # only the topics it may read (names say things, too)
+        return hub.auth.may(principal, Action.SUBSCRIBE, topic)
+
+    pattern = query_one(request, "pattern")
+    topics, last = await hub.list_topics(pattern, after=after, limit=limit,
+                                         allowed=None if principal.admin else allowed)
+    body: dict[str, Any] = {"topics": topics}
+    response = json_response(body)
+    if last is not None:
+        # The next page: the same query, after the last topic of this one
+        # (RFC 8288 "next" link, and the same in the body for clients that
+        # read only JSON).
+        params = {k: v for k, v in request.query_params.items() if k != "after"}
+        params["after"] = last
+        link = f"{request.scope.get('root_path', '')}/v1/topics?{urlencode(params)}"
+        body["next"] = link
+        response = json_response(body)
+        response.headers["Link"] = f'<{link}>; rel="next"'
+    return response
 
 
 async def topic_info(request: Request) -> Response:

@@ -497,10 +497,19 @@ _PATHS: dict[str, Any] = {
     },
     "/v1/topics": {
         "get": {
-            "summary": "List topics",
-            "parameters": [{"name": "pattern", "in": "query", "schema": {"type": "string"}}],
-            "responses": {"200": _json({"type": "object", "properties": {
-                "topics": {"type": "array", "items": _ref("TopicInfo")}}}, "Topics"),
+            "summary": "List topics, a page at a time, in name order",
+            "description": "Only the topics the caller may subscribe to. When there are "
+                           "more, next (and a Link header, rel=next) is the next page's URL.",
+            "parameters": [
+                {"name": "pattern", "in": "query", "schema": {"type": "string"}},
+                {"name": "after", "in": "query", "description": "list topics after this one",
+                 "schema": {"type": "string"}},
+                {"name": "limit", "in": "query",
+                 "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 1000}},
+            ],
+            "responses": {"200": _json({"type": "object", "required": ["topics"], "properties": {
+                "topics": {"type": "array", "items": _ref("TopicInfo")},
+                "next": {"type": "string", "description": "the next page's URL"}}}, "Topics"),
                 **_problems(400)},
         },
     },

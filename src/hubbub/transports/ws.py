@@ -301,7 +301,8 @@ class Connection:
         self._check(Action.PUBLISH, op.topic, "topic", concrete=True)
         data, content_type = self._payload(op)
         result = await self.hub.publish(op.topic, data, content_type, op.key,
-                                        owner=self.principal.subject if self.principal else None)
+                                        owner=self.principal.subject if self.principal else None,
+                                        limit_topics=True)
         m = result.message
         reply: dict[str, Any] = {
             "op": "ok", "id": op.id, "topic": m.topic, "offset": m.offset,
