@@ -50,6 +50,7 @@ from .polls import Polls
 from .presence import Presence
 from .requests import Requests
 from .subscription import Event, Gap, Position, State, Subscription
+from .tally import Tally
 from .uploads import Uploads
 
 _KEY_RE = re.compile(r"[\x21-\x7e]{1,200}")
@@ -144,6 +145,8 @@ class Hub:
         #: whose topic it holds: patterns resolve through it, limits count by it.
         self.topics = TopicIndex()
         self._indexed_seq = 0
+        #: Connections and subscriptions per principal (:mod:`hubbub.core.tally`).
+        self.tally = Tally(self.config.limits, self.auth.enabled)
 
     def now(self) -> int:
         """Milliseconds since the Unix epoch."""
