@@ -66,7 +66,9 @@ TOPICS_PAGE = 1000
 
 _encode = msgspec.json.Encoder().encode
 UINT_RE = re.compile(r"[0-9]{1,9}")
-SECONDS_RE = re.compile(r"[0-9]{1,6}(?:\.[0-9]{1,6})?")
+#: A number of seconds as a query gives it: JSON Schema's "number" (OpenAPI
+#: clients may write 0.1234567 or 1e-05); callers check the range.
+SECONDS_RE = re.compile(r"[0-9]{1,6}(?:\.[0-9]{1,20})?(?:[eE][-+]?[0-9]{1,2})?")
 _AT_RE = re.compile(r"(.*) - at `\$(.*)`", re.DOTALL)
 
 

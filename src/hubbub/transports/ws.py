@@ -87,7 +87,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import msgspec
-from starlette.routing import BaseRoute, WebSocketRoute
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route, WebSocketRoute
 from starlette.types import Message as ASGIMessage
 from starlette.types import Receive, Scope, Send
 
@@ -109,6 +111,7 @@ from ..protocol.errors import (
     SlowConsumer,
     Unauthorized,
     Unavailable,
+    UpgradeRequired,
 )
 from ..protocol.message import BINARY_FRAME, JSON, OCTET, TEXT_FRAME, Message, media_type, ws_frame
 from ..protocol.topics import validate_pattern, validate_topic
@@ -876,7 +879,18 @@ async def _refuse(scope: Scope, send: Send, exc: HubbubError) -> None:
     await send({"type": "websocket.http.response.body", "body": response.body})
 
 
+async def upgrade_required(request: Request) -> Response:
+    """A plain ``GET /v1/ws``: RFC 9110 §15.5.22, "426 (Upgrade Required) ... The
+    server MUST send an Upgrade header field in a 426 response"."""
+    response = problem_from(UpgradeRequired("this endpoint speaks WebSocket: send an "
+                                            "Upgrade: websocket request (RFC 6455)"),
+                            instance=request.url.path)
+    response.headers["Upgrade"] = "websocket"
+    return response
+
+
 PATH = "/v1/ws"
 #: The endpoint; :func:`hubbub.transports.app.create_app` also calls it directly.
 door = WebSocketDoor()
-routes: list[BaseRoute] = [WebSocketRoute(PATH, door)]
+routes: list[BaseRoute] = [WebSocketRoute(PATH, door),
+                           Route(PATH, upgrade_required, methods=["GET"])]
