@@ -27,7 +27,6 @@ The tree::
     │   ├── PayloadTooLarge       message or frame over the limit (413)
     │   ├── UnsupportedMediaType  (415)
     │   ├── Locked                another request is writing the same upload (423)
-    │   ├── UpgradeRequired       a plain GET of the WebSocket endpoint (426)
     │   ├── LimitExceeded         a configured abuse limit is reached (429)
     │   └── ChecksumMismatch      a body does not match its checksum (460)
     ├── Unavailable               the store cannot be reached; retry later (503)
@@ -167,12 +166,6 @@ class Locked(PeerError):
 
     code = "locked"
     temporary = True
-
-
-class UpgradeRequired(PeerError):
-    """A plain HTTP request to an endpoint that speaks only WebSocket."""
-
-    code = "upgrade-required"
 
 
 class LimitExceeded(PeerError):

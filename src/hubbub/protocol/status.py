@@ -33,7 +33,6 @@ TABLE: list[tuple[type[errors.HubbubError], int, str, int]] = [
     (errors.PayloadTooLarge, 413, "Payload too large", 1009),
     (errors.UnsupportedMediaType, 415, "Unsupported media type", 1003),
     (errors.Locked, 423, "Locked", 4423),
-    (errors.UpgradeRequired, 426, "Upgrade required", 4426),
     # RFC 6585 §4: 429 Too Many Requests; 4029 is its private-use close code.
     (errors.LimitExceeded, 429, "Limit exceeded", 4029),
     # tus 1.0.0 (checksum): "460 Checksum Mismatch".

@@ -111,7 +111,6 @@ from ..protocol.errors import (
     SlowConsumer,
     Unauthorized,
     Unavailable,
-    UpgradeRequired,
 )
 from ..protocol.message import BINARY_FRAME, JSON, OCTET, TEXT_FRAME, Message, media_type, ws_frame
 from ..protocol.topics import validate_pattern, validate_topic
@@ -125,7 +124,7 @@ from .extensions import (
     frames_writer,
 )
 from .groups import GroupFeeds
-from .problems import close_code, problem_from, ws_error
+from .problems import close_code, problem, problem_from, ws_error
 
 log = logging.getLogger("hubbub")
 
@@ -880,17 +879,15 @@ async def _refuse(scope: Scope, send: Send, exc: HubbubError) -> None:
 
 
 async def upgrade_required(request: Request) -> Response:
-    """A plain ``GET /v1/ws``: RFC 9110 §15.5.22, "426 (Upgrade Required) ... The
-    server MUST send an Upgrade header field in a 426 response"."""
-    response = problem_from(UpgradeRequired("this endpoint speaks WebSocket: send an "
-                                            "Upgrade: websocket request (RFC 6455)"),
-                            instance=request.url.path)
-    response.headers["Upgrade"] = "websocket"
-    return response
+    """``GET /v1/ws`` as a plain HTTP request: 426, naming the protocol to
+    upgrade to (RFC 9110 §15.5.22: "The server MUST send an Upgrade header
+    field in a 426 response to indicate the required protocol(s)")."""
+    return problem(426, "Upgrade Required", "this endpoint speaks WebSocket only",
+                   code="upgrade-required",
+                   headers={"Upgrade": "websocket", "Connection": "Upgrade"})
 
 
 PATH = "/v1/ws"
 #: The endpoint; :func:`hubbub.transports.app.create_app` also calls it directly.
 door = WebSocketDoor()
-routes: list[BaseRoute] = [WebSocketRoute(PATH, door),
-                           Route(PATH, upgrade_required, methods=["GET"])]
+routes: list[BaseRoute] = [WebSocketRoute(PATH, door), Route(PATH, upgrade_required)]
