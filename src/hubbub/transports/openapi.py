@@ -49,10 +49,10 @@ _STATUS_TEXT = {
          "Tus-Max-Size or past its Upload-Length; or past [limits] upload_bytes (limit "
          "names the setting)",
     415: "An upload body not sent as application/offset+octet-stream",
+    423: "Another request is writing the same upload; retry (tus clients do)",
     426: "A plain GET of the WebSocket endpoint: upgrade to WebSocket (Upgrade: websocket)",
     429: "A [limits] setting is reached (limit names it): topics, topics per namespace, "
          "connections or subscriptions per principal",
-    423: "Another request is writing the same upload; retry (tus clients do)",
     460: "The body does not match its Upload-Checksum; nothing stored",
     503: "The store cannot be reached or the hub is shutting down; retry later",
     504: "No reply to the request within its timeout",
