@@ -39,6 +39,15 @@ Example ``hubbub.toml``::
     lease = "30s"              # default lease of a taken job (a worker's heartbeat extends it)
     max_attempts = 3           # tries before a job fails (its queue's max_deliver)
 
+    [limits]                   # abuse limits (docs/operations.md); 0 turns one off
+    json_depth = 64            # deepest nesting of arrays and objects in a client's JSON
+    topics = 100000            # topics in all
+    topics_per_namespace = 20000
+    upload_bytes = 107374182400            # bytes promised by unfinished uploads, in all
+    upload_bytes_per_principal = 21474836480
+    connections_per_principal = 1000       # WebSocket and SSE connections (auth on)
+    subscriptions_per_principal = 10000    # live subscriptions (auth on)
+
     [auth]                     # authentication (docs/auth.md); off when no key is set
     secret_file = "/run/secrets/hubbub-jwt"   # HS256 secret (or secret = "..."), >= 32 bytes
     public_key_file = "/etc/hubbub/jwt.pem"   # RS256/ES256/EdDSA public key (or public_key)
@@ -70,6 +79,7 @@ from pathlib import Path
 from typing import Any
 
 from .engines.base import Retention
+from .protocol.depth import DEFAULT_JSON_DEPTH
 from .protocol.errors import InvalidTopic
 from .protocol.origins import normalize_origin, split_host
 from .protocol.topics import namespace, validate_pattern
@@ -210,6 +220,24 @@ class ServerConfig:
     send_buffer: int | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class LimitsConfig:
+    """Abuse limits (``docs/operations.md``): each answered with a 4xx, 0 turning it off.
+
+    Per-principal limits count by the credential's subject when authentication
+    is on (the anonymous grant by client address); with it off every client is
+    the same principal, so only the hub-wide limits apply.
+    """
+
+    json_depth: int = DEFAULT_JSON_DEPTH
+    topics: int = 100_000
+    topics_per_namespace: int = 20_000
+    upload_bytes: int = 100 << 30
+    upload_bytes_per_principal: int = 20 << 30
+    connections_per_principal: int = 1000
+    subscriptions_per_principal: int = 10_000
+
+
 @dataclass(slots=True)
 class Config:
     """The whole configuration; :meth:`namespace` resolves a topic's settings."""
@@ -220,6 +248,7 @@ class Config:
     uploads: UploadsConfig = field(default_factory=UploadsConfig)
     jobs: JobsConfig = field(default_factory=JobsConfig)
     auth: AuthConfig = field(default_factory=lambda: AuthConfig())
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
 
     def for_topic(self, topic: str) -> NamespaceConfig:
         ns = namespace(topic)
@@ -255,7 +284,8 @@ class Config:
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> Config:
-        unknown = set(raw) - {"defaults", "namespaces", "server", "uploads", "jobs", "auth"}
+        unknown = set(raw) - {"defaults", "namespaces", "server", "uploads", "jobs", "auth",
+                              "limits"}
         if unknown:
             raise ConfigError(f"unknown section(s): {', '.join(sorted(unknown))}")
         defaults = _namespace(NamespaceConfig(), raw.get("defaults", {}), "defaults")
@@ -265,7 +295,8 @@ class Config:
         }
         server = _server(raw.get("server", {}))
         return cls(defaults, namespaces, server, _uploads(raw.get("uploads", {})),
-                   _jobs(raw.get("jobs", {})), _auth(raw.get("auth", {})))
+                   _jobs(raw.get("jobs", {})), _auth(raw.get("auth", {})),
+                   _limits(raw.get("limits", {})))
 
 
 def _namespace(base: NamespaceConfig, section: Any, where: str) -> NamespaceConfig:
@@ -399,6 +430,24 @@ def _jobs(section: Any) -> JobsConfig:
         else:
             changes[key] = value
     return replace(JobsConfig(), **changes)
+
+
+def _limits(section: Any) -> LimitsConfig:
+    if not isinstance(section, dict):
+        raise ConfigError("limits: expected a table")
+    known = {f.name for f in fields(LimitsConfig)}
+    changes: dict[str, Any] = {}
+    for key, value in section.items():
+        where = f"limits.{key}"
+        if key not in known:
+            raise ConfigError(f"{where}: unknown setting")
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ConfigError(f"{where}: expected a non-negative integer (0: no limit)")
+        if key == "json_depth" and not 1 <= value <= 512:
+            # msgspec recurses once per level: far below Python's recursion limit.
+            raise ConfigError(f"{where}: expected an integer from 1 to 512")
+        changes[key] = value
+    return replace(LimitsConfig(), **changes)
 
 
 # -- authentication (docs/auth.md) ----------------------------------------------------

@@ -87,6 +87,21 @@ async def test_create_group_is_idempotent_and_returns_what_is_stored(engine: Eng
 
 
 @bounded()
+async def test_delete_group_forgets_position_and_pending_entries(engine: Engine) -> None:
+    """A deleted group is gone with its leases; created again, it starts afresh."""
+    await fill(engine, "t", 2)
+    lease = (await claim(engine, max_messages=1)).leases[0]
+    assert await engine.delete_group("g") is True
+    assert await engine.group("g") is None
+    assert await engine.delete_group("g") is False
+    with pytest.raises(NotFound):
+        await engine.settle("g", [lease.lease_id], "ack", T0)
+    await engine.create_group("g", ["t"], 0, T0)
+    info = await engine.group("g")
+    assert info is not None and info.pending == 0 and info.delivered_seq == 0
+    assert len((await claim(engine)).leases) == 2
+
+
 async def test_claim_leases_new_messages_in_seq_order_up_to_max(engine: Engine) -> None:
     """New messages are leased in seq order, at most max, on attempt 1, each with its id."""
     msgs = await fill(engine, "t", 5)

@@ -346,8 +346,13 @@ async def test_groups(client: httpx.AsyncClient) -> None:
     r = await client.post("/v1/groups/ga/ack", json={"ids": [lease]}, headers=ADMIN)
     assert r.status_code == 200, r.text
     await client.post("/v1/topics/chat.g", json=2, headers=CHAT)
+    # The group's name is judged too, like a topic's (Rule 8 of hubbub.core.auth).
+    assert_problem(await client.post("/v1/groups/gc/pull",
+                                     params={"topic": "chat.g", "start": "start"},
+                                     headers=CHAT), 403, "forbidden")
+    with_group = bearer(token(sub=("chat.>", "gc")))
     r = await client.post("/v1/groups/gc/pull", params={"topic": "chat.g", "start": "start"},
-                          headers=CHAT)
+                          headers=with_group)
     assert r.status_code == 200 and len(r.json()["messages"]) == 1
 
 

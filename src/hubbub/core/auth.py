@@ -48,6 +48,17 @@ Rule 6. A refusal is :class:`~hubbub.protocol.errors.Unauthorized` for the anony
         validated before they are judged, so bad input is 400, not 403.
 Rule 7. Doors check before they do anything: a refused item of a batch
         refuses the batch, nothing stored.
+Rule 8. A consumer group's name is judged like a topic name
+        (:meth:`Auth.check_group`): using group ``g`` needs the subscribe
+        grant for the topic ``g`` (a one-token name, so ``orders-workers`` or
+        ``*`` in the ``sub`` list, or a namespace rule for ``g``), on top of
+        the grant for the group's topics. Names starting with ``jobs-`` belong
+        to the job system: no client creates, pulls from or settles them
+        through the group doors, not even an admin.
+Rule 9. With authentication on, presence says who a connection is by its
+        credential's subject: a ``client`` given that differs is refused, and
+        the anonymous principal is present with none. (``info`` stays what the
+        client says about itself.)
 """
 
 from __future__ import annotations
@@ -65,6 +76,7 @@ from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 from ..config import MIN_SECRET_BYTES, Config, Grant
 from ..protocol.errors import Forbidden, InvalidRequest, Unauthorized, UsageError
+from ..protocol.leases import validate_group
 from ..protocol.topics import TopicFilter, covers, is_pattern, namespace, validate_pattern
 
 #: Longest credential looked at (a JWT with a few hundred patterns fits).
@@ -73,6 +85,8 @@ MAX_TOKEN = 16 << 10
 MAX_PATTERNS = 256
 #: The claims that hold a NumericDate (RFC 7519 §2: seconds since the epoch).
 TIME_CLAIMS = ("exp", "nbf", "iat")
+#: The prefix of the consumer groups of job queues (Rule 8; :mod:`hubbub.core.jobs`).
+JOB_GROUP_PREFIX = "jobs-"
 #: The fields that name where a credential came from (for WWW-Authenticate).
 CREDENTIAL_FIELDS = frozenset({"Authorization", "token"})
 
@@ -307,6 +321,39 @@ class Auth:
             raise Unauthorized(f"authentication required to {verb} {topic}", field=field)
         who = principal.subject or "this credential"
         raise Forbidden(f"{who} may not {verb} {topic}", field=field)
+
+    def check_group(self, principal: Principal, name: str, *, field: str = "group") -> None:
+        """Refuse the use of consumer group ``name`` unless allowed (Rule 8).
+
+        Raises:
+            InvalidRequest: ``name`` is malformed.
+            Forbidden: the name is reserved for jobs, or the principal may not.
+            Unauthorized: the anonymous principal may not; credentials may help.
+        """
+        validate_group(name, field=field)
+        if name.startswith(JOB_GROUP_PREFIX):
+            raise Forbidden(f"group names starting with {JOB_GROUP_PREFIX} are reserved "
+                            "for job queues: use the jobs API", field=field)
+        if principal.admin or self.may(principal, Action.SUBSCRIBE, name):
+            return
+        if principal.anonymous:
+            raise Unauthorized(f"authentication required to use group {name}", field=field)
+        who = principal.subject or "this credential"
+        raise Forbidden(f"{who} may not use group {name}", field=field)
+
+    def presence_client(self, principal: Principal, client: str | None) -> str | None:
+        """The ``client`` a connection is present as (``docs/presence.md``): with
+        authentication on, its credential's subject, whatever it says (Rule 9).
+
+        Raises:
+            Forbidden: it names another ``client`` than its subject.
+        """
+        if not self.enabled:
+            return client
+        if client is not None and client != principal.subject:
+            raise Forbidden("client must be the subject of your credential "
+                            "(or be left out)", field="client")
+        return principal.subject
 
     def check_all(self, principal: Principal, action: Action, topics: Iterable[str], *,
                   field: str = "topic") -> None:

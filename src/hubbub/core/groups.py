@@ -100,10 +100,23 @@ class Groups:
             start_seq = 0 if start == "start" else await self.engine.head_seq()
             g = await self.engine.create_group(name, patterns, start_seq, self._now())
         if sorted(g.patterns) != sorted(patterns):
-            raise Conflict(
-                f"group {name!r} exists for topics {', '.join(g.patterns)}", field="topic"
-            )
+            # Not which topics: they may be another principal's to know.
+            raise Conflict(f"group {name!r} exists for other topics", field="topic")
         return g
+
+    async def delete(self, name: str) -> None:
+        """Forget the group: its position and pending entries (its dead-letter topic
+        stays). Settling its outstanding leases is then ``NotFound``; waiting
+        pulls wake and find it gone; a later pull with topics creates it anew.
+
+        Raises:
+            InvalidRequest: bad name.
+            NotFound: no such group.
+        """
+        validate_group(name)
+        if not await self.engine.delete_group(name):
+            raise NotFound(f"no group {name!r}", field="group")
+        self._kick(name)
 
     async def pull(
         self,

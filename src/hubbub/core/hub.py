@@ -16,7 +16,8 @@ import asyncio
 import contextlib
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 from ..config import Config
@@ -28,11 +29,13 @@ from ..protocol.errors import (
     HubbubError,
     InvalidCursor,
     InvalidRequest,
+    LimitExceeded,
     PayloadTooLarge,
     Unavailable,
 )
-from ..protocol.message import JSON, Message
-from ..protocol.topics import TopicFilter, validate_pattern, validate_topic
+from ..protocol.message import JSON, Message, compact_json
+from ..protocol.topicindex import TopicIndex
+from ..protocol.topics import TopicFilter, namespace, validate_pattern, validate_topic
 from . import tracing
 from .auth import Auth
 from .fanout import FanOut
@@ -44,14 +47,17 @@ from .polls import Polls
 from .presence import Presence
 from .requests import Requests
 from .subscription import Event, Gap, Position, State, Subscription
+from .tally import Tally
 from .uploads import Uploads
-from .values import Page, PublishItem, compact_json, encode_value
+from .values import Page, PublishItem, encode_value, scoped_key
 
 if TYPE_CHECKING:
     from opentelemetry.trace import Tracer
 
 _KEY_RE = re.compile(r"[\x21-\x7e]{1,200}")
 MAX_TOPICS_PER_SUBSCRIPTION = 100
+#: Most topics a pattern read looks up one by one (:meth:`Hub._matching`).
+INDEX_MATCHES = 256
 TRIM_INTERVAL = 30.0
 
 
@@ -96,6 +102,12 @@ class Hub:
         self.polls = Polls()
         #: Who a client is and what it may do; every door asks (:mod:`hubbub.core.auth`).
         self.auth = Auth(self.config)
+        #: Every topic's name (:mod:`hubbub.protocol.topicindex`), and the newest seq
+        #: whose topic it holds: patterns resolve through it, limits count by it.
+        self.topics = TopicIndex()
+        self._indexed_seq = 0
+        #: Connections and subscriptions per principal (:mod:`hubbub.core.tally`).
+        self.tally = Tally(self.config.limits, self.auth.enabled)
 
     def now(self) -> int:
         """Milliseconds since the Unix epoch."""
@@ -128,6 +140,11 @@ class Hub:
         await self.engine.open()
         self.tracer = tracing.tracer()
         self.engine.add_listener(self.fanout.publish)
+        # Listen first, then list: a topic made in between is in one or the other.
+        self.engine.add_listener(self._index)
+        for info in await self.engine.topics():
+            self.topics.add(info.name)
+            self._indexed_seq = max(self._indexed_seq, info.last_seq)
         # An engine whose live feed can break (redis: its pub/sub link) says so.
         self.engine.add_error_listener(self.fail_subscriptions)
         self._trimmer = asyncio.create_task(self._trim_forever(), name="hubbub-trim")
@@ -136,6 +153,15 @@ class Hub:
         await self.jobs.start()
         self.nodes.start()
         self._started = True
+
+    def _index(self, messages: Sequence[Message]) -> None:
+        """Engine listener: index the topics of newly stored messages."""
+        topics = self.topics
+        for m in messages:
+            if m.topic not in topics:
+                topics.add(m.topic)
+        if messages:
+            self._indexed_seq = max(self._indexed_seq, messages[-1].seq)
 
     async def __aenter__(self) -> Hub:
         await self.start()
@@ -177,7 +203,8 @@ class Hub:
     # -- publishing ---------------------------------------------------------
 
     def _request(
-        self, topic: str, data: bytes, content_type: str, key: str | None, prefix: str = ""
+        self, topic: str, data: bytes, content_type: str, key: str | None, prefix: str = "",
+        owner: str | None = None,
     ) -> AppendRequest:
         """Validate one message; error fields are ``prefix`` + topic, data or key."""
         validate_topic(topic, field=prefix + "topic")
@@ -187,30 +214,45 @@ class Hub:
                 f"message is larger than {ns.max_message_size} bytes", field=prefix + "data"
             )
         if content_type == JSON:
-            data = compact_json(data, field=prefix + "data")
+            data = compact_json(data, field=prefix + "data",
+                                max_depth=self.config.limits.json_depth)
         if key is not None and _KEY_RE.fullmatch(key) is None:
             raise InvalidRequest(
                 "idempotency key must be 1-200 printable ASCII characters", field=prefix + "key"
             )
+        if key is not None:
+            key = scoped_key(key, owner)
         # ns.retention.max_messages, without making a Retention per message
         return AppendRequest(topic, data, content_type, key, ns.history_size or None)
 
     async def publish(
-        self, topic: str, data: bytes, content_type: str = JSON, key: str | None = None
+        self, topic: str, data: bytes, content_type: str = JSON, key: str | None = None, *,
+        owner: str | None = None, limit_topics: bool = False,
     ) -> AppendResult:
         """Store one message and fan it out; returns after the store committed it.
+
+        Args:
+            key: an idempotency key: a retry with the same key (and ``owner``)
+                stores nothing and returns the first receipt.
+            owner: the publisher's subject; keys are scoped to it.
+            limit_topics: a client asked for it: refuse to create a topic past
+                ``[limits] topics`` and ``topics_per_namespace``.
 
         Raises:
             InvalidTopic, InvalidRequest, PayloadTooLarge: bad input; nothing stored.
             Unavailable: the store failed or the hub is draining; nothing stored.
         """
         self._check_open()
-        req = self._request(topic, data, content_type, key)
+        req = self._request(topic, data, content_type, key, owner=owner)
+        if limit_topics:
+            self._check_new_topics([req])
         (result,) = await self._append([req])
         return result
 
-    async def publish_batch(self, items: Sequence[PublishItem]) -> list[AppendResult]:
+    async def publish_batch(self, items: Sequence[PublishItem], *,
+                            limit_topics: bool = False) -> list[AppendResult]:
         """Store several messages atomically: all are validated first, then all stored.
+        ``limit_topics`` as for :meth:`publish`.
 
         Raises:
             InvalidRequest: an item is bad (``field`` names it); nothing stored.
@@ -218,9 +260,35 @@ class Hub:
         self._check_open()
         if not items:
             raise InvalidRequest("batch is empty")
-        reqs = [self._request(item.topic, item.data, item.content_type, item.key, f"[{i}].")
+        reqs = [self._request(item.topic, item.data, item.content_type, item.key, f"[{i}].",
+                              item.owner)
                 for i, item in enumerate(items)]
+        if limit_topics:
+            self._check_new_topics(reqs)
         return await self._append(reqs)
+
+    def _check_new_topics(self, reqs: Sequence[AppendRequest]) -> None:
+        """Refuse requests that would create topics past ``[limits]``.
+
+        Counted from the index, so concurrent first publishes may pass a limit by
+        as many topics as they create; nothing is stored when refused.
+
+        Raises:
+            LimitExceeded: ``field`` is the topic, ``limit`` the setting.
+        """
+        limits = self.config.limits
+        new = [t for t in dict.fromkeys(r.topic for r in reqs) if t not in self.topics]
+        if not new:
+            return
+        if limits.topics and len(self.topics) + len(new) > limits.topics:
+            raise LimitExceeded(f"the hub has {limits.topics} topics, its limit; "
+                                f"publish to an existing topic", field="topic", limit="topics")
+        if limits.topics_per_namespace:
+            for ns, n in Counter(namespace(t) for t in new).items():
+                if self.topics.in_namespace(ns) + n > limits.topics_per_namespace:
+                    raise LimitExceeded(
+                        f"namespace {ns} has {limits.topics_per_namespace} topics, its limit",
+                        field="topic", limit="topics_per_namespace")
 
     async def _append(self, reqs: list[AppendRequest]) -> list[AppendResult]:
         """Store validated messages; count them and the commit's latency."""
@@ -366,8 +434,7 @@ class Hub:
             if info.trim_seq > pos.seq:
                 trims.append((topic, info.trim_offset, info.trim_seq, 1))
             return await engine.read_seq([topic], pos.seq, limit), trims
-        every = await engine.topics()
-        infos = [t for t in every if filt(t.name)]
+        infos, horizon = await self._matching(filt)
         trims = [
             (t.name, t.trim_offset, t.trim_seq, 1) for t in infos if t.trim_seq > pos.seq
         ]
@@ -378,10 +445,32 @@ class Hub:
         # Messages committed after the topic list was taken may belong to topics
         # missing from it; stop at the list's horizon. Anything newer reaches the
         # subscription live (it registered before reading), so nothing is lost.
-        horizon = max(t.last_seq for t in every)
         if msgs and msgs[-1].seq > horizon:
             msgs = [m for m in msgs if m.seq <= horizon]
         return msgs, trims
+
+    async def _matching(self, filt: TopicFilter) -> tuple[list[TopicInfo], int]:
+        """The topics ``filt`` matches, and the seq up to which no other can have
+        a message (the list's horizon).
+
+        A few patterns resolve through the index (:mod:`hubbub.protocol.topicindex`)
+        and the store is asked about the matches only; its horizon is the newest
+        seq whose topic the index holds. Past :data:`INDEX_MATCHES` matches one
+        listing of the store costs less than a look-up each, and its horizon is
+        the newest message listed.
+        """
+        horizon = self._indexed_seq
+        names: set[str] = set()
+        if filt.patterns != (">",):
+            for pattern in filt.patterns:
+                names.update(self.topics.match(pattern))
+                if len(names) > INDEX_MATCHES:
+                    break
+        if filt.patterns == (">",) or len(names) > INDEX_MATCHES:
+            every = await self.engine.topics()
+            return [t for t in every if filt(t.name)], max((t.last_seq for t in every), default=0)
+        found = await asyncio.gather(*(self.engine.topic(n) for n in sorted(names)))
+        return [t for t in found if t is not None], horizon
 
     async def subscribe(
         self,
@@ -540,12 +629,40 @@ class Hub:
         info = await self.engine.topic(topic)
         return None if info is None else self.describe(info)
 
-    async def list_topics(self, pattern: str | None = None) -> list[dict[str, Any]]:
-        filt = TopicFilter([validate_pattern(pattern, field="pattern")]) if pattern else None
-        return [
-            self.describe(t) for t in await self.engine.topics() if filt is None or filt(t.name)
-        ]
+    async def list_topics(
+        self, pattern: str | None = None, *, after: str | None = None, limit: int = 1000,
+        allowed: Callable[[str], bool] | None = None,
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """A page of topics in name order, and the name to list ``after`` next
+        (``None``: this was the last page).
+
+        Args:
+            pattern: only topics it matches.
+            after: a topic name: list those after it.
+            allowed: only topics it says yes to (the caller's grant).
+        Raises:
+            InvalidTopic: a bad ``pattern`` or ``after``.
+        """
+        if after is not None:
+            validate_topic(after, field="after")
+        if pattern:
+            validate_pattern(pattern, field="pattern")
+            names: Iterator[str] = (n for n in sorted(self.topics.match(pattern))
+                                    if after is None or n > after)
+        else:
+            names = self.topics.sorted_from(after)
+        page: list[str] = []
+        for name in names:
+            if allowed is None or allowed(name):
+                page.append(name)
+                if len(page) > limit:
+                    break
+        more = len(page) > limit
+        page = page[:limit]
+        found = await asyncio.gather(*(self.engine.topic(n) for n in page))
+        return ([self.describe(t) for t in found if t is not None],
+                page[-1] if more else None)
 
 
 __all__ = ["Event", "Gap", "Hub", "Page", "PublishItem", "Subscription", "compact_json",
-           "encode_value"]
+           "encode_value", "scoped_key"]

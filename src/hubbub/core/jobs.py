@@ -95,17 +95,18 @@ from ..protocol.jobstate import (
     taken,
 )
 from ..protocol.leases import Outcome, parse_lease_id
-from ..protocol.message import JSON
+from ..protocol.message import JSON, compact_json
+from .auth import JOB_GROUP_PREFIX
 from .groups import MAX_DELAY, MAX_LEASE
 from .ports import Publisher
 from .subscription import State as SubState
-from .values import PublishItem, compact_json
+from .values import PublishItem
 
 log = logging.getLogger("hubbub.jobs")
 
 QUEUE_PREFIX: Final = JOB_QUEUES + "."
 STATUS_PREFIX: Final = JOBS + "."
-GROUP_PREFIX: Final = "jobs-"
+GROUP_PREFIX: Final = JOB_GROUP_PREFIX
 RECORD_PREFIX: Final = "job/"
 WATCH_PREFIX: Final = "joblease/"
 #: Seconds between two sweeps for lost leases (Rule 3).
@@ -159,10 +160,13 @@ def check_id(job_id: str) -> str:
     return job_id
 
 
-def _job_id(queue: str, key: str | None) -> str:
+def _job_id(queue: str, key: str | None, owner: str | None = None) -> str:
+    """A new job's id: random, or derived from its queue and idempotency key,
+    and the key's owner when there is one (so principals never share keys)."""
     if key is None:
         return secrets.token_hex(16)
-    return hashlib.sha256(f"{queue}\0{key}".encode()).hexdigest()[:32]
+    scope = f"{queue}\0{key}" if owner is None else f"{queue}\0{key}\0{owner}"
+    return hashlib.sha256(scope.encode(errors="surrogateescape")).hexdigest()[:32]
 
 
 def _state_key(job: Job) -> str:
@@ -257,19 +261,24 @@ class Jobs:
     # -- submitting -------------------------------------------------------------------
 
     async def submit(self, queue: str, data: bytes, content_type: str = JSON, *,
-                     key: str | None = None) -> Job:
+                     key: str | None = None, owner: str | None = None) -> Job:
         """Queue a job carrying ``data``; the same ``key`` submits one job.
+
+        Args:
+            owner: whose ``key`` it is (the principal's subject): keys are
+                scoped to their owner, so another principal reusing a key makes
+                its own job instead of finding this one.
 
         Raises:
             InvalidTopic: a bad queue name.
             InvalidRequest, PayloadTooLarge: bad ``data`` or ``key``; nothing stored.
             Unavailable: the store failed or the hub is draining.
         """
-        job, _ = await self.enqueue(queue, data, content_type, key=key)
+        job, _ = await self.enqueue(queue, data, content_type, key=key, owner=owner)
         return job
 
     async def enqueue(self, queue: str, data: bytes, content_type: str = JSON, *,
-                      key: str | None = None) -> tuple[Job, bool]:
+                      key: str | None = None, owner: str | None = None) -> tuple[Job, bool]:
         """As :meth:`submit`; also says whether this call made the job (``False``:
         ``key`` named an earlier one, which is returned)."""
         self._check_open()
@@ -279,8 +288,8 @@ class Jobs:
             raise InvalidRequest("idempotency key must be 1-200 printable ASCII characters",
                                  field="key")
         if content_type == JSON:
-            data = compact_json(data)
-        job_id = _job_id(queue, key)
+            data = compact_json(data, max_depth=self.hub.config.limits.json_depth)
+        job_id = _job_id(queue, key, owner)
         limit = self.hub.config.for_topic(topic).max_message_size
         body = envelope(job_id, data, content_type)
         if len(body) > limit:

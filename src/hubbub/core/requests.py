@@ -70,7 +70,7 @@ from ..protocol.errors import (
     NotFound,
     Unavailable,
 )
-from ..protocol.message import JSON, Message
+from ..protocol.message import JSON, Message, compact_json
 from .ports import Publisher
 from .subscription import State, Subscription
 from .tracing import traced
@@ -80,7 +80,6 @@ KIND = "request/"
 DEFAULT_TIMEOUT = 5.0
 _ID_RE = re.compile(r"(0|[1-9][0-9]{0,15})\.([0-9a-f]{32})")
 _json_encode = msgspec.json.Encoder().encode
-_json_decode = msgspec.json.Decoder().decode
 
 
 def parse_request_id(request_id: str, *, field: str = "to") -> tuple[int, str]:
@@ -193,10 +192,7 @@ class Requests:
         if content_type == JSON:
             # Checked on its own: spliced into the envelope, text like
             # `1,"request":"x"` would otherwise forge the envelope's fields.
-            try:
-                data = _json_encode(_json_decode(data))
-            except (msgspec.DecodeError, UnicodeDecodeError):
-                raise InvalidRequest("malformed JSON", field="data") from None
+            data = compact_json(data, max_depth=hub.config.limits.json_depth)
         token = secrets.token_hex(16)
         # hub.now() drops the fraction of its millisecond: one more keeps the
         # wait from ending before ``timeout`` has passed.
@@ -209,7 +205,8 @@ class Requests:
                                  if_version=0)
             if handing_off is not None:
                 handing_off()
-            await hub.publish(topic, envelope(request_id, deadline, data, content_type))
+            await hub.publish(topic, envelope(request_id, deadline, data, content_type),
+                              limit_topics=True)
         except BaseException:
             await pending.close()
             raise

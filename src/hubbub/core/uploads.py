@@ -91,6 +91,8 @@ WRITE_BUFFER: Final = 1 << 20
 #: How long an expired upload still answers 410 before it is forgotten (Rule 4).
 GONE_MS: Final = 3600 * 1000
 SWEEP_INTERVAL: Final = 30.0
+#: Most upload records read to count the bytes in use (``[limits] upload_bytes``).
+QUOTA_SCAN: Final = 100_000
 _ID_RE = re.compile(r"[0-9a-f]{32}")
 #: The metadata key that names a job queue to start on completion (Rule 5).
 JOB_KEY: Final = "job"
@@ -106,6 +108,8 @@ class _Stored(msgspec.Struct, omit_defaults=True):
     metadata: str | None = None
     completed: int | None = None
     job: str | None = None
+    #: Who made it (the credential's subject), for ``[limits] upload_bytes_per_principal``.
+    owner: str | None = None
 
 
 _encode = msgspec.json.Encoder().encode
@@ -125,6 +129,7 @@ class Upload:
     completed: int | None
     job: str | None
     version: int
+    owner: str | None = None
 
     @property
     def done(self) -> bool:
@@ -145,7 +150,7 @@ class Upload:
 
 def _upload(upload_id: str, stored: _Stored, version: int) -> Upload:
     return Upload(upload_id, stored.offset, stored.length, stored.created, stored.expires,
-                  stored.metadata, stored.completed, stored.job, version)
+                  stored.metadata, stored.completed, stored.job, version, stored.owner)
 
 
 class Uploads:
@@ -245,11 +250,17 @@ class Uploads:
                 "uploads: the hub's [uploads] jobs setting (HUBBUB_UPLOADS__JOBS) must "
                 "list it", field="Upload-Metadata")
 
-    async def create(self, length: int | None, metadata: str | None = None) -> Upload:
+    async def create(self, length: int | None, metadata: str | None = None, *,
+                     owner: str | None = None) -> Upload:
         """Create an upload of ``length`` bytes (``None``: given later).
 
+        Args:
+            owner: who makes it (the credential's subject), counted against
+                ``[limits] upload_bytes_per_principal``.
         Raises:
-            PayloadTooLarge: ``length`` is over ``max_size``.
+            PayloadTooLarge: ``length`` is over ``max_size``, or would take the
+                stored uploads past ``[limits] upload_bytes`` (in all, or the
+                owner's); ``limit`` names the setting.
             InvalidRequest: malformed metadata, or a job queue not allowed.
             Unavailable: the hub is draining.
         """
@@ -258,13 +269,16 @@ class Uploads:
             raise PayloadTooLarge(f"uploads are limited to {self.config.max_size} bytes",
                                   field="Upload-Length")
         self._check_job(parse_metadata(metadata))
+        if length:
+            await self._check_quota(length, owner)
         upload_id = secrets.token_hex(16)
         if not self._made:
             await asyncio.to_thread(self.dir.mkdir, parents=True, exist_ok=True)
             self._made = True
         await asyncio.to_thread(_create_file, self.path(upload_id))
         now = self.hub.now()
-        stored = _Stored(0, length, now, self._expiry(now, False), metadata or None)
+        stored = _Stored(0, length, now, self._expiry(now, False), metadata or None,
+                         owner=owner)
         try:
             up = await self._put(upload_id, stored, 0)
         except BaseException:
@@ -275,6 +289,28 @@ class Uploads:
             await self._event(up, "completed")
             up = await self.start_job(up)
         return up
+
+    async def _check_quota(self, length: int, owner: str | None) -> None:
+        """Refuse ``length`` more bytes past ``[limits] upload_bytes`` (every stored
+        upload, by its length, or the bytes it has while its length is deferred)
+        or, for an owner, ``upload_bytes_per_principal``. Counted from the store,
+        so uploads created at the same moment may pass a limit together."""
+        limits = self.hub.config.limits
+        per_owner = limits.upload_bytes_per_principal if owner is not None else 0
+        if not (limits.upload_bytes or per_owner):
+            return
+        total = mine = 0
+        for up in await self.scan(QUOTA_SCAN):
+            size = up.length if up.length is not None else up.offset
+            total += size
+            if up.owner == owner:
+                mine += size
+        for limit, used, name in ((limits.upload_bytes, total, "upload_bytes"),
+                                  (per_owner, mine, "upload_bytes_per_principal")):
+            if limit and used + length > limit:
+                raise PayloadTooLarge(
+                    f"uploads would pass [limits] {name} ({limit} bytes; {used} in use)",
+                    field="Upload-Length", limit=name)
 
     # -- appending ----------------------------------------------------------------------
 
@@ -391,7 +427,7 @@ class Uploads:
         total = up.length if up.length is not None else length
         done = total is not None and offset == total
         stored = _Stored(offset, total, up.created, self._expiry(now, done),
-                         up.metadata_header, now if done else None, up.job)
+                         up.metadata_header, now if done else None, up.job, up.owner)
         new = await self._put(up.id, stored, up.version)
         if offset != up.offset:
             self.hub.metrics.upload_bytes += max(0, offset - up.offset)
@@ -426,7 +462,7 @@ class Uploads:
             log.warning("upload %s: job not submitted: %s", up.id, exc.message)
             return up
         stored = _Stored(up.offset, up.length, up.created, up.expires, up.metadata_header,
-                         up.completed, str(job.id))
+                         up.completed, str(job.id), up.owner)
         try:
             up = await self._put(up.id, stored, up.version)
         except Conflict:

@@ -1,8 +1,10 @@
 """The values that cross the core's API: what a publish carries, what a poll
-returns, and payloads checked and encoded once at the edge of the core."""
+returns, payloads encoded once at the edge of the core, and idempotency keys
+scoped to their owner."""
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -12,7 +14,6 @@ from ..protocol.errors import InvalidRequest
 from ..protocol.message import JSON, Message
 from .subscription import Gap
 
-_json_decode = msgspec.json.Decoder().decode
 _json_encode = msgspec.json.Encoder().encode
 
 
@@ -24,6 +25,8 @@ class PublishItem:
     data: bytes
     content_type: str = JSON
     key: str | None = None
+    #: Whose ``key`` it is (the publisher's subject): see :func:`scoped_key`.
+    owner: str | None = None
 
 
 @dataclass(slots=True)
@@ -33,18 +36,6 @@ class Page:
     messages: list[Message]
     cursor: str
     gaps: list[Gap] = field(default_factory=list)
-
-
-def compact_json(data: bytes, *, field: str = "data") -> bytes:
-    """Validate JSON text and return it compact (one line, as SSE needs).
-
-    Raises:
-        InvalidRequest: ``data`` is not valid JSON.
-    """
-    try:
-        return _json_encode(_json_decode(data))
-    except (msgspec.DecodeError, UnicodeDecodeError):
-        raise InvalidRequest("malformed JSON", field=field) from None
 
 
 def encode_value(value: Any, *, field: str = "data") -> tuple[bytes, str]:
@@ -57,4 +48,15 @@ def encode_value(value: Any, *, field: str = "data") -> tuple[bytes, str]:
         raise InvalidRequest("data cannot be encoded as JSON", field=field) from None
 
 
-__all__ = ["Page", "PublishItem", "compact_json", "encode_value"]
+def scoped_key(key: str, owner: str | None) -> str:
+    """The idempotency key as stored: scoped to its owner when it has one, so a
+    principal reusing another's key publishes its own message instead of
+    getting the other's receipt. A space never occurs in a key a client gives,
+    so a scoped key never equals an unscoped one."""
+    if owner is None:
+        return key
+    digest = hashlib.sha256(owner.encode(errors="surrogateescape")).hexdigest()[:24]
+    return f"{key} {digest}"
+
+
+__all__ = ["Page", "PublishItem", "encode_value", "scoped_key"]

@@ -251,6 +251,11 @@ class Engine(Protocol):
         """Create the group taking new messages after ``start_seq``, unless it
         exists; either way return it as stored (the caller compares patterns)."""
 
+    async def delete_group(self, name: str) -> bool:
+        """Forget the group, its position and its pending entries at once (its
+        dead-letter topic stays); ``False`` if there was none. Settling its
+        outstanding leases then raises ``NotFound``; a later pull creates it anew."""
+
     async def claim(
         self,
         name: str,

@@ -263,6 +263,9 @@ class MemoryEngine:
             g = self._groups[name] = _Group(name, tuple(patterns), start_seq, now)
         return g.info()
 
+    async def delete_group(self, name: str) -> bool:
+        return self._groups.pop(name, None) is not None
+
     async def claim(
         self,
         name: str,

@@ -459,6 +459,12 @@ class RedisEngine:
     ) -> GroupInfo:
         return await self._groups.create_group(name, patterns, start_seq, now)
 
+    async def delete_group(self, name: str) -> bool:
+        async def delete(keys: list[str]) -> int:
+            return int(await self._call(lambda r: r.delete(*keys)))
+
+        return await self._groups.delete_group(name, delete)
+
     async def claim(self, name: str, topics: Sequence[str], horizon: int, max_messages: int,
                     lease_ms: int, max_deliver: int, now: int) -> Claim:
         return await self._groups.claim(name, topics, horizon, max_messages, lease_ms,

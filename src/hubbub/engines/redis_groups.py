@@ -372,6 +372,13 @@ class RedisGroups:
         assert info is not None
         return info
 
+    async def delete_group(self, name: str, delete: Callable[[list[str]], Awaitable[int]]
+                           ) -> bool:
+        """See :meth:`hubbub.engines.base.Engine.delete_group`: one ``DEL`` of the
+        group's four keys (atomic in Redis)."""
+        p = self.prefix
+        return await delete([f"{p}:{kind}:{name}" for kind in ("g", "ge", "gd", "gr")]) > 0
+
     async def claim(self, name: str, topics: Sequence[str], horizon: int, max_messages: int,
                     lease_ms: int, max_deliver: int, now: int) -> Claim:
         """See :meth:`hubbub.engines.base.Engine.claim`.

@@ -668,6 +668,9 @@ class SQLiteEngine:
         args = (name, tuple(patterns), _clamp(start_seq), now)
         return await self._submit(self._create_group_job, args, 1)
 
+    async def delete_group(self, name: str) -> bool:
+        return await self._submit(self._delete_group_job, (name,), 1)
+
     async def claim(
         self,
         name: str,
@@ -703,6 +706,10 @@ class SQLiteEngine:
     ) -> tuple[GroupInfo, list[Message]]:
         assert self._conn is not None
         return groups.create_group(self._conn, name, patterns, start_seq, now), []
+
+    def _delete_group_job(self, name: str) -> tuple[bool, list[Message]]:
+        assert self._conn is not None
+        return groups.delete_group(self._conn, name), []
 
     def _claim_job(
         self, name: str, topics: list[str], horizon: int, max_messages: int, lease_ms: int,

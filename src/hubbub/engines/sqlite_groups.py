@@ -92,6 +92,16 @@ def create_group(
     return info
 
 
+def delete_group(conn: sqlite3.Connection, name: str) -> bool:
+    """Delete the group and its pending entries; whether there was one."""
+    row = conn.execute("SELECT id FROM groups WHERE name = ?", (name,)).fetchone()
+    if row is None:
+        return False
+    conn.execute("DELETE FROM group_pending WHERE group_id = ?", (row[0],))
+    conn.execute("DELETE FROM groups WHERE id = ?", (row[0],))
+    return True
+
+
 def _group_row(conn: sqlite3.Connection, name: str) -> tuple[int, int]:
     """``(id, delivered_seq)`` of the group.
 

@@ -13,8 +13,9 @@ The tree::
     │   ├── InvalidRequest        malformed body, query or frame (400)
     │   │   ├── InvalidTopic      topic name or pattern breaks the grammar
     │   │   ├── InvalidCursor     cursor is not one hubbub issued (or another topic's)
-    │   │   └── InvalidOp         unknown or malformed WebSocket op
-    │   │       └── MalformedFrame  not JSON or MessagePack at all
+    │   │   ├── InvalidOp         unknown or malformed WebSocket op
+    │   │   │   └── MalformedFrame  not JSON or MessagePack at all
+    │   │   └── TooDeep           JSON nests deeper than the limit (400, close 1007)
     │   ├── Unauthorized          no or bad credentials (401)
     │   ├── Forbidden             credentials do not allow this action (403)
     │   ├── Misdirected           a Host name this hub does not serve (421)
@@ -27,6 +28,7 @@ The tree::
     │   ├── PayloadTooLarge       message or frame over the limit (413)
     │   ├── UnsupportedMediaType  (415)
     │   ├── Locked                another request is writing the same upload (423)
+    │   ├── LimitExceeded         a configured abuse limit is reached (429)
     │   └── ChecksumMismatch      a body does not match its checksum (460)
     ├── Unavailable               the store cannot be reached; retry later (503)
     ├── GatewayTimeout            no responder replied to a request in time (504)
@@ -101,6 +103,12 @@ class MalformedFrame(InvalidOp):
     code = "malformed-frame"
 
 
+class TooDeep(InvalidRequest):
+    """JSON that nests deeper than ``[limits] json_depth``; refused before decoding."""
+
+    code = "too-deep"
+
+
 class Unauthorized(PeerError):
     code = "unauthorized"
 
@@ -165,6 +173,13 @@ class Locked(PeerError):
 
     code = "locked"
     temporary = True
+
+
+class LimitExceeded(PeerError):
+    """A configured limit (``[limits]``) is reached: too many topics, connections or
+    subscriptions for the principal or the hub. ``extra`` names the ``limit``."""
+
+    code = "limit-exceeded"
 
 
 class ChecksumMismatch(PeerError):

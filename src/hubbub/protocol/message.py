@@ -25,6 +25,7 @@ from typing import Any
 import msgspec
 
 from . import cursor as _cursor
+from .depth import DEFAULT_JSON_DEPTH, check_depth
 from .errors import InvalidRequest
 
 JSON = "application/json"
@@ -206,6 +207,21 @@ def ws_frame(payload: bytes, opcode: int = TEXT_FRAME) -> bytes:
 _head7 = struct.Struct("!BB").pack
 _head16 = struct.Struct("!BBH").pack
 _head64 = struct.Struct("!BBQ").pack
+
+
+def compact_json(data: bytes, *, field: str = "data",
+                 max_depth: int = DEFAULT_JSON_DEPTH) -> bytes:
+    """Validate a client's JSON text and return it compact (one line, as SSE needs).
+
+    Raises:
+        TooDeep: ``data`` nests deeper than ``max_depth`` (checked before decoding).
+        InvalidRequest: ``data`` is not valid JSON.
+    """
+    check_depth(data, max_depth, field=field)
+    try:
+        return _json_encode(_json_decode(data))
+    except (msgspec.DecodeError, UnicodeDecodeError):
+        raise InvalidRequest("malformed JSON", field=field) from None
 
 
 def media_type(value: str | None, *, field: str) -> str:

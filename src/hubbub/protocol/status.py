@@ -19,6 +19,7 @@ TABLE: list[tuple[type[errors.HubbubError], int, str, int]] = [
     # RFC 6455 §7.4.1: 1007 "data within a message that was not consistent with
     # the type of the message"; 1008 "a generic status code that can be returned
     # when there is no other more suitable status code" (a frame with no op or id).
+    (errors.TooDeep, 400, "Nested too deep", 1007),
     (errors.MalformedFrame, 400, "Malformed frame", 1007),
     (errors.InvalidOp, 400, "Invalid operation", 1008),
     (errors.InvalidRequest, 400, "Invalid request", 4400),
@@ -33,6 +34,8 @@ TABLE: list[tuple[type[errors.HubbubError], int, str, int]] = [
     (errors.PayloadTooLarge, 413, "Payload too large", 1009),
     (errors.UnsupportedMediaType, 415, "Unsupported media type", 1003),
     (errors.Locked, 423, "Locked", 4423),
+    # RFC 6585 §4: 429 Too Many Requests; 4029 is its private-use close code.
+    (errors.LimitExceeded, 429, "Limit exceeded", 4029),
     # tus 1.0.0 (checksum): "460 Checksum Mismatch".
     (errors.ChecksumMismatch, 460, "Checksum mismatch", 4460),
     (errors.Unavailable, 503, "Service unavailable", 1013),

@@ -42,11 +42,13 @@ from typing import Annotated, Any, Final, Literal
 
 import msgspec
 
+from .depth import DEFAULT_JSON_DEPTH, too_deep
 from .errors import (
     HubbubError,
     InvalidOp,
     InvalidRequest,
     MalformedFrame,
+    TooDeep,
     UnsupportedMediaType,
 )
 from .message import Message
@@ -250,9 +252,13 @@ class Codec:
     subprotocol: str | None
     binary: bool
 
-    def decode(self, frame: str | bytes) -> ClientOp | Refusal:
+    def decode(self, frame: str | bytes, *,
+               max_depth: int = DEFAULT_JSON_DEPTH + 1) -> ClientOp | Refusal:
         """One client op from one frame's payload (``str`` for text frames).
 
+        Args:
+            max_depth: the deepest nesting a JSON frame may have (the frame's
+                own object counts one); a deeper one is refused undecoded.
         Returns:
             The op, or a :class:`Refusal`: answer it with ``err`` when it has
             an ``op_id``, else close the connection (Rule 2).
@@ -261,10 +267,16 @@ class Codec:
             kind, want = ("text", "binary") if self.binary else ("binary", "text")
             proto = SUBPROTOCOL_MSGPACK if self.binary else SUBPROTOCOL_JSON
             return Refusal(UnsupportedMediaType(f"{kind} frame on {proto}: send {want} frames"))
+        if not self.binary and too_deep(frame, max_depth):
+            return Refusal(TooDeep(f"frame nests deeper than {max_depth} levels", limit=max_depth))
         ops, envelope = _DECODERS[self.binary]
         try:
             op: ClientOp = ops(frame)
             return op
+        except RecursionError:
+            # MessagePack is not measured before decoding (a scan would cost a
+            # parse): msgspec's own bound refuses it, with no op id to answer.
+            return Refusal(TooDeep("frame nests too deep"))
         except msgspec.ValidationError as exc:
             try:
                 return _refuse_invalid(envelope(frame), exc)

@@ -43,12 +43,14 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import Message as ASGIMessage
 
 from ..core import Hub
+from ..core.auth import Principal
 from ..core.groups import MAX_DELAY, MAX_ERROR, MAX_IDS, MAX_LEASE, MAX_PULL
 from ..core.hub import MAX_TOPICS_PER_SUBSCRIPTION
 from ..engines.base import GroupInfo, Lease
 from ..loop.tasks import cancel_and_wait
 from ..protocol import cursor, wire
-from ..protocol.errors import Conflict, HubbubError, InvalidRequest
+from ..protocol.depth import check_depth
+from ..protocol.errors import Conflict, Forbidden, HubbubError, InvalidRequest
 from ..protocol.leases import Outcome, dead_letter_topic, parse_lease_id, validate_group
 from ..protocol.message import JSON
 from ..protocol.topics import validate_pattern
@@ -165,8 +167,11 @@ def _group(request: Request) -> str:
 
 
 async def _authorize(request: Request, name: str, topics: Sequence[str]) -> None:
-    """Consuming a group is reading its topics: the ones named, else the group's own."""
-    if principal_of(request).admin:
+    """Consuming a group needs its name allowed (Rule 8 of :mod:`hubbub.core.auth`)
+    and is reading its topics: the ones named, else the group's own."""
+    principal = principal_of(request)
+    hub_of(request).auth.check_group(principal, name)
+    if principal.admin:
         return  # spare the lookup
     if not topics:
         topics = (await hub_of(request).groups.info(name)).patterns
@@ -229,6 +234,7 @@ async def pull(request: Request) -> Response:
 
 async def _settle_body(request: Request, action: str) -> Any:
     body = await read_body(request, MAX_SETTLE_BODY)
+    check_depth(body, hub_of(request).config.limits.json_depth)
     try:
         return _BODIES[action](body)
     except msgspec.ValidationError as exc:
@@ -262,13 +268,28 @@ def _settler(
 
 async def info(request: Request) -> Response:
     hub = hub_of(request)
-    group = await hub.groups.info(_group(request))
+    name = _group(request)
+    principal = principal_of(request)
+    if not principal.admin:  # an admin may look at the job system's groups too
+        hub.auth.check_group(principal, name)
+    group = await hub.groups.info(name)
     authorize(request, Action.SUBSCRIBE, group.patterns)
     return json_response(describe(hub, group))
 
 
+async def delete(request: Request) -> Response:
+    """``DELETE /v1/groups/{group}`` (admins only): forget the group, its position
+    and pending entries; its dead-letter topic stays. 204, or 404."""
+    name = _group(request)
+    if not principal_of(request).admin:
+        raise Forbidden("only an admin may delete a group", field="group")
+    await hub_of(request).groups.delete(name)
+    return Response(status_code=204)
+
+
 routes: list[BaseRoute] = [
     Route("/v1/groups/{group}", info, methods=["GET"]),
+    Route("/v1/groups/{group}", delete, methods=["DELETE"]),
     Route("/v1/groups/{group}/pull", pull, methods=["POST"]),
     Route("/v1/groups/{group}/ack", _settler("ack"), methods=["POST"]),
     Route("/v1/groups/{group}/nack", _settler("nack"), methods=["POST"]),
@@ -284,6 +305,7 @@ class Connection(Protocol):
 
     hub: Hub
     codec: wire.Codec
+    principal: Principal | None
 
     async def send_obj(self, obj: Any) -> None: ...
 
@@ -323,6 +345,9 @@ class GroupFeeds:
             raise InvalidRequest("after does not apply to a group; use start", field="after")
         assert op.group is not None
         validate_group(op.group)
+        principal = self.conn.principal
+        assert principal is not None  # the connection authenticated before any sub
+        self.conn.hub.auth.check_group(principal, op.group)
         check_topics(op.topics, "topics")
         window = wire.DEFAULT_WINDOW if op.window is None else op.window
         lease = _duration(wire.DEFAULT_LEASE if op.lease is None else op.lease,

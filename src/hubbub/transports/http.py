@@ -34,6 +34,7 @@ import contextlib
 import re
 from collections.abc import Awaitable
 from typing import Annotated, Any, TypeVar, cast
+from urllib.parse import urlencode
 
 import msgspec
 from starlette.requests import Request
@@ -46,6 +47,7 @@ from ..core.auth import Principal
 from ..core.metrics import DoorCounts
 from ..core.polls import Answer
 from ..engines.base import AppendResult
+from ..protocol.depth import check_depth
 from ..protocol.errors import InvalidRequest, NotFound, PayloadTooLarge, Unavailable
 from ..protocol.message import JSON, media_type
 from ..protocol.topics import validate_topic
@@ -59,10 +61,14 @@ MAX_BATCH = 1000
 #: A batch body may be this large, or twice the largest message, whichever is more.
 MAX_BATCH_BODY = 16 << 20
 DEFAULT_LIMIT = 100
+#: Topics on one page of ``GET /v1/topics`` unless ``?limit=`` says (at most ``max_limit``).
+TOPICS_PAGE = 1000
 
 _encode = msgspec.json.Encoder().encode
 UINT_RE = re.compile(r"[0-9]{1,9}")
-SECONDS_RE = re.compile(r"[0-9]{1,6}(?:\.[0-9]{1,6})?")
+#: A number of seconds as a query gives it: JSON Schema's "number" (OpenAPI
+#: clients may write 0.1234567 or 1e-05); callers check the range.
+SECONDS_RE = re.compile(r"[0-9]{1,6}(?:\.[0-9]{1,20})?(?:[eE][-+]?[0-9]{1,2})?")
 _AT_RE = re.compile(r"(.*) - at `\$(.*)`", re.DOTALL)
 
 
@@ -107,10 +113,10 @@ def json_response(body: Any, status: int = 200) -> Response:
     return Response(_encode(body), status, media_type=JSON)
 
 
-def _limit(request: Request, max_limit: int) -> int:
+def _limit(request: Request, max_limit: int, default: int = DEFAULT_LIMIT) -> int:
     text = query_one(request, "limit")
     if text is None:
-        return min(DEFAULT_LIMIT, max_limit)
+        return min(default, max_limit)
     if UINT_RE.fullmatch(text) is None or not 1 <= int(text) <= max_limit:
         raise InvalidRequest(f"limit must be an integer from 1 to {max_limit}", field="limit")
     return int(text)
@@ -191,7 +197,7 @@ async def read_body(request: Request, limit: int) -> bytes:
 async def publish(request: Request) -> Response:
     hub = hub_of(request)
     topic = validate_topic(request.path_params["topic"])
-    authorize(request, Action.PUBLISH, [topic])
+    principal = authorize(request, Action.PUBLISH, [topic])
     content_type = media_type(header(request, b"content-type"), field="content-type")
     key = header(request, b"idempotency-key")
     if key is not None and len(key) >= 2 and key[0] == key[-1] == '"':
@@ -200,7 +206,8 @@ async def publish(request: Request) -> Response:
         key = key[1:-1]
     body = await read_body(request, hub.config.for_topic(topic).max_message_size)
     try:
-        result = await hub.publish(topic, body, content_type, key)
+        result = await hub.publish(topic, body, content_type, key, owner=principal.subject,
+                                   limit_topics=True)
     except InvalidRequest as exc:
         if exc.field == "key":
             exc.field = "Idempotency-Key"
@@ -218,10 +225,10 @@ def whole_json(request: Request, obj: Any, status: int = 200) -> Response:
     return Response(body, status, media_type=JSON)
 
 
-def _batch_item(i: int, item: _BatchItem) -> PublishItem:
+def _batch_item(i: int, item: _BatchItem, owner: str | None) -> PublishItem:
     content_type = media_type(item.content_type, field=f"[{i}].content_type")
     if item.content_type is None or content_type == JSON:
-        return PublishItem(item.topic, bytes(item.data), JSON, item.key)
+        return PublishItem(item.topic, bytes(item.data), JSON, item.key, owner)
     text = msgspec.json.decode(item.data)
     if not isinstance(text, str):
         raise InvalidRequest("data must be a base64 string when content_type is not JSON",
@@ -230,7 +237,7 @@ def _batch_item(i: int, item: _BatchItem) -> PublishItem:
         data = base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError):
         raise InvalidRequest("data is not valid base64", field=f"[{i}].data") from None
-    return PublishItem(item.topic, data, content_type, item.key)
+    return PublishItem(item.topic, data, content_type, item.key, owner)
 
 
 async def publish_batch(request: Request) -> Response:
@@ -239,6 +246,8 @@ async def publish_batch(request: Request) -> Response:
     # a form type): it either parses as the batch or is refused.
     limit = max(MAX_BATCH_BODY, 2 * hub.config.max_message_size)
     body = await read_body(request, limit)
+    # Measured before decoding: the batch's list and items are two levels more.
+    check_depth(body, hub.config.limits.json_depth + 2)
     try:
         raw = _decode_batch(body)
     except msgspec.ValidationError as exc:
@@ -252,8 +261,9 @@ async def publish_batch(request: Request) -> Response:
     for i, item in enumerate(raw):
         authorize(request, Action.PUBLISH, [validate_topic(item.topic, field=f"[{i}].topic")],
                   field=f"[{i}].topic")
-    items = [_batch_item(i, item) for i, item in enumerate(raw)]
-    results = await hub.publish_batch(items)
+    owner = principal_of(request).subject
+    items = [_batch_item(i, item, owner) for i, item in enumerate(raw)]
+    results = await hub.publish_batch(items, limit_topics=True)
     return json_response({"results": [_receipt(r) for r in results]}, 201)
 
 
@@ -471,11 +481,29 @@ async def messages(request: Request) -> Response:
 
 async def list_topics(request: Request) -> Response:
     hub = hub_of(request)
-    topics = await hub.list_topics(query_one(request, "pattern"))
     principal = principal_of(request)
-    if not principal.admin:  # only the topics it may read (names say things, too)
-        topics = [t for t in topics if hub.auth.may(principal, Action.SUBSCRIBE, t["topic"])]
-    return json_response({"topics": topics})
+    limit = _limit(request, hub.config.server.max_limit, TOPICS_PAGE)
+    after = query_one(request, "after")
+
+    def allowed(topic: str) -> bool:  # only the topics it may read (names say things, too)
+        return hub.auth.may(principal, Action.SUBSCRIBE, topic)
+
+    pattern = query_one(request, "pattern")
+    topics, last = await hub.list_topics(pattern, after=after, limit=limit,
+                                         allowed=None if principal.admin else allowed)
+    body: dict[str, Any] = {"topics": topics}
+    response = json_response(body)
+    if last is not None:
+        # The next page: the same query, after the last topic of this one
+        # (RFC 8288 "next" link, and the same in the body for clients that
+        # read only JSON).
+        params = {k: v for k, v in request.query_params.items() if k != "after"}
+        params["after"] = last
+        link = f"{request.scope.get('root_path', '')}/v1/topics?{urlencode(params)}"
+        body["next"] = link
+        response = json_response(body)
+        response.headers["Link"] = f'<{link}>; rel="next"'
+    return response
 
 
 async def topic_info(request: Request) -> Response:

@@ -42,6 +42,7 @@ from starlette.routing import BaseRoute, Route
 from ..core import Gap
 from ..core.jobs import check_id, queue_topic, status_topic
 from ..protocol import wire
+from ..protocol.depth import check_depth
 from ..protocol.errors import HubbubError, InvalidCursor, InvalidRequest
 from ..protocol.jobstate import FINAL, Job
 from ..protocol.message import JSON, Message, media_type
@@ -90,6 +91,8 @@ def _id(request: Request) -> str:
 
 async def _body(request: Request, kind: type[Any], limit: int) -> Any:
     body = await read_body(request, limit)
+    # A result is one level into its report (checked before decoding).
+    check_depth(body, hub_of(request).config.limits.json_depth + 1)
     try:
         return msgspec.json.decode(body, type=kind)
     except msgspec.ValidationError as exc:
@@ -107,19 +110,27 @@ async def submit(request: Request) -> Response:
     hub = hub_of(request)
     queue = request.path_params["queue"]
     # Submitting is publishing to the queue's topic (docs/auth.md).
-    authorize(request, Action.PUBLISH, [queue_topic(queue)])
+    principal = authorize(request, Action.PUBLISH, [queue_topic(queue)])
     content_type = media_type(request.headers.get("content-type"), field="content-type")
     key = request.headers.get("idempotency-key")
     if key is not None and len(key) >= 2 and key[0] == key[-1] == '"':
         key = key[1:-1]  # a Structured Field sf-string, as for publishes
     body = await read_body(request, hub.config.max_message_size)
     try:
-        job, made = await hub.jobs.enqueue(queue, body, content_type, key=key)
+        job, made = await hub.jobs.enqueue(queue, body, content_type, key=key,
+                                           owner=principal.subject)
     except InvalidRequest as exc:
         if exc.field == "key":
             exc.field = "Idempotency-Key"
         raise
-    response = _job_response(job, 202, **({} if made else {"duplicate": True}))
+    if made:
+        response = _job_response(job, 202)
+    elif hub.auth.may(principal, Action.SUBSCRIBE, status_topic(job.id)):
+        response = _job_response(job, 202, duplicate=True)
+    else:
+        # Keys are scoped to their owner, so this is the caller's own job; still,
+        # a principal that may only submit learns no more than the job's id.
+        response = json_response({"id": job.id, "queue": job.queue, "duplicate": True}, 202)
     # An absolute path, under the mount prefix if any (as uploads' Location).
     response.headers["Location"] = f"{request.scope.get('root_path', '')}/v1/jobs/{job.id}"
     return response

@@ -48,11 +48,15 @@ _STATUS_TEXT = {
     410: "A reply after its request's deadline; nothing stored; or an upload that expired",
     412: "Tus-Resumable is missing or not 1.0.0 (the answer carries Tus-Version)",
     413: "Body larger than the namespace's max_message_size; or an upload over "
-         "Tus-Max-Size or past its Upload-Length",
+         "Tus-Max-Size or past its Upload-Length; or past [limits] upload_bytes (limit "
+         "names the setting)",
     415: "An upload body not sent as application/offset+octet-stream",
     421: "The Host header names a host this hub does not serve: with authentication "
          "off, loopback names and [server] allowed_hosts only (docs/security.md)",
     423: "Another request is writing the same upload; retry (tus clients do)",
+    426: "A plain GET of the WebSocket endpoint: upgrade to WebSocket (Upgrade: websocket)",
+    429: "A [limits] setting is reached (limit names it): topics, topics per namespace, "
+         "connections or subscriptions per principal",
     460: "The body does not match its Upload-Checksum; nothing stored",
     503: "The store cannot be reached or the hub is shutting down; retry later",
     504: "No reply to the request within its timeout",
@@ -114,7 +118,8 @@ _SCHEMAS: dict[str, Any] = {
         "required": ["topic", "data"],
         "additionalProperties": False,
         "properties": {
-            "topic": {"type": "string"},
+            "topic": {"type": "string", "maxLength": 255,
+                      "pattern": r"^[A-Za-z0-9_\-:@]+(\.[A-Za-z0-9_\-:@]+)*$"},
             "data": {"description": "any JSON value; a base64 string when content_type is "
                                     "given and not JSON"},
             "key": {"type": "string", "description": "idempotency key"},
@@ -273,7 +278,8 @@ _PARAMETERS: dict[str, Any] = {
                          "maxLength": 255}},
     "Topics": {"name": "topic", "in": "query", "required": True, "explode": True,
                "description": "topic names or patterns (* one token, > the rest); repeat it",
-               "schema": {"type": "array", "items": {"type": "string"}, "maxItems": 100}},
+               "schema": {"type": "array", "items": {"type": "string", "minLength": 1},
+                          "maxItems": 100}},
     "After": {"name": "after", "in": "query",
               "description": "a cursor, or start or end; empty counts as absent",
               "schema": {"type": "string"}},
@@ -302,7 +308,13 @@ _EVENTS = {
                    "message cursor, data: a Message), gap events (data: a Gap), comments every "
                    "heartbeat seconds of silence; error (slow consumer) or close (hub shutting "
                    "down) end the stream with the cursor to resume from.",
-    "content": {"text/event-stream": {"schema": {"type": "string"}}},
+    # Each event of the stream, as its fields (WHATWG HTML §9.2.6); data is the
+    # JSON text of a Message, Gap or the ready/error/close object.
+    "content": {"text/event-stream": {"schema": {
+        "type": "object",
+        "properties": {"event": {"type": "string"}, "data": {"type": "string"},
+                       "id": {"type": "string"}, "retry": {"type": "integer", "minimum": 0}},
+    }}},
 }
 
 
@@ -474,7 +486,8 @@ _PATHS: dict[str, Any] = {
                            "when absent).",
             "parameters": [{"name": "Idempotency-Key", "in": "header",
                             "schema": {"type": "string", "maxLength": 200}}],
-            "requestBody": {"required": True, "content": {"*/*": {"schema": {}}}},
+            # No body is an empty payload (bytes; JSON needs a value).
+            "requestBody": {"required": False, "content": {"*/*": {"schema": {}}}},
             "responses": {
                 "201": _json(_ref("Receipt"), "Stored (committed on durable engines)"),
                 "200": _json(_ref("Receipt"), "Duplicate: the Idempotency-Key was seen; "
@@ -501,10 +514,19 @@ _PATHS: dict[str, Any] = {
     },
     "/v1/topics": {
         "get": {
-            "summary": "List topics",
-            "parameters": [{"name": "pattern", "in": "query", "schema": {"type": "string"}}],
-            "responses": {"200": _json({"type": "object", "properties": {
-                "topics": {"type": "array", "items": _ref("TopicInfo")}}}, "Topics"),
+            "summary": "List topics, a page at a time, in name order",
+            "description": "Only the topics the caller may subscribe to. When there are "
+                           "more, next (and a Link header, rel=next) is the next page's URL.",
+            "parameters": [
+                {"name": "pattern", "in": "query", "schema": {"type": "string"}},
+                {"name": "after", "in": "query", "description": "list topics after this one",
+                 "schema": {"type": "string"}},
+                {"name": "limit", "in": "query",
+                 "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 1000}},
+            ],
+            "responses": {"200": _json({"type": "object", "required": ["topics"], "properties": {
+                "topics": {"type": "array", "items": _ref("TopicInfo")},
+                "next": {"type": "string", "description": "the next page's URL"}}}, "Topics"),
                 **_problems(400)},
         },
     },
@@ -556,14 +578,22 @@ _PATHS: dict[str, Any] = {
                 {"name": "Sec-WebSocket-Protocol", "in": "header",
                  "schema": {"type": "string", "enum": ["hubbub.v1.json", "hubbub.v1.msgpack"]}},
             ],
-            "responses": {"101": {"description": "Switching Protocols"}},
+            "responses": {"101": {"description": "Switching Protocols"},
+                          **_problems(400, 426, 429, 503)},
         },
     },
     "/v1/groups/{group}": {
         "parameters": [_ref("Group", "parameters")],
         "get": {
             "summary": "Consumer group state",
-            "responses": {"200": _json(_ref("GroupInfo"), "The group"), **_problems(400, 404)},
+            "responses": {"200": _json(_ref("GroupInfo"), "The group"),
+                          **_problems(400, 403, 404)},
+        },
+        "delete": {
+            "summary": "Delete a consumer group (admin credentials only)",
+            "description": "Forgets the group's position and pending entries; its "
+                           "dead-letter topic stays. Settling its leases then answers 404.",
+            "responses": {"204": {"description": "Deleted"}, **_problems(400, 403, 404)},
         },
     },
     "/v1/groups/{group}/pull": {

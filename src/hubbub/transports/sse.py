@@ -65,6 +65,8 @@ from ..core import Gap, Subscription
 from ..core.metrics import DoorCounts
 from ..core.presence import Member, check_client
 from ..core.subscription import PAGE, State
+from ..core.tally import Hold
+from ..protocol.depth import check_depth
 from ..protocol.errors import HubbubError, InvalidCursor, InvalidRequest, Unauthorized
 from ..protocol.message import Message
 from ..protocol.topics import validate_topic
@@ -96,8 +98,12 @@ class EventStream(Response):
     media_type = "text/event-stream"
 
     def __init__(self, sub: Subscription, heartbeat: float, member: Member | None = None,
-                 *, counts: DoorCounts | None = None, lifetime: float | None = None) -> None:
+                 *, counts: DoorCounts | None = None, lifetime: float | None = None,
+                 hold: Hold | None = None) -> None:
         self.sub = sub
+        #: The places its principal holds for it (:mod:`hubbub.core.tally`), given
+        #: back as it ends.
+        self.hold = hold
         self.heartbeat = heartbeat
         #: Seconds until the stream's token expires (Rule 4), if it does.
         self.lifetime = lifetime
@@ -130,6 +136,8 @@ class EventStream(Response):
                 self.counts.slow_consumers += 1
             self.sub.close()
             watcher.cancel()
+            if self.hold is not None:
+                self.hold.release()
             if self.member is not None:
                 await self.member.close()
 
@@ -205,30 +213,40 @@ async def _subscribe(request: Request, patterns: list[str]) -> EventStream:
     after = query_one(request, "after")
     last_id = request.headers.get("last-event-id") or None
     info_text = query_one(request, "info")
+    if info_text is not None:
+        check_depth(info_text, hub.config.limits.json_depth, field="info")
     try:
         info = None if info_text is None else _decode(info_text)
     except msgspec.DecodeError:
         raise InvalidRequest("info must be JSON text", field="info") from None
     client, info = check_client(query_one(request, "client"), info)
+    client = hub.auth.presence_client(principal, client)
     present = hub.presence.topics(patterns)
+    peer = request.client.host if request.client else None
+    hold = hub.tally.hold(principal, peer)  # a stream is a connection and a subscription
     try:
-        sub = await hub.subscribe(patterns, last_id or after, default="end")
-    except InvalidCursor as exc:
-        if last_id is not None:
-            exc.field = "Last-Event-ID"
-        raise
-    lifetime = hub.auth.lifetime(principal)
-    if not present:
-        return EventStream(sub, hub.config.server.heartbeat, counts=hub.metrics.sse,
-                           lifetime=lifetime)
-    member = hub.presence.member()
-    try:
-        await member.join(present, client, info)
+        hold.subscribe()
+        try:
+            sub = await hub.subscribe(patterns, last_id or after, default="end")
+        except InvalidCursor as exc:
+            if last_id is not None:
+                exc.field = "Last-Event-ID"
+            raise
+        lifetime = hub.auth.lifetime(principal)
+        if not present:
+            return EventStream(sub, hub.config.server.heartbeat, counts=hub.metrics.sse,
+                               lifetime=lifetime, hold=hold)
+        member = hub.presence.member()
+        try:
+            await member.join(present, client, info)
+        except BaseException:
+            sub.close()
+            raise
     except BaseException:
-        sub.close()
+        hold.release()
         raise
     return EventStream(sub, hub.config.server.heartbeat, member, counts=hub.metrics.sse,
-                       lifetime=lifetime)
+                       lifetime=lifetime, hold=hold)
 
 
 async def topic_events(request: Request) -> Response:

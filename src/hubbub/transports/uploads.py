@@ -53,7 +53,7 @@ from ..protocol.errors import (
     PreconditionFailed,
     UnsupportedMediaType,
 )
-from .auth import Action, authorize
+from .auth import Action, authorize, principal_of
 from .http import hub_of
 from .problems import problem_from
 
@@ -177,7 +177,9 @@ async def create(request: Request) -> Response:
     if with_body:  # creation-with-upload
         _check_stream_type(request)
         checksum = tus.parse_checksum(h.get("upload-checksum"))
-    up = await uploads.create(length, metadata)
+    principal = principal_of(request)
+    owner = principal.subject if hub_of(request).auth.enabled else None
+    up = await uploads.create(length, metadata, owner=owner)
     if with_body:
         try:
             up = await uploads.append(up.id, 0, _body(request), checksum=checksum,

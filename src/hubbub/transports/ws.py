@@ -106,12 +106,14 @@ from ..core.hub import encode_value
 from ..core.presence import Member, check_client
 from ..core.requests import DEFAULT_TIMEOUT, PendingRequest
 from ..core.subscription import PAGE, Event, State
+from ..core.tally import Hold
 from ..loop.passes import PerPass
 from ..loop.tasks import cancel_and_wait
 from ..protocol import wire
 from ..protocol.errors import (
     HubbubError,
     InvalidRequest,
+    LimitExceeded,
     NotFound,
     SlowConsumer,
     Unauthorized,
@@ -169,12 +171,14 @@ class Connection:
 
     __slots__ = ("hub", "codec", "subs", "closing", "_send", "_frames", "_binary", "_lock",
                  "_next_sub", "_close_task", "groups", "_member", "requests", "_write",
-                 "principal", "_auth_timer", "_loop", "gather", "_pipeline")
+                 "principal", "_auth_timer", "_loop", "gather", "_pipeline", "hold",
+                 "peer")
 
     def __init__(
         self, hub: Hub, codec: wire.Codec, send: Send, frames: SendFrames | None = None,
         write: WriteFrames | None = None, principal: Principal | None = OPEN,
-        gather: GatherWrites = contextlib.nullcontext,
+        gather: GatherWrites = contextlib.nullcontext, hold: Hold | None = None,
+        peer: str | None = None,
     ) -> None:
         self.hub = hub
         self.codec = codec
@@ -205,6 +209,10 @@ class Connection:
         self.requests: set[asyncio.Task[None]] | None = None
         #: Who the client is; ``None`` until its ``auth`` op (no credentials on the upgrade).
         self.principal = principal
+        #: The places its principal holds for it (:mod:`hubbub.core.tally`), and
+        #: the client's address they are counted by when it has no subject.
+        self.hold = hold
+        self.peer = peer
         self._auth_timer: asyncio.TimerHandle | None = None
         #: The ops in flight, answered in order (:mod:`hubbub.transports.ws_pipeline`);
         #: made on first use (a subscriber that never publishes should stay small).
@@ -235,7 +243,7 @@ class Connection:
         for the next one. Any other op is carried out after every op before
         it was answered, and this returns when it is done.
         """
-        op = self.codec.decode(frame)
+        op = self.codec.decode(frame, max_depth=self.hub.config.limits.json_depth + 1)
         if isinstance(op, wire.Refusal):
             if op.op_id is None:
                 self.close(close_code(op.error), op.error.message)
@@ -329,6 +337,20 @@ class Connection:
         except Unauthorized as exc:
             self.close(close_code(exc), exc.message)
             return
+        try:
+            hold = self.hub.tally.hold(principal, self.peer)
+            if self.hold is not None:
+                try:
+                    hold.subscribe(self.hold.subscriptions)  # under its own name now
+                except LimitExceeded:
+                    hold.release()
+                    raise
+        except LimitExceeded as exc:
+            self.close(close_code(exc), exc.message)
+            return
+        if self.hold is not None:
+            self.hold.release()
+        self.hold = hold
         self.principal = principal
         self._watch_credentials()
         await self.send_obj({"op": "ok", "id": op.id, **principal.to_dict()})
@@ -352,7 +374,9 @@ class Connection:
         data, content_type = self._payload(op)
         if lane is not None:
             await lane  # no wait at all once it is done
-        result = await self.hub.publish(op.topic, data, content_type, op.key)
+        result = await self.hub.publish(op.topic, data, content_type, op.key,
+                                        owner=self.principal.subject if self.principal else None,
+                                        limit_topics=True)
         m = result.message
         reply: dict[str, Any] = {
             "op": "ok", "id": op.id, "topic": m.topic, "offset": m.offset,
@@ -481,6 +505,21 @@ class Connection:
         }
 
     async def _sub(self, op: wire.Sub) -> None:
+        """Subscribe, holding one more of the principal's subscriptions."""
+        hold = self.hold
+        if hold is None:
+            await self._subscribe(op)
+            return
+        hold.subscribe()
+        held = len(self.subs) + len(self.groups.feeds)
+        try:
+            await self._subscribe(op)
+        except BaseException:
+            if len(self.subs) + len(self.groups.feeds) == held:
+                hold.unsubscribe()
+            raise
+
+    async def _subscribe(self, op: wire.Sub) -> None:
         if len(self.subs) + len(self.groups.feeds) >= MAX_SUBSCRIPTIONS:
             raise InvalidRequest(
                 f"at most {MAX_SUBSCRIPTIONS} subscriptions per connection", field="topics")
@@ -500,6 +539,8 @@ class Connection:
         for i, pattern in enumerate(op.topics):
             validate_pattern(pattern, field=f"topics[{i}]")
         client, info = check_client(op.client, op.info)
+        assert self.principal is not None  # authenticated before any sub
+        client = self.hub.auth.presence_client(self.principal, client)
         try:
             present = self.hub.presence.topics(op.topics)
             sub = await self.hub.subscribe(op.topics, op.after)
@@ -539,6 +580,8 @@ class Connection:
             ended += [i for i, f in feeds.items() if set(f.patterns) <= wanted]
             if not ended:
                 raise NotFound("no subscription has only these topics", field="topics")
+        if self.hold is not None:
+            self.hold.unsubscribe(len(ended))
         cursors: dict[str, str | None] = {}
         for i in sorted(ended):
             if i in feeds:
@@ -800,6 +843,8 @@ class Connection:
         await asyncio.gather(*requests, return_exceptions=True)
         if self._member is not None:
             await self._member.close()
+        if self.hold is not None:
+            self.hold.release()
 
 
 class WebSocketDoor:
@@ -815,12 +860,20 @@ class WebSocketDoor:
                 raise Unavailable("hub is shutting down")
             # None: no credentials; the connection waits for an auth op.
             principal = authenticate(hub, scope)
+            client = scope.get("client")
+            peer = client[0] if client else None
+            hold = None if principal is None else hub.tally.hold(principal, peer)
         except HubbubError as exc:
             await _refuse(scope, send, exc)
             return
-        await send({"type": "websocket.accept", "subprotocol": codec.subprotocol})
+        try:
+            await send({"type": "websocket.accept", "subprotocol": codec.subprotocol})
+        except BaseException:
+            if hold is not None:
+                hold.release()
+            raise
         conn = Connection(hub, codec, send, frames_sender(scope), frames_writer(scope),
-                          principal, frames_gatherer(scope))
+                          principal, frames_gatherer(scope), hold, peer)
         # A connection with no subscription has no pump to notice a drain.
         _Open.add(hub, conn)
         hub.metrics.ws.open += 1
