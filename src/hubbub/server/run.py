@@ -234,7 +234,7 @@ class HubServer:
         if not self.forced:
             try:
                 async with asyncio.timeout(self.drain_timeout):
-                    while state.connections:  # no event for "all gone"
+                    while state.connections and not self.forced:  # no event for "all gone"
                         state.cut_stalled(DRAIN_STALLED)
                         await asyncio.sleep(0.02)
             except TimeoutError:
@@ -266,7 +266,8 @@ class HubServer:
                 for server in self.servers:
                     server.close()
                 await self.hub.drain()
-                while any(isinstance(c, WebSocketProtocol) for c in state.connections):
+                while not self.forced and any(isinstance(c, WebSocketProtocol)
+                                              for c in state.connections):
                     state.cut_stalled(DRAIN_STALLED)
                     await asyncio.sleep(0.02)
         except TimeoutError:
