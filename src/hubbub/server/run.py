@@ -242,7 +242,14 @@ class HubServer:
                             len(state.connections), self.drain_timeout)
         for conn in list(state.connections):
             conn.transport.abort()
-        await asyncio.sleep(0)
+        # The apps of the requests cut off hear http.disconnect and end; what
+        # does not end by itself is cancelled, so nothing is left running.
+        if state.tasks:
+            _, pending = await asyncio.wait(list(state.tasks), timeout=1.0)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending, timeout=1.0)
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         """A signal: the first drains (module docstring), the second exits at once."""
