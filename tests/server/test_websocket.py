@@ -188,3 +188,20 @@ async def test_a_stalled_reader_is_cut_off_by_the_write_deadline(layer: HubServe
     async with layer.client() as http:
         text = (await http.get("/metrics")).text
     assert "hubbub_server_slow_cut_off_total 1.0" in text
+
+
+async def test_message_frames_take_the_frames_fast_path(
+    layer: HubServer, connect: Connect
+) -> None:
+    """A subscriber's messages go out through ``hubbub.frames`` (counted by the
+    server), not through ASGI sends: this fails if the fast path is not taken."""
+    state = layer.server.state
+    assert state is not None
+    raw = await opened(connect)
+    raw.send(client_frame(0x1, json.dumps({"op": "sub", "id": 1, "topics": ["fast.a"]}).encode()))
+    assert json.loads((await read_frame(raw))[1])["op"] == "ok"
+    before = state.counts.frame_writes
+    await layer.hub.publish_batch([PublishItem("fast.a", b"%d" % i) for i in range(3)])
+    got = [json.loads((await read_frame(raw))[1])["data"] for _ in range(3)]
+    assert got == [0, 1, 2]
+    assert state.counts.frame_writes > before

@@ -381,7 +381,7 @@ class HttpProtocol(asyncio.Protocol):
 
     def _run(self, request: Request) -> None:
         self.current = request
-        self.state.loop.create_task(self._app(request))
+        self.state.run_app(self._app(request))
 
     async def _app(self, request: Request) -> None:
         try:

@@ -237,7 +237,7 @@ class HubServer:
         if not self.forced:
             try:
                 async with asyncio.timeout(self.drain_timeout):
-                    while state.connections:  # no event for "all gone"
+                    while state.connections and not self.forced:  # no event for "all gone"
                         state.cut_stalled(DRAIN_STALLED)
                         await asyncio.sleep(0.02)
             except TimeoutError:
@@ -245,7 +245,14 @@ class HubServer:
                             len(state.connections), self.drain_timeout)
         for conn in list(state.connections):
             conn.transport.abort()
-        await asyncio.sleep(0)
+        # The apps of the requests cut off hear http.disconnect and end; what
+        # does not end by itself is cancelled, so nothing is left running.
+        if state.tasks:
+            _, pending = await asyncio.wait(list(state.tasks), timeout=1.0)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending, timeout=1.0)
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         """A signal: the first drains (module docstring), the second exits at once."""
@@ -269,7 +276,8 @@ class HubServer:
                 for server in self.servers:
                     server.close()
                 await self.hub.drain()
-                while any(isinstance(c, WebSocketProtocol) for c in state.connections):
+                while not self.forced and any(isinstance(c, WebSocketProtocol)
+                                              for c in state.connections):
                     state.cut_stalled(DRAIN_STALLED)
                     await asyncio.sleep(0.02)
         except TimeoutError:

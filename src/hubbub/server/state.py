@@ -27,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import asdict, dataclass
 from email.utils import formatdate
 from typing import Any, Protocol
@@ -153,6 +153,9 @@ class ServerState:
         self.timer = Timer(self.loop, self._check_writers)
         #: Set when the server shuts down: connections close once idle.
         self.closing = False
+        #: The app's running tasks (one per request or WebSocket), so a
+        #: shutdown can wait for them and cancel what is left.
+        self.tasks: set[asyncio.Task[None]] = set()
         #: The app's lifespan state (ASGI ``scope["state"]``, copied per request).
         self.lifespan_state: dict[str, Any] = {}
         #: What follows each whole response, for every response of a loop pass
@@ -185,6 +188,13 @@ class ServerState:
                 write_all([c.transport for c in conns], data)
                 for conn, d in zip(conns, data, strict=True):
                     conn.wrote(len(d))
+
+    def run_app(self, call: Coroutine[Any, Any, None]) -> None:
+        """Run ``call`` (the app on one request or WebSocket) in a task the
+        server keeps until it ends."""
+        task = self.loop.create_task(call)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
 
     def watch(self, conn: Writer) -> None:
         """Check ``conn``'s socket on every tick while it holds unsent bytes."""

@@ -158,7 +158,7 @@ class WebSocketProtocol:
 
     def start(self, rest: bytes) -> None:
         self.state.connections.add(self)
-        self.state.loop.create_task(self._app())
+        self.state.run_app(self._app())
         if rest:
             self.data_received(rest)
 
