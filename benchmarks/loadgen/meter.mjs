@@ -121,23 +121,33 @@ export class Meter {
   }
 
   /**
-   * Make sure every subscriber is live, then start counting from zero. Primer
-   * messages (sent with seq 0 through `prime`) go out until each subscriber has
-   * had as many as were sent (subscriptions that are only confirmed by a first
-   * delivery, like an SSE stream, are live by then).
+   * Make sure every subscriber is live, then start counting from zero (as
+   * fanout.c does). Primer messages (sent with seq 0 through `prime`) go out
+   * until every subscriber has had one (a subscription only confirmed by a
+   * first delivery, like an SSE stream, may take hold after the first ones);
+   * then, with none on its way, one more that every subscriber must get, once.
    */
   async prime(prime, ms) {
-    let primers = 0;
     const deadline = now() + ms;
-    while (now() < deadline) {
+    const none = () => this.counts.filter((c) => c === 0).length;
+    while (none() && now() < deadline) {
       prime(0);
-      primers++;
       await sleep(100);
-      if (this.counts.every((c) => c === primers)) break;
     }
-    await sleep(300); // no primer is still on its way
-    if (!this.counts.every((c) => c === primers)) {
-      throw new Error(`subscribers not all live: ${this.counts.filter((c) => c === 0).length} of ${this.n} got nothing`);
+    if (none()) throw new Error(`subscribers not all live: ${none()} of ${this.n} got nothing`);
+    for (;;) {
+      await sleep(300); // no primer is still on its way
+      const before = this.counts.slice();
+      prime(0);
+      const start = now();
+      let behind = this.n, ahead = 0;
+      while (behind && now() - start < 5000) {
+        await sleep(5);
+        [behind, ahead] = [0, 0];
+        this.counts.forEach((c, i) => { behind += c === before[i]; ahead += c > before[i] + 1; });
+      }
+      if (!behind && !ahead) break;
+      if (now() > deadline) throw new Error(`subscribers not all primed: ${behind} without the last primer, ${ahead} with more`);
     }
     this.counts.fill(0);
     this.reached.fill(0);
