@@ -178,11 +178,14 @@ def _fanout_variants(size: Size) -> list[tuple[str, dict[str, Any]]]:
 
 
 async def _sse_fanout(run: Run) -> Metrics:
+    """SSE subscribers; the publisher POSTs over a pool of keep-alive
+    connections, between which there is no order: messages a subscriber gets
+    out of seq order are counted (``reordered``), not refused."""
     served = run.served
     spec = _fanout_spec(run, run.size.sse_n)
     spec |= {"sse_url": served.url("sse"), "publish_url": served.url("publish")}
     result, _ = await drive(spec, served)
-    _check(result, *FANOUT_CHECKS)
+    _check(result, *(k for k in FANOUT_CHECKS if k != "reordered"))
     return result
 
 
