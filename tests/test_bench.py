@@ -472,3 +472,28 @@ def test_ceiling_server_fans_out_to_the_fanout_client() -> None:
     assert isinstance(result, dict) and result["deliveries_per_s"] > 0
     assert (result["lost"], result["duplicates"], result["reordered"], result["undelivered"],
             result["mismatches"]) == (0, 0, 0, 0, 0)
+
+
+@needs_node
+def test_sse_client_reads_every_seq_across_chunk_boundaries() -> None:
+    """The SSE client reads the number after every "seq": key, wherever the
+    stream's chunks cut the key or the number."""
+    script = """
+import { readSeqs } from "./clients.mjs";
+const marker = Buffer.from('"seq":');
+const text = 'data: {"seq":12,"t":1}\\n\\ndata: {"seq":13,"t":2}\\n\\ndata: {"seq":1400,"p":"x"}\\n\\n';
+const runs = [];
+for (let size = 1; size <= text.length; size++) {
+  const got = [];
+  let carry = null;
+  for (let at = 0; at < text.length; at += size) {
+    const chunk = Buffer.from(text.slice(at, at + size));
+    carry = readSeqs(carry ? Buffer.concat([carry, chunk]) : chunk, marker, (s) => got.push(s));
+  }
+  runs.push(got.join(","));
+}
+console.log(JSON.stringify([...new Set(runs)]));
+"""
+    proc = subprocess.run(["node", "--input-type=module", "-e", script], cwd=measure.LOADGEN,
+                          capture_output=True, text=True, timeout=30 * UNIT, check=True)
+    assert json.loads(proc.stdout) == ["12,13,1400"]

@@ -430,12 +430,11 @@ const streamAgent = new http.Agent({ keepAlive: false, maxSockets: Infinity });
 const requestAgent = new http.Agent({ keepAlive: true, maxSockets: 16 });
 
 /**
- * Open an SSE stream and count the occurrences of `marker` in it (one per
- * message: the payload's `"seq":` key), across chunk boundaries. Resolves
- * with the response once its head has arrived.
+ * Open an SSE stream and report the number after each occurrence of `marker`
+ * in it (one per message: the payload's `"seq":` key) to `onSeq`, across
+ * chunk boundaries. Resolves with the response once its head has arrived.
  */
-export function openEventStream({ url, index, marker, onCount, onEnd = () => {} }) {
-  const tail = marker.length - 1;
+export function openEventStream({ url, index, marker, onSeq, onEnd = () => {} }) {
   return new Promise((resolve, reject) => {
     const req = http.get(url, { agent: streamAgent, localAddress: sourceAddress(index), headers: { accept: "text/event-stream" } }, (res) => {
       if (res.statusCode !== 200) {
@@ -443,13 +442,12 @@ export function openEventStream({ url, index, marker, onCount, onEnd = () => {} 
         reject(new Error(`SSE answered ${res.statusCode}`));
         return;
       }
-      let carry = Buffer.alloc(0);
+      let carry = null;
       res.on("data", (chunk) => {
-        let found = 0;
-        if (carry.length) found += countIn(Buffer.concat([carry, chunk.subarray(0, tail)]), marker);
-        found += countIn(chunk, marker);
-        carry = chunk.length >= tail ? chunk.subarray(chunk.length - tail) : Buffer.concat([carry, chunk]).subarray(-tail);
-        if (found) onCount(found);
+        const buf = carry ? Buffer.concat([carry, chunk]) : chunk;
+        // What is left unread: a marker whose number may go on in the next
+        // chunk, or the bytes that may be the start of a marker.
+        carry = readSeqs(buf, marker, onSeq);
       });
       res.on("end", onEnd);
       res.on("error", onEnd);
@@ -459,10 +457,18 @@ export function openEventStream({ url, index, marker, onCount, onEnd = () => {} 
   });
 }
 
-function countIn(buf, marker) {
-  let n = 0;
-  for (let at = buf.indexOf(marker); at !== -1; at = buf.indexOf(marker, at + marker.length)) n++;
-  return n;
+/** Each number after `marker` in `buf` to `onSeq`; returns the bytes to carry into the next read. */
+export function readSeqs(buf, marker, onSeq) {
+  let done = 0;
+  for (let at = buf.indexOf(marker); at !== -1; at = buf.indexOf(marker, done)) {
+    let i = at + marker.length;
+    let seq = 0;
+    for (; i < buf.length && buf[i] >= 0x30 && buf[i] <= 0x39; i++) seq = seq * 10 + buf[i] - 0x30;
+    if (i === buf.length) return Buffer.from(buf.subarray(at)); // the number may go on
+    onSeq(seq);
+    done = i;
+  }
+  return Buffer.from(buf.subarray(Math.max(done, buf.length - (marker.length - 1))));
 }
 
 /**

@@ -23,7 +23,7 @@ export async function fanout(spec, mark) {
   let publishErrors = 0;
   const onClose = () => closed++;
   await openMany(spec.n, CONNECT_CONCURRENCY, (i) =>
-    openEventStream({ url: spec.sse_url, index: i, marker: MARKER, onEnd: onClose, onCount: (k) => { for (; k > 0; k--) meter.deliver(i); } }));
+    openEventStream({ url: spec.sse_url, index: i, marker: MARKER, onEnd: onClose, onSeq: (seq) => meter.deliver(i, seq) }));
   const publish = (seq) => postJson(spec.publish_url, payload(seq, spec.size)).catch(() => publishErrors++);
   meter.publish = publish;
   await meter.prime(publish, 15000);
@@ -48,6 +48,10 @@ export async function fanout(spec, mark) {
     closed,
     publish_errors: publishErrors,
     mismatches: meter.mismatches,
+    checked: meter.delivered,
+    lost: meter.lost,
+    duplicates: meter.duplicates,
+    reordered: meter.reordered,
   };
 }
 

@@ -248,7 +248,8 @@ async def serving(server: Server, profile: Path | None = None) -> AsyncIterator[
             if profile is not None and server.python:
                 spy = _profiler(proc.pid, profile, server.name)
             store = server.store_pid() if server.store_pid is not None else None
-            children = descendants([p.pid for p, _ in procs]) if server.tree else []
+            if server.tree:
+                children = await _settled_tree([p.pid for p, _ in procs])
             yield Served(server, proc, port, scratch, more, store, children)
         finally:
             if spy is not None:
@@ -261,6 +262,20 @@ async def serving(server: Server, profile: Path | None = None) -> AsyncIterator[
                     os.kill(pid, signal.SIGKILL)
             for log in logs:
                 log.close()
+
+
+async def _settled_tree(roots: Sequence[int]) -> list[int]:
+    """The processes below ``roots`` once their number stops changing: a root
+    may listen before it has started its workers (nginx's master does)."""
+    found = descendants(roots)
+    deadline = time.monotonic() + START_LIMIT
+    while time.monotonic() < deadline:
+        await asyncio.sleep(0.3)
+        again = descendants(roots)
+        if again and again == found:
+            return found
+        found = again
+    return found
 
 
 async def _stop(proc: asyncio.subprocess.Process, tree: bool) -> None:
