@@ -45,6 +45,7 @@ from websockets.exceptions import WebSocketException
 
 from .. import __version__
 from ..protocol import errors
+from ..protocol.message import ERROR_TYPE
 from .backoff import Backoff, BackoffPolicy
 from .errors import DoorRefused, error_from_response
 from .groups import Group
@@ -464,6 +465,10 @@ class AsyncClient:
             The reply as a message object (``content_type`` and base64
             ``data`` for a non-JSON reply).
         Raises:
+            NoResponders: no worker takes ``topic`` (``503`` at once); nothing
+                was published.
+            ResponderError: the responder's handler failed; the error's
+                message is the one it sent.
             GatewayTimeout: no reply within ``timeout``.
             InvalidRequest, PayloadTooLarge...: nothing was published.
             Unavailable: the hub could not be reached.
@@ -501,6 +506,21 @@ class AsyncClient:
         return await self._post_retrying(
             "/v1/replies/" + quote(request_id, safe=""), body, {"Content-Type": ctype})
 
+    async def reply_error(self, request_id: str, message: str) -> dict[str, Any]:
+        """Tell a request's caller that its responder failed, and why: the caller
+        gets a ``502`` problem (:class:`~hubbub.protocol.errors.ResponderError`)
+        with ``message`` at once instead of waiting for its timeout.
+
+        Returns:
+            The receipt of the stored error reply.
+        Raises:
+            InvalidRequest: ``message`` is empty or over 1000 characters.
+            Conflict, Expired, NotFound: as for :meth:`reply`; nothing stored.
+        """
+        return await self._post_retrying(
+            "/v1/replies/" + quote(request_id, safe=""), message.encode(),
+            {"Content-Type": ERROR_TYPE})
+
     async def presence(self, topic: str) -> dict[str, Any]:
         """Who is present on ``topic`` now (``docs/presence.md``):
         ``{"topic": ..., "count": n, "present": [{"conn", "client", "info", "since"}]}``.
@@ -537,8 +557,9 @@ class AsyncClient:
         group; default ``responders-<topic>``). ``handler`` gets the request
         data (bytes for a non-JSON request) and returns the reply data (bytes
         for a non-JSON reply); a plain function runs in a thread. A request
-        past its deadline is skipped; a handler that raises nacks the request
-        (another responder may try it).
+        past its deadline is skipped; a handler that raises answers the
+        caller with the exception (its type and message: the caller gets a
+        :class:`~hubbub.protocol.errors.ResponderError`).
 
         Returns:
             How many requests were answered (when ``count`` ends it).

@@ -389,6 +389,7 @@ class Client(_Bridge[AsyncClient]):
     publish_batch = bridge(AsyncClient.publish_batch)
     request = bridge(AsyncClient.request)
     reply = bridge(AsyncClient.reply)
+    reply_error = bridge(AsyncClient.reply_error)
     respond = bridge(AsyncClient.respond)
     presence = bridge(AsyncClient.presence)
     upload = bridge(AsyncClient.upload)

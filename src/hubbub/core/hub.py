@@ -206,6 +206,7 @@ class Hub:
             with contextlib.suppress(Unavailable):
                 await self.engine.trim(self.config.retention, self.now())
                 await self.requests.sweep()
+                await self.groups.sweep()
 
     def _check_open(self) -> None:
         if self.draining:

@@ -50,7 +50,11 @@ _STATUS_TEXT = {
     415: "An upload body not sent as application/offset+octet-stream",
     423: "Another request is writing the same upload; retry (tus clients do)",
     460: "The body does not match its Upload-Checksum; nothing stored",
-    503: "The store cannot be reached or the hub is shutting down; retry later",
+    502: "The request's responder failed: the problem's detail is its message "
+         "(code responder-error)",
+    503: "The store cannot be reached or the hub is shutting down; retry later; or, for "
+         "a request, no consumer group's worker takes its topic (code no-responders, "
+         "answered at once, nothing published)",
     504: "No reply to the request within its timeout",
 }
 
@@ -611,16 +615,22 @@ _PATHS: dict[str, Any] = {
     ]},
     "/v1/requests/{topic}": {"parameters": [_ref("Topic", "parameters")], "post": {
         "summary": "Publish a request and wait for one reply (docs/requests.md)",
+        "description": "Refused at once with 503 no-responders when no consumer group's "
+                       "worker takes the topic (on any node); 502 responder-error when "
+                       "the responder sent an error reply.",
         "parameters": [{"name": "timeout", "in": "query", "schema": {
             "type": "number", "exclusiveMinimum": 0, "maximum": 60, "default": 5}}],
         "requestBody": {"required": True, "content": {"*/*": {"schema": {}}}},
         "responses": {"200": _json(_ref("Message"), "The first reply"),
-                      **_problems(400, 413, 503, 504)}}},
+                      **_problems(400, 413, 502, 503, 504)}}},
     "/v1/replies/{request}": {"parameters": [
         {"name": "request", "in": "path", "required": True,
          "schema": {"type": "string", "pattern": r"^(0|[1-9][0-9]{0,15})\.[0-9a-f]{32}$"}}],
         "post": {
             "summary": "Reply to a request (only the first reply is stored)",
+            "description": "With Content-Type application/vnd.hubbub.responder-error the "
+                           "body (UTF-8 text, 1 to 1000 characters) is an error reply: "
+                           "the caller gets 502 responder-error with it as detail.",
             "requestBody": {"required": True, "content": {"*/*": {"schema": {}}}},
             "responses": {"201": _json(_ref("Receipt"), "Stored for the caller"),
                           **_problems(400, 404, 409, 410, 413, 503)}}},

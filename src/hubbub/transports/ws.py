@@ -50,10 +50,12 @@ lock (Rules 1 and 4 hold for them too); when the connection ends, what it did
 not settle is nacked so that other workers get it at once.
 
 Request-reply (:mod:`hubbub.core.requests`): a ``req`` is published in op
-order, like a ``pub``, but its answer (the reply, or ``err`` ``timeout``)
-comes when the reply does, from a task of its own, so the connection's other
-ops (a ``reply`` to some other request, say) go on meanwhile. A ``reply`` is
-answered like a ``pub``. When the connection ends, its waiting requests are
+order, like a ``pub`` (or refused at once with ``err`` ``no-responders``), but
+its answer (the reply, or ``err`` ``responder-error`` or ``timeout``) comes
+when the reply does, from a task of its own, so the connection's other
+ops (a ``reply`` to some other request, say) go on meanwhile. A ``reply``
+(with ``data``, or ``error`` for a responder that failed) is answered like a
+``pub``. When the connection ends, its waiting requests are
 given up: replies to them are refused from then on.
 
 Presence (:mod:`hubbub.core.presence`): the connection has one
@@ -108,7 +110,16 @@ from ..protocol.errors import (
     Unauthorized,
     Unavailable,
 )
-from ..protocol.message import BINARY_FRAME, JSON, OCTET, TEXT_FRAME, Message, media_type, ws_frame
+from ..protocol.message import (
+    BINARY_FRAME,
+    ERROR_TYPE,
+    JSON,
+    OCTET,
+    TEXT_FRAME,
+    Message,
+    media_type,
+    ws_frame,
+)
 from ..protocol.topics import validate_pattern, validate_topic
 from .auth import authenticate
 from .extensions import (
@@ -365,7 +376,7 @@ class Connection:
         try:
             try:
                 m = await pending.wait()
-            except HubbubError as exc:  # GatewayTimeout, or Unavailable while draining
+            except HubbubError as exc:  # GatewayTimeout, ResponderError, or Unavailable
                 await self.send_obj(ws_error(exc, op_id))
                 return
             await self.send_obj(
@@ -377,7 +388,10 @@ class Connection:
             self.close(1011, "internal error")
 
     async def _reply(self, op: wire.Reply) -> None:
-        data, content_type = self._payload(op)
+        if op.error is not None:  # wire.Reply made sure there is no data then
+            data, content_type = op.error.encode(), ERROR_TYPE
+        else:
+            data, content_type = self._payload(op)
         m = await self.hub.requests.reply(op.to, data, content_type)
         await self.send_obj({
             "op": "ok", "id": op.id, "topic": m.topic, "offset": m.offset,

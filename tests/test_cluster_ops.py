@@ -1,0 +1,55 @@
+"""Operators' features across a cluster: three ``hubbub serve`` nodes on one Redis.
+
+What one node answers must hold for the whole cluster, so what it needs lives
+in the engine: whether a request's topic has responders (any node's group
+workers count), ...
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from hubbub.client import AsyncClient
+from hubbub.protocol.errors import NoResponders, ResponderError
+from tests.conftest import UNIT, HubProcess, session_redis
+
+Spawn = Callable[..., HubProcess]
+
+
+async def test_requests_fail_fast_and_are_answered_across_nodes(spawn_hub: Spawn) -> None:
+    """No responder anywhere: 503 at once on every node. A responder on node B answers
+    callers on nodes A and C; its handler's error reaches a caller on A at once."""
+    store = session_redis().store()
+    a, b, c = (spawn_hub(store) for _ in range(3))
+
+    def handler(data: Any) -> Any:
+        return {"half": 1 / data}  # 0 raises ZeroDivisionError
+
+    async with AsyncClient(a.url) as on_a, AsyncClient(b.url) as on_b, \
+            AsyncClient(c.url) as on_c, asyncio.timeout(30 * UNIT):
+        for caller in (on_a, on_b, on_c):
+            with pytest.raises(NoResponders):
+                await caller.request("svc.half", 2, timeout=60)
+        responder = asyncio.create_task(on_b.respond("svc.half", handler))
+        try:
+            while True:  # until node B's worker is known to the cluster
+                try:
+                    reply = await on_c.request("svc.half", 2, timeout=10 * UNIT)
+                    break
+                except NoResponders:
+                    await asyncio.sleep(0.02)
+            assert reply["data"] == {"half": 0.5}
+            assert (await on_a.request("svc.half", 4, timeout=10 * UNIT))["data"] == {
+                "half": 0.25}
+            with pytest.raises(ResponderError) as caught:
+                await on_a.request("svc.half", 0, timeout=60)
+            assert caught.value.message.startswith("ZeroDivisionError")
+        finally:
+            responder.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await responder
