@@ -53,3 +53,31 @@ async def test_requests_fail_fast_and_are_answered_across_nodes(spawn_hub: Spawn
             responder.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await responder
+
+
+async def test_history_from_the_end_on_any_node(spawn_hub: Spawn) -> None:
+    """Published on node A, read back from the end on nodes B and C: the same pages;
+    B's cursor follows on with what A stores next."""
+    store = session_redis().store()
+    a, b, c = (spawn_hub(store) for _ in range(3))
+    async with AsyncClient(a.url) as on_a, AsyncClient(b.url) as on_b, \
+            AsyncClient(c.url) as on_c, asyncio.timeout(30 * UNIT):
+        for i in range(7):
+            await on_a.publish("log.x", i)
+        pages = []
+        for reader in (on_b, on_c):
+            seen: list[Any] = []
+            page = await reader.history("log.x", limit=3)
+            first = page
+            while True:
+                seen[:0] = [m["data"] for m in page["messages"]]
+                if page["prev"] is None:
+                    break
+                page = await reader.history("log.x", before=page["prev"], limit=3)
+            assert seen == list(range(7))
+            pages.append(first)
+        assert pages[0] == pages[1]
+        await on_a.publish("log.x", 7)
+        r = await on_b.http.get("/v1/topics/log.x/messages",
+                                params={"after": pages[0]["cursor"]})
+        assert [m["data"] for m in r.json()["messages"]] == [7]

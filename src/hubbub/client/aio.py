@@ -521,6 +521,31 @@ class AsyncClient:
             "/v1/replies/" + quote(request_id, safe=""), message.encode(),
             {"Content-Type": ERROR_TYPE})
 
+    async def history(
+        self, topic: str, *, before: str = "end", limit: int = 100
+    ) -> dict[str, Any]:
+        """The newest ``limit`` messages of ``topic`` before ``before`` (``"end"``, or
+        a cursor: a page's ``prev``), oldest first (``docs/http.md``)::
+
+            page = await hub.history("chat.room1", limit=50)      # the last 50
+            older = await hub.history("chat.room1", before=page["prev"], limit=50)
+            async with hub.subscribe("chat.room1", after=page["cursor"]) as sub:
+                ...                                                # and on, live
+
+        Returns:
+            ``{"messages": [...], "prev": CURSOR or None, "cursor": CURSOR}``:
+            ``prev`` reads the page before (``None``: nothing older is
+            retained), ``cursor`` reads on after this page's newest message.
+        Raises:
+            GapError: ``before`` is of an earlier epoch of the topic (its log
+                was deleted or lost); ``extra["cursor"]`` is the current end.
+            InvalidCursor: ``before`` is not a cursor of this topic.
+            Unavailable: the hub could not be reached.
+        """
+        return await self._json_call(
+            "GET", "/v1/topics/" + quote(topic, safe=":@") + "/messages",
+            params={"before": before, "limit": str(limit)})
+
     async def presence(self, topic: str) -> dict[str, Any]:
         """Who is present on ``topic`` now (``docs/presence.md``):
         ``{"topic": ..., "count": n, "present": [{"conn", "client", "info", "since"}]}``.

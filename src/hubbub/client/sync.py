@@ -392,6 +392,7 @@ class Client(_Bridge[AsyncClient]):
     reply_error = bridge(AsyncClient.reply_error)
     respond = bridge(AsyncClient.respond)
     presence = bridge(AsyncClient.presence)
+    history = bridge(AsyncClient.history)
     upload = bridge(AsyncClient.upload)
     subscribe = returning(AsyncClient.subscribe, SyncSubscription)
     group = returning(AsyncClient.group, SyncGroup)

@@ -204,6 +204,11 @@ class Engine(Protocol):
         """Up to ``limit`` retained messages with seq > ``after_seq``, in seq order,
         from the named topics (``None``: every topic)."""
 
+    async def read_before(self, topic: str, before_offset: int, limit: int) -> list[Message]:
+        """The newest ``limit`` retained messages of ``topic`` with offset <
+        ``before_offset``, in offset order (oldest first); ``[]`` for an unknown
+        topic. Reading from the end of a log, a page at a time."""
+
     async def topic(self, name: str) -> TopicInfo | None:
         """The topic's log state, or ``None`` if it was never written."""
 

@@ -83,6 +83,12 @@ class _Log:
         start = self.head + max(0, offset + 1 - self.buf[self.head].offset)
         return self.buf[start : start + limit]
 
+    def before_offset(self, offset: int, limit: int) -> list[Message]:
+        if not len(self):
+            return []
+        end = self.head + max(0, min(len(self), offset - self.buf[self.head].offset))
+        return self.buf[max(self.head, end - limit) : end]
+
     def after_seq(self, seq: int, limit: int) -> list[Message]:
         i = bisect.bisect_right(self.buf, seq, lo=self.head, key=lambda m: m.seq)
         return self.buf[i : i + limit]
@@ -190,6 +196,12 @@ class MemoryEngine:
         if log is None or limit <= 0:
             return []
         return log.after_offset(after_offset, limit)
+
+    async def read_before(self, topic: str, before_offset: int, limit: int) -> list[Message]:
+        log = self._logs.get(topic)
+        if log is None or limit <= 0:
+            return []
+        return log.before_offset(before_offset, limit)
 
     async def read_seq(
         self, topics: Sequence[str] | None, after_seq: int, limit: int

@@ -157,6 +157,16 @@ if not epoch then return {false, {}} end
 return {epoch, redis.call('XRANGE', P .. ':s:' .. ARGV[2], ARGV[3], '+', 'COUNT', ARGV[4])}
 """.strip()
 
+#: Lua: ``ARGV = P, topic, last offset, limit``: the topic's epoch (false when
+#: it has none) and its newest ``limit`` entries with offset <= ``last``,
+#: newest first (XREVRANGE: O(log N + limit)).
+READ_BEFORE: Final = """#!lua
+local P = ARGV[1]
+local epoch = redis.call('HGET', P .. ':t:' .. ARGV[2], 'epoch')
+if not epoch then return {false, {}} end
+return {epoch, redis.call('XREVRANGE', P .. ':s:' .. ARGV[2], ARGV[3], '-', 'COUNT', ARGV[4])}
+""".strip()
+
 #: Lua: ``read_seq(P, after, limit, names)``, up to ``limit`` retained
 #: messages with seq > ``after`` of the topics ``names`` (nil: every topic), in
 #: seq order. Returns ``topics`` {name, epoch, ...} and ``found`` {{seq, topic

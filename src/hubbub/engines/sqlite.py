@@ -614,6 +614,22 @@ class SQLiteEngine:
                             (hit[0], after, limit))
         return self._messages(conn, rows)
 
+    async def read_before(self, topic: str, before_offset: int, limit: int) -> list[Message]:
+        if limit <= 0 or before_offset <= 1:
+            return []
+        return await self._read(self._read_before, topic, _clamp(before_offset), _clamp(limit))
+
+    def _read_before(
+        self, conn: sqlite3.Connection, topic: str, before: int, limit: int
+    ) -> list[Message]:
+        hit = self._topic_id(conn, topic)
+        if hit is None:
+            return []
+        rows = conn.execute(
+            f"{_SELECT} WHERE topic_id = ? AND offset < ? ORDER BY offset DESC LIMIT ?",
+            (hit[0], before, limit))
+        return self._messages(conn, rows)[::-1]
+
     async def read_seq(
         self, topics: Sequence[str] | None, after_seq: int, limit: int
     ) -> list[Message]:

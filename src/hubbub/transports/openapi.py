@@ -141,6 +141,18 @@ _SCHEMAS: dict[str, Any] = {
                      "description": "multi-topic polls only: history lost on the way"},
         },
     },
+    "HistoryPage": {
+        "type": "object",
+        "required": ["messages", "prev", "cursor"],
+        "properties": {
+            "messages": {"type": "array", "items": _ref("Message"),
+                         "description": "the newest before the place, oldest first"},
+            "prev": {"type": ["string", "null"],
+                     "description": "pass as before= for the page before; null: nothing older"},
+            "cursor": {"type": "string",
+                       "description": "pass as after= to read on (from before=end: live)"},
+        },
+    },
     "TopicInfo": {
         "type": "object",
         "properties": {
@@ -277,6 +289,10 @@ _PARAMETERS: dict[str, Any] = {
     "After": {"name": "after", "in": "query",
               "description": "a cursor, or start or end; empty counts as absent",
               "schema": {"type": "string"}},
+    "Before": {"name": "before", "in": "query",
+               "description": "end, or a cursor of the topic (a page's prev): read the "
+                              "messages before it, newest page first",
+               "schema": {"type": "string"}},
     "Limit": {"name": "limit", "in": "query",
               "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}},
     "Wait": {"name": "wait", "in": "query",
@@ -511,9 +527,14 @@ _PATHS: dict[str, Any] = {
     "/v1/topics/{topic}/messages": {
         "parameters": [_ref("Topic", "parameters")],
         "get": {
-            "summary": "Short or long poll one topic",
-            "parameters": [_ref(p, "parameters") for p in ("After", "Limit", "Wait")],
-            "responses": {"200": _json(_ref("Page"), "Messages after the cursor"),
+            "summary": "Short or long poll one topic; or, with before, read it from the end",
+            "description": "With before=end or before=CURSOR (not with after or wait): the "
+                           "limit newest messages before that place, oldest first, with "
+                           "prev to page further back (null: nothing older is retained) "
+                           "and cursor to read on, or follow live, from (docs/http.md).",
+            "parameters": [_ref(p, "parameters") for p in ("After", "Before", "Limit", "Wait")],
+            "responses": {"200": _json({"oneOf": [_ref("Page"), _ref("HistoryPage")]},
+                                       "Messages after the cursor (or before, with before)"),
                           **_problems(400, 409, 503)},
         },
     },
