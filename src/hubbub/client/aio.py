@@ -30,6 +30,7 @@ import asyncio
 import base64
 import contextlib
 import functools
+import logging
 import os
 import secrets
 import weakref
@@ -61,6 +62,7 @@ JSON = "application/json"
 OCTET = "application/octet-stream"
 
 #: Failures of the network, not of the request: reconnecting can help.
+log = logging.getLogger("hubbub.client")
 NETWORK_ERRORS = (httpx.TransportError, OSError, TimeoutError, WebSocketException)
 
 
@@ -254,6 +256,8 @@ class AsyncClient:
         #: Doors found refused; ``auto`` skips them for the rest of this client's life.
         self.refused: set[Transport] = set()
         self._subs: weakref.WeakSet[Subscription] = weakref.WeakSet()
+        # Nacks of what abandoned consume() iterators had pulled (Consumer).
+        self._nacks: set[asyncio.Task[None]] = set()
 
     async def __aenter__(self) -> AsyncClient:
         return self
@@ -272,7 +276,24 @@ class AsyncClient:
         for sub in list(self._subs):
             if not sub.running:
                 await sub.aclose()
+        while self._nacks:
+            await asyncio.wait(list(self._nacks))
         await self.http.aclose()
+
+    async def nack_quietly(self, group: Group, leases: list[str]) -> None:
+        """Give leases back to ``group``, for a :class:`~hubbub.client.groups.Consumer`
+        closing: a failure is logged, not raised (the leases then run out)."""
+        try:
+            await group.nack(leases)
+        except (errors.HubbubError, *NETWORK_ERRORS, RuntimeError) as exc:  # closed client
+            log.warning("could not give back %d leases of group %s: %s",
+                        len(leases), group.name, exc)
+
+    def nack_later(self, group: Group, leases: list[str]) -> None:
+        """:meth:`nack_quietly` from a task of this client's; :meth:`aclose` waits for it."""
+        task = asyncio.ensure_future(self.nack_quietly(group, leases))
+        self._nacks.add(task)
+        task.add_done_callback(self._nacks.discard)
 
     def _first_door(self) -> Transport:
         if self.transport is not None and self.transport not in self.refused:
