@@ -2,7 +2,8 @@
 
 What one node answers must hold for the whole cluster, so what it needs lives
 in the engine: whether a request's topic has responders (any node's group
-workers count), ...
+workers count), the pages of a topic read from its end, every node's
+connections (listed and disconnected from any node), presence entries.
 """
 
 from __future__ import annotations
@@ -13,10 +14,14 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from httpx_sse import aconnect_sse
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
 
 from hubbub.client import AsyncClient
 from hubbub.protocol.errors import NoResponders, ResponderError
 from tests.conftest import UNIT, HubProcess, session_redis
+from tests.transports.test_ws import Client
 
 Spawn = Callable[..., HubProcess]
 
@@ -81,3 +86,45 @@ async def test_history_from_the_end_on_any_node(spawn_hub: Spawn) -> None:
         r = await on_b.http.get("/v1/topics/log.x/messages",
                                 params={"after": pages[0]["cursor"]})
         assert [m["data"] for m in r.json()["messages"]] == [7]
+
+
+async def test_admin_sees_and_disconnects_connections_of_every_node(
+    spawn_hub: Spawn, tmp_path: Any
+) -> None:
+    """A WebSocket on node B and an SSE stream on node C are listed by node A; A
+    disconnects both (B closes its WebSocket with 4010, C ends its stream); a presence
+    entry held by B is listed and dropped from C."""
+    config = tmp_path / "hubbub.toml"
+    config.write_text("[namespaces.room]\npresence = true\n")
+    store = session_redis().store()
+    a, b, c = (spawn_hub(store, "--config", str(config)) for _ in range(3))
+    async with AsyncClient(a.url) as on_a, AsyncClient(c.url) as on_c, \
+            connect(b.url.replace("http", "ws") + "/v1/ws", proxy=None) as raw_ws, \
+            aconnect_sse(on_c.http, "GET", "/v1/topics/news.x/events") as sse, \
+            asyncio.timeout(30 * UNIT):
+        ws = Client(raw_ws)
+        conn = (await ws.ok({"op": "sub", "id": 1, "topics": ["room.a"]}))["conn"]
+        events = sse.aiter_sse()
+        assert (await anext(events)).event == "ready"
+        while True:  # the other nodes' lists come in within a moment
+            listed = (await on_a.admin.connections())["connections"]
+            if len(listed) == 2 and all(x["subscriptions"] for x in listed):
+                break
+            await asyncio.sleep(0.05)
+        by_door = {x["door"]: x for x in listed}
+        assert by_door["ws"]["id"] == conn and by_door["ws"]["subscriptions"] == ["room.a"]
+        assert by_door["sse"]["subscriptions"] == ["news.x"]
+        assert by_door["ws"]["node"] != by_door["sse"]["node"]
+        entries = (await on_c.admin.presence())["present"]
+        assert [(e["topic"], e["conn"]) for e in entries] == [("room.a", conn)]
+        await on_c.admin.drop_presence("room.a", conn)
+        assert (await on_a.admin.presence())["present"] == []
+        assert await on_a.admin.disconnect(conn)
+        with pytest.raises(ConnectionClosed) as closed:
+            while True:
+                await raw_ws.recv()
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 4010
+        assert await on_a.admin.disconnect(by_door["sse"]["id"])
+        rest = [ev async for ev in events]
+        assert rest[-1].event == "close" and "reason" in rest[-1].json()
+        assert (await on_a.admin.connections())["connections"] == []

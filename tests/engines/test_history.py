@@ -126,3 +126,30 @@ async def test_paging_back_gives_every_message_once_in_order(
     if live is not None:
         later = await engine.read(topic, live.offset, 1000)
         assert [m.offset for m in later] == list(range(n + 1, n + 1 + sum(during[:pages])))
+
+
+@bounded()
+async def test_delete_topic_starts_a_new_epoch(engine: Engine) -> None:
+    """delete_topic(): the log and its state go; the next append starts a new epoch at
+    offset 1 with a larger seq; the old epoch is never current again; other topics and
+    unknown topics are untouched."""
+    await fill(engine, "d", 3)
+    await fill(engine, "keep", 2)
+    old = await engine.topic("d")
+    assert old is not None
+    assert await engine.delete_topic("d") is True
+    assert await engine.delete_topic("d") is False
+    assert await engine.delete_topic("never") is False
+    assert await engine.topic("d") is None
+    assert await engine.read("d", 0, 10) == []
+    assert await engine.read_before("d", 10, 10) == []
+    assert [t.name for t in await engine.topics()] == ["keep"]
+    known = await engine.lookup_epoch(old.epoch)
+    assert known is None or (known.topic == "d" and not known.current)
+    (result,) = await engine.append([req("d", 9, key="k")], 2000)
+    m = result.message
+    assert (m.offset, m.epoch != old.epoch, m.seq > old.last_seq) == (1, True, True)
+    assert not result.duplicate
+    new = await engine.lookup_epoch(m.epoch)
+    assert new is not None and new.current
+    assert [x.offset for x in await engine.read("keep", 0, 10)] == [1, 2]

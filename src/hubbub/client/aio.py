@@ -47,6 +47,7 @@ from websockets.exceptions import WebSocketException
 from .. import __version__
 from ..protocol import errors
 from ..protocol.message import ERROR_TYPE
+from .admin import Admin
 from .backoff import Backoff, BackoffPolicy
 from .errors import DoorRefused, error_from_response
 from .groups import Group
@@ -614,6 +615,14 @@ class AsyncClient:
 
         return await respond(self, topic, handler, group=group, count=count, lease=lease)
 
+
+    @functools.cached_property
+    def admin(self) -> Admin:
+        """The admin API (:class:`~hubbub.client.admin.Admin`; an admin token needed):
+        ``connections()``, ``disconnect()``, ``purge_topic()``, ``delete_topic()``,
+        ``cancel_job()``,
+        ``presence()``, ``drop_presence()``."""
+        return Admin(self)
 
     @functools.cached_property
     def jobs(self) -> Jobs:

@@ -212,6 +212,14 @@ class Engine(Protocol):
     async def topic(self, name: str) -> TopicInfo | None:
         """The topic's log state, or ``None`` if it was never written."""
 
+    async def delete_topic(self, name: str) -> bool:
+        """Remove the topic's log: its messages and its state; whether there was one.
+
+        The next append to the topic starts a new log, with a new epoch, at
+        offset 1 (seqs go on growing). The old epoch is never current again:
+        :meth:`lookup_epoch` says so, or no longer knows it. Atomic.
+        """
+
     async def topics(self) -> list[TopicInfo]:
         """Every topic, sorted by name."""
 

@@ -222,13 +222,21 @@ class MemoryEngine:
     async def topics(self) -> list[TopicInfo]:
         return [self._logs[name].info() for name in sorted(self._logs)]
 
+    async def delete_topic(self, name: str) -> bool:
+        if self._logs.pop(name, None) is None:
+            return False
+        for k in [k for k in self._keys if k[0] == name]:
+            del self._keys[k]
+        return True
+
     async def lookup_epoch(self, epoch: str) -> EpochInfo | None:
         if epoch == self.store_epoch:
             return EpochInfo(None, True)
         topic = self._epochs.get(epoch)
         if topic is None:
             return None
-        return EpochInfo(topic, self._logs[topic].epoch == epoch)
+        log = self._logs.get(topic)
+        return EpochInfo(topic, log is not None and log.epoch == epoch)
 
     async def head_seq(self) -> int:
         return self._seq

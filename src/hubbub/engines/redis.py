@@ -199,6 +199,7 @@ class RedisEngine:
             client = self._redis = aioredis.Redis.from_pool(pool)
             self._scripts = {name: client.register_script(getattr(lua, name))
                              for name in ("APPEND", "READ", "READ_BEFORE", "READ_SEQ", "TOPICS",
+                                          "DELETE_TOPIC",
                                           "LOOKUP_EPOCH", "TRIM")}
             self._scripts.update((name, client.register_script(script))
                                  for name, script in (*redis_groups.SCRIPTS.items(),
@@ -443,7 +444,11 @@ class RedisEngine:
         found = await self._script("LOOKUP_EPOCH", [self.prefix, epoch])
         if not found:
             return None
-        return EpochInfo(found[0].decode(), found[1] == epoch.encode())
+        # A deleted topic has no current epoch: Lua's false ends the list early.
+        return EpochInfo(found[0].decode(), len(found) > 1 and found[1] == epoch.encode())
+
+    async def delete_topic(self, name: str) -> bool:
+        return bool(await self._script("DELETE_TOPIC", [self.prefix, name]))
 
     async def head_seq(self) -> int:
         return int(await self._call(lambda r: r.get(f"{self.prefix}:seq")) or 0)

@@ -282,6 +282,17 @@ if not topic then return {} end
 return {topic, redis.call('HGET', P .. ':t:' .. topic, 'epoch')}
 """
 
+#: ARGV: P, topic. Removes the topic's log and state (its epoch stays in
+#: ``P:epochs``, never current again; idempotency keys run out on their own).
+#: Returns 1 when there was a log.
+DELETE_TOPIC: Final = """#!lua
+local P, topic = ARGV[1], ARGV[2]
+if redis.call('EXISTS', P .. ':t:' .. topic) == 0 then return 0 end
+redis.call('DEL', P .. ':s:' .. topic, P .. ':t:' .. topic)
+redis.call('ZREM', P .. ':topics', topic)
+return 1
+""".strip()
+
 #: ARGV: P, now, then 3 per topic: topic, max_messages, max_age_ms (-1: no limit).
 #: Returns how many messages were removed.
 TRIM: Final = "#!lua\n" + SEQ_AT + """

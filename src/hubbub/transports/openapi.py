@@ -247,7 +247,7 @@ _SCHEMAS["Job"] = {
     "properties": {
         "id": {"type": "string", "pattern": "^[0-9a-f]{32}$"},
         "queue": {"type": "string"},
-        "state": {"type": "string", "enum": ["queued", "running", "succeeded", "failed"]},
+        "state": {"type": "string", "enum": ["queued", "running", "succeeded", "failed", "cancelled"]},
         "version": {"type": "integer", "minimum": 1,
                     "description": "grows by one per change; pass as version= to long-poll"},
         "attempts": {"type": "integer", "description": "tries so far (takes)"},
@@ -480,6 +480,71 @@ _JOB_PATHS: dict[str, Any] = {
        for action, summary, required, props in _JOB_REPORTS},
 }
 
+# -- the admin API (transports/admin.py; admin principals only) -----------------
+
+_SCHEMAS["Connection"] = {
+    "type": "object",
+    "required": ["id", "node", "door", "since", "subscriptions"],
+    "properties": {
+        "id": {"type": "string", "pattern": "^[0-9a-f]{16}$",
+               "description": "also its presence conn"},
+        "node": {"type": "string", "description": "the hub node that holds it"},
+        "door": {"type": "string", "enum": ["ws", "sse"]},
+        "subject": {"type": ["string", "null"], "description": "who it authenticated as"},
+        "remote": {"type": ["string", "null"], "description": "host:port as the node saw it"},
+        "since": {"type": "integer", "description": "opened (ms since the Unix epoch)"},
+        "subscriptions": {"type": "array", "items": {"type": "string"},
+                          "description": "its topics and patterns, group ones too"},
+    },
+}
+_ADMIN = "Admin principals only (docs/operations.md). "
+_CONN_ID = {"name": "id", "in": "path", "required": True,
+            "schema": {"type": "string", "pattern": "^[0-9a-f]{16}$"}}
+_ADMIN_PATHS: dict[str, Any] = {
+    "/v1/connections": {"get": {
+        "summary": "Every WebSocket and SSE connection of the cluster",
+        "description": _ADMIN + "Other nodes' connections are as fresh as their last "
+                       "list (written at most every 0.5 s).",
+        "responses": {"200": _json({"type": "object", "properties": {
+            "count": {"type": "integer"},
+            "connections": {"type": "array", "items": _ref("Connection")}}},
+            "The connections, oldest first"), **_problems(401, 403, 503)}}},
+    "/v1/connections/{id}": {"parameters": [_CONN_ID], "delete": {
+        "summary": "Disconnect a connection, on whichever node holds it",
+        "description": _ADMIN + "A WebSocket is closed with 4010 and a reason; an SSE "
+                       "stream ends with a close event carrying the reason.",
+        "responses": {"204": {"description": "Gone from the list"},
+                      "202": {"description": "Ordered, not gone from the list yet"},
+                      **_problems(400, 401, 403, 404, 503)}}},
+    "/v1/topics/{topic}/purge": {"parameters": [_ref("Topic", "parameters")], "post": {
+        "summary": "Remove every retained message of a topic (offsets go on)",
+        "description": _ADMIN + "Readers whose cursor is older get a trimmed gap.",
+        "responses": {"200": _json({"type": "object", "properties": {
+            "topic": {"type": "string"}, "removed": {"type": "integer"}}}, "Purged"),
+            **_problems(400, 401, 403, 404, 503)}}},
+    "/v1/jobs/{id}/cancel": {"parameters": [_JOB_ID], "post": {
+        "summary": "Cancel a job that is not finished",
+        "description": _ADMIN + "Its worker's next report is refused with 409.",
+        "responses": {"200": _json(_ref("Job"), "The cancelled job"),
+                      **_problems(400, 401, 403, 404, 409, 503)}}},
+    "/v1/presence": {"get": {
+        "summary": "Every presence entry of every topic",
+        "description": _ADMIN,
+        "responses": {"200": _json({"type": "object", "properties": {
+            "count": {"type": "integer"},
+            "present": {"type": "array", "items": {"type": "object"}, "maxItems": 1000},
+            "truncated": {"type": "boolean"}}}, "The entries"),
+            **_problems(401, 403, 503)}}},
+    "/v1/topics/{topic}/presence/{conn}": {"parameters": [
+        _ref("Topic", "parameters"),
+        {"name": "conn", "in": "path", "required": True, "schema": {"type": "string"}}],
+        "delete": {
+            "summary": "Drop a presence entry (a leave event with reason dropped)",
+            "description": _ADMIN + "The node holding the connection stops renewing it.",
+            "responses": {"204": {"description": "Dropped"},
+                          **_problems(400, 401, 403, 404, 503)}}},
+}
+
 _PATHS: dict[str, Any] = {
     "/v1/topics/{topic}": {
         "parameters": [_ref("Topic", "parameters")],
@@ -664,6 +729,7 @@ _PATHS: dict[str, Any] = {
                       **_problems(400, 404, 503)}}},
     **_UPLOAD_PATHS,
     **_JOB_PATHS,
+    **_ADMIN_PATHS,
     "/healthz": {"get": {"summary": "Liveness",
                          "responses": {"200": _json(_ref("Status"), "The process answers")}}},
     "/readyz": {"get": {"summary": "Readiness", "responses": {
@@ -761,6 +827,14 @@ _PATHS.update({
             "text/javascript": {"schema": {"type": "string"}},
             "text/css": {"schema": {"type": "string"}}}}, **_problems(404)}}},
 })
+
+# DELETE beside the topic's GET and POST (the admin API's).
+_PATHS["/v1/topics/{topic}"]["delete"] = {
+    "summary": "Delete a topic's log: its next message starts a new epoch at offset 1",
+    "description": _ADMIN + "Readers of older cursors get an epoch gap (409 on polls); "
+                   "live subscriptions naming the topic are ended with their cursors.",
+    "responses": {"204": {"description": "Deleted"},
+                  **_problems(400, 401, 403, 404, 503)}}
 
 SPEC: dict[str, Any] = {
     "openapi": "3.1.0",

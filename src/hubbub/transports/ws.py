@@ -95,6 +95,7 @@ from starlette.types import Receive, Scope, Send
 
 from ..core import Hub, Subscription
 from ..core.auth import OPEN, Action, Principal
+from ..core.connections import Conn
 from ..core.hub import encode_value
 from ..core.presence import Member, check_client
 from ..core.requests import DEFAULT_TIMEOUT, PendingRequest
@@ -121,7 +122,7 @@ from ..protocol.message import (
     ws_frame,
 )
 from ..protocol.topics import validate_pattern, validate_topic
-from .auth import authenticate
+from .auth import authenticate, remote_of
 from .extensions import (
     GatherWrites,
     SendFrames,
@@ -137,6 +138,8 @@ log = logging.getLogger("hubbub")
 
 #: Subscriptions one connection may hold at once.
 MAX_SUBSCRIPTIONS = 100
+#: The close code of a connection an operator disconnected (``DELETE /v1/connections/{id}``).
+DISCONNECTED = 4010
 #: Requests (``req``) one connection may have waiting at once.
 MAX_REQUESTS = 100
 #: Seconds a connection that came without credentials has to send ``auth``.
@@ -170,7 +173,7 @@ class Connection:
 
     __slots__ = ("hub", "codec", "subs", "closing", "_send", "_frames", "_binary", "_lock",
                  "_next_sub", "_close_task", "groups", "_member", "requests", "_write",
-                 "principal", "_auth_timer", "_loop", "gather")
+                 "principal", "_auth_timer", "_loop", "gather", "registered")
 
     def __init__(
         self, hub: Hub, codec: wire.Codec, send: Send, frames: SendFrames | None = None,
@@ -207,6 +210,8 @@ class Connection:
         #: Who the client is; ``None`` until its ``auth`` op (no credentials on the upgrade).
         self.principal = principal
         self._auth_timer: asyncio.TimerHandle | None = None
+        #: Its entry in the cluster's list of connections (:mod:`hubbub.core.connections`).
+        self.registered: Conn | None = None
         self._watch_credentials()
 
     # -- reading ----------------------------------------------------------------
@@ -245,8 +250,10 @@ class Connection:
                     await self._pub(op)
                 case wire.Sub():
                     await self._sub(op)
+                    self.hub.connections.changed()
                 case wire.Unsub():
                     await self._unsub(op)
+                    self.hub.connections.changed()
                 case wire.Ping():
                     await self.send_obj({"op": "pong", "id": op.id})
                 case wire.Req():
@@ -294,6 +301,9 @@ class Connection:
             return
         self.principal = principal
         self._watch_credentials()
+        if self.registered is not None:
+            self.registered.subject = principal.subject
+            self.hub.connections.changed()
         await self.send_obj({"op": "ok", "id": op.id, **principal.to_dict()})
 
     def _check(self, action: Action, topic: str, field: str, *, concrete: bool = False) -> None:
@@ -352,7 +362,8 @@ class Connection:
     def member(self) -> Member:
         """The connection's presence (:mod:`hubbub.core.presence`)."""
         if self._member is None:
-            self._member = self.hub.presence.member()
+            self._member = self.hub.presence.member(
+                None if self.registered is None else self.registered.id)
         return self._member
 
     async def _req(self, op: wire.Req) -> None:
@@ -645,6 +656,16 @@ class Connection:
         data = frames[0] if len(frames) == 1 else b"".join(frames)
         return data, last.cursor if isinstance(last, Message) else None
 
+    def topic_list(self) -> list[str]:
+        """The patterns of its subscriptions, group ones too (for the connection list)."""
+        out = [p for s in self.subs.values() for p in s.sub.topics.patterns]
+        out += [p for f in self.groups.feeds.values() for p in f.patterns]
+        return sorted(set(out))
+
+    def disconnect(self, reason: str) -> None:
+        """An operator disconnects it (:mod:`hubbub.core.connections`): close 4010."""
+        self.close(DISCONNECTED, reason, resume=True)
+
     # -- closing ------------------------------------------------------------------
 
     def close(self, code: int, reason: str, *, resume: bool = False) -> None:
@@ -720,11 +741,15 @@ class WebSocketDoor:
                           principal, frames_gatherer(scope))
         # A connection with no subscription has no pump to notice a drain.
         _Open.add(hub, conn)
+        conn.registered = hub.connections.add(
+            "ws", None if principal is None else principal.subject, remote_of(scope),
+            topics=conn.topic_list, close=conn.disconnect)
         hub.metrics.ws.open += 1
         try:
             await conn.serve(receive)
         finally:
             hub.metrics.ws.open -= 1
+            hub.connections.remove(conn.registered)
             _Open.discard(hub, conn)
 
 
