@@ -128,3 +128,27 @@ async def test_admin_sees_and_disconnects_connections_of_every_node(
         rest = [ev async for ev in events]
         assert rest[-1].event == "close" and "reason" in rest[-1].json()
         assert (await on_a.admin.connections())["connections"] == []
+
+
+async def test_topic_deleted_on_one_node_ends_its_readers_on_another(
+    spawn_hub: Spawn,
+) -> None:
+    """Node A deletes a topic an SSE reader on node B follows: B ends the stream with an
+    error event and its cursor; resuming from it on node C says the epoch gap."""
+    store = session_redis().store()
+    a, b, c = (spawn_hub(store) for _ in range(3))
+    async with AsyncClient(a.url) as on_a, AsyncClient(b.url) as on_b, \
+            AsyncClient(c.url) as on_c, asyncio.timeout(30 * UNIT):
+        for i in range(3):
+            await on_a.publish("gone.t", i)
+        async with aconnect_sse(on_b.http, "GET", "/v1/topics/gone.t/events",
+                                params={"after": "start"}) as sse:
+            events = sse.aiter_sse()
+            seen = [await anext(events) for _ in range(4)]  # ready, then 3 messages
+            assert [e.event for e in seen] == ["ready", "message", "message", "message"]
+            await on_a.admin.delete_topic("gone.t")
+            rest = [ev async for ev in events]
+        assert rest[-1].event == "error"
+        cursor = rest[-1].json()["cursor"]
+        r = await on_c.http.get("/v1/topics/gone.t/messages", params={"after": cursor})
+        assert r.status_code == 409 and r.json()["reason"] == "epoch"
