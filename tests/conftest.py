@@ -151,6 +151,13 @@ class HubServer:
     def client(self, **kw: Any) -> httpx.AsyncClient:
         return httpx.AsyncClient(base_url=self.url, timeout=10 * UNIT, **kw)
 
+    async def until_responder(self, topic: str) -> None:
+        """Wait until a group's worker takes ``topic``: until then a request to it
+        is refused with ``no-responders``."""
+        async with asyncio.timeout(10 * UNIT):
+            while not await self.hub.groups.has_workers(topic):
+                await asyncio.sleep(0.01)
+
     async def stop(self) -> None:
         self.server.should_exit = True
         with contextlib.suppress(asyncio.CancelledError):

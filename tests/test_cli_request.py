@@ -42,9 +42,12 @@ async def test_request_prints_the_reply(spawn_hub: Spawn) -> None:
     async with AsyncClient(hub.url) as client:
         responder = asyncio.create_task(client.respond("svc.add", add, count=2))
         try:
-            status, out, err = await hubbub_cmd(
-                "request", "svc.add", '{"a": 2, "b": 3}', "--url", hub.url,
-                "--timeout", str(10 * UNIT))
+            while True:  # until the responder took the topic, requests get no-responders
+                status, out, err = await hubbub_cmd(
+                    "request", "svc.add", '{"a": 2, "b": 3}', "--url", hub.url,
+                    "--timeout", str(10 * UNIT))
+                if "no responders" not in err:
+                    break
             assert status == 0, err
             (line,) = out.splitlines()
             reply = msgspec.json.decode(line)
@@ -52,7 +55,8 @@ async def test_request_prints_the_reply(spawn_hub: Spawn) -> None:
             assert set(reply) == {"topic", "offset", "cursor", "time", "id", "data"}
             status, out, err = await hubbub_cmd(
                 "request", "svc.add", '{"a": 1}', "--url", hub.url, "--timeout", "1")
-            assert status == 1 and out == ""  # the handler failed: no reply in time
+            assert status == 1 and out == ""  # the handler failed, and said why
+            assert "KeyError" in err and "(timeout)" not in err
         finally:
             responder.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -60,8 +64,16 @@ async def test_request_prints_the_reply(spawn_hub: Spawn) -> None:
 
 
 async def test_request_with_no_responder_exits_1(spawn_hub: Spawn) -> None:
-    """No reply within --timeout: exit status 1, the hub's reason on stderr, nothing on stdout."""
+    """No responder, or no reply within --timeout: exit status 1, the hub's reason on
+    stderr, nothing on stdout."""
     hub = spawn_hub("memory://")
+    status, out, err = await hubbub_cmd("request", "nobody.home", "hi", "--url", hub.url,
+                                        "--timeout", "60")
+    assert (status, out) == (1, "")
+    assert err.startswith("hubbub: error: no responders") and "nobody.home" in err
+    async with AsyncClient(hub.url) as client:  # a worker that takes it but never answers
+        r = await client.http.post("/v1/groups/mute/pull", params={"topic": "nobody.home"})
+        assert r.status_code == 200, r.text
     t0 = time.monotonic()
     status, out, err = await hubbub_cmd("request", "nobody.home", "hi", "--url", hub.url,
                                         "--timeout", "0.5")

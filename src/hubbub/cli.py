@@ -64,7 +64,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import msgspec
 
-from . import __version__, bench
+from . import __version__, bench, cli_admin
 from .cli_config import Parser, options_from_environment
 from .client import TRANSPORTS, AsyncClient
 from .protocol.errors import (
@@ -266,6 +266,7 @@ def build_parser() -> argparse.ArgumentParser:
             "--token", default=os.environ.get("HUBBUB_TOKEN") or None,
             help="a JWT or API key for the hub (default: $HUBBUB_TOKEN)")
     bench.add_parser(commands)
+    cli_admin.add_parser(commands, DEFAULT_URL)
     return parser
 
 
@@ -292,6 +293,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_worker(args))
         if args.command == "job":
             return asyncio.run(_job(args))
+        if args.command == "admin":
+            try:
+                return asyncio.run(cli_admin.run(args, _print_json))
+            except argparse.ArgumentError as exc:
+                parser.error(str(exc))
         return asyncio.run(_sub(args))
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED

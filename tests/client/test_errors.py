@@ -74,6 +74,7 @@ async def test_404_not_found(hub_server: HubServer) -> None:
 async def test_409_conflict(hub_server: HubServer) -> None:
     """A second reply to one request is refused."""
     async with AsyncClient(hub_server.url) as hub, asyncio.timeout(10 * UNIT):
+        await hub.http.post("/v1/groups/present/pull", params={"topic": "conf.svc"})
         caller = asyncio.create_task(hub.request("conf.svc", 1, timeout=5 * UNIT))
         page = await hub.http.get("/v1/topics/conf.svc/messages",
                                   params={"after": "start", "wait": 5 * UNIT})
@@ -175,8 +176,16 @@ async def test_503_unreachable() -> None:
             await hub.publish("any.t", 1)
 
 
+async def test_503_no_responders(hub_server: HubServer) -> None:
+    async with AsyncClient(hub_server.url) as hub:
+        with pytest.raises(errors.NoResponders) as info:
+            await hub.request("nobody.home", {"q": 1}, timeout=60)
+    assert_problem(info.value, 503, "no-responders")
+
+
 async def test_504_gateway_timeout(hub_server: HubServer) -> None:
     async with AsyncClient(hub_server.url) as hub:
+        await hub.http.post("/v1/groups/mute/pull", params={"topic": "nobody.home"})
         with pytest.raises(errors.GatewayTimeout) as info:
             await hub.request("nobody.home", {"q": 1}, timeout=0.2)
     assert_problem(info.value, 504, "timeout")

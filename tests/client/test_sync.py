@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from hubbub.client import Client
-from hubbub.protocol.errors import GatewayTimeout, InvalidTopic, UsageError
+from hubbub.protocol.errors import GatewayTimeout, InvalidTopic, NoResponders, UsageError
 from tests.conftest import UNIT, HubServer
 
 SCRIPT = """
@@ -116,6 +116,9 @@ async def test_errors_cross_the_bridge(hub_server: HubServer) -> None:
             with pytest.raises(InvalidTopic) as bad:
                 hub.publish("no..topic", 1)
             assert bad.value.status == 400 and bad.value.field == "topic"
+            with pytest.raises(NoResponders):
+                hub.request("nobody.home", 1, timeout=60)
+            assert hub.group("mute", "nobody.home").pull() == []  # a worker, but mute
             with pytest.raises(GatewayTimeout):
                 hub.request("nobody.home", 1, timeout=0.2)
         with pytest.raises(UsageError, match="closed"):
@@ -146,11 +149,16 @@ async def test_upload_with_progress(hub_server: HubServer, tmp_path: Any) -> Non
 async def test_request_respond_and_groups(hub_server: HubServer) -> None:
     """respond() in one thread answers request() from another; a group consumes and acks."""
 
+    loop = asyncio.get_running_loop()
+
     def work() -> tuple[Any, list[Any], int]:
         with Client(hub_server.url) as hub:
             responder = threading.Thread(
                 target=hub.respond, args=("svc.double", lambda x: x * 2), kwargs={"count": 2})
             responder.start()
+            # Until the responder took the topic, a request is refused (no-responders).
+            asyncio.run_coroutine_threadsafe(
+                hub_server.until_responder("svc.double"), loop).result()
             replies = [hub.request("svc.double", n, timeout=10 * UNIT)["data"] for n in (3, 4)]
             responder.join(10 * UNIT)
             for i in range(3):

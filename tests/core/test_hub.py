@@ -251,3 +251,17 @@ async def test_drain_ends_subscriptions_and_refuses_publishes(hub: Hub) -> None:
         assert await waiter == []
     with pytest.raises(Unavailable):
         await hub.publish("t.d", b"1")
+
+
+async def test_a_deleted_topic_leaves_the_index_and_counts_toward_no_limit(hub: Hub) -> None:
+    """Deleting a topic's log takes its name out of the node's topic index (the
+    reset order every node obeys), so a topic limit can be reached again."""
+    from hubbub.core import topics_admin
+
+    await hub.publish("gone.a", b"1")
+    assert "gone.a" in hub.topics
+    await topics_admin.delete(hub, "gone.a")
+    async with asyncio.timeout(10 * UNIT):
+        while "gone.a" in hub.topics:  # the order comes back through the store's feed
+            await asyncio.sleep(0.01)
+    assert (await hub.list_topics("gone.*"))[0] == []

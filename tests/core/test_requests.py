@@ -12,7 +12,16 @@ from hubbub.config import Config
 from hubbub.core import Hub
 from hubbub.core.requests import parse_request_id
 from hubbub.engines import open_engine
-from hubbub.protocol.errors import Conflict, Expired, GatewayTimeout, InvalidRequest, NotFound
+from hubbub.protocol.errors import (
+    Conflict,
+    Expired,
+    GatewayTimeout,
+    InvalidRequest,
+    NoResponders,
+    NotFound,
+    ResponderError,
+)
+from hubbub.protocol.message import ERROR_TYPE
 from tests.conftest import ENGINES, UNIT, store_url
 
 
@@ -42,8 +51,45 @@ async def test_group_worker_answers_and_the_caller_gets_the_reply(hub: Hub) -> N
     assert hub.config.for_topic(reply.topic).history_size == 1
 
 
+async def test_no_responders_fails_at_once_and_publishes_nothing(hub: Hub) -> None:
+    """No group's worker takes the topic: NoResponders, whatever the timeout; a worker
+    on a matching pattern counts; one that stopped pulling stops counting once its
+    wait and lease have passed."""
+    async with asyncio.timeout(5 * UNIT):
+        with pytest.raises(NoResponders) as info:
+            await hub.requests.request("svc.none", b"1", timeout=60)
+    assert info.value.field == "topic"
+    assert (await hub.poll(["svc.none"])).messages == []
+    assert await hub.groups.pull("w", ["svc.*"], lease=0.1) == []
+    assert await hub.groups.has_workers("svc.none")
+    assert not await hub.groups.has_workers("other.none")
+    async with asyncio.timeout(5 * UNIT):
+        while await hub.groups.has_workers("svc.none"):  # the record expires with the lease
+            await asyncio.sleep(0.02)
+    with pytest.raises(NoResponders):
+        await hub.requests.send("svc.none", b"1")
+
+
+async def test_error_reply_raises_responder_error(hub: Hub) -> None:
+    """An error reply: the caller raises ResponderError with its message; bad ones
+    (empty, not UTF-8, too long) are refused and store nothing."""
+    await hub.groups.pull("present", ["svc.err"])
+    pending = await hub.requests.send("svc.err", b"0", timeout=30 * UNIT)
+    for bad in (b"", b"\xff", b"x" * 1001):
+        with pytest.raises(InvalidRequest) as info:
+            await hub.requests.reply(pending.id, bad, ERROR_TYPE)
+        assert info.value.field == "error"
+    await hub.requests.reply(pending.id, b"ValueError: no", ERROR_TYPE)
+    async with asyncio.timeout(5 * UNIT):
+        with pytest.raises(ResponderError) as caught:
+            await pending.wait()
+    assert caught.value.message == "ValueError: no"
+    assert caught.value.extra["request"] == pending.id
+
+
 async def test_timeout_expiry_and_duplicates(hub: Hub) -> None:
     """No reply: GatewayTimeout; then a reply is Expired; a second reply is a Conflict."""
+    await hub.groups.pull("present", ["svc.*"])
     async with asyncio.timeout(5 * UNIT):
         with pytest.raises(GatewayTimeout):
             await hub.requests.request("svc.none", b"1", timeout=0.1)
@@ -69,6 +115,7 @@ async def test_replies_to_requests_nobody_waits_for_store_nothing(hub: Hub) -> N
     with pytest.raises(NotFound) as info:
         await hub.requests.reply(forged, b"1")
     assert info.value.field == "to"
+    await hub.groups.pull("present", ["svc.gone"])
     pending = await hub.requests.send("svc.gone", b"0", timeout=30 * UNIT)
     deadline, token = pending.id.split(".")
     with pytest.raises(NotFound):
@@ -81,6 +128,7 @@ async def test_replies_to_requests_nobody_waits_for_store_nothing(hub: Hub) -> N
 
 async def test_expired_request_records_are_swept(hub: Hub) -> None:
     """The record of a request that timed out is removed by the sweep."""
+    await hub.groups.pull("present", ["svc.sweep"])
     async with asyncio.timeout(5 * UNIT):
         with pytest.raises(GatewayTimeout):
             await hub.requests.request("svc.sweep", b"1", timeout=0.05)

@@ -48,6 +48,10 @@ async def test_topics_per_namespace_and_in_all(hub_server: HubServer) -> None:
         for i in range(3):
             assert (await c.post(f"/v1/topics/b.{i}", json=i)).status_code == 201
         refused(await c.post("/v1/topics/c.0", json=1), "topics")
+        # A request to a new topic (with a worker present) creates none either.
+        r = await c.post("/v1/groups/w/pull", params={"topic": "c.svc", "lease": 60})
+        assert r.status_code == 200, r.text
+        await hub_server.until_responder("c.svc")
         refused(await c.post("/v1/requests/c.svc?timeout=1", json=1), "topics")
     async with ws_client(hub_server, JSON_PROTO) as ws:
         reply = await ws.op({"op": "pub", "id": 1, "topic": "c.1", "data": 1})

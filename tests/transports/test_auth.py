@@ -364,7 +364,14 @@ async def test_requests(client: httpx.AsyncClient) -> None:
     assert await published(client, "admin.svc") == []
     r = await client.post("/v1/requests/chat.svc", json=1, params={"timeout": "0.2"},
                           headers=CHAT)
-    assert_problem(r, 504, "timeout")  # allowed; nobody answers
+    assert_problem(r, 503, "no-responders")  # allowed; nobody takes it
+    # A worker's group: its name must be granted too (group names are judged like topics).
+    worker = bearer(token(sub=("chat.>", "room.>", "gs")))
+    r = await client.post("/v1/groups/gs/pull", params={"topic": "chat.svc"}, headers=worker)
+    assert r.status_code == 200, r.text
+    r = await client.post("/v1/requests/chat.svc", json=1, params={"timeout": "0.2"},
+                          headers=CHAT)
+    assert_problem(r, 504, "timeout")  # allowed; a worker is there but does not answer
 
 
 async def test_jobs_and_uploads(client: httpx.AsyncClient) -> None:

@@ -1,8 +1,9 @@
 """Request-reply over HTTP, on a real server: every caller gets its own reply, in time or 504.
 
 Workers read requests either through a consumer group or by polling the
-request topic; bad replies change nothing, which is checked by reading the
-inbox topics afterwards.
+request topic (with a group's worker present, so that requests are not refused
+as having no responders); bad replies change nothing, which is checked by
+reading the inbox topics afterwards.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
+from hubbub.protocol.message import ERROR_TYPE
 from tests.conftest import UNIT, HubServer
 
 HEX = "0123456789abcdef" * 2
@@ -41,6 +43,13 @@ async def next_request(client: httpx.AsyncClient, topic: str, after: str | None 
     (msg,) = r.json()["messages"]
     env: dict[str, Any] = msg["data"]
     return env
+
+
+async def worker_present(client: httpx.AsyncClient, topic: str) -> None:
+    """Make a consumer group's worker take ``topic`` (for the lease's 30 s): a
+    request to it is no longer refused with ``no-responders``."""
+    r = await client.post("/v1/groups/present/pull", params={"topic": topic})
+    assert r.status_code == 200, r.text
 
 
 async def inbox(client: httpx.AsyncClient) -> list[dict[str, Any]]:
@@ -93,8 +102,52 @@ async def test_three_responders_share_requests_and_each_caller_gets_its_own_repl
     assert all(answered.values()), answered
 
 
-async def test_request_with_no_responder_times_out_with_504(client: httpx.AsyncClient) -> None:
-    """Nobody answers: a 504 problem (code timeout) once the timeout has passed, not much later."""
+async def test_request_with_no_responder_is_503_at_once(client: httpx.AsyncClient) -> None:
+    """No group's worker takes the topic: 503 no-responders at once; nothing published."""
+    async with asyncio.timeout(5 * UNIT):  # the timeout asked for is far longer
+        r = await client.post("/v1/requests/nobody.home", params={"timeout": 60}, json={"q": 1})
+    problem(r, 503, "no-responders", "topic")
+    assert r.json()["temporary"] is True
+    assert (await client.get("/v1/topics/nobody.home/messages")).json()["messages"] == []
+    # a worker of a group on another topic, or on a pattern that does not match, is none
+    r = await client.post("/v1/groups/other/pull", params={"topic": "nobody.*.x"})
+    assert r.status_code == 200, r.text
+    r = await client.post("/v1/requests/nobody.home", json={"q": 1})
+    problem(r, 503, "no-responders", "topic")
+    # one on a matching pattern is
+    r = await client.post("/v1/groups/wild/pull", params={"topic": "nobody.>"})
+    assert r.status_code == 200, r.text
+    r = await client.post("/v1/requests/nobody.home", params={"timeout": 0.1}, json={"q": 1})
+    problem(r, 504, "timeout", "timeout")
+
+
+async def test_a_responders_error_reaches_its_caller_at_once(client: httpx.AsyncClient) -> None:
+    """An error reply (content type application/vnd.hubbub.responder-error): the caller
+    gets a 502 responder-error with the responder's message, long before its timeout."""
+    await worker_present(client, "err.svc")
+    async with asyncio.timeout(10 * UNIT):  # the timeout asked for is far longer
+        caller = asyncio.create_task(
+            client.post("/v1/requests/err.svc", params={"timeout": 60}, json=1))
+        env = await next_request(client, "err.svc")
+        for bad in (b"", b"\xff\xfe", b"x" * 1001):
+            r = await client.post(f"/v1/replies/{env['request']}", content=bad,
+                                  headers={"content-type": ERROR_TYPE})
+            problem(r, 400, "invalid-request", "error")
+        r = await client.post(f"/v1/replies/{env['request']}", content="KeyError: 'n'",
+                              headers={"content-type": ERROR_TYPE})
+        assert r.status_code == 201, r.text
+        r = await caller
+    problem(r, 502, "responder-error")
+    assert r.json()["detail"] == "KeyError: 'n'" and r.json()["request"] == env["request"]
+    # the request is answered: a second (error) reply is a conflict
+    r = await client.post(f"/v1/replies/{env['request']}", json="late")
+    problem(r, 409, "conflict", "to")
+
+
+async def test_request_nobody_answers_times_out_with_504(client: httpx.AsyncClient) -> None:
+    """A responder there but silent: a 504 problem (code timeout) once the timeout has
+    passed, not much later."""
+    await worker_present(client, "nobody.home")
     t0 = time.monotonic()
     r = await client.post("/v1/requests/nobody.home", params={"timeout": 0.5}, json={"q": 1})
     elapsed = time.monotonic() - t0
@@ -108,6 +161,7 @@ async def test_request_with_no_responder_times_out_with_504(client: httpx.AsyncC
 
 async def test_late_reply_is_refused_and_reaches_nobody(client: httpx.AsyncClient) -> None:
     """A reply after the deadline answers 410 request-expired and stores nothing anywhere."""
+    await worker_present(client, "slow.svc")
     caller = asyncio.create_task(
         client.post("/v1/requests/slow.svc", params={"timeout": 0.3}, json="ping"))
     async with asyncio.timeout(5 * UNIT):
@@ -122,6 +176,7 @@ async def test_second_reply_is_a_conflict_and_the_caller_gets_the_first(
     client: httpx.AsyncClient,
 ) -> None:
     """Only the first reply is stored and delivered; a second one answers 409 and adds nothing."""
+    await worker_present(client, "dup.svc")
     caller = asyncio.create_task(
         client.post("/v1/requests/dup.svc", params={"timeout": 5 * UNIT}, json=1))
     async with asyncio.timeout(10 * UNIT):
@@ -137,6 +192,7 @@ async def test_second_reply_is_a_conflict_and_the_caller_gets_the_first(
 
 async def test_bytes_travel_base64_with_their_content_type(client: httpx.AsyncClient) -> None:
     """A text/plain request is base64 in the envelope; a text/plain reply comes back as such."""
+    await worker_present(client, "txt.svc")
     caller = asyncio.create_task(client.post(
         "/v1/requests/txt.svc", params={"timeout": 5 * UNIT}, content=b"hello",
         headers={"content-type": "text/plain"}))
@@ -165,6 +221,7 @@ async def test_malformed_request_id_is_refused(client: httpx.AsyncClient, reques
 
 async def test_bad_reply_and_bad_request_change_nothing(client: httpx.AsyncClient) -> None:
     """Bad timeouts, malformed JSON and forged envelopes are 400s; nothing is published."""
+    await worker_present(client, "bad.svc")
     for timeout in ("0", "-1", "abc", "61", "1e3"):
         r = await client.post("/v1/requests/bad.svc", params={"timeout": timeout}, json=1)
         problem(r, 400, "invalid-request", "timeout")
@@ -204,6 +261,7 @@ async def test_reply_after_the_caller_left_is_404(
     hub_server: HubServer, client: httpx.AsyncClient
 ) -> None:
     """A caller that hangs up gives its request up: a reply then gets 404, stored nowhere."""
+    await worker_present(client, "left.svc")
     async with hub_server.client() as caller_client, asyncio.timeout(10 * UNIT):
         caller = asyncio.create_task(caller_client.post(
             "/v1/requests/left.svc", params={"timeout": 30 * UNIT}, json=1))

@@ -2,7 +2,8 @@
 
 Callers send ``req`` and get the reply as the op's ``ok`` (or ``err``
 ``timeout``); responders take the request envelopes through a group
-subscription and answer with ``reply``. What must not happen (a late or
+subscription and answer with ``reply`` (or a group's worker is made present
+and the test reads the request topic itself). What must not happen (a late or
 stray reply stored, a reply reaching another caller) is checked by reading
 the inbox topics afterwards and by asserting that callers get nothing more.
 """
@@ -21,6 +22,7 @@ import pytest
 from hubbub.config import Config
 from hubbub.transports.ws import MAX_REQUESTS
 from tests.conftest import UNIT, HubServer
+from tests.transports.test_requests import worker_present
 from tests.transports.test_ws import MSGPACK_PROTO, Client, ws_client
 
 HEX = "0123456789abcdef" * 2
@@ -101,9 +103,48 @@ async def test_msgpack_req_and_reply_carry_bytes_raw(hub_server: HubServer) -> N
     assert got["reply"]["content_type"] == "application/octet-stream"
 
 
-async def test_req_with_no_responder_is_a_timeout_err(hub_server: HubServer) -> None:
-    """Nobody answers: ``err`` with code ``timeout`` (HTTP's 504) at the timeout, naming
-    the request; the connection goes on."""
+async def test_req_with_no_responder_is_a_no_responders_err_at_once(
+    hub_server: HubServer, client: httpx.AsyncClient
+) -> None:
+    """No group's worker takes the topic: ``err`` no-responders (HTTP's 503) at once,
+    nothing published; the connection goes on."""
+    async with ws_client(hub_server) as caller, asyncio.timeout(5 * UNIT):
+        got = await caller.op({"op": "req", "id": 9, "topic": "nobody.home", "data": 1,
+                               "timeout": 60})
+        assert got["op"] == "err" and got["code"] == "no-responders" and got["field"] == "topic"
+        await caller.ok({"op": "ping", "id": 10})
+    assert (await client.get("/v1/topics/nobody.home/messages")).json()["messages"] == []
+
+
+async def test_error_reply_reaches_the_caller_as_responder_error(
+    hub_server: HubServer,
+) -> None:
+    """A ``reply`` with ``error``: the caller's ``req`` is answered at once with ``err``
+    responder-error carrying the message; ``data`` and ``error`` together are refused."""
+    async with ws_client(hub_server) as worker, ws_client(hub_server) as caller, \
+            asyncio.timeout(10 * UNIT):
+        await worker.ok({"op": "sub", "id": 1, "topics": ["svc.div"], "group": "dividers"})
+        await caller.send({"op": "req", "id": "r1", "topic": "svc.div", "data": {"a": 1},
+                           "timeout": 60})
+        (delivery,) = await worker.messages(1)
+        to = delivery["data"]["request"]
+        for bad in ({"error": "x", "data": 1}, {"error": ""}, {"error": 5}):
+            got = await worker.op({"op": "reply", "id": 2, "to": to, **bad})
+            assert got["op"] == "err" and got["code"] == "invalid-request", got
+            assert got["field"] == "error", got
+        await worker.ok({"op": "reply", "id": 3, "to": to,
+                         "error": "ZeroDivisionError: division by zero"})
+        got = await answer(caller, "r1")
+    assert got["op"] == "err" and got["code"] == "responder-error"
+    assert got["message"] == "ZeroDivisionError: division by zero" and got["request"] == to
+
+
+async def test_req_nobody_answers_is_a_timeout_err(
+    hub_server: HubServer, client: httpx.AsyncClient
+) -> None:
+    """A responder there but silent: ``err`` with code ``timeout`` (HTTP's 504) at the
+    timeout, naming the request; the connection goes on."""
+    await worker_present(client, "nobody.home")
     async with ws_client(hub_server) as caller:
         t0 = time.monotonic()
         got = await caller.op({"op": "req", "id": 9, "topic": "nobody.home", "data": 1,
@@ -120,6 +161,7 @@ async def test_other_ops_go_on_while_a_req_waits(
     hub_server: HubServer, client: httpx.AsyncClient
 ) -> None:
     """A waiting ``req`` holds up nothing: the same connection pings and even answers it."""
+    await worker_present(client, "self.svc")
     async with ws_client(hub_server) as c:
         await c.send({"op": "req", "id": "q", "topic": "self.svc", "data": "hi",
                       "timeout": 5 * UNIT})
@@ -189,6 +231,7 @@ async def test_late_reply_is_refused_and_reaches_nobody(
 ) -> None:
     """A reply after the deadline: ``err`` request-expired, stored nowhere; the caller,
     which got its timeout, gets nothing more."""
+    await worker_present(client, "slow.svc")
     async with ws_client(hub_server) as caller, ws_client(hub_server) as worker:
         await caller.send({"op": "req", "id": 1, "topic": "slow.svc", "data": 1,
                            "timeout": 0.3})
@@ -205,6 +248,7 @@ async def test_a_closed_callers_requests_are_given_up(
     hub_server: HubServer, client: httpx.AsyncClient
 ) -> None:
     """When the caller's connection ends, a reply to its waiting request is not-found."""
+    await worker_present(client, "gone.svc")
     async with ws_client(hub_server) as caller:
         await caller.send({"op": "req", "id": 1, "topic": "gone.svc", "data": 1,
                            "timeout": 30 * UNIT})
@@ -262,8 +306,11 @@ async def test_bad_req_and_reply_ops_change_nothing(
     assert r.json()["messages"] == []
 
 
-async def test_requests_waiting_per_connection_are_bounded(hub_server: HubServer) -> None:
+async def test_requests_waiting_per_connection_are_bounded(
+    hub_server: HubServer, client: httpx.AsyncClient
+) -> None:
     """At most MAX_REQUESTS ``req``s wait at once per connection; the next is refused."""
+    await worker_present(client, "many.svc")
     async with ws_client(hub_server) as c:
         for i in range(MAX_REQUESTS):
             await c.send({"op": "req", "id": i, "topic": "many.svc", "data": i,

@@ -30,6 +30,7 @@ import asyncio
 import base64
 import contextlib
 import functools
+import logging
 import os
 import secrets
 import weakref
@@ -45,6 +46,8 @@ from websockets.exceptions import WebSocketException
 
 from .. import __version__
 from ..protocol import errors
+from ..protocol.message import ERROR_TYPE
+from .admin import Admin
 from .backoff import Backoff, BackoffPolicy
 from .errors import DoorRefused, error_from_response
 from .groups import Group
@@ -60,6 +63,7 @@ JSON = "application/json"
 OCTET = "application/octet-stream"
 
 #: Failures of the network, not of the request: reconnecting can help.
+log = logging.getLogger("hubbub.client")
 NETWORK_ERRORS = (httpx.TransportError, OSError, TimeoutError, WebSocketException)
 
 
@@ -257,6 +261,8 @@ class AsyncClient:
         #: Doors found refused; ``auto`` skips them for the rest of this client's life.
         self.refused: set[Transport] = set()
         self._subs: weakref.WeakSet[Subscription] = weakref.WeakSet()
+        # Nacks of what abandoned consume() iterators had pulled (Consumer).
+        self._nacks: set[asyncio.Task[None]] = set()
 
     async def __aenter__(self) -> AsyncClient:
         return self
@@ -275,7 +281,24 @@ class AsyncClient:
         for sub in list(self._subs):
             if not sub.running:
                 await sub.aclose()
+        while self._nacks:
+            await asyncio.wait(list(self._nacks))
         await self.http.aclose()
+
+    async def nack_quietly(self, group: Group, leases: list[str]) -> None:
+        """Give leases back to ``group``, for a :class:`~hubbub.client.groups.Consumer`
+        closing: a failure is logged, not raised (the leases then run out)."""
+        try:
+            await group.nack(leases)
+        except (errors.HubbubError, *NETWORK_ERRORS, RuntimeError) as exc:  # closed client
+            log.warning("could not give back %d leases of group %s: %s",
+                        len(leases), group.name, exc)
+
+    def nack_later(self, group: Group, leases: list[str]) -> None:
+        """:meth:`nack_quietly` from a task of this client's; :meth:`aclose` waits for it."""
+        task = asyncio.ensure_future(self.nack_quietly(group, leases))
+        self._nacks.add(task)
+        task.add_done_callback(self._nacks.discard)
 
     def _first_door(self) -> Transport:
         if self.transport is not None and self.transport not in self.refused:
@@ -473,6 +496,10 @@ class AsyncClient:
             The reply as a message object (``content_type`` and base64
             ``data`` for a non-JSON reply).
         Raises:
+            NoResponders: no worker takes ``topic`` (``503`` at once); nothing
+                was published.
+            ResponderError: the responder's handler failed; the error's
+                message is the one it sent.
             GatewayTimeout: no reply within ``timeout``.
             InvalidRequest, PayloadTooLarge...: nothing was published.
             Unavailable: the hub could not be reached.
@@ -510,6 +537,46 @@ class AsyncClient:
         return await self._post_retrying(
             "/v1/replies/" + quote(request_id, safe=""), body, {"Content-Type": ctype})
 
+    async def reply_error(self, request_id: str, message: str) -> dict[str, Any]:
+        """Tell a request's caller that its responder failed, and why: the caller
+        gets a ``502`` problem (:class:`~hubbub.protocol.errors.ResponderError`)
+        with ``message`` at once instead of waiting for its timeout.
+
+        Returns:
+            The receipt of the stored error reply.
+        Raises:
+            InvalidRequest: ``message`` is empty or over 1000 characters.
+            Conflict, Expired, NotFound: as for :meth:`reply`; nothing stored.
+        """
+        return await self._post_retrying(
+            "/v1/replies/" + quote(request_id, safe=""), message.encode(),
+            {"Content-Type": ERROR_TYPE})
+
+    async def history(
+        self, topic: str, *, before: str = "end", limit: int = 100
+    ) -> dict[str, Any]:
+        """The newest ``limit`` messages of ``topic`` before ``before`` (``"end"``, or
+        a cursor: a page's ``prev``), oldest first (``docs/http.md``)::
+
+            page = await hub.history("chat.room1", limit=50)      # the last 50
+            older = await hub.history("chat.room1", before=page["prev"], limit=50)
+            async with hub.subscribe("chat.room1", after=page["cursor"]) as sub:
+                ...                                                # and on, live
+
+        Returns:
+            ``{"messages": [...], "prev": CURSOR or None, "cursor": CURSOR}``:
+            ``prev`` reads the page before (``None``: nothing older is
+            retained), ``cursor`` reads on after this page's newest message.
+        Raises:
+            GapError: ``before`` is of an earlier epoch of the topic (its log
+                was deleted or lost); ``extra["cursor"]`` is the current end.
+            InvalidCursor: ``before`` is not a cursor of this topic.
+            Unavailable: the hub could not be reached.
+        """
+        return await self._json_call(
+            "GET", "/v1/topics/" + quote(topic, safe=":@") + "/messages",
+            params={"before": before, "limit": str(limit)})
+
     async def presence(self, topic: str) -> dict[str, Any]:
         """Who is present on ``topic`` now (``docs/presence.md``):
         ``{"topic": ..., "count": n, "present": [{"conn", "client", "info", "since"}]}``.
@@ -546,8 +613,9 @@ class AsyncClient:
         group; default ``responders-<topic>``). ``handler`` gets the request
         data (bytes for a non-JSON request) and returns the reply data (bytes
         for a non-JSON reply); a plain function runs in a thread. A request
-        past its deadline is skipped; a handler that raises nacks the request
-        (another responder may try it).
+        past its deadline is skipped; a handler that raises answers the
+        caller with the exception (its type and message: the caller gets a
+        :class:`~hubbub.protocol.errors.ResponderError`).
 
         Returns:
             How many requests were answered (when ``count`` ends it).
@@ -556,6 +624,14 @@ class AsyncClient:
 
         return await respond(self, topic, handler, group=group, count=count, lease=lease)
 
+
+    @functools.cached_property
+    def admin(self) -> Admin:
+        """The admin API (:class:`~hubbub.client.admin.Admin`; an admin token needed):
+        ``connections()``, ``disconnect()``, ``purge_topic()``, ``delete_topic()``,
+        ``cancel_job()``,
+        ``presence()``, ``drop_presence()``."""
+        return Admin(self)
 
     @functools.cached_property
     def jobs(self) -> Jobs:

@@ -18,8 +18,7 @@ delivery a second time raises :class:`~hubbub.protocol.errors.UsageError`.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import quote
 
@@ -183,43 +182,105 @@ class Group:
         """Make leases last ``lease`` seconds from now (outcomes as :meth:`ack`)."""
         return await self._settle("extend", ids, lease=lease)
 
-    async def consume(
+    def consume(
         self, max: int = 10, *, wait: float = 25.0, max_backoff: float = 5.0
-    ) -> AsyncGenerator[Delivery, None]:
+    ) -> Consumer:
         """Deliveries forever: long polls of up to ``max``, retried on network errors.
 
+        ::
+
+            async for delivery in group.consume():
+                ...
+                await delivery.ack()
+
         Settle each delivery (ack or nack). Deliveries pulled but not yet
-        handed out when the iteration ends are nacked, so that other workers
-        get them at once.
+        handed out when the iteration ends (a ``break``, an exception, the
+        task cancelled) are nacked, so that other workers get them at once;
+        ``async with group.consume() as deliveries:`` does it before the
+        block is left, a plain ``async for`` as soon as the loop is left
+        (and :meth:`AsyncClient.aclose` waits for it).
 
         Raises:
             HubbubError: the hub refused the pull (bad topics, a group for
                 other topics...), except temporary errors, which are retried.
         """
+        return Consumer(self, max, wait, max_backoff)
+
+
+class Consumer:
+    """The deliveries of :meth:`Group.consume`: an async iterator, and an async
+    context manager that closes it.
+
+    What it pulled but has not handed out yet goes back to the hub (a nack)
+    when it is closed, or, when it is dropped unclosed (the ``break`` of a
+    plain ``async for``), from a task of its client's that
+    :meth:`AsyncClient.aclose` waits for: the rest of a batch never waits for
+    its lease to run out, and no error is left for the event loop to report.
+    """
+
+    def __init__(self, group: Group, max: int, wait: float, max_backoff: float) -> None:
+        self.group = group
+        self.max = max
+        self.wait = wait
+        self.max_backoff = max_backoff
+        self._batch: list[Delivery] = []
+        self._closed = False
+        #: The loop it is iterated on (known from the first step: the blocking
+        #: client makes it on another thread).
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def __aiter__(self) -> Consumer:
+        return self
+
+    async def __anext__(self) -> Delivery:
         from .aio import NETWORK_ERRORS
 
+        self._loop = asyncio.get_running_loop()
         backoff = MIN_BACKOFF
-        batch: list[Delivery] = []
-        try:
-            while True:
-                try:
-                    batch = await self.pull(max, wait=wait)
-                except errors.HubbubError as exc:
-                    if isinstance(exc, errors.InvalidRequest) and exc.field == "wait" and wait > 1:
-                        wait = int(wait / 2)  # this hub's max_wait is lower
-                        continue
-                    if not exc.temporary:
-                        raise
-                except NETWORK_ERRORS:
-                    pass
-                else:
-                    backoff = MIN_BACKOFF
-                    while batch:
-                        yield batch.pop(0)
+        while not self._batch:
+            if self._closed:
+                raise StopAsyncIteration
+            try:
+                self._batch = await self.group.pull(self.max, wait=self.wait)
+            except errors.HubbubError as exc:
+                if (isinstance(exc, errors.InvalidRequest) and exc.field == "wait"
+                        and self.wait > 1):
+                    self.wait = int(self.wait / 2)  # this hub's max_wait is lower
                     continue
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, max_backoff)
-        finally:
-            if batch:
-                with contextlib.suppress(errors.HubbubError, *NETWORK_ERRORS):
-                    await self.nack([d.lease for d in batch])
+                if not exc.temporary:
+                    raise
+            except NETWORK_ERRORS:
+                pass
+            else:
+                continue
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, self.max_backoff)
+        return self._batch.pop(0)
+
+    async def aclose(self) -> None:
+        """End the iteration; give back what was pulled and not handed out. Idempotent."""
+        self._closed = True
+        batch, self._batch = self._batch, []
+        if batch:
+            await self.group._client.nack_quietly(self.group, [d.lease for d in batch])
+
+    async def __aenter__(self) -> Consumer:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    def __del__(self) -> None:
+        # Dropped unclosed, as a plain ``async for`` that breaks leaves it.
+        if self._batch and self._loop is not None and not self._loop.is_closed():
+            leases = [d.lease for d in self._batch]
+            self._batch = []
+            nack_later = self.group._client.nack_later
+            try:
+                here = asyncio.get_running_loop() is self._loop
+            except RuntimeError:
+                here = False
+            if here:  # at once, so that a client closing next waits for it
+                nack_later(self.group, leases)
+            else:
+                self._loop.call_soon_threadsafe(nack_later, self.group, leases)

@@ -65,7 +65,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("hubbub.client")
 
-FINAL = ("succeeded", "failed")
+FINAL = ("succeeded", "failed", "cancelled")
 #: Keys of a take's answer that belong to the lease and the data, not to the job.
 TAKE_KEYS = ("lease", "deadline", "data", "content_type")
 Handler = Callable[[Any, "Progress"], Any]
@@ -247,7 +247,7 @@ class Jobs:
 
     async def wait(self, job_id: str, *, timeout: float | None = None,
                    poll: float = 25.0) -> dict[str, Any]:
-        """The finished job (``succeeded`` or ``failed``), waiting for it by long polls.
+        """The finished job (``succeeded``, ``failed`` or ``cancelled``), waiting for it by long polls.
 
         Raises:
             GatewayTimeout: not finished within ``timeout`` seconds.

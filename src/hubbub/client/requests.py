@@ -16,8 +16,9 @@ Per request, in this order: skip it (ack) when its deadline has passed, since
 the hub would refuse the reply anyway; call the handler; store the reply; ack.
 A reply refused as already given (``409``), too late (``410``) or no longer
 waited for (``404``: the caller left) is acked too: the request is settled
-either way. A handler that raises nacks the
-request with its error (the group's ``max_deliver`` bounds the retries).
+either way. A handler that raises answers with an *error reply* (its
+exception's type and message), so the caller gets a ``502``
+``responder-error`` at once instead of a timeout; the request is acked.
 """
 
 from __future__ import annotations
@@ -40,6 +41,8 @@ if TYPE_CHECKING:
     from .groups import Delivery
 
 log = logging.getLogger("hubbub.client")
+#: The longest message an error reply may carry (characters).
+MAX_ERROR = 1000
 _TOKEN_SAFE = re.compile(r"[^A-Za-z0-9_\-:@]")
 
 
@@ -88,20 +91,28 @@ async def answer(client: AsyncClient, delivery: Delivery,
     if isinstance(deadline, int) and deadline <= time.time() * 1000:
         await delivery.ack()  # nobody waits for it any more
         return False
-    try:
-        result = await _call(handler, data)
-    except Exception as exc:
-        with contextlib.suppress(errors.HubbubError):
-            await delivery.nack(error=f"{type(exc).__name__}: {exc}")
-        log.exception("handler failed on %r", delivery)
-        return False
     stored = True
     try:
-        await client.reply(envelope["request"], result)
+        try:
+            result = await _call(handler, data)
+        except Exception as exc:
+            log.exception("handler failed on %r", delivery)
+            # The caller gets the error now rather than a timeout later.
+            await client.reply_error(envelope["request"], error_message(exc))
+            stored = False
+        else:
+            await client.reply(envelope["request"], result)
     except (errors.Conflict, errors.Expired, errors.NotFound):
         stored = False  # answered by another responder, too late, or its caller left
     await delivery.ack()
     return stored
+
+
+def error_message(exc: BaseException) -> str:
+    """What a caller is told of a handler's exception: its type and message,
+    cut to the 1000 characters an error reply may carry."""
+    text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    return text[:MAX_ERROR]
 
 
 async def respond(

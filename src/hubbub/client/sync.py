@@ -47,6 +47,7 @@ from typing import Any, Concatenate, Generic, ParamSpec, TypeVar, overload
 import httpx
 
 from ..protocol import errors
+from .admin import Admin
 from .aio import AsyncClient, Subscription, Transport
 from .backoff import BackoffPolicy
 from .groups import Delivery, Group
@@ -327,6 +328,18 @@ class SyncJobs(_Bridge[Jobs]):
         return None if taken is None else SyncTakenJob(self._portal, taken)
 
 
+class SyncAdmin(_Bridge[Admin]):
+    """The blocking :class:`~hubbub.client.admin.Admin` of :attr:`Client.admin`."""
+
+    connections = bridge(Admin.connections)
+    disconnect = bridge(Admin.disconnect)
+    purge_topic = bridge(Admin.purge_topic)
+    delete_topic = bridge(Admin.delete_topic)
+    cancel_job = bridge(Admin.cancel_job)
+    presence = bridge(Admin.presence)
+    drop_presence = bridge(Admin.drop_presence)
+
+
 class Client(_Bridge[AsyncClient]):
     """A blocking connection to one hub; the arguments are :class:`AsyncClient`'s.
 
@@ -389,11 +402,18 @@ class Client(_Bridge[AsyncClient]):
     publish_batch = bridge(AsyncClient.publish_batch)
     request = bridge(AsyncClient.request)
     reply = bridge(AsyncClient.reply)
+    reply_error = bridge(AsyncClient.reply_error)
     respond = bridge(AsyncClient.respond)
     presence = bridge(AsyncClient.presence)
+    history = bridge(AsyncClient.history)
     upload = bridge(AsyncClient.upload)
     subscribe = returning(AsyncClient.subscribe, SyncSubscription)
     group = returning(AsyncClient.group, SyncGroup)
+
+    @property
+    def admin(self) -> SyncAdmin:
+        """The admin API (:class:`SyncAdmin`; an admin token needed)."""
+        return SyncAdmin(self._portal, self._async.admin)
 
     @property
     def jobs(self) -> SyncJobs:

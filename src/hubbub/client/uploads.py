@@ -20,8 +20,13 @@ The rules:
 3. Network errors and temporary answers (423, 5xx) are retried after a HEAD
    (the hub may have stored part of the chunk), with backoff, for up to
    ``retry_for`` seconds without progress; 409 re-reads the offset at once.
-   Other refusals (413, 400...) are raised as :mod:`hubbub.protocol.errors`.
-4. A finished upload is forgotten from the state file.
+   Other refusals (400...) are raised as :mod:`hubbub.protocol.errors`.
+4. A ``413`` to a PATCH means a body limit on the way (a proxy's, such as
+   nginx's ``client_max_body_size``): the chunk size is halved, down to
+   :data:`MIN_CHUNK_SIZE`, and the chunk sent again from the offset the hub
+   reports; the smaller size is kept for the rest of the file. A ``413`` at
+   the floor is raised, naming the limit to raise.
+5. A finished upload is forgotten from the state file.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ import asyncio
 import contextlib
 import hashlib
 import json
+import logging
 import mimetypes
 import os
 import time
@@ -48,9 +54,12 @@ if TYPE_CHECKING:
 
 #: Bytes per PATCH.
 CHUNK_SIZE = 8 << 20
+#: The smallest chunk a 413 halves the chunk size to (Rule 4).
+MIN_CHUNK_SIZE = 64 << 10
 #: Bytes per read of the file while a PATCH streams it.
 READ_SIZE = 256 << 10
 TUS_HEADERS = {"Tus-Resumable": tus.VERSION}
+log = logging.getLogger("hubbub.client")
 Progress = Callable[[int, int], None]
 
 
@@ -142,6 +151,10 @@ async def upload(
         try:
             offset = await _patch(http, url, file, offset, end)
         except (httpx.TransportError, OSError, errors.HubbubError) as exc:
+            if isinstance(exc, errors.HubbubError) and exc.status == 413:
+                chunk_size = _smaller(chunk_size, end - offset, exc)
+                offset = await _offset(http, url)
+                continue
             if isinstance(exc, errors.HubbubError) and not _retryable(exc):
                 raise
             if time.monotonic() > deadline:
@@ -158,6 +171,24 @@ async def upload(
     state.set(key, None)
     return {"url": url, "id": url.rstrip("/").rsplit("/", 1)[1], "size": size,
             "resumed_from": started}
+
+
+def _smaller(chunk_size: int, sent: int, exc: errors.HubbubError) -> int:
+    """The chunk size to try after a 413 to a PATCH of ``sent`` bytes (Rule 4).
+
+    Raises:
+        PayloadTooLarge: ``sent`` was already at the floor.
+    """
+    if sent <= MIN_CHUNK_SIZE:
+        raise errors.PayloadTooLarge(
+            f"the hub or a proxy in front of it refuses upload chunks of {sent} bytes "
+            f"(413: {exc.message}), even at the smallest chunk size; raise the proxy's "
+            "body size limit (nginx: client_max_body_size) to at least 8 MiB",
+            field="chunk_size") from exc
+    smaller = max(MIN_CHUNK_SIZE, min(chunk_size, sent) // 2)
+    log.warning("upload chunks of %d bytes are refused as too large (413); trying %d",
+                sent, smaller)
+    return smaller
 
 
 def _retryable(exc: errors.HubbubError) -> bool:

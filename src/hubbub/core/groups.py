@@ -15,6 +15,13 @@ Delivery is at-least-once: a message whose lease runs out before its ack is
 leased again, to any worker, up to ``max_deliver`` times per namespace, then
 moved to the dead-letter topic ``dlq.<group>`` with its attempts and the last
 error a nack gave.
+
+Whether a group has workers is known cluster-wide: every pull (and every
+extend) keeps the engine record ``workers/<group>``, holding the group's
+patterns, alive until the pull's wait plus its lease have passed, the longest
+a live worker goes without pulling or extending. Request-reply asks
+:meth:`Groups.has_workers` before it publishes a request, so a request nobody
+takes fails at once (:mod:`hubbub.core.requests`).
 """
 
 from __future__ import annotations
@@ -24,11 +31,13 @@ import math
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Literal
 
+import msgspec
+
 from ..config import Config
 from ..engines.base import Engine, GroupInfo, Lease
 from ..protocol.errors import Conflict, InvalidRequest, NotFound, SlowConsumer
 from ..protocol.leases import Outcome, dead_letter_topic, parse_lease_id, validate_group
-from ..protocol.topics import TopicFilter, validate_pattern
+from ..protocol.topics import TopicFilter, matches, validate_pattern
 from .metrics import Metrics
 from .subscription import State, Subscription
 
@@ -38,6 +47,11 @@ MAX_LEASE = 12 * 3600.0
 MAX_DELAY = 7 * 86400.0
 MAX_IDS = 1000
 MAX_ERROR = 1000
+#: The kind of the records that say a group has workers (one per group).
+WORKERS = "workers/"
+
+_encode = msgspec.json.Encoder().encode
+_decode = msgspec.json.Decoder(list[str]).decode
 
 Subscribe = Callable[[Sequence[str], str], Awaitable[Subscription]]
 
@@ -72,6 +86,10 @@ class Groups:
         # Pulls of this node waiting per group: a nack here wakes them at once
         # (a nack on another node reaches them by their next claim).
         self._waiting: dict[str, set[asyncio.Future[None]]] = {}
+        # What this node last wrote to each group's workers record: its
+        # patterns and expiry. A pull rewrites the record only once half of
+        # its life has passed, so a busy group costs one write now and then.
+        self._announced: dict[str, tuple[tuple[str, ...], int]] = {}
 
     async def info(self, name: str) -> GroupInfo:
         """The group as stored.
@@ -157,6 +175,7 @@ class Groups:
         lease_ms = _seconds(lease, "lease", 0.1, MAX_LEASE)
         wait_ms = _seconds(wait, "wait", 0, self.config.server.max_wait)
         g = await self._open(name, patterns, start)
+        await self._announce(g.name, g.patterns, wait_ms + lease_ms)
         deadline = self._now() + wait_ms
         sub: Subscription | None = None
         try:
@@ -203,6 +222,38 @@ class Groups:
                 await asyncio.wait((news,))
         if news.done() and not news.cancelled():
             news.result()  # SlowConsumer, if that is what ended the wait
+
+    async def _announce(self, name: str, patterns: tuple[str, ...], life_ms: int) -> None:
+        """Keep the group's workers record alive for ``life_ms`` from now."""
+        now = self._now()
+        known = self._announced.get(name)
+        if known is not None and known[1] - now > life_ms // 2:
+            return
+        expires = now + life_ms
+        await self.engine.put(WORKERS + name, _encode(list(patterns)), now, expires=expires)
+        self._announced[name] = (patterns, expires)
+
+    async def has_workers(self, topic: str) -> bool:
+        """Whether a worker of some group whose patterns match ``topic`` pulled
+        (or extended a lease) lately, on any node of the cluster."""
+        now = self._now()
+        for record in await self.engine.scan(WORKERS, now):
+            try:
+                patterns = _decode(record.value)
+            except msgspec.DecodeError:  # pragma: no cover - only this module writes them
+                continue
+            if any(matches(p, topic) for p in patterns):
+                return True
+        return False
+
+    async def sweep(self) -> int:
+        """Remove the workers records of groups nobody pulls from any more."""
+        removed = 0
+        while gone := await self.engine.expire(WORKERS, self._now()):
+            removed += len(gone)
+            if len(gone) < 1000:
+                break
+        return removed
 
     def _kick(self, name: str) -> None:
         for kick in self._waiting.get(name, ()):
@@ -264,6 +315,9 @@ class Groups:
             delay_ms=delay_ms, lease_ms=lease_ms, error=error,
         )
         self.metrics.group(name).settle(lease_ids, outcomes, action, now + lease_ms)
+        known = self._announced.get(name)
+        if action == "extend" and known is not None and Outcome.OK in outcomes:
+            await self._announce(name, known[0], lease_ms)  # a busy worker is still there
         if action == "nack" and Outcome.OK in outcomes:
             self._kick(name)  # the messages are due again (or will be after ``delay``)
         return dict(zip(lease_ids, outcomes, strict=True))

@@ -25,6 +25,7 @@ from ..engines.base import AppendRequest, AppendResult, Engine, TopicInfo
 from ..loop.tasks import cancel_and_wait
 from ..protocol import cursor as _cursor
 from ..protocol.errors import (
+    Forbidden,
     GapError,
     HubbubError,
     InvalidCursor,
@@ -38,6 +39,7 @@ from ..protocol.topicindex import TopicIndex
 from ..protocol.topics import TopicFilter, namespace, validate_pattern, validate_topic
 from . import tracing
 from .auth import Auth
+from .connections import ADMIN_NAMESPACE, Connections
 from .fanout import FanOut
 from .groups import Groups
 from .jobs import Jobs
@@ -98,6 +100,8 @@ class Hub:
         self.presence = Presence(self)
         #: This node's place in the cluster view (:mod:`hubbub.core.nodes`).
         self.nodes = Nodes(self)
+        #: Every WebSocket and SSE connection of the cluster (:mod:`hubbub.core.connections`).
+        self.connections = Connections(self)
         #: Long polls waiting together (see :meth:`poll_now`).
         self.polls = Polls()
         #: Who a client is and what it may do; every door asks (:mod:`hubbub.core.auth`).
@@ -152,6 +156,7 @@ class Hub:
         self.presence.start()
         await self.jobs.start()
         self.nodes.start()
+        self.connections.start()
         self._started = True
 
     def _index(self, messages: Sequence[Message]) -> None:
@@ -182,6 +187,7 @@ class Hub:
         await self.drain()
         await cancel_and_wait(self._trimmer)
         if self._started:
+            await self.connections.stop()
             await self.nodes.stop()
             await self.uploads.stop()
             await self.presence.stop()  # its leaves are published before the engine closes
@@ -195,6 +201,7 @@ class Hub:
             with contextlib.suppress(Unavailable):
                 await self.engine.trim(self.config.retention, self.now())
                 await self.requests.sweep()
+                await self.groups.sweep()
 
     def _check_open(self) -> None:
         if self.draining:
@@ -208,6 +215,10 @@ class Hub:
     ) -> AppendRequest:
         """Validate one message; error fields are ``prefix`` + topic, data or key."""
         validate_topic(topic, field=prefix + "topic")
+        if topic.startswith(ADMIN_NAMESPACE):
+            # Orders to every node travel there (core.connections): nobody forges them.
+            raise Forbidden("the _admin namespace is written by the hub only",
+                            field=prefix + "topic")
         ns = self.config.for_topic(topic)
         if len(data) > ns.max_message_size:
             raise PayloadTooLarge(
@@ -520,6 +531,22 @@ class Hub:
         self.metrics.store_errors["feed"] += 1
         for sub in list(self._subs):
             sub.fail(type(exc)(exc.message))
+
+    def end_subscriptions(self, topic: str, exc: HubbubError) -> int:
+        """End the live subscriptions of this node naming ``topic`` exactly with (a
+        copy of) ``exc``, as :meth:`Subscription.fail` does; how many."""
+        ended = [sub for sub in list(self._subs) if topic in sub.topics.exact]
+        for sub in ended:
+            sub.fail(type(exc)(exc.message))
+        return len(ended)
+
+    def reset_topic(self, topic: str) -> int:
+        """The log of ``topic`` was deleted (on any node): forget its name in this
+        node's topic index, so it counts toward no limit, and end the live
+        subscriptions naming it; how many were ended."""
+        self.topics.discard(topic)
+        return self.end_subscriptions(topic, Unavailable(
+            "the topic's log was deleted; resume from the cursor to learn the gap"))
 
     def unsubscribe(self, sub: Subscription) -> None:
         """Close ``sub``; same as ``sub.close()``."""

@@ -79,6 +79,7 @@ from ..protocol.errors import (
 from ..protocol.jobstate import (
     Job,
     State,
+    cancelled,
     check_error,
     check_lease,
     check_progress,
@@ -505,6 +506,27 @@ class Jobs:
                 # Queued again, or out of tries: the group retries it, or
                 # moves it to its dead-letter topic with the error.
                 await self._settle(group, lease, "nack", error=written.error, delay=delay)
+            return written
+        raise Conflict("the job keeps changing; try again", field="id")
+
+    async def cancel(self, job_id: str) -> Job:
+        """Cancel a job that is not final (an operator's act: Rule 5 of
+        :mod:`hubbub.protocol.jobstate`); the cancelled job.
+
+        Raises:
+            InvalidRequest: a malformed id.
+            NotFound: no such job.
+            Conflict: the job is already final (``state`` says which).
+        """
+        self._check_open()
+        for _ in range(CAS_TRIES):
+            job = await self.get(job_id)
+            written = await self._write(cancelled(job, self.hub.now()), job.version)
+            if written is None:
+                continue
+            if job.state is State.RUNNING and job.lease is not None:
+                await self.hub.engine.delete(WATCH_PREFIX + job_id, self.hub.now())
+                await self._settle(group_name(job.queue), job.lease, "ack")
             return written
         raise Conflict("the job keeps changing; try again", field="id")
 

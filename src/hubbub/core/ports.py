@@ -12,7 +12,9 @@ The ports form a ladder: :class:`HubBase` (the store, the configuration,
 the clock, whether the hub drains), :class:`Counted` (plus this node's
 counters and live subscriptions), :class:`Publisher` (plus publishing,
 subscribing and consumer groups) and :class:`Observed` (plus what the stats
-report reads of nodes and uploads).
+report reads of nodes and uploads); :class:`WithOrders` and :class:`Administered`
+are what presence and the cluster's list of connections use of each other
+through the hub.
 """
 
 from __future__ import annotations
@@ -102,4 +104,44 @@ class Observed(Counted, Protocol):
     def uploads(self) -> UploadsView: ...
 
 
-__all__ = ["Counted", "HubBase", "NodesView", "Observed", "Publisher", "UploadsView"]
+class Orders(Protocol):
+    """Orders to every node (:meth:`hubbub.core.connections.Connections.order`)."""
+
+    async def order(self, order: dict[str, str]) -> None: ...
+
+
+class WithOrders(HubBase, Protocol):
+    """Plus orders to every node: what presence uses to drop another node's entry."""
+
+    @property
+    def connections(self) -> Orders: ...
+
+
+class NodeId(Protocol):
+    """This node's id in the cluster (:class:`~hubbub.core.nodes.Nodes`)."""
+
+    @property
+    def id(self) -> str: ...
+
+
+class PresenceDrops(Protocol):
+    """Dropping this node's own presence entries (:class:`~hubbub.core.presence.Presence`)."""
+
+    async def drop_mine(self, key: str) -> bool: ...
+
+
+class Administered(HubBase, Protocol):
+    """What the cluster's list of connections and its orders use
+    (:mod:`hubbub.core.connections`)."""
+
+    @property
+    def nodes(self) -> NodeId: ...
+
+    @property
+    def presence(self) -> PresenceDrops: ...
+
+    def reset_topic(self, topic: str) -> int: ...
+
+
+__all__ = ["Administered", "Counted", "HubBase", "NodeId", "NodesView", "Observed", "Orders",
+           "PresenceDrops", "Publisher", "UploadsView", "WithOrders"]

@@ -78,7 +78,7 @@ from ..loop.tasks import cancel_and_wait
 from ..protocol.errors import HubbubError, InvalidRequest, InvalidTopic, NotFound, Unavailable
 from ..protocol.message import JSON
 from ..protocol.topics import MAX_TOPIC_LENGTH, validate_topic
-from .ports import HubBase
+from .ports import WithOrders
 
 log = logging.getLogger("hubbub")
 
@@ -199,7 +199,7 @@ class Member:
 class Presence:
     """Presence over one hub. Reached as ``hub.presence``."""
 
-    def __init__(self, hub: HubBase) -> None:
+    def __init__(self, hub: WithOrders) -> None:
         self.hub = hub
         #: Entries of this node's connections, by record key.
         self._held: dict[str, _Entry] = {}
@@ -232,9 +232,10 @@ class Presence:
     def ttl_ms(self) -> int:
         return int(self.hub.config.server.presence_ttl * 1000)
 
-    def member(self) -> Member:
-        """The presence of a new connection, with a new connection id."""
-        return Member(self, secrets.token_hex(8))
+    def member(self, conn: str | None = None) -> Member:
+        """The presence of a new connection: its id ``conn`` (from
+        :meth:`hubbub.core.connections.Connections.add`), or a new one."""
+        return Member(self, conn or secrets.token_hex(8))
 
     async def present(self, topic: str) -> dict[str, Any]:
         """Who is present on ``topic``: ``{topic, count, present: [entry...]}``,
@@ -254,6 +255,45 @@ class Presence:
         if len(records) > MAX_LIST:
             out["truncated"] = True
         return out
+
+    async def entries(self) -> dict[str, Any]:
+        """Every entry of every topic, for operators: ``{count, present: [entry...]}``
+        sorted by topic, then connection; ``truncated`` past :data:`MAX_LIST`."""
+        records = await self.hub.engine.scan(KIND, self.hub.now(), MAX_LIST + 1)
+        entries = [_decode(r.value) for r in records[:MAX_LIST]]
+        out: dict[str, Any] = {"count": len(entries), "present": entries}
+        if len(records) > MAX_LIST:
+            out["truncated"] = True
+        return out
+
+    async def drop(self, topic: str, conn: str) -> None:
+        """Remove ``conn``'s entry on ``topic`` (an operator's act), with a ``leave``
+        event (reason ``dropped``). The node that holds it stops renewing it
+        (told on :data:`hubbub.core.connections.ORDERS`), so it stays gone while
+        that connection lasts, unless it subscribes to the topic again.
+
+        Raises:
+            InvalidTopic: a malformed topic name.
+            NotFound: no such entry.
+        """
+        validate_topic(topic)
+        key = f"{KIND}{topic}/{conn}"
+        if await self.drop_mine(key):
+            return
+        record = await self.hub.engine.get(key, self.hub.now())
+        if record is None:
+            raise NotFound("no such presence entry", field="conn")
+        await self.hub.connections.order({"drop": key})
+        if await self.hub.engine.delete(key, self.hub.now()):
+            await self._emit("leave", _decode(record.value), "dropped")
+
+    async def drop_mine(self, key: str) -> bool:
+        """Drop the entry ``key`` if this node holds it; whether it did."""
+        entry = self._held.get(key)
+        if entry is None:
+            return False
+        await self._remove(entry, "dropped")
+        return True
 
     # -- lifecycle ----------------------------------------------------------------
 

@@ -41,6 +41,14 @@ The rules:
    :class:`~hubbub.protocol.errors.GatewayTimeout` at the deadline. Inboxes are the
    ``_inbox`` namespace, which keeps one message for a minute unless
    configured otherwise (:meth:`hubbub.config.Config.for_topic`).
+6. Fail fast, as NATS answers "no responders" at once: a request whose topic
+   no consumer group's worker takes (:meth:`hubbub.core.groups.Groups.has_workers`,
+   known cluster-wide through engine records) raises
+   :class:`~hubbub.protocol.errors.NoResponders` and publishes nothing. A
+   responder whose handler failed replies with an *error reply*: the content
+   type :data:`ERROR_TYPE` and its message as UTF-8 text. The caller raises
+   :class:`~hubbub.protocol.errors.ResponderError` with that message instead
+   of waiting for the deadline.
 
 A request is made in two steps: :meth:`Requests.send` publishes it (bad input
 raises there) and :meth:`PendingRequest.wait` waits for the reply, so a door
@@ -67,10 +75,14 @@ from ..protocol.errors import (
     GatewayTimeout,
     HubbubError,
     InvalidRequest,
+    NoResponders,
     NotFound,
+    PayloadTooLarge,
+    ResponderError,
     Unavailable,
 )
-from ..protocol.message import JSON, Message, compact_json
+from ..protocol.message import ERROR_TYPE, JSON, Message, compact_json
+from ..protocol.topics import validate_topic
 from .ports import Publisher
 from .subscription import State, Subscription
 from .tracing import traced
@@ -78,6 +90,8 @@ from .tracing import traced
 #: The kind of the records of requests being waited for (Rule 3).
 KIND = "request/"
 DEFAULT_TIMEOUT = 5.0
+#: The longest error message a responder may send, in characters.
+MAX_ERROR = 1000
 _ID_RE = re.compile(r"(0|[1-9][0-9]{0,15})\.([0-9a-f]{32})")
 _json_encode = msgspec.json.Encoder().encode
 
@@ -101,6 +115,21 @@ def envelope(request_id: str, deadline: int, data: bytes, content_type: str) -> 
         return head + b',"data":' + data + b"}"
     return (head + b',"content_type":' + _json_encode(content_type)
             + b',"data":' + _json_encode(base64.b64encode(data).decode()) + b"}")
+
+
+def check_error(data: bytes) -> None:
+    """Check the data of an error reply (Rule 6).
+
+    Raises:
+        InvalidRequest: not UTF-8 text of 1 to :data:`MAX_ERROR` characters.
+    """
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidRequest("an error reply must be UTF-8 text", field="error") from None
+    if not 0 < len(text) <= MAX_ERROR:
+        raise InvalidRequest(f"an error reply must be 1 to {MAX_ERROR} characters",
+                             field="error")
 
 
 class PendingRequest:
@@ -127,6 +156,7 @@ class PendingRequest:
         """The reply (the first message of the inbox); closes the request.
 
         Raises:
+            ResponderError: the responder failed; its message is the error's.
             GatewayTimeout: no reply before the deadline (``request`` names it).
             Unavailable: the hub is shutting down.
         """
@@ -136,6 +166,10 @@ class PendingRequest:
                 for event in await self._sub.next_batch(1, timeout=left / 1000):
                     if isinstance(event, Message):
                         self._done = True  # the record stays: a second reply is a Conflict
+                        if event.content_type == ERROR_TYPE:
+                            raise ResponderError(
+                                event.data.decode("utf-8", "replace") or "responder failed",
+                                request=self.id)
                         return event
                 if self._sub.state is State.CLOSED:
                     raise Unavailable("hub is shutting down")
@@ -181,6 +215,7 @@ class Requests:
 
         Raises:
             InvalidRequest, InvalidTopic, PayloadTooLarge: bad input; nothing published.
+            NoResponders: no group's worker takes ``topic`` (Rule 6); nothing published.
             Unavailable: the store failed or the hub is draining; nothing published.
         """
         hub = self.hub
@@ -193,6 +228,13 @@ class Requests:
             # Checked on its own: spliced into the envelope, text like
             # `1,"request":"x"` would otherwise forge the envelope's fields.
             data = compact_json(data, max_depth=hub.config.limits.json_depth)
+        validate_topic(topic)
+        limit = hub.config.for_topic(topic).max_message_size
+        if len(data) > limit:  # checked before Rule 6: bad input is told as such
+            raise PayloadTooLarge(f"message is larger than {limit} bytes", field="data")
+        if not await hub.groups.has_workers(topic):
+            raise NoResponders(f"no responders: no consumer group's worker takes {topic}",
+                               field="topic")
         token = secrets.token_hex(16)
         # hub.now() drops the fraction of its millisecond: one more keeps the
         # wait from ending before ``timeout`` has passed.
@@ -220,6 +262,8 @@ class Requests:
 
         Raises:
             InvalidRequest, InvalidTopic, PayloadTooLarge: bad input; nothing published.
+            NoResponders: no group's worker takes ``topic``; nothing published.
+            ResponderError: the responder failed and said why.
             GatewayTimeout: no reply within ``timeout`` seconds.
             Unavailable: the store failed or the hub is draining.
         """
@@ -234,7 +278,9 @@ class Requests:
     ) -> Message:
         """Store the reply to ``request_id`` for its caller (Rule 4); the stored message.
 
-        ``handing_off`` is called as in :meth:`send`.
+        ``handing_off`` is called as in :meth:`send`. A reply of content type
+        :data:`ERROR_TYPE` is an error reply (Rule 6): its data must be UTF-8
+        text of 1 to :data:`MAX_ERROR` characters.
 
         Raises:
             InvalidRequest: malformed id (``field`` "to") or payload; nothing stored.
@@ -243,6 +289,8 @@ class Requests:
             Conflict: the request was already answered; nothing stored.
         """
         deadline, inbox = parse_request_id(request_id)
+        if content_type == ERROR_TYPE:
+            check_error(data)
         hub = self.hub
         if hub.now() >= deadline:
             raise Expired("the request's deadline has passed; the reply is dropped",

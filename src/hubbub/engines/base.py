@@ -212,8 +212,21 @@ class Engine(Protocol):
         """Up to ``limit`` retained messages with seq > ``after_seq``, in seq order,
         from the named topics (``None``: every topic)."""
 
+    async def read_before(self, topic: str, before_offset: int, limit: int) -> list[Message]:
+        """The newest ``limit`` retained messages of ``topic`` with offset <
+        ``before_offset``, in offset order (oldest first); ``[]`` for an unknown
+        topic. Reading from the end of a log, a page at a time."""
+
     async def topic(self, name: str) -> TopicInfo | None:
         """The topic's log state, or ``None`` if it was never written."""
+
+    async def delete_topic(self, name: str) -> bool:
+        """Remove the topic's log: its messages and its state; whether there was one.
+
+        The next append to the topic starts a new log, with a new epoch, at
+        offset 1 (seqs go on growing). The old epoch is never current again:
+        :meth:`lookup_epoch` says so, or no longer knows it. Atomic.
+        """
 
     async def topics(self) -> list[TopicInfo]:
         """Every topic, sorted by name."""

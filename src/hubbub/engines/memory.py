@@ -83,6 +83,12 @@ class _Log:
         start = self.head + max(0, offset + 1 - self.buf[self.head].offset)
         return self.buf[start : start + limit]
 
+    def before_offset(self, offset: int, limit: int) -> list[Message]:
+        if not len(self):
+            return []
+        end = self.head + max(0, min(len(self), offset - self.buf[self.head].offset))
+        return self.buf[max(self.head, end - limit) : end]
+
     def after_seq(self, seq: int, limit: int) -> list[Message]:
         i = bisect.bisect_right(self.buf, seq, lo=self.head, key=lambda m: m.seq)
         return self.buf[i : i + limit]
@@ -191,6 +197,12 @@ class MemoryEngine:
             return []
         return log.after_offset(after_offset, limit)
 
+    async def read_before(self, topic: str, before_offset: int, limit: int) -> list[Message]:
+        log = self._logs.get(topic)
+        if log is None or limit <= 0:
+            return []
+        return log.before_offset(before_offset, limit)
+
     async def read_seq(
         self, topics: Sequence[str] | None, after_seq: int, limit: int
     ) -> list[Message]:
@@ -210,13 +222,21 @@ class MemoryEngine:
     async def topics(self) -> list[TopicInfo]:
         return [self._logs[name].info() for name in sorted(self._logs)]
 
+    async def delete_topic(self, name: str) -> bool:
+        if self._logs.pop(name, None) is None:
+            return False
+        for k in [k for k in self._keys if k[0] == name]:
+            del self._keys[k]
+        return True
+
     async def lookup_epoch(self, epoch: str) -> EpochInfo | None:
         if epoch == self.store_epoch:
             return EpochInfo(None, True)
         topic = self._epochs.get(epoch)
         if topic is None:
             return None
-        return EpochInfo(topic, self._logs[topic].epoch == epoch)
+        log = self._logs.get(topic)
+        return EpochInfo(topic, log is not None and log.epoch == epoch)
 
     async def head_seq(self) -> int:
         return self._seq

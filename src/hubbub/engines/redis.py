@@ -198,7 +198,8 @@ class RedisEngine:
                 health_check_interval=0)
             client = self._redis = aioredis.Redis.from_pool(pool)
             self._scripts = {name: client.register_script(getattr(lua, name))
-                             for name in ("APPEND", "READ", "READ_SEQ", "TOPICS",
+                             for name in ("APPEND", "READ", "READ_BEFORE", "READ_SEQ", "TOPICS",
+                                          "DELETE_TOPIC",
                                           "LOOKUP_EPOCH", "TRIM")}
             self._scripts.update((name, client.register_script(script))
                                  for name, script in (*redis_groups.SCRIPTS.items(),
@@ -403,6 +404,18 @@ class RedisEngine:
         e = epoch.decode()
         return [message(topic, e, entry) for entry in entries]
 
+    async def read_before(self, topic: str, before_offset: int, limit: int) -> list[Message]:
+        if limit <= 0 or before_offset <= 1:
+            return []
+        # Stream ids are OFFSET-SEQ: an end id of OFFSET alone takes every seq of it.
+        last = min(before_offset, MAX_POSITION) - 1
+        args = [self.prefix, topic, last, min(limit, MAX_LIMIT)]
+        epoch, entries = await self._script("READ_BEFORE", args)
+        if not epoch:
+            return []
+        e = epoch.decode()
+        return [message(topic, e, entry) for entry in reversed(entries)]
+
     async def read_seq(
         self, topics: Sequence[str] | None, after_seq: int, limit: int
     ) -> list[Message]:
@@ -431,7 +444,11 @@ class RedisEngine:
         found = await self._script("LOOKUP_EPOCH", [self.prefix, epoch])
         if not found:
             return None
-        return EpochInfo(found[0].decode(), found[1] == epoch.encode())
+        # A deleted topic has no current epoch: Lua's false ends the list early.
+        return EpochInfo(found[0].decode(), len(found) > 1 and found[1] == epoch.encode())
+
+    async def delete_topic(self, name: str) -> bool:
+        return bool(await self._script("DELETE_TOPIC", [self.prefix, name]))
 
     async def head_seq(self) -> int:
         return int(await self._call(lambda r: r.get(f"{self.prefix}:seq")) or 0)

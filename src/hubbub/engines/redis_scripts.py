@@ -157,6 +157,16 @@ if not epoch then return {false, {}} end
 return {epoch, redis.call('XRANGE', P .. ':s:' .. ARGV[2], ARGV[3], '+', 'COUNT', ARGV[4])}
 """.strip()
 
+#: Lua: ``ARGV = P, topic, last offset, limit``: the topic's epoch (false when
+#: it has none) and its newest ``limit`` entries with offset <= ``last``,
+#: newest first (XREVRANGE: O(log N + limit)).
+READ_BEFORE: Final = """#!lua
+local P = ARGV[1]
+local epoch = redis.call('HGET', P .. ':t:' .. ARGV[2], 'epoch')
+if not epoch then return {false, {}} end
+return {epoch, redis.call('XREVRANGE', P .. ':s:' .. ARGV[2], ARGV[3], '-', 'COUNT', ARGV[4])}
+""".strip()
+
 #: Lua: ``read_seq(P, after, limit, names)``, up to ``limit`` retained
 #: messages with seq > ``after`` of the topics ``names`` (nil: every topic), in
 #: seq order. Returns ``topics`` {name, epoch, ...} and ``found`` {{seq, topic
@@ -271,6 +281,17 @@ local topic = redis.call('HGET', P .. ':epochs', ARGV[2])
 if not topic then return {} end
 return {topic, redis.call('HGET', P .. ':t:' .. topic, 'epoch')}
 """
+
+#: ARGV: P, topic. Removes the topic's log and state (its epoch stays in
+#: ``P:epochs``, never current again; idempotency keys run out on their own).
+#: Returns 1 when there was a log.
+DELETE_TOPIC: Final = """#!lua
+local P, topic = ARGV[1], ARGV[2]
+if redis.call('EXISTS', P .. ':t:' .. topic) == 0 then return 0 end
+redis.call('DEL', P .. ':s:' .. topic, P .. ':t:' .. topic)
+redis.call('ZREM', P .. ':topics', topic)
+return 1
+""".strip()
 
 #: ARGV: P, now, then 3 per topic: topic, max_messages, max_age_ms (-1: no limit).
 #: Returns how many messages were removed.

@@ -274,6 +274,27 @@ class SQLiteEngine:
                 if (r := retention(t.name)).max_messages is not None or r.max_age_ms is not None]
         return await self._submit(self._trim_job, (plan, now), 1)
 
+    async def delete_topic(self, name: str) -> bool:
+        deleted = await self._submit(self._delete_job, (name,), 1)
+        # Readers cache a name's id and epoch as never changing: this one did.
+        self._ids.pop(name, None)
+        return deleted
+
+    def _delete_job(self, name: str) -> tuple[bool, list[Message]]:
+        conn = self._conn
+        assert conn is not None
+        self._flush()  # this group's earlier appends to it go too
+        t = self._topics.pop(name, None)
+        if t is None:
+            return False, []
+        del self._by_id[t.id]
+        # Ids are not given out again while this writer runs (_next_id only
+        # grows), so readers' id -> name cache entries stay right.
+        for table in ("messages", "keys"):
+            conn.execute(f"DELETE FROM {table} WHERE topic_id = ?", (t.id,))
+        conn.execute("DELETE FROM topics WHERE id = ?", (t.id,))
+        return True, []
+
     async def _submit(self, job: Callable[..., tuple[_T, list[Message]]],
                       args: tuple[Any, ...], size: int) -> _T:
         if self._writer is None or self._loop is None:
@@ -614,6 +635,22 @@ class SQLiteEngine:
                             (hit[0], after, limit))
         return self._messages(conn, rows)
 
+    async def read_before(self, topic: str, before_offset: int, limit: int) -> list[Message]:
+        if limit <= 0 or before_offset <= 1:
+            return []
+        return await self._read(self._read_before, topic, _clamp(before_offset), _clamp(limit))
+
+    def _read_before(
+        self, conn: sqlite3.Connection, topic: str, before: int, limit: int
+    ) -> list[Message]:
+        hit = self._topic_id(conn, topic)
+        if hit is None:
+            return []
+        rows = conn.execute(
+            f"{_SELECT} WHERE topic_id = ? AND offset < ? ORDER BY offset DESC LIMIT ?",
+            (hit[0], before, limit))
+        return self._messages(conn, rows)[::-1]
+
     async def read_seq(
         self, topics: Sequence[str] | None, after_seq: int, limit: int
     ) -> list[Message]:
@@ -651,7 +688,8 @@ class SQLiteEngine:
             return EpochInfo(None, True)
         row = await self._read(lambda conn: conn.execute(
             "SELECT name FROM topics WHERE epoch = ?", (epoch,)).fetchone())
-        # Nothing resets a topic's log in this engine, so a topic's epoch is its current one.
+        # A topic's row holds its current epoch only: a deleted log's epoch is
+        # forgotten with its row (unknown, which readers take for a lost log too).
         return None if row is None else EpochInfo(row[0], True)
 
     async def head_seq(self) -> int:

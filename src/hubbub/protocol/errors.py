@@ -31,6 +31,8 @@ The tree::
     │   ├── LimitExceeded         a configured abuse limit is reached (429)
     │   └── ChecksumMismatch      a body does not match its checksum (460)
     ├── Unavailable               the store cannot be reached; retry later (503)
+    ├── NoResponders              a request's topic has no responder at all (503)
+    ├── ResponderError            a request's responder failed and said why (502)
     ├── GatewayTimeout            no responder replied to a request in time (504)
     ├── SlowConsumer              a subscriber fell too far behind its buffer
     └── UsageError                the caller misused the Python API (a bug
@@ -191,6 +193,20 @@ class ChecksumMismatch(PeerError):
 class Unavailable(HubbubError):
     code = "unavailable"
     temporary = True
+
+
+class NoResponders(HubbubError):
+    """A request was made to a topic that no consumer group's worker takes; nothing
+    was published. A retry helps once a responder is there."""
+
+    code = "no-responders"
+    temporary = True
+
+
+class ResponderError(HubbubError):
+    """The responder that took a request failed, and sent its error as the reply."""
+
+    code = "responder-error"
 
 
 class GatewayTimeout(HubbubError):

@@ -17,6 +17,7 @@ state          meaning
 ``RUNNING``    leased to one worker; only that lease id may change it
 ``SUCCEEDED``  completed with a result; final
 ``FAILED``     failed with an error, for good; final
+``CANCELLED``  cancelled by an operator before it finished; final
 =============  =================================================================
 
 Rule 1. Every change is a compare-and-set on the record's version, which
@@ -36,6 +37,10 @@ Rule 3. A worker that fails a job asks for a retry or not. A retry, and a
 Rule 4. Taking a job that is already final (its worker finished it, but
         died before its ack reached the group) changes nothing: the
         delivery is only acked.
+Rule 5. An operator may cancel a job that is not final. A queued job's
+        queue message is acked when a worker takes it (Rule 4); a running
+        job loses its lease, so its worker's next report is refused (the
+        job is not running) and it learns to stop.
 """
 
 from __future__ import annotations
@@ -60,9 +65,10 @@ class State(enum.Enum):
     RUNNING = "running"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
+    CANCELLED = "cancelled"
 
 
-FINAL: Final = frozenset({State.SUCCEEDED, State.FAILED})
+FINAL: Final = frozenset({State.SUCCEEDED, State.FAILED, State.CANCELLED})
 
 #: (state, event) -> next state. ``lose`` is a lease that ran out; ``retry``
 #: a failure that asks for another try; ``exhaust`` either, with no try left.
@@ -75,6 +81,8 @@ TRANSITIONS: Final[dict[tuple[State, str], State]] = {
     (State.RUNNING, "retry"): State.QUEUED,
     (State.RUNNING, "lose"): State.QUEUED,
     (State.RUNNING, "exhaust"): State.FAILED,
+    (State.QUEUED, "cancel"): State.CANCELLED,
+    (State.RUNNING, "cancel"): State.CANCELLED,
 }
 
 
@@ -216,6 +224,16 @@ def lost(job: Job, now: int) -> Job:
     # No lease: a late report of the lost worker is stale, not a repeat (Rule 2).
     return _change(job, now, state=state, error=error, lease=None,
                    finished=now if state in FINAL else None)
+
+
+def cancelled(job: Job, now: int) -> Job:
+    """The job cancelled by an operator (Rule 5): final, with no lease.
+
+    Raises:
+        Conflict: the job is already final.
+    """
+    return _change(job, now, state=_next(job, "cancel"), error="cancelled by an operator",
+                   lease=None, finished=now)
 
 
 # -- input checks ------------------------------------------------------------------------

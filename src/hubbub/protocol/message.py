@@ -30,6 +30,9 @@ from .errors import InvalidRequest
 
 JSON = "application/json"
 OCTET = "application/octet-stream"
+#: The content type of a request's error reply: a responder failed; the data is
+#: its message, UTF-8 text (``hubbub.core.requests``, ``docs/requests.md``).
+ERROR_TYPE = "application/vnd.hubbub.responder-error"
 # RFC 9110 §8.3.1: media-type = type "/" subtype parameters; tokens per §5.6.2.
 _TOKEN = r"[!#$%&'*+.^_`|~0-9A-Za-z-]+"
 _MEDIA_TYPE_RE = re.compile(rf"({_TOKEN}/{_TOKEN})[ \t]*(;[\x20-\x7e]*)?")

@@ -38,7 +38,9 @@ TABLE: list[tuple[type[errors.HubbubError], int, str, int]] = [
     (errors.LimitExceeded, 429, "Limit exceeded", 4029),
     # tus 1.0.0 (checksum): "460 Checksum Mismatch".
     (errors.ChecksumMismatch, 460, "Checksum mismatch", 4460),
+    (errors.NoResponders, 503, "No responders", 1013),
     (errors.Unavailable, 503, "Service unavailable", 1013),
+    (errors.ResponderError, 502, "Responder error", 4502),
     (errors.GatewayTimeout, 504, "Gateway timeout", 4504),
     (errors.SlowConsumer, 503, "Slow consumer", 4008),
 ]

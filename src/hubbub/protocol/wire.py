@@ -157,11 +157,23 @@ class Req(Op, tag="req"):
 
 
 class Reply(Op, tag="reply"):
-    """Answer the request ``to`` (a request id from its envelope)."""
+    """Answer the request ``to`` (a request id from its envelope) with ``data``,
+    or tell its caller the responder failed with ``error`` (a message) instead."""
 
     to: str
-    data: msgspec.Raw
+    #: Empty (no bytes) when absent: ``error`` stands in for it.
+    data: msgspec.Raw = msgspec.Raw()
     content_type: str | None = None
+    error: str | None = None
+
+    def __post_init__(self) -> None:
+        # msgspec turns these into validation errors; explain() reads the field
+        # from the text, worded as msgspec words its own.
+        if self.error is None:
+            if not self.data:
+                raise ValueError("Object missing required field `data`")
+        elif self.data or self.content_type is not None:
+            raise ValueError("a reply has either data or error - at `$.error`")
 
 
 class Auth(Op, tag="auth"):

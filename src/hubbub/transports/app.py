@@ -115,6 +115,7 @@ def create_app(
         A Starlette application; its hub is ``app.state.hub``.
     """
     from . import dashboard, groups, http, jobs, metrics, presence, requests, sse, uploads, ws
+    from .admin import routes as admin_routes
 
     hub = store if isinstance(store, Hub) else Hub(open_engine(store), config)
 
@@ -127,7 +128,8 @@ def create_app(
             await hub.stop()
 
     routes = [*http.routes, *sse.routes, *groups.routes, *requests.routes, *presence.routes,
-              *uploads.routes, *jobs.routes, *metrics.routes, *dashboard.routes]
+              *uploads.routes, *jobs.routes, *metrics.routes, *dashboard.routes,
+              *admin_routes]
     if websocket:
         routes.extend(ws.routes)
     app = Starlette(

@@ -82,6 +82,15 @@ def authenticate(hub: Hub, scope: Scope) -> Principal | None:
     return hub.auth.authenticate(*credentials(scope))
 
 
+def remote_of(scope: Scope) -> str | None:
+    """The client's address as the server saw it, ``host:port`` (a proxy's, behind one)."""
+    client = scope.get("client")
+    if not client:
+        return None
+    host, port = client[0], client[1]
+    return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
+
+
 def principal_of(request: Request) -> Principal:
     """The request's principal (authenticated once, then kept in its scope).
 

@@ -23,6 +23,11 @@ Decisions a client can rely on (also in the OpenAPI document):
   continue knowingly. ``GET /v1/messages`` cannot do that: one cursor covers
   many topics, and refusing it for one topic's gap would stall all the
   others, so gaps come in-band in ``"gaps"`` next to the messages.
+* ``GET /v1/topics/{topic}/messages?before=end|CURSOR&limit=N`` reads
+  backwards: the N messages before the place, oldest first, with ``prev`` to
+  page further back (``null``: nothing older) and ``cursor`` to read on (or
+  follow live) from; ``after`` or ``wait`` with it is refused
+  (:mod:`hubbub.core.history`).
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ from starlette.types import Receive, Scope, Send
 
 from ..core import Hub, Page, PublishItem
 from ..core.auth import Principal
+from ..core.history import read_before
 from ..core.metrics import DoorCounts
 from ..core.polls import Answer
 from ..engines.base import AppendResult
@@ -471,7 +477,27 @@ def _page_response(got: Page | Response, *, gaps: bool) -> Response:
 
 async def topic_messages(request: Request) -> Response:
     topic = validate_topic(request.path_params["topic"])
+    before = query_one(request, "before")
+    if before is not None:
+        return await _history(request, topic, before)
     return _page_response(await _poll(request, [topic], single=True), gaps=False)
+
+
+async def _history(request: Request, topic: str, before: str) -> Response:
+    """``?before=end|CURSOR&limit=``: a page read backwards (:mod:`hubbub.core.history`)."""
+    hub = hub_of(request)
+    authorize(request, Action.SUBSCRIBE, [topic])
+    for name in ("after", "wait"):
+        if query_one(request, name) is not None:
+            raise InvalidRequest(f"before reads back from a place; {name} does not apply",
+                                 field=name)
+    page = await read_before(hub.engine, topic, before,
+                             _limit(request, hub.config.server.max_limit))
+    hub.metrics.poll.page(len(page.messages), [])
+    return Response(b"".join((
+        b'{"messages":[', b",".join(m.to_json() for m in page.messages),
+        b'],"prev":', _encode(page.prev), b',"cursor":', _encode(page.cursor), b"}",
+    )), media_type=JSON)
 
 
 async def messages(request: Request) -> Response:

@@ -58,7 +58,11 @@ _STATUS_TEXT = {
     429: "A [limits] setting is reached (limit names it): topics, topics per namespace, "
          "connections or subscriptions per principal",
     460: "The body does not match its Upload-Checksum; nothing stored",
-    503: "The store cannot be reached or the hub is shutting down; retry later",
+    502: "The request's responder failed: the problem's detail is its message "
+         "(code responder-error)",
+    503: "The store cannot be reached or the hub is shutting down; retry later; or, for "
+         "a request, no consumer group's worker takes its topic (code no-responders, "
+         "answered at once, nothing published)",
     504: "No reply to the request within its timeout",
 }
 
@@ -144,6 +148,18 @@ _SCHEMAS: dict[str, Any] = {
             "cursor": {"type": "string", "description": "pass as after= to go on"},
             "gaps": {"type": "array", "items": _ref("Gap"),
                      "description": "multi-topic polls only: history lost on the way"},
+        },
+    },
+    "HistoryPage": {
+        "type": "object",
+        "required": ["messages", "prev", "cursor"],
+        "properties": {
+            "messages": {"type": "array", "items": _ref("Message"),
+                         "description": "the newest before the place, oldest first"},
+            "prev": {"type": ["string", "null"],
+                     "description": "pass as before= for the page before; null: nothing older"},
+            "cursor": {"type": "string",
+                       "description": "pass as after= to read on (from before=end: live)"},
         },
     },
     "TopicInfo": {
@@ -240,7 +256,7 @@ _SCHEMAS["Job"] = {
     "properties": {
         "id": {"type": "string", "pattern": "^[0-9a-f]{32}$"},
         "queue": {"type": "string"},
-        "state": {"type": "string", "enum": ["queued", "running", "succeeded", "failed"]},
+        "state": {"type": "string", "enum": ["queued", "running", "succeeded", "failed", "cancelled"]},
         "version": {"type": "integer", "minimum": 1,
                     "description": "grows by one per change; pass as version= to long-poll"},
         "attempts": {"type": "integer", "description": "tries so far (takes)"},
@@ -283,6 +299,10 @@ _PARAMETERS: dict[str, Any] = {
     "After": {"name": "after", "in": "query",
               "description": "a cursor, or start or end; empty counts as absent",
               "schema": {"type": "string"}},
+    "Before": {"name": "before", "in": "query",
+               "description": "end, or a cursor of the topic (a page's prev): read the "
+                              "messages before it, newest page first",
+               "schema": {"type": "string"}},
     "Limit": {"name": "limit", "in": "query",
               "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}},
     "Wait": {"name": "wait", "in": "query",
@@ -476,6 +496,71 @@ _JOB_PATHS: dict[str, Any] = {
        for action, summary, required, props in _JOB_REPORTS},
 }
 
+# -- the admin API (transports/admin.py; admin principals only) -----------------
+
+_SCHEMAS["Connection"] = {
+    "type": "object",
+    "required": ["id", "node", "door", "since", "subscriptions"],
+    "properties": {
+        "id": {"type": "string", "pattern": "^[0-9a-f]{16}$",
+               "description": "also its presence conn"},
+        "node": {"type": "string", "description": "the hub node that holds it"},
+        "door": {"type": "string", "enum": ["ws", "sse"]},
+        "subject": {"type": ["string", "null"], "description": "who it authenticated as"},
+        "remote": {"type": ["string", "null"], "description": "host:port as the node saw it"},
+        "since": {"type": "integer", "description": "opened (ms since the Unix epoch)"},
+        "subscriptions": {"type": "array", "items": {"type": "string"},
+                          "description": "its topics and patterns, group ones too"},
+    },
+}
+_ADMIN = "Admin principals only (docs/operations.md). "
+_CONN_ID = {"name": "id", "in": "path", "required": True,
+            "schema": {"type": "string", "pattern": "^[0-9a-f]{16}$"}}
+_ADMIN_PATHS: dict[str, Any] = {
+    "/v1/connections": {"get": {
+        "summary": "Every WebSocket and SSE connection of the cluster",
+        "description": _ADMIN + "Other nodes' connections are as fresh as their last "
+                       "list (written at most every 0.5 s).",
+        "responses": {"200": _json({"type": "object", "properties": {
+            "count": {"type": "integer"},
+            "connections": {"type": "array", "items": _ref("Connection")}}},
+            "The connections, oldest first"), **_problems(401, 403, 503)}}},
+    "/v1/connections/{id}": {"parameters": [_CONN_ID], "delete": {
+        "summary": "Disconnect a connection, on whichever node holds it",
+        "description": _ADMIN + "A WebSocket is closed with 4010 and a reason; an SSE "
+                       "stream ends with a close event carrying the reason.",
+        "responses": {"204": {"description": "Gone from the list"},
+                      "202": {"description": "Ordered, not gone from the list yet"},
+                      **_problems(400, 401, 403, 404, 503)}}},
+    "/v1/topics/{topic}/purge": {"parameters": [_ref("Topic", "parameters")], "post": {
+        "summary": "Remove every retained message of a topic (offsets go on)",
+        "description": _ADMIN + "Readers whose cursor is older get a trimmed gap.",
+        "responses": {"200": _json({"type": "object", "properties": {
+            "topic": {"type": "string"}, "removed": {"type": "integer"}}}, "Purged"),
+            **_problems(400, 401, 403, 404, 503)}}},
+    "/v1/jobs/{id}/cancel": {"parameters": [_JOB_ID], "post": {
+        "summary": "Cancel a job that is not finished",
+        "description": _ADMIN + "Its worker's next report is refused with 409.",
+        "responses": {"200": _json(_ref("Job"), "The cancelled job"),
+                      **_problems(400, 401, 403, 404, 409, 503)}}},
+    "/v1/presence": {"get": {
+        "summary": "Every presence entry of every topic",
+        "description": _ADMIN,
+        "responses": {"200": _json({"type": "object", "properties": {
+            "count": {"type": "integer"},
+            "present": {"type": "array", "items": {"type": "object"}, "maxItems": 1000},
+            "truncated": {"type": "boolean"}}}, "The entries"),
+            **_problems(401, 403, 503)}}},
+    "/v1/topics/{topic}/presence/{conn}": {"parameters": [
+        _ref("Topic", "parameters"),
+        {"name": "conn", "in": "path", "required": True, "schema": {"type": "string"}}],
+        "delete": {
+            "summary": "Drop a presence entry (a leave event with reason dropped)",
+            "description": _ADMIN + "The node holding the connection stops renewing it.",
+            "responses": {"204": {"description": "Dropped"},
+                          **_problems(400, 401, 403, 404, 503)}}},
+}
+
 _PATHS: dict[str, Any] = {
     "/v1/topics/{topic}": {
         "parameters": [_ref("Topic", "parameters")],
@@ -533,9 +618,14 @@ _PATHS: dict[str, Any] = {
     "/v1/topics/{topic}/messages": {
         "parameters": [_ref("Topic", "parameters")],
         "get": {
-            "summary": "Short or long poll one topic",
-            "parameters": [_ref(p, "parameters") for p in ("After", "Limit", "Wait")],
-            "responses": {"200": _json(_ref("Page"), "Messages after the cursor"),
+            "summary": "Short or long poll one topic; or, with before, read it from the end",
+            "description": "With before=end or before=CURSOR (not with after or wait): the "
+                           "limit newest messages before that place, oldest first, with "
+                           "prev to page further back (null: nothing older is retained) "
+                           "and cursor to read on, or follow live, from (docs/http.md).",
+            "parameters": [_ref(p, "parameters") for p in ("After", "Before", "Limit", "Wait")],
+            "responses": {"200": _json({"oneOf": [_ref("Page"), _ref("HistoryPage")]},
+                                       "Messages after the cursor (or before, with before)"),
                           **_problems(400, 409, 503)},
         },
     },
@@ -645,16 +735,22 @@ _PATHS: dict[str, Any] = {
     ]},
     "/v1/requests/{topic}": {"parameters": [_ref("Topic", "parameters")], "post": {
         "summary": "Publish a request and wait for one reply (docs/requests.md)",
+        "description": "Refused at once with 503 no-responders when no consumer group's "
+                       "worker takes the topic (on any node); 502 responder-error when "
+                       "the responder sent an error reply.",
         "parameters": [{"name": "timeout", "in": "query", "schema": {
             "type": "number", "exclusiveMinimum": 0, "maximum": 60, "default": 5}}],
         "requestBody": {"required": True, "content": {"*/*": {"schema": {}}}},
         "responses": {"200": _json(_ref("Message"), "The first reply"),
-                      **_problems(400, 413, 503, 504)}}},
+                      **_problems(400, 413, 502, 503, 504)}}},
     "/v1/replies/{request}": {"parameters": [
         {"name": "request", "in": "path", "required": True,
          "schema": {"type": "string", "pattern": r"^(0|[1-9][0-9]{0,15})\.[0-9a-f]{32}$"}}],
         "post": {
             "summary": "Reply to a request (only the first reply is stored)",
+            "description": "With Content-Type application/vnd.hubbub.responder-error the "
+                           "body (UTF-8 text, 1 to 1000 characters) is an error reply: "
+                           "the caller gets 502 responder-error with it as detail.",
             "requestBody": {"required": True, "content": {"*/*": {"schema": {}}}},
             "responses": {"201": _json(_ref("Receipt"), "Stored for the caller"),
                           **_problems(400, 404, 409, 410, 413, 503)}}},
@@ -667,6 +763,7 @@ _PATHS: dict[str, Any] = {
                       **_problems(400, 404, 503)}}},
     **_UPLOAD_PATHS,
     **_JOB_PATHS,
+    **_ADMIN_PATHS,
     "/healthz": {"get": {"summary": "Liveness",
                          "responses": {"200": _json(_ref("Status"), "The process answers")}}},
     "/readyz": {"get": {"summary": "Readiness", "responses": {
@@ -764,6 +861,14 @@ _PATHS.update({
             "text/javascript": {"schema": {"type": "string"}},
             "text/css": {"schema": {"type": "string"}}}}, **_problems(404)}}},
 })
+
+# DELETE beside the topic's GET and POST (the admin API's).
+_PATHS["/v1/topics/{topic}"]["delete"] = {
+    "summary": "Delete a topic's log: its next message starts a new epoch at offset 1",
+    "description": _ADMIN + "Readers of older cursors get an epoch gap (409 on polls); "
+                   "live subscriptions naming the topic are ended with their cursors.",
+    "responses": {"204": {"description": "Deleted"},
+                  **_problems(400, 401, 403, 404, 503)}}
 
 SPEC: dict[str, Any] = {
     "openapi": "3.1.0",

@@ -43,6 +43,10 @@ Bad input is refused before the stream starts, as an ordinary problem
 response: the subscription is made inside the endpoint, and only a working
 subscription is handed to the streaming response.
 
+A stream is listed among the cluster's connections
+(:mod:`hubbub.core.connections`) until it ends; an operator who disconnects it
+ends it with a ``close`` event whose data has the ``reason``.
+
 Presence (:mod:`hubbub.core.presence`): a stream naming topics whose
 namespace has presence on is present on them from before ``ready`` (whose
 data then carries the stream's ``conn`` id) until the stream ends, for
@@ -61,7 +65,8 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import Receive, Scope, Send
 
-from ..core import Gap, Subscription
+from ..core import Gap, Hub, Subscription
+from ..core.connections import Conn
 from ..core.metrics import DoorCounts
 from ..core.presence import Member, check_client
 from ..core.subscription import PAGE, State
@@ -70,7 +75,7 @@ from ..protocol.depth import check_depth
 from ..protocol.errors import HubbubError, InvalidCursor, InvalidRequest, Unauthorized
 from ..protocol.message import Message
 from ..protocol.topics import validate_topic
-from .auth import Action, authorize
+from .auth import Action, authorize, remote_of
 from .http import hub_of, query_one, query_topics
 
 RETRY_MS = 2000
@@ -114,6 +119,11 @@ class EventStream(Response):
         self.status_code = 200
         self.background = None
         self.client_gone = False
+        #: Its entry in the cluster's list of connections, and why an operator
+        #: ended it, if one did (:mod:`hubbub.core.connections`).
+        self.registered: Conn | None = None
+        self.disconnected: str | None = None
+        self._hub: Hub | None = None
         self.init_headers({
             # Caches and buffering proxies (nginx's X-Accel-Buffering) must
             # pass events through as they come.
@@ -130,6 +140,8 @@ class EventStream(Response):
             pass  # the client went away mid-write
         finally:
             self.counts.open -= 1
+            if self._hub is not None and self.registered is not None:
+                self._hub.connections.remove(self.registered)
             # Counted here: a stream stuck writing to a client that never
             # reads again never gets to raise SlowConsumer.
             if self.sub.cut_off:
@@ -140,6 +152,15 @@ class EventStream(Response):
                 self.hold.release()
             if self.member is not None:
                 await self.member.close()
+
+    def register(self, hub: Hub, conn: Conn) -> None:
+        """Be listed as ``conn``, until the stream ends."""
+        self._hub, self.registered = hub, conn
+
+    def disconnect(self, reason: str) -> None:
+        """An operator ends the stream: a ``close`` event with the reason, then the end."""
+        self.disconnected = reason
+        self.sub.close()
 
     async def _watch(self, receive: Receive) -> None:
         # Closing the subscription wakes a reader waiting in next_batch at once.
@@ -181,7 +202,10 @@ class EventStream(Response):
                 self.counts.sent(batch)
             elif sub.state is State.CLOSED:
                 if not self.client_gone:
-                    await self._send(send, event(b"close", sub.cursor, {"cursor": sub.cursor}))
+                    closing: dict[str, Any] = {"cursor": sub.cursor}
+                    if self.disconnected is not None:
+                        closing["reason"] = self.disconnected
+                    await self._send(send, event(b"close", sub.cursor, closing))
                 break
             elif expires is None or loop.time() < expires:
                 await self._send(send, HEARTBEAT)
@@ -233,20 +257,23 @@ async def _subscribe(request: Request, patterns: list[str]) -> EventStream:
                 exc.field = "Last-Event-ID"
             raise
         lifetime = hub.auth.lifetime(principal)
-        if not present:
-            return EventStream(sub, hub.config.server.heartbeat, counts=hub.metrics.sse,
-                               lifetime=lifetime, hold=hold)
-        member = hub.presence.member()
-        try:
-            await member.join(present, client, info)
-        except BaseException:
-            sub.close()
-            raise
+        stream = EventStream(sub, hub.config.server.heartbeat, counts=hub.metrics.sse,
+                             lifetime=lifetime, hold=hold)
+        conn = hub.connections.add("sse", principal.subject, remote_of(request.scope),
+                                   topics=lambda: list(patterns), close=stream.disconnect)
+        stream.register(hub, conn)
+        if present:
+            stream.member = hub.presence.member(conn.id)
+            try:
+                await stream.member.join(present, client, info)
+            except BaseException:
+                hub.connections.remove(conn)
+                sub.close()
+                raise
     except BaseException:
         hold.release()
         raise
-    return EventStream(sub, hub.config.server.heartbeat, member, counts=hub.metrics.sse,
-                       lifetime=lifetime, hold=hold)
+    return stream
 
 
 async def topic_events(request: Request) -> Response:

@@ -55,12 +55,14 @@ lock (Rules 1 and 4 hold for them too); when the connection ends, what it did
 not settle is nacked so that other workers get it at once.
 
 Request-reply (:mod:`hubbub.core.requests`): a ``req`` is published in op
-order, like a ``pub``, but its answer (the reply, or ``err`` ``timeout``)
-comes when the reply does, from a task of its own, so the connection's other
-ops (a ``reply`` to some other request, say) go on meanwhile; only an ``err``
+order, like a ``pub`` (or refused at once with ``err`` ``no-responders``), but
+its answer (the reply, or ``err`` ``responder-error`` or ``timeout``) comes
+when the reply does, from a task of its own, so the connection's other ops
+(a ``reply`` to some other request, say) go on meanwhile; only an ``err``
 for a request that could not be published is answered in its place. A
-``reply`` is answered like a ``pub``. When the connection ends, its waiting
-requests are given up: replies to them are refused from then on.
+``reply`` (with ``data``, or ``error`` for a responder that failed) is
+answered like a ``pub``. When the connection ends, its waiting requests are
+given up: replies to them are refused from then on.
 
 Presence (:mod:`hubbub.core.presence`): the connection has one
 :class:`~hubbub.core.presence.Member`; a ``sub`` that names topics with
@@ -102,6 +104,7 @@ from starlette.types import Receive, Scope, Send
 
 from ..core import Hub, Subscription
 from ..core.auth import OPEN, Action, Principal
+from ..core.connections import Conn
 from ..core.hub import encode_value
 from ..core.presence import Member, check_client
 from ..core.requests import DEFAULT_TIMEOUT, PendingRequest
@@ -119,9 +122,18 @@ from ..protocol.errors import (
     Unauthorized,
     Unavailable,
 )
-from ..protocol.message import BINARY_FRAME, JSON, OCTET, TEXT_FRAME, Message, media_type, ws_frame
+from ..protocol.message import (
+    BINARY_FRAME,
+    ERROR_TYPE,
+    JSON,
+    OCTET,
+    TEXT_FRAME,
+    Message,
+    media_type,
+    ws_frame,
+)
 from ..protocol.topics import validate_pattern, validate_topic
-from .auth import authenticate, within_lifetime
+from .auth import authenticate, remote_of, within_lifetime
 from .extensions import (
     GatherWrites,
     SendFrames,
@@ -138,6 +150,8 @@ log = logging.getLogger("hubbub")
 
 #: Subscriptions one connection may hold at once.
 MAX_SUBSCRIPTIONS = 100
+#: The close code of a connection an operator disconnected (``DELETE /v1/connections/{id}``).
+DISCONNECTED = 4010
 #: Requests (``req``) one connection may have waiting at once.
 MAX_REQUESTS = 100
 #: Seconds a connection that came without credentials has to send ``auth``.
@@ -172,7 +186,7 @@ class Connection:
     __slots__ = ("hub", "codec", "subs", "closing", "_send", "_frames", "_binary", "_lock",
                  "_next_sub", "_close_task", "groups", "_member", "requests", "_write",
                  "principal", "_auth_timer", "_loop", "gather", "_pipeline", "hold",
-                 "peer")
+                 "peer", "registered")
 
     def __init__(
         self, hub: Hub, codec: wire.Codec, send: Send, frames: SendFrames | None = None,
@@ -217,6 +231,8 @@ class Connection:
         #: The ops in flight, answered in order (:mod:`hubbub.transports.ws_pipeline`);
         #: made on first use (a subscriber that never publishes should stay small).
         self._pipeline: Pipeline | None = None
+        #: Its entry in the cluster's list of connections (:mod:`hubbub.core.connections`).
+        self.registered: Conn | None = None
         self._watch_credentials()
 
     # -- reading ----------------------------------------------------------------
@@ -288,8 +304,10 @@ class Connection:
         match op:
             case wire.Sub():
                 await self._sub(op)
+                self.hub.connections.changed()  # the admin list shows subscriptions
             case wire.Unsub():
                 await self._unsub(op)
+                self.hub.connections.changed()
             case wire.Ping():
                 await self.send_obj({"op": "pong", "id": op.id})
             case wire.Auth():
@@ -353,6 +371,9 @@ class Connection:
         self.hold = hold
         self.principal = principal
         self._watch_credentials()
+        if self.registered is not None:
+            self.registered.subject = principal.subject
+            self.hub.connections.changed()
         await self.send_obj({"op": "ok", "id": op.id, **principal.to_dict()})
 
     def _check(self, action: Action, topic: str, field: str, *, concrete: bool = False) -> None:
@@ -417,7 +438,8 @@ class Connection:
     def member(self) -> Member:
         """The connection's presence (:mod:`hubbub.core.presence`)."""
         if self._member is None:
-            self._member = self.hub.presence.member()
+            self._member = self.hub.presence.member(
+                None if self.registered is None else self.registered.id)
         return self._member
 
     def _req(self, op: wire.Req) -> None:
@@ -460,7 +482,7 @@ class Connection:
         try:
             try:
                 m = await pending.wait()
-            except HubbubError as exc:  # GatewayTimeout, or Unavailable while draining
+            except HubbubError as exc:  # GatewayTimeout, ResponderError, or Unavailable
                 await self.send_obj(ws_error(exc, op.id))
                 return
             await self.send_obj(
@@ -494,7 +516,10 @@ class Connection:
         try:
             if before is not None:
                 await before  # first: this op's lane is free only after the one before
-            data, content_type = self._payload(op)
+            if op.error is not None:  # wire.Reply made sure there is no data then
+                data, content_type = op.error.encode(), ERROR_TYPE
+            else:
+                data, content_type = self._payload(op)
             m = await self.hub.requests.reply(
                 op.to, data, content_type, handing_off=functools.partial(Pipeline.hand_off, lane))
         finally:
@@ -789,6 +814,16 @@ class Connection:
         data = frames[0] if len(frames) == 1 else b"".join(frames)
         return data, last.cursor if isinstance(last, Message) else None
 
+    def topic_list(self) -> list[str]:
+        """The patterns of its subscriptions, group ones too (for the connection list)."""
+        out = [p for s in self.subs.values() for p in s.sub.topics.patterns]
+        out += [p for f in self.groups.feeds.values() for p in f.patterns]
+        return sorted(set(out))
+
+    def disconnect(self, reason: str) -> None:
+        """An operator disconnects it (:mod:`hubbub.core.connections`): close 4010."""
+        self.close(DISCONNECTED, reason, resume=True)
+
     # -- closing ------------------------------------------------------------------
 
     def close(self, code: int, reason: str, *, resume: bool = False) -> None:
@@ -876,11 +911,15 @@ class WebSocketDoor:
                           principal, frames_gatherer(scope), hold, peer)
         # A connection with no subscription has no pump to notice a drain.
         _Open.add(hub, conn)
+        conn.registered = hub.connections.add(
+            "ws", None if principal is None else principal.subject, remote_of(scope),
+            topics=conn.topic_list, close=conn.disconnect)
         hub.metrics.ws.open += 1
         try:
             await conn.serve(receive)
         finally:
             hub.metrics.ws.open -= 1
+            hub.connections.remove(conn.registered)
             _Open.discard(hub, conn)
 
 

@@ -1,0 +1,256 @@
+"""The connections of a cluster, for its operators: list them, disconnect one.
+
+A *connection* is a WebSocket or an SSE stream: what stays open and holds
+subscriptions. Polls come and go with every request and are not listed. The
+doors register theirs::
+
+    conn = hub.connections.add("ws", principal.subject, "10.0.0.7:51234",
+                               topics=lambda: sorted(subscribed), close=end_it)
+    ...
+    hub.connections.changed()   # its subscriptions or subject changed
+    ...
+    hub.connections.remove(conn)
+
+Theory of operation
+-------------------
+Rule 1. Each node writes the list of its own connections into one engine
+        record, ``conns/<node id>``, when it changed (at most every
+        :data:`INTERVAL` seconds) and at least every :data:`RENEW` seconds;
+        the record expires after :data:`MISSED` renewals, so the
+        connections of a node that died drop out of the list. One write per
+        node, not per connection: a busy node costs the store nothing more.
+Rule 2. :meth:`Connections.list` reads every node's record (this node's own
+        connections live), so any node lists the whole cluster, as fresh as
+        :data:`INTERVAL` seconds for the others.
+Rule 3. A connection id is made once per connection (it is also its
+        presence ``conn``, :mod:`hubbub.core.presence`). To disconnect one,
+        a node closes it at once when it holds it, else publishes the id on
+        the topic :data:`ORDERS`; every node sees the messages of that topic
+        as they are committed (an engine listener, as the fan-out is: no
+        subscription of its own) and closes the connection when it holds it. The door's
+        ``close`` callback ends it: a WebSocket with close code 4010 and a
+        reason, an SSE stream with a ``close`` event.
+Rule 4. :meth:`Connections.disconnect` answers whether the connection is
+        gone from the list within ``wait`` seconds (its node writes its list
+        again at once when one of its connections ends).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+
+from ..engines.base import AppendRequest
+from ..loop.tasks import cancel_and_wait
+from ..protocol.errors import HubbubError, InvalidRequest
+from ..protocol.message import JSON, Message
+from .ports import Administered
+
+log = logging.getLogger("hubbub")
+
+#: The kind of the records listing each node's connections (Rule 1).
+KIND = "conns/"
+#: The namespace only the hub itself may write (:meth:`Hub.publish` refuses it).
+ADMIN_NAMESPACE = "_admin."
+#: The topic operators' orders travel on (Rule 3).
+ORDERS = ADMIN_NAMESPACE + "orders"
+#: Seconds between two looks at whether the list changed.
+INTERVAL = 0.5
+#: Seconds between two writes of an unchanged list.
+RENEW = 10.0
+#: Renewals a node may miss before its connections drop out of the list.
+MISSED = 3
+#: Nodes read back at most.
+MAX_NODES = 1000
+#: A connection id: what :meth:`Connections.add` makes.
+ID_LENGTH = 16
+
+_encode = msgspec.json.Encoder().encode
+_decode = msgspec.json.Decoder(list[dict[str, Any]]).decode
+
+
+@dataclass(eq=False)
+class Conn:
+    """One open connection of this node, as its door registered it."""
+
+    id: str
+    door: str
+    subject: str | None
+    remote: str | None
+    since: int
+    #: The patterns it is subscribed to now (called when the list is written).
+    topics: Callable[[], list[str]]
+    #: Ends the connection, saying the reason to the client (Rule 3).
+    close: Callable[[str], None]
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self, node: str) -> dict[str, Any]:
+        return {"id": self.id, "node": node, "door": self.door, "subject": self.subject,
+                "remote": self.remote, "since": self.since, "subscriptions": self.topics()}
+
+
+class Connections:
+    """This node's connections and the cluster's list of them; ``hub.connections``."""
+
+    def __init__(self, hub: Administered) -> None:
+        self.hub = hub
+        self._mine: dict[str, Conn] = {}
+        self._dirty = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        # Orders being carried out (a presence drop is a store write).
+        self._obeying: set[asyncio.Task[None]] = set()
+
+    @property
+    def node(self) -> str:
+        return self.hub.nodes.id
+
+    def add(self, door: str, subject: str | None, remote: str | None, *,
+            topics: Callable[[], list[str]], close: Callable[[str], None]) -> Conn:
+        """Register a connection that has just opened; its id is new."""
+        conn = Conn(secrets.token_hex(ID_LENGTH // 2), door, subject, remote, self.hub.now(),
+                    topics, close)
+        self._mine[conn.id] = conn
+        self.changed()
+        return conn
+
+    def remove(self, conn: Conn) -> None:
+        """Forget a connection that has ended; idempotent."""
+        if self._mine.pop(conn.id, None) is not None:
+            self.changed()
+
+    def changed(self) -> None:
+        """Something listed of a connection changed: write the list soon (Rule 1)."""
+        self._dirty.set()
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="hubbub-connections")
+            self.hub.engine.add_listener(self._committed)
+
+    async def stop(self) -> None:
+        """Stop writing and obeying; take this node's list out at once."""
+        task, self._task = self._task, None
+        for obeying in list(self._obeying):
+            await cancel_and_wait(obeying)
+        if task is None:
+            return
+        await cancel_and_wait(task)
+        with contextlib.suppress(HubbubError):
+            await self.hub.engine.delete(KIND + self.node, self.hub.now())
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        written = -RENEW
+        while True:
+            try:
+                # asyncio.timeout, not wait_for: a cancel of this task while the
+                # wait times out must come out as a cancel (hub.stop waits for it).
+                async with asyncio.timeout(max(0.0, RENEW - (loop.time() - written))):
+                    await self._dirty.wait()
+            except TimeoutError:
+                pass
+            self._dirty.clear()
+            try:
+                await self._write()
+            except HubbubError as exc:  # the list goes stale, nothing worse
+                log.debug("connection list not written: %s", exc)
+                self._dirty.set()
+            else:
+                written = loop.time()
+            await asyncio.sleep(INTERVAL)
+
+    async def _write(self) -> None:
+        engine, now = self.hub.engine, self.hub.now()
+        value = _encode([c.to_dict(self.node) for c in self._mine.values()])
+        await engine.put(KIND + self.node, value, now,
+                         expires=now + int(RENEW * MISSED * 1000))
+        await engine.expire(KIND, now, MAX_NODES)
+
+    async def list(self) -> list[dict[str, Any]]:
+        """Every connection of the cluster, oldest first (Rule 2).
+
+        Raises:
+            HubbubError: the store did not answer.
+        """
+        out = [c.to_dict(self.node) for c in self._mine.values()]
+        for record in await self.hub.engine.scan(KIND, self.hub.now(), MAX_NODES):
+            if record.key != KIND + self.node:
+                with contextlib.suppress(msgspec.DecodeError):
+                    out.extend(_decode(record.value))
+        out.sort(key=lambda c: (c.get("since", 0), c.get("id", "")))
+        return out
+
+    async def find(self, conn_id: str) -> dict[str, Any] | None:
+        """The listed connection with this id, on any node."""
+        check_id(conn_id)
+        return next((c for c in await self.list() if c.get("id") == conn_id), None)
+
+    async def disconnect(self, conn_id: str, reason: str, *, wait: float = 5.0) -> bool:
+        """Close the connection ``conn_id`` on whichever node holds it (Rule 3);
+        whether it is gone from the list within ``wait`` seconds (Rule 4).
+
+        Raises:
+            InvalidRequest: not a connection id.
+        """
+        check_id(conn_id)
+        if not self.close_mine(conn_id, reason):
+            await self.order({"conn": conn_id, "reason": reason})
+        loop = asyncio.get_running_loop()
+        until = loop.time() + wait
+        while await self.find(conn_id) is not None:
+            if loop.time() >= until:
+                return False
+            await asyncio.sleep(0.05)
+        return True
+
+    async def order(self, order: dict[str, str]) -> None:
+        """Tell every node (Rule 3): ``{"conn", "reason"}`` closes a connection,
+        ``{"drop": KEY}`` drops a presence entry (:meth:`Presence.drop
+        <hubbub.core.presence.Presence.drop>`), ``{"reset": TOPIC}`` ends the
+        live subscriptions naming a deleted topic (:mod:`hubbub.core.topics_admin`)."""
+        # Straight to the engine: Hub.publish refuses the _admin namespace to
+        # everyone, so that no client can forge an order.
+        await self.hub.engine.append([AppendRequest(ORDERS, _encode(order), JSON, None, 1000)],
+                                     self.hub.now())
+
+    def close_mine(self, conn_id: str, reason: str) -> bool:
+        """Close ``conn_id`` if this node holds it; whether it did."""
+        conn = self._mine.get(conn_id)
+        if conn is None:
+            return False
+        self.remove(conn)
+        conn.close(reason)
+        return True
+
+    def _committed(self, messages: Sequence[Message]) -> None:
+        """The engine listener: carry out the orders among committed messages."""
+        for message in messages:
+            if message.topic == ORDERS and self._task is not None:
+                task = asyncio.ensure_future(self._obey(message))
+                self._obeying.add(task)
+                task.add_done_callback(self._obeying.discard)
+
+    async def _obey(self, message: Message) -> None:
+        with contextlib.suppress(msgspec.DecodeError, KeyError, TypeError, AttributeError,
+                                 HubbubError):
+            order = message.value()
+            if "drop" in order:
+                await self.hub.presence.drop_mine(str(order["drop"]))
+            elif "reset" in order:
+                self.hub.reset_topic(str(order["reset"]))
+            else:
+                self.close_mine(str(order["conn"]), str(order.get("reason", "disconnected")))
+
+
+def check_id(conn_id: str) -> None:
+    """Raises InvalidRequest unless ``conn_id`` looks like a connection id."""
+    if (not isinstance(conn_id, str) or len(conn_id) != ID_LENGTH
+            or any(c not in "0123456789abcdef" for c in conn_id)):
+        raise InvalidRequest("not a connection id (16 hex digits)", field="id")
