@@ -19,7 +19,9 @@ from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 from websockets.asyncio.client import connect
 
+from hubbub.config import Config
 from hubbub.server.logs import JsonFormatter
+from hubbub.transports.app import create_app
 from hubbub.transports.requestid import RequestId, RequestIdFilter
 from tests.conftest import UNIT, free_port, serve_app
 
@@ -52,7 +54,8 @@ async def test_records_made_while_serving_carry_the_request_id(
 
     inner = Starlette(routes=[Route("/x", route)])
     caplog.handler.addFilter(RequestIdFilter())
-    server = await serve_app(RequestId(inner), inner)
+    # The server runs a hub beside any app it serves; this app is not the hub's.
+    server = await serve_app(RequestId(inner), create_app("memory://", Config()))
     try:
         async with asyncio.timeout(20 * UNIT), httpx.AsyncClient(base_url=server.url) as http:
             given = await http.get("/x", headers={"X-Request-Id": "order-42"})

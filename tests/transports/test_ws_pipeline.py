@@ -134,6 +134,10 @@ async def test_a_req_keeps_its_place_among_pipelined_pubs(hub_server: HubServer)
     """``pub``, ``req``, ``pub`` to one topic sent at once are stored in that order
     (the ``req`` waits for its inbox before its append, the pub after it waits
     for the ``req``); the ``reply`` and a pub after it are answered in order."""
+    async with hub_server.client() as http:  # a group's worker: requests are taken
+        r = await http.post("/v1/groups/svc/pull", params={"topic": "pipe.svc", "lease": 60})
+        assert r.status_code == 200, r.text
+    await hub_server.until_responder("pipe.svc")
     async with ws_client(hub_server) as worker, ws_client(hub_server) as c:
         await worker.ok({"op": "sub", "id": 1, "topics": ["pipe.svc"]})
         await c.send({"op": "pub", "id": 1, "topic": "pipe.svc", "data": "before"})

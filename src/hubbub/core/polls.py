@@ -20,11 +20,13 @@ Rule 2. A group fires once, at the end of the loop pass in which its news came
         (so a batch stored at once is one page): it leaves the registry,
         closes its subscription and answers its members. Later polls at the
         same position make a new group.
-Rule 3. What a group cannot say as a plain page (a gap, an error, a cut-off
+Rule 3. What a group cannot say as a plain page (a gap, a cut-off
         subscriber) it does not say: each member is answered ``None``, "read
         again on your own", which reads the store from the same position and
-        gets the right answer, errors included. A closed subscription (the hub
-        drains) answers an empty page, as a lone poll would.
+        gets the right answer. A closed subscription (the hub drains) answers
+        an empty page, as a lone poll would. A failed one (the engine lost its
+        live feed: :meth:`Subscription.fail`) answers each member with (a copy
+        of) its error, cursor included, since the store would not say it.
 Rule 4. A member that leaves (its wait ends, its client goes) is forgotten;
         the last one to leave closes the group's subscription.
 Rule 5. Members that name a *crowd* (a function that answers many polls at
@@ -40,12 +42,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
+from ..protocol.errors import HubbubError
 from ..protocol.message import Message
 from .subscription import State, Subscription
 from .values import Page
 
 #: ``answer(page)``: a member's answer; ``None`` means "read again" (Rule 3).
-Answer = Callable[["Page | None"], None]
+Answer = Callable[["Page | HubbubError | None"], None]
 #: ``crowd(page, answers)``: the answers of many members at once (Rule 5).
 Crowd = Callable[["Page", list[Answer]], None]
 
@@ -90,7 +93,13 @@ class _Group:
             if sub.park(self.ready):
                 return  # woken with nothing to say: wait on
             events = None
+        error = sub.error
         self._close()
+        members, self.members = self.members, {}
+        if error is not None:  # Rule 3: a failed subscription's error, to each
+            for member in members:
+                member.answer(type(error)(error.message, field=error.field, **error.extra))
+            return
         page: Page | None
         if events is None:
             page = Page([], sub.cursor) if sub.state is State.CLOSED else None
@@ -98,7 +107,6 @@ class _Group:
             page = Page(events, sub.cursor)  # type: ignore[arg-type]
         else:
             page = None  # a gap: each member reads again (Rule 3)
-        members, self.members = self.members, {}
         if page is None:
             for member in members:
                 member.answer(None)

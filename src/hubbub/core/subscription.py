@@ -325,6 +325,15 @@ class Subscription:
             return batch
         return None
 
+    @property
+    def error(self) -> HubbubError | None:
+        """What :meth:`fail` ended the subscription with (with ``extra["cursor"]``
+        to resume from), while it is not closed; else ``None``."""
+        if self._error is None or self.state is State.CLOSED:
+            return None
+        self._error.extra.setdefault("cursor", self.cursor)
+        return self._error
+
     def park(self, ready: Callable[[], None]) -> bool:
         """Have ``ready()`` called once, instead of a reader waiting in
         :meth:`next_batch`, as soon as there is news: events to take, an end,

@@ -19,12 +19,32 @@ Rule 3. A response that ends before the request's body does says
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from .asgi import status_line
+from .state import ServerState
 
-if TYPE_CHECKING:
-    from .http1 import HttpProtocol
+
+class Connection(Protocol):
+    """What a request uses of its HTTP/1.1 connection
+    (:class:`hubbub.server.http1.HttpProtocol`, which imports this module)."""
+
+    @property
+    def state(self) -> ServerState: ...
+
+    @property
+    def write_paused(self) -> bool: ...
+
+    def write(self, data: bytes) -> None: ...
+
+    def wrote(self, n: int) -> None:
+        """Count ``n`` bytes written to the transport (or its socket) another way."""
+
+    async def drained(self) -> None: ...
+
+    def resume_reading(self) -> None: ...
+
+    def response_done(self, request: Request) -> None: ...
 
 
 class Request:
@@ -34,7 +54,7 @@ class Request:
                  "keep_alive", "head_only", "expect_100", "chunked", "head", "waiter",
                  "gone", "read_all", "length_known", "status")
 
-    def __init__(self, conn: HttpProtocol, scope: dict[str, Any], keep_alive: bool,
+    def __init__(self, conn: Connection, scope: dict[str, Any], keep_alive: bool,
                  expect_100: bool, has_body: bool) -> None:
         self.conn = conn
         self.scope = scope

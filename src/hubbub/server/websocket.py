@@ -46,15 +46,46 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
+
+import httptools
 
 from ..transports.extensions import FRAMES
 from . import rfc6455
 from .asgi import ASGI, problem_response, split_target, status_line, whole_response
+from .state import ServerState, Writer
 
-if TYPE_CHECKING:
-    from .http1 import HttpProtocol
-    from .state import ServerState
+
+class Upgrading(Writer, Protocol):
+    """What an upgrade uses of the HTTP/1.1 connection it takes over
+    (:class:`hubbub.server.http1.HttpProtocol`, which imports this module)."""
+
+    @property
+    def state(self) -> ServerState: ...
+
+    @property
+    def transport(self) -> Any: ...
+
+    @property
+    def parser(self) -> httptools.HttpRequestParser: ...
+
+    @property
+    def scheme(self) -> str: ...
+
+    @property
+    def server(self) -> tuple[str, int] | None: ...
+
+    @property
+    def client(self) -> tuple[str, int] | None: ...
+
+    @property
+    def written(self) -> int: ...
+
+    def write(self, data: bytes) -> None: ...
+
+    def refuse(self, status: int, detail: str, code: str, extra: bytes = b"") -> None: ...
+
+    def linger(self) -> None: ...
 
 log = logging.getLogger("hubbub.server")
 
@@ -78,7 +109,7 @@ def tokens(value: str | None) -> set[str]:
     return {t.strip().lower() for t in (value or "").split(",") if t.strip()}
 
 
-def upgrade(http: HttpProtocol, headers: list[tuple[bytes, bytes]], target: bytes,
+def upgrade(http: Upgrading, headers: list[tuple[bytes, bytes]], target: bytes,
             rest: bytes) -> None:
     """Check the opening handshake of ``http``'s request (Rule 1) and hand its
     socket to a :class:`WebSocketProtocol`; ``rest`` is what followed the head."""

@@ -38,15 +38,34 @@ from __future__ import annotations
 
 import gc
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, Protocol, cast
 
 from ..transports.extensions import Whole
 from .asgi import whole_response
+from .cycle import Request
+from .state import ServerState
 from .writes import write_all
 
-if TYPE_CHECKING:
-    from .cycle import Request
-    from .http1 import HttpProtocol
+
+class Connection(Protocol):
+    """What the extension uses of its HTTP/1.1 connection
+    (:class:`hubbub.server.http1.HttpProtocol`, which imports this module)."""
+
+    @property
+    def state(self) -> ServerState: ...
+
+    @property
+    def transport(self) -> Any: ...
+
+    @property
+    def current(self) -> Request | None: ...
+
+    @property
+    def write_paused(self) -> bool: ...
+
+    def write(self, data: bytes) -> None: ...
+
+    def wrote(self, n: int) -> None: ...
 
 
 class Responder:
@@ -54,7 +73,7 @@ class Responder:
 
     __slots__ = ("conn", "_gone")
 
-    def __init__(self, conn: HttpProtocol) -> None:
+    def __init__(self, conn: Connection) -> None:
         self.conn = conn
         self._gone: Callable[[], None] | None = None
 

@@ -54,7 +54,7 @@ from ..core.metrics import DoorCounts
 from ..core.polls import Answer
 from ..engines.base import AppendResult
 from ..protocol.depth import check_depth
-from ..protocol.errors import InvalidRequest, NotFound, PayloadTooLarge, Unavailable
+from ..protocol.errors import HubbubError, InvalidRequest, NotFound, PayloadTooLarge, Unavailable
 from ..protocol.message import JSON, media_type
 from ..protocol.topics import validate_topic
 from .auth import KEY, Action, authorize, principal_of, within_lifetime
@@ -404,11 +404,14 @@ class _WaitingPoll:
         self.single = single
         self.answered = False
 
-    def __call__(self, page: Page | None) -> None:
-        if page is None:
+    def __call__(self, page: Page | HubbubError | None) -> None:
+        if page is None or isinstance(page, HubbubError):
             if not self.answered and not self.done.done():
                 self.answered = True
-                self.done.set_result(None)  # read again (polls.py Rule 3)
+                if page is None:
+                    self.done.set_result(None)  # read again (polls.py Rule 3)
+                else:
+                    self.done.set_exception(page)  # the live feed failed (Rule 3)
         else:
             _answer_crowd(page, [self])
 
