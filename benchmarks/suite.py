@@ -284,7 +284,7 @@ def _version(command: list[str]) -> str:
 def versions() -> list[tuple[str, str]]:
     git = _version(["git", "-C", str(HERE.parent), "describe", "--always", "--dirty"])
     ours = [(name, metadata.version(name)) for name in
-            ("uvicorn", "starlette", "uvloop", "httptools", "websockets", "msgspec")]
+            ("starlette", "uvloop", "httptools", "h2", "websockets", "msgspec")]
     peer_code = ("import importlib.metadata as m; print(' '.join(f'{p}=={m.version(p)}' for p in "
                  "('python-socketio', 'python-engineio', 'sse-starlette', 'broadcaster', "
                  "'uvicorn', 'starlette')))")
