@@ -29,8 +29,9 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 from websockets.typing import Subprotocol
 
-from hubbub.client.aio import NETWORK_ERRORS, TRANSPORTS, AsyncClient
+from hubbub.client.aio import TRANSPORTS, AsyncClient
 from hubbub.client.backoff import BackoffPolicy
+from hubbub.client.base import NETWORK_ERRORS
 from hubbub.client.streams import Event, read_poll, read_sse, read_ws
 from hubbub.core import Hub
 from hubbub.engines import open_engine

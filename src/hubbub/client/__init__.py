@@ -25,8 +25,9 @@ document (``exc.status``, ``exc.problem``, ``exc.field``, ``exc.extra``). See
 
 from __future__ import annotations
 
-from .aio import TRANSPORTS, AsyncClient, Door, Subscription, Transport
+from .aio import TRANSPORTS, AsyncClient, Subscription
 from .backoff import Backoff, BackoffPolicy
+from .base import Door, Transport
 from .errors import DoorRefused
 from .groups import Delivery, Group
 from .jobs import JobError, Jobs, Progress, TakenJob

@@ -13,15 +13,13 @@ is not an admin's (:class:`~hubbub.protocol.errors.Unauthorized` with none).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import quote
 
 import msgspec
 
+from .base import ClientBase
 from .errors import error_from_response
-
-if TYPE_CHECKING:
-    from .aio import AsyncClient
 
 
 def _topic(topic: str) -> str:
@@ -31,7 +29,7 @@ def _topic(topic: str) -> str:
 class Admin:
     """The admin API of one hub (the whole cluster behind it). Reached as ``hub.admin``."""
 
-    def __init__(self, client: AsyncClient) -> None:
+    def __init__(self, client: ClientBase) -> None:
         self._client = client
 
     async def _call(self, method: str, url: str) -> Any:

@@ -42,29 +42,32 @@ from urllib.parse import quote
 
 import httpx
 import msgspec
-from websockets.exceptions import WebSocketException
 
 from .. import __version__
 from ..protocol import errors
 from ..protocol.message import ERROR_TYPE
 from .admin import Admin
 from .backoff import Backoff, BackoffPolicy
+from .base import (
+    JSON,
+    NETWORK_ERRORS,
+    Door,
+    Nackable,
+    OnGap,
+    Transport,
+    encode_payload,
+    post_retrying,
+)
 from .errors import DoorRefused, error_from_response
 from .groups import Group
 from .jobs import Jobs
+from .requests import respond
 from .streams import Event, read_poll, read_sse, read_ws
+from .uploads import CHUNK_SIZE, upload
 
-Transport = Literal["ws", "sse", "longpoll", "poll"]
 TRANSPORTS: tuple[Transport, ...] = ("ws", "sse", "longpoll", "poll")
-#: What ``subscribe(transport=...)`` accepts: a door, or ``auto`` (the best that works).
-Door = Literal["auto", "ws", "sse", "longpoll", "poll"]
-OnGap = Literal["raise", "event"]
-JSON = "application/json"
-OCTET = "application/octet-stream"
 
-#: Failures of the network, not of the request: reconnecting can help.
 log = logging.getLogger("hubbub.client")
-NETWORK_ERRORS = (httpx.TransportError, OSError, TimeoutError, WebSocketException)
 
 
 class Subscription:
@@ -285,7 +288,7 @@ class AsyncClient:
             await asyncio.wait(list(self._nacks))
         await self.http.aclose()
 
-    async def nack_quietly(self, group: Group, leases: list[str]) -> None:
+    async def nack_quietly(self, group: Nackable, leases: list[str]) -> None:
         """Give leases back to ``group``, for a :class:`~hubbub.client.groups.Consumer`
         closing: a failure is logged, not raised (the leases then run out)."""
         try:
@@ -294,7 +297,7 @@ class AsyncClient:
             log.warning("could not give back %d leases of group %s: %s",
                         len(leases), group.name, exc)
 
-    def nack_later(self, group: Group, leases: list[str]) -> None:
+    def nack_later(self, group: Nackable, leases: list[str]) -> None:
         """:meth:`nack_quietly` from a task of this client's; :meth:`aclose` waits for it."""
         task = asyncio.ensure_future(self.nack_quietly(group, leases))
         self._nacks.add(task)
@@ -320,32 +323,8 @@ class AsyncClient:
     async def _post_retrying(
         self, url: str, body: bytes, headers: Mapping[str, str]
     ) -> dict[str, Any]:
-        """POST until the hub answers for good: retried on network errors and
-        temporary answers (same body, same idempotency keys) for ``retry_for`` s."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.retry_for
-        backoff = Backoff(self.backoff)
-        while True:
-            try:
-                r = await self.http.post(url, content=body, headers=headers)
-            except httpx.UnsupportedProtocol as exc:
-                raise errors.UsageError(str(exc)) from None
-            except httpx.TransportError as exc:
-                failure: errors.HubbubError = errors.Unavailable(
-                    f"cannot reach the hub at {self.base_url}: {exc or type(exc).__name__}"
-                )
-                failure.__cause__ = exc
-            else:
-                if r.status_code in (200, 201, 202):
-                    answer: dict[str, Any] = msgspec.json.decode(r.content)
-                    return answer
-                failure = await error_from_response(r)
-                if not failure.temporary:
-                    raise failure
-            delay = backoff.next_delay()
-            if loop.time() + delay > deadline:
-                raise failure
-            await asyncio.sleep(delay)
+        """:func:`hubbub.client.base.post_retrying` with this client."""
+        return await post_retrying(self, url, body, headers)
 
     async def publish(
         self,
@@ -377,7 +356,7 @@ class AsyncClient:
                 ``retry_for`` seconds; the message may or may not be stored,
                 and publishing again with the same ``key`` is safe.
         """
-        body, ctype = _payload(data, content_type)
+        body, ctype = encode_payload(data, content_type)
         headers = {"Content-Type": ctype, "Idempotency-Key": key or secrets.token_hex(16)}
         return await self._post_retrying("/v1/topics/" + quote(topic, safe=":@"), body, headers)
 
@@ -403,7 +382,7 @@ class AsyncClient:
         """
         batch = []
         for item in items:
-            body, ctype = _payload(item["data"], item.get("content_type"))
+            body, ctype = encode_payload(item["data"], item.get("content_type"))
             entry: dict[str, Any] = {"topic": item["topic"],
                                      "key": item.get("key") or secrets.token_hex(16)}
             if ctype == JSON:
@@ -504,7 +483,7 @@ class AsyncClient:
             InvalidRequest, PayloadTooLarge...: nothing was published.
             Unavailable: the hub could not be reached.
         """
-        body, ctype = _payload(data, content_type)
+        body, ctype = encode_payload(data, content_type)
         return await self._json_call(
             "POST", "/v1/requests/" + quote(topic, safe=":@"),
             params={"timeout": f"{timeout:g}"}, content=body, headers={"Content-Type": ctype},
@@ -533,7 +512,7 @@ class AsyncClient:
                 passed. NotFound: nobody waits for it (its caller left). In
                 each case nothing was stored.
         """
-        body, ctype = _payload(data, content_type)
+        body, ctype = encode_payload(data, content_type)
         return await self._post_retrying(
             "/v1/replies/" + quote(request_id, safe=""), body, {"Content-Type": ctype})
 
@@ -620,8 +599,6 @@ class AsyncClient:
         Returns:
             How many requests were answered (when ``count`` ends it).
         """
-        from .requests import respond
-
         return await respond(self, topic, handler, group=group, count=count, lease=lease)
 
 
@@ -688,20 +665,9 @@ class AsyncClient:
         ``state_file``) and the rules are those of
         :func:`hubbub.client.uploads.upload`.
         """
-        from .uploads import CHUNK_SIZE, upload
-
         return await upload(self, path, job=job, metadata=metadata,
                             chunk_size=CHUNK_SIZE if chunk_size is None else chunk_size,
                             on_progress=on_progress,
                             state_file=state_file)
 
 
-def _payload(data: Any, content_type: str | None) -> tuple[bytes, str]:
-    if isinstance(data, bytes | bytearray | memoryview):
-        return bytes(data), content_type or OCTET
-    if content_type not in (None, JSON):
-        raise errors.UsageError("data must be bytes when content_type is not JSON")
-    try:
-        return msgspec.json.encode(data), JSON
-    except (TypeError, msgspec.EncodeError) as exc:
-        raise errors.UsageError(f"data cannot be encoded as JSON: {exc}") from None

@@ -19,17 +19,15 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 from urllib.parse import quote
 
 import httpx
 import msgspec
 
 from ..protocol import errors
+from .base import NETWORK_ERRORS, ClientBase
 from .errors import error_from_response
-
-if TYPE_CHECKING:
-    from .aio import AsyncClient
 
 #: Keys of a pulled item that belong to its lease, not to the message.
 LEASE_KEYS = ("lease", "attempt", "deadline")
@@ -106,7 +104,7 @@ class Group:
 
     def __init__(
         self,
-        client: AsyncClient,
+        client: ClientBase,
         name: str,
         topics: Sequence[str] | None,
         *,
@@ -233,8 +231,6 @@ class Consumer:
         return self
 
     async def __anext__(self) -> Delivery:
-        from .aio import NETWORK_ERRORS
-
         self._loop = asyncio.get_running_loop()
         backoff = MIN_BACKOFF
         while not self._batch:

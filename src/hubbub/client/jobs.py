@@ -50,7 +50,7 @@ import secrets
 import sys
 import threading
 from collections.abc import AsyncGenerator, Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import quote
 
 import httpx
@@ -58,10 +58,8 @@ import msgspec
 
 from ..protocol import errors
 from .backoff import Backoff
+from .base import NETWORK_ERRORS, ClientBase, Door, encode_payload, post_retrying
 from .errors import error_from_response
-
-if TYPE_CHECKING:
-    from .aio import AsyncClient, Door
 
 log = logging.getLogger("hubbub.client")
 
@@ -196,11 +194,11 @@ async def _invoke(handler: Handler, data: Any, progress: Progress) -> Any:
 class Jobs:
     """The jobs of a hub: ``client.jobs`` (:class:`~hubbub.client.AsyncClient`)."""
 
-    def __init__(self, client: AsyncClient) -> None:
+    def __init__(self, client: ClientBase) -> None:
         self._client = client
 
     async def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        return await self._client._post_retrying(
+        return await post_retrying(self._client,
             path, msgspec.json.encode(body), {"Content-Type": "application/json"})
 
     async def submit(self, queue: str, data: Any, *, key: str | None = None,
@@ -220,11 +218,9 @@ class Jobs:
             InvalidTopic, InvalidRequest, PayloadTooLarge: refused; no job.
             Unavailable: the hub stayed unreachable for ``retry_for`` seconds.
         """
-        from .aio import _payload
-
-        body, ctype = _payload(data, content_type)
+        body, ctype = encode_payload(data, content_type)
         headers = {"Content-Type": ctype, "Idempotency-Key": key or secrets.token_hex(16)}
-        return await self._client._post_retrying("/v1/jobs/" + quote(queue, safe=":@"),
+        return await post_retrying(self._client, "/v1/jobs/" + quote(queue, safe=":@"),
                                                  body, headers)
 
     async def _get(self, job_id: str, **params: Any) -> dict[str, Any]:
@@ -253,8 +249,6 @@ class Jobs:
             GatewayTimeout: not finished within ``timeout`` seconds.
             NotFound: no such job.
         """
-        from .aio import NETWORK_ERRORS
-
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
         backoff = Backoff(self._client.backoff)
@@ -371,8 +365,6 @@ class Jobs:
         job as it ended (succeeded, failed, queued again, or taken by another
         worker).
         """
-        from .aio import NETWORK_ERRORS
-
         if count is not None and count < 1:
             raise errors.UsageError("count must be at least 1")
         handled = 0
@@ -403,8 +395,6 @@ class Jobs:
     async def run(self, taken: TakenJob, handler: Handler, *,
                   report_every: float = 0.5) -> dict[str, Any]:
         """Run ``handler`` for one taken job and settle it; returns the job as it ended."""
-        from .aio import NETWORK_ERRORS
-
         progress = Progress(asyncio.get_running_loop())
         reporter = asyncio.create_task(self._report(taken, progress, report_every))
         call = asyncio.ensure_future(_invoke(handler, taken.data, progress))
@@ -457,8 +447,6 @@ class Jobs:
 
     async def _report(self, taken: TakenJob, progress: Progress, every: float) -> None:
         """Send progress and heartbeats until cancelled; return when the job is lost."""
-        from .aio import NETWORK_ERRORS
-
         loop = asyncio.get_running_loop()
         beat = max(0.05, taken.lease_seconds / 3)
         last = loop.time()

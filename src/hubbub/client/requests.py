@@ -31,14 +31,25 @@ import inspect
 import logging
 import re
 import time
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Literal, Protocol
 
 from ..protocol import errors
+from .base import ClientBase
+from .groups import Delivery, Group
 
-if TYPE_CHECKING:
-    from .aio import AsyncClient
-    from .groups import Delivery
+
+class Responding(ClientBase, Protocol):
+    """What a responder uses of the :class:`~hubbub.client.AsyncClient`."""
+
+    def group(self, name: str, topics: str | Sequence[str] | None = None, *,
+              start: Literal["start", "end"] = "end", lease: float = 30.0) -> Group: ...
+
+    async def reply(self, request_id: str, data: Any, *,
+                    content_type: str | None = None) -> dict[str, Any]: ...
+
+    async def reply_error(self, request_id: str, message: str) -> dict[str, Any]: ...
+
 
 log = logging.getLogger("hubbub.client")
 #: The longest message an error reply may carry (characters).
@@ -77,7 +88,7 @@ async def _call(handler: Callable[[Any], Any | Awaitable[Any]], data: Any) -> An
     return result
 
 
-async def answer(client: AsyncClient, delivery: Delivery,
+async def answer(client: Responding, delivery: Delivery,
                  handler: Callable[[Any], Any | Awaitable[Any]]) -> bool:
     """Handle one leased request and settle it; True when a reply was stored."""
     envelope = delivery.data
@@ -116,7 +127,7 @@ def error_message(exc: BaseException) -> str:
 
 
 async def respond(
-    client: AsyncClient,
+    client: Responding,
     topic: str,
     handler: Callable[[Any], Any | Awaitable[Any]],
     *,

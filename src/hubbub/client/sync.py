@@ -48,8 +48,9 @@ import httpx
 
 from ..protocol import errors
 from .admin import Admin
-from .aio import AsyncClient, Subscription, Transport
+from .aio import AsyncClient, Subscription
 from .backoff import BackoffPolicy
+from .base import Transport
 from .groups import Delivery, Group
 from .jobs import Jobs, TakenJob
 

@@ -41,16 +41,14 @@ import os
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import httpx
 
 from ..protocol import errors, tus
 from .backoff import Backoff
+from .base import ClientBase
 from .errors import error_from_response
-
-if TYPE_CHECKING:
-    from .aio import AsyncClient
 
 #: Bytes per PATCH.
 CHUNK_SIZE = 8 << 20
@@ -112,7 +110,7 @@ def _inspect(base_url: str, file: Path) -> tuple[int, str]:
 
 
 async def upload(
-    client: AsyncClient,
+    client: ClientBase,
     path: str | os.PathLike[str],
     *,
     job: str | None = None,
