@@ -45,7 +45,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .errors import Forbidden, Misdirected
 
@@ -157,6 +157,10 @@ def normalize_origin(value: str) -> str | None:
     return f"{scheme}://{host}" + ("" if port is None else f":{port}")
 
 
+#: The most ``Host`` values a :class:`Policy` remembers as served.
+SERVED_HOSTS = 64
+
+
 @dataclass(frozen=True, slots=True)
 class Policy:
     """What the hub accepts from browsers (``[server]`` settings).
@@ -172,6 +176,10 @@ class Policy:
     allowed_hosts: tuple[str, ...] = ()
     origins: tuple[str, ...] = ()
     open_hub: bool = True
+    #: ``Host`` values found served, so that a request's check is one lookup
+    #: (parsing an address per request cost a tenth of a publish); bounded,
+    #: since clients may send any number of them.
+    _served: dict[str, None] = field(default_factory=dict, compare=False, repr=False)
 
     def origin_allowed(self, origin: str | None) -> bool:
         """Whether a request's ``Origin`` header names a configured origin."""
@@ -220,9 +228,13 @@ class Policy:
         """
         if host is None or (not self.open_hub and not self.allowed_hosts):
             return  # no Host: HTTP/1.0 or a test harness, never a browser
+        if host in self._served:
+            return
         split = split_host(host)
         if split is not None and (is_loopback_name(split[0])
                                   or host_allowed(split[0], self.allowed_hosts)):
+            if len(self._served) < SERVED_HOSTS:
+                self._served[host] = None
             return
         raise Misdirected("this hub does not serve that host name; list it in "
                           "[server] allowed_hosts to serve it", field="Host")
