@@ -305,6 +305,10 @@ class Hub:
         """Store validated messages; count them and the commit's latency."""
         if self.tracer is not None:
             return await self._append_traced(reqs, self.tracer)
+        return await self._commit(reqs)
+
+    async def _commit(self, reqs: list[AppendRequest]) -> list[AppendResult]:
+        """The engine's append, its failures and its latency counted."""
         started = time.perf_counter()
         try:
             results = await self.engine.append(reqs, self.now())
@@ -325,13 +329,7 @@ class Hub:
                 "messaging.batch.message_count": len(reqs)}) as span:
             with spans.start_as_current_span("hubbub store.append", attributes={
                     **tracing.SYSTEM, "hubbub.engine": type(self.engine).__name__}):
-                started = time.perf_counter()
-                try:
-                    results = await self.engine.append(reqs, self.now())
-                except Unavailable:
-                    self.metrics.store_errors["append"] += 1
-                    raise
-                self.metrics.stored(results, time.perf_counter() - started)
+                results = await self._commit(reqs)
             span.set_attribute("hubbub.offset", results[0].message.offset)
             with spans.start_as_current_span("hubbub fanout", attributes={
                     **tracing.SYSTEM, "hubbub.subscribers": self.fanout.count(topic)}):
