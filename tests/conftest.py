@@ -221,6 +221,28 @@ async def client(hub_server: HubServer) -> AsyncIterator[httpx.AsyncClient]:
         yield c
 
 
+def wait_ready(url: str, proc: subprocess.Popen[Any], timeout: float = 15 * UNIT) -> None:
+    """Return once the ``hubbub serve`` child ``proc`` answers ``url/readyz`` with 200.
+
+    Raises:
+        RuntimeError: it exited first (with what it printed, when that was piped).
+        TimeoutError: it did not become ready within ``timeout`` seconds.
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            out = proc.stdout.read() if proc.stdout else b""
+            text = out.decode(errors="replace") if isinstance(out, bytes) else str(out)
+            raise RuntimeError(f"hubbub serve exited: {text}")
+        try:
+            if httpx.get(url + "/readyz", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.05)
+    raise TimeoutError("hubbub serve did not become ready")
+
+
 class HubProcess:
     """``hubbub serve`` in a child process."""
 
@@ -233,18 +255,8 @@ class HubProcess:
         cmd = [sys.executable, "-m", "hubbub", "serve", "--port", str(self.port),
                "--store", self.store, *self.extra]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 15 * UNIT
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                out = self.proc.stdout.read().decode() if self.proc.stdout else ""
-                raise RuntimeError(f"hubbub serve exited: {out}")
-            try:
-                if httpx.get(self.url + "/readyz", timeout=1).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.05)
-        raise TimeoutError("hubbub serve did not become ready")
+        wait_ready(self.url, self.proc)
+        return self
 
     def kill(self) -> None:
         assert self.proc is not None

@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 import tomllib
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,7 +30,7 @@ from hubbub.cli_config import (
     mask_url,
 )
 from hubbub.config import Config, ConfigError
-from tests.conftest import UNIT, free_port
+from tests.conftest import UNIT, free_port, wait_ready
 
 SECRET = "s3cret-" + "x" * 40
 
@@ -211,15 +210,7 @@ def test_serve_runs_with_the_environment(served: list[subprocess.Popen[bytes]]) 
     served.append(subprocess.Popen([sys.executable, "-m", "hubbub", "serve"], env=env,
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 15 * UNIT
-    while True:
-        try:
-            if httpx.get(url + "/readyz", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        assert time.monotonic() < deadline and served[0].poll() is None, "serve did not start"
-        time.sleep(0.05)
+    wait_ready(url, served[0])
     for n in range(3):
         assert httpx.post(f"{url}/v1/topics/chat.a", json=n).status_code == 201
     page = httpx.get(f"{url}/v1/topics/chat.a/messages", params={"after": "start"}).json()

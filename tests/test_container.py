@@ -14,7 +14,6 @@ import re
 import shlex
 import shutil
 import subprocess
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import UNIT, free_port
+from tests.conftest import UNIT, free_port, wait_ready
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = "container-test-secret-0123456789abcdef"
@@ -133,15 +132,7 @@ def test_the_images_steps_and_command(tmp_path: Path) -> None:
                             stderr=subprocess.DEVNULL)
     try:
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30 * UNIT
-        while True:
-            try:
-                if httpx.get(url + "/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline and proc.poll() is None, "the hub did not start"
-            time.sleep(0.1)
+        wait_ready(url, proc, 30 * UNIT)
         check = exec_form(final.other["HEALTHCHECK"].split(" CMD ", 1)[1])
         assert subprocess.run(check, env=env, timeout=30 * UNIT).returncode == 0
         assert httpx.post(f"{url}/v1/topics/c.a", json=1).status_code == 401

@@ -7,7 +7,6 @@ import logging
 import re
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 
 import httpx
@@ -23,7 +22,7 @@ from hubbub.config import Config
 from hubbub.server.logs import JsonFormatter
 from hubbub.transports.app import create_app
 from hubbub.transports.requestid import RequestId, RequestIdFilter
-from tests.conftest import UNIT, free_port, serve_app
+from tests.conftest import UNIT, free_port, serve_app, wait_ready
 
 HEX16 = re.compile(r"[0-9a-f]{16}")
 
@@ -78,15 +77,7 @@ def json_hub() -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
          "--log-format", "json", "--log-level", "info", "--access-log"],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 15 * UNIT
-    while True:
-        try:
-            if httpx.get(url + "/readyz", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        assert time.monotonic() < deadline and proc.poll() is None, "serve did not start"
-        time.sleep(0.05)
+    wait_ready(url, proc)
     try:
         yield url, proc
     finally:
