@@ -26,7 +26,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from websockets.exceptions import InvalidStatus
 
-import hubbub.transports.ws as ws_door
+import hubbub.transports.ws.connection as ws_door
 from hubbub.config import Config
 from hubbub.core.auth import mint
 from tests.conftest import UNIT, HubServer, start_server

@@ -31,8 +31,8 @@ from hubbub.server import HubServer as Server
 from hubbub.server import state as server_state
 from hubbub.server import websocket as server_ws
 from hubbub.server.websocket import WebSocketProtocol
-from hubbub.transports import ws
 from hubbub.transports.app import create_app
+from hubbub.transports.ws import delivery as ws
 from tests.conftest import UNIT, HubServer, free_port, serve_app, store_url
 from tests.transports import test_ws
 
@@ -339,7 +339,7 @@ def test_msgpack_frame_of_gap_decodes() -> None:
 def test_a_batch_joined_once_serves_every_subscriber_of_the_topic() -> None:
     """The frames of a batch are joined once and reused for the next subscriber
     handed the same messages; any other batch is joined afresh."""
-    from hubbub.transports.ws import _joined
+    from hubbub.transports.ws.delivery import _joined
 
     t = [Message("j.t", "ep", i, 10 + i, 1, f"id{i}", b"%d" % i) for i in (1, 2, 3)]
     u = Message("j.u", "ep", 1, 12, 1, "idu", b'"u"')

@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 from hubbub.config import Config
-from hubbub.transports.ws_pipeline import Pipeline
+from hubbub.transports.ws.pipeline import Pipeline
 from tests.conftest import UNIT, HubServer, session_redis
 from tests.transports.test_ws import REPLIES, Client, ws_client
 

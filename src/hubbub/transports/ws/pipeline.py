@@ -46,7 +46,7 @@ import collections
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
-from ..loop.tasks import cancel_and_wait
+from ...loop.tasks import cancel_and_wait
 
 #: Ops one connection may have waiting for their answer before its socket is
 #: read again: enough for a publisher's window to fill a group commit.
