@@ -93,3 +93,25 @@ async def test_a_stage_that_fails_leaves_the_rest_to_their_own_pass() -> None:
     await asyncio.sleep(0)
     assert got == [["x"]]
     assert [str(e["exception"]) for e in errors] == ["stage failed"]
+
+
+async def test_a_task_started_by_a_stage_hands_its_items_over_in_a_pass_of_its_own() -> None:
+    """A task made while a stage's callback runs carries that callback's
+    context into later passes; what it adds there is still handed over, by a
+    callback of its own."""
+    got: list[list[str]] = []
+    later: PerPass[str] = PerPass(got.append)
+    tasks: list[asyncio.Task[None]] = []
+
+    async def add_later() -> None:
+        later.add("y")
+
+    def start(items: list[str]) -> None:
+        tasks.append(asyncio.get_running_loop().create_task(add_later()))
+
+    first: PerPass[str] = PerPass(start)
+    first.add("x")
+    await asyncio.sleep(0)
+    await tasks[0]
+    await asyncio.sleep(0)
+    assert got == [["y"]]

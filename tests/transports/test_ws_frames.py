@@ -32,6 +32,7 @@ from hubbub.server import state as server_state
 from hubbub.server import websocket as server_ws
 from hubbub.server.websocket import WebSocketProtocol
 from hubbub.transports.app import create_app
+from hubbub.transports.ws import Room
 from hubbub.transports.ws import delivery as ws
 from tests.conftest import UNIT, HubServer, free_port, serve_app, store_url
 from tests.transports import test_ws
@@ -339,16 +340,24 @@ def test_msgpack_frame_of_gap_decodes() -> None:
 def test_a_batch_joined_once_serves_every_subscriber_of_the_topic() -> None:
     """The frames of a batch are joined once and reused for the next subscriber
     handed the same messages; any other batch is joined afresh."""
-    from hubbub.transports.ws.delivery import _joined
-
+    joined = Room().joined
     t = [Message("j.t", "ep", i, 10 + i, 1, f"id{i}", b"%d" % i) for i in (1, 2, 3)]
     u = Message("j.u", "ep", 1, 12, 1, "idu", b'"u"')
     whole = b"".join(m.ws_frame() for m in t)
-    first = _joined(list(t), False)
+    first = joined(list(t), False)
     assert first == whole
-    assert _joined(list(t), False) is first  # another subscriber's list, same messages
-    assert _joined(t[:2], False) == whole[: len(t[0].ws_frame()) + len(t[1].ws_frame())]
+    assert joined(list(t), False) is first  # another subscriber's list, same messages
+    assert joined(t[:2], False) == whole[: len(t[0].ws_frame()) + len(t[1].ws_frame())]
     mixed = [t[0], u, t[1]]  # a wildcard subscriber's batch: joined for itself
-    assert _joined(mixed, False) == b"".join(m.ws_frame() for m in mixed)
-    assert _joined(list(t), True) == b"".join(m.ws_msgpack_frame() for m in t)
-    assert _joined(t[2:], False) == t[2].ws_frame()
+    assert joined(mixed, False) == b"".join(m.ws_frame() for m in mixed)
+    assert joined(list(t), True) == b"".join(m.ws_msgpack_frame() for m in t)
+    assert joined(t[2:], False) == t[2].ws_frame()
+
+
+def test_each_room_joins_for_itself() -> None:
+    """Two doors' rooms share no batch: each joins the same messages afresh."""
+    t = [Message("j.t", "ep", i, 10 + i, 1, f"id{i}", b"%d" % i) for i in (1, 2)]
+    first = Room().joined(list(t), False)
+    again = Room().joined(list(t), False)
+    assert again == first
+    assert again is not first

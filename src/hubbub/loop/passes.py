@@ -23,6 +23,7 @@ Rule 3. A PerPass first given items while another one's callback runs on the
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from collections.abc import Callable, Iterable
 from typing import Any, Generic, TypeVar
 
@@ -45,8 +46,9 @@ class PerPass(Generic[T]):
         items = self._pending.get(loop)
         if items is None:
             items = self._pending[loop] = []
-            chain = _chains.get(loop)
-            if chain is not None and self not in chain.fired:
+            chain = _running.get()
+            if (chain is not None and chain.loop is loop and chain.running
+                    and self not in chain.fired):
                 chain.waiting.append(self)  # Rule 3
             else:
                 loop.call_soon(self._fire, loop)
@@ -67,7 +69,8 @@ class PerPass(Generic[T]):
         items = self._pending.pop(loop, None)
         if not items:
             return
-        chain = _chains[loop] = _Chain(self)
+        chain = _Chain(self, loop)
+        token = _running.set(chain)
         try:
             self._run(items)
             while chain.waiting:  # Rule 3
@@ -77,7 +80,8 @@ class PerPass(Generic[T]):
                 if more:
                     stage._run(more)
         finally:
-            del _chains[loop]
+            chain.running = False
+            _running.reset(token)
             for stage in chain.waiting:  # left by an error: their own callbacks
                 loop.call_soon(stage._fire, loop)
 
@@ -85,15 +89,23 @@ class PerPass(Generic[T]):
 class _Chain:
     """The PerPasses of one callback (Rule 3): those that ran, and those waiting."""
 
-    __slots__ = ("fired", "waiting")
+    __slots__ = ("fired", "waiting", "loop", "running")
 
-    def __init__(self, first: PerPass[Any]) -> None:
+    def __init__(self, first: PerPass[Any], loop: asyncio.AbstractEventLoop) -> None:
         self.fired: set[PerPass[Any]] = {first}
         self.waiting: list[PerPass[Any]] = []
+        self.loop = loop
+        #: False once its callback returned: a task made during the callback
+        #: copies the context, and with it this chain, into its later passes.
+        self.running = True
 
 
-#: The chain of the PerPass callback running on each loop, if one is (Rule 3).
-_chains: dict[asyncio.AbstractEventLoop, _Chain] = {}
+#: The chain of the PerPass callback that is running (Rule 3), as the context
+#: of that callback sees it: set only while the callback runs, in the context
+#: asyncio runs it in, so it is no registry that outlives a pass or is
+#: shared between loops or hubs.
+_running: contextvars.ContextVar[_Chain | None] = contextvars.ContextVar(
+    "hubbub_per_pass_chain", default=None)
 
 
 __all__ = ["PerPass"]

@@ -118,6 +118,7 @@ def create_app(
     from .admin import routes as admin_routes
 
     hub = store if isinstance(store, Hub) else Hub(open_engine(store), config)
+    door = ws.WebSocketDoor(hub) if websocket else None
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -130,8 +131,8 @@ def create_app(
     routes = [*http.routes, *sse.routes, *groups.routes, *requests.routes, *presence.routes,
               *uploads.routes, *jobs.routes, *metrics.routes, *dashboard.routes,
               *admin_routes]
-    if websocket:
-        routes.extend(ws.routes)
+    if door is not None:
+        routes.extend(door.routes)
     app = Starlette(
         routes=routes,
         lifespan=lifespan,
@@ -142,7 +143,7 @@ def create_app(
         },
     )
     app.state.hub = hub
-    app.add_middleware(_StartHub, hub=hub, ws=ws.door if websocket else None, ws_path=ws.PATH)
+    app.add_middleware(_StartHub, hub=hub, ws=door, ws_path=ws.PATH)
     # Outermost: a request is authenticated before anything else (docs/auth.md).
     app.add_middleware(Authenticate, hub=hub)
     # Outside that: Host names, origins and CORS, so a refused page learns

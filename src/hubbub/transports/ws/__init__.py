@@ -84,7 +84,8 @@ When the token expires the connection closes with 4401 and the resume cursors
 """
 
 from .connection import AUTH_TIMEOUT, DISCONNECTED, MAX_REQUESTS, MAX_SUBSCRIPTIONS, Connection
-from .door import PATH, WebSocketDoor, door, routes, upgrade_required
+from .delivery import Room
+from .door import PATH, WebSocketDoor, upgrade_required
 
 __all__ = [
     "AUTH_TIMEOUT",
@@ -93,8 +94,7 @@ __all__ = [
     "MAX_SUBSCRIPTIONS",
     "PATH",
     "Connection",
+    "Room",
     "WebSocketDoor",
-    "door",
-    "routes",
     "upgrade_required",
 ]

@@ -41,7 +41,7 @@ from ...protocol.topics import validate_pattern, validate_topic
 from ..auth import within_lifetime
 from ..extensions import GatherWrites, SendFrames, WriteFrames
 from ..problems import close_code, ws_error
-from .delivery import Outbox, _Sub
+from .delivery import Outbox, Room, _Sub
 from .groups import GroupFeeds
 from .pipeline import Pipeline
 
@@ -66,12 +66,12 @@ class Connection(Outbox):
                  "_pipeline", "hold", "peer", "registered")
 
     def __init__(
-        self, hub: Hub, codec: wire.Codec, send: Send, frames: SendFrames | None = None,
-        write: WriteFrames | None = None, principal: Principal | None = OPEN,
-        gather: GatherWrites = contextlib.nullcontext, hold: Hold | None = None,
-        peer: str | None = None,
+        self, hub: Hub, room: Room, codec: wire.Codec, send: Send,
+        frames: SendFrames | None = None, write: WriteFrames | None = None,
+        principal: Principal | None = OPEN, gather: GatherWrites = contextlib.nullcontext,
+        hold: Hold | None = None, peer: str | None = None,
     ) -> None:
-        super().__init__(hub, codec, send, frames, write, gather)
+        super().__init__(hub, room, codec, send, frames, write, gather)
         self._next_sub = 1
         #: Consumer-group subscriptions (``sub`` with ``group``), apart from
         #: ``subs``: they have no cursor, the group keeps their position.

@@ -53,13 +53,17 @@ class Outbox:
     lock, its closing state."""
 
     __slots__ = ("hub", "codec", "subs", "closing", "_send", "_frames", "_binary", "_lock",
-                 "_close_task", "_write", "_loop", "gather")
+                 "_close_task", "_write", "_loop", "gather", "_room", "_flushes")
 
     def __init__(
-        self, hub: Hub, codec: wire.Codec, send: Send, frames: SendFrames | None = None,
-        write: WriteFrames | None = None, gather: GatherWrites = contextlib.nullcontext,
+        self, hub: Hub, room: Room, codec: wire.Codec, send: Send,
+        frames: SendFrames | None = None, write: WriteFrames | None = None,
+        gather: GatherWrites = contextlib.nullcontext,
     ) -> None:
         self.hub = hub
+        #: What it shares with the other connections of its door.
+        self._room = room
+        self._flushes = room.flushes
         self.codec = codec
         self.subs: dict[int, _Sub] = {}
         self.closing = False
@@ -192,7 +196,7 @@ class Outbox:
         """A parked subscription has news (called from the fan-out): flush it
         once the fan-out is done, so that whatever it hands over meanwhile
         goes out in the same write."""
-        _flushes.add(s, self._loop)
+        self._flushes.add(s, self._loop)
 
     def _flush(self, s: _Sub) -> None:
         """Write a parked subscription's ready events now, if that needs no
@@ -257,7 +261,7 @@ class Outbox:
         if isinstance(batch[0], Message):
             # Gaps come before the messages of a batch: this one has none.
             msgs: list[Message] = batch  # type: ignore[assignment]
-            return _joined(msgs, binary), msgs[-1].cursor
+            return self._room.joined(msgs, binary), msgs[-1].cursor
         frames = []
         for event in batch:
             if isinstance(event, Message):
@@ -294,50 +298,57 @@ class Outbox:
                     {"type": "websocket.close", "code": code, "reason": wire.fit_reason(reason)})
 
 
-def _flush_all(subs: list[_Sub]) -> None:
-    """Flush the parked subscriptions that had news in a loop pass (Rule 6),
-    their writes made together at the end (the ``hubbub.frames`` gatherer:
-    every connection of a server shares it)."""
-    gather = next((s.conn.gather for s in subs if s.conn is not None), contextlib.nullcontext)
-    with gather():
-        for s in subs:
-            conn = s.conn
-            if conn is not None:
-                conn._flush(s)
+class Room:
+    """What the WebSocket connections of one door share on the delivery path:
+    the flush of the parked subscriptions that had news in a loop pass
+    (Rule 6), and the last batch of messages joined into frames."""
 
+    __slots__ = ("flushes", "_last_joined")
 
-#: Parked subscriptions with news, flushed together once the fan-out is done
-#: (Rule 6): one callback per loop pass for all of them, rather than one each.
-_flushes: PerPass[_Sub] = PerPass(_flush_all)
+    def __init__(self) -> None:
+        #: Parked subscriptions with news, flushed together once the fan-out is
+        #: done (Rule 6): one callback per loop pass for all of them, rather
+        #: than one each.
+        self.flushes: PerPass[_Sub] = PerPass(self._flush_all)
+        #: The last batch of messages joined into frames, and its bytes (see
+        #: :meth:`joined`).
+        self._last_joined: tuple[Message, Message, int, bool, bytes] | None = None
 
+    @staticmethod
+    def _flush_all(subs: list[_Sub]) -> None:
+        """Flush the parked subscriptions that had news in a loop pass (Rule 6),
+        their writes made together at the end (the ``hubbub.frames`` gatherer:
+        every connection of a server shares it)."""
+        gather = next((s.conn.gather for s in subs if s.conn is not None),
+                      contextlib.nullcontext)
+        with gather():
+            for s in subs:
+                conn = s.conn
+                if conn is not None:
+                    conn._flush(s)
 
-#: The last batch of messages joined into frames, and its bytes (see :func:`_joined`).
-_last_joined: tuple[Message, Message, int, bool, bytes] | None = None
+    def joined(self, msgs: list[Message], binary: bool) -> bytes:
+        """The frames of ``msgs`` in one piece.
 
-
-def _joined(msgs: list[Message], binary: bool) -> bytes:
-    """The frames of ``msgs`` in one piece.
-
-    Every subscriber of a topic is handed the same messages in a loop pass,
-    so the last join is kept and reused when a batch has the same first and
-    last message objects and length. That is only the same batch when it
-    spans consecutive offsets of one topic: a subscription gets every message
-    of a topic it follows, in order, so such a batch holds nothing else.
-    """
-    global _last_joined
-    first, last, n = msgs[0], msgs[-1], len(msgs)
-    if n == 1:
-        return first.ws_msgpack_frame() if binary else first.ws_frame()
-    cached = _last_joined
-    if (cached is not None and cached[0] is first and cached[1] is last and cached[2] == n
-            and cached[3] is binary):
-        return cached[4]
-    data = b"".join([m.ws_msgpack_frame() for m in msgs] if binary
-                    else [m.ws_frame() for m in msgs])
-    if (first.topic == last.topic and first.epoch == last.epoch
-            and last.offset - first.offset == n - 1):
-        _last_joined = (first, last, n, binary, data)
-    return data
+        Every subscriber of a topic is handed the same messages in a loop pass,
+        so the last join is kept and reused when a batch has the same first and
+        last message objects and length. That is only the same batch when it
+        spans consecutive offsets of one topic: a subscription gets every message
+        of a topic it follows, in order, so such a batch holds nothing else.
+        """
+        first, last, n = msgs[0], msgs[-1], len(msgs)
+        if n == 1:
+            return first.ws_msgpack_frame() if binary else first.ws_frame()
+        cached = self._last_joined
+        if (cached is not None and cached[0] is first and cached[1] is last and cached[2] == n
+                and cached[3] is binary):
+            return cached[4]
+        data = b"".join([m.ws_msgpack_frame() for m in msgs] if binary
+                        else [m.ws_frame() for m in msgs])
+        if (first.topic == last.topic and first.epoch == last.epoch
+                and last.offset - first.offset == n - 1):
+            self._last_joined = (first, last, n, binary, data)
+        return data
 
 
 def _retrieve(future: asyncio.Future[list[Event]]) -> None:

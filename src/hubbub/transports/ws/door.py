@@ -23,13 +23,36 @@ from ..auth import authenticate, remote_of
 from ..extensions import frames_gatherer, frames_sender, frames_writer
 from ..problems import close_code, problem, problem_from
 from .connection import Connection
+from .delivery import Room
+
+PATH = "/v1/ws"
 
 
 class WebSocketDoor:
-    """The raw ASGI endpoint of ``/v1/ws``: handshake, then a :class:`Connection`."""
+    """The raw ASGI endpoint of ``/v1/ws`` for one hub: handshake, then a
+    :class:`Connection`.
+
+    Built once per application (:func:`hubbub.transports.app.create_app`),
+    it owns what the hub's connections share: the :class:`Room` of their
+    deliveries, and the open connections, closed with 1012 when the hub
+    drains. One task waits for the drain while the hub has open
+    connections, rather than one per connection (an idle connection should
+    cost little).
+    """
+
+    __slots__ = ("hub", "room", "routes", "_open", "_drain")
+
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
+        self.room = Room()
+        #: Its routes: the endpoint, and 426 for a plain ``GET``.
+        self.routes: list[BaseRoute] = [WebSocketRoute(PATH, self), Route(PATH, upgrade_required)]
+        self._open: set[Connection] = set()
+        #: The task that closes them when the hub drains, while there are any.
+        self._drain: asyncio.Task[None] | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        hub: Hub = scope["app"].state.hub
+        hub = self.hub
         if (await receive())["type"] != "websocket.connect":
             return
         try:
@@ -50,10 +73,10 @@ class WebSocketDoor:
             if hold is not None:
                 hold.release()
             raise
-        conn = Connection(hub, codec, send, frames_sender(scope), frames_writer(scope),
-                          principal, frames_gatherer(scope), hold, peer)
+        conn = Connection(hub, self.room, codec, send, frames_sender(scope),
+                          frames_writer(scope), principal, frames_gatherer(scope), hold, peer)
         # A connection with no subscription has no pump to notice a drain.
-        _Open.add(hub, conn)
+        self._add(conn)
         conn.registered = hub.connections.add(
             "ws", None if principal is None else principal.subject, remote_of(scope),
             topics=conn.topic_list, close=conn.disconnect)
@@ -63,45 +86,25 @@ class WebSocketDoor:
         finally:
             hub.metrics.ws.open -= 1
             hub.connections.remove(conn.registered)
-            _Open.discard(hub, conn)
+            self._discard(conn)
 
-class _Open:
-    """The open connections of one hub, closed with 1012 when it drains.
-
-    One task per hub with connections waits for the drain, rather than one
-    per connection (an idle connection should cost little). The entry, and
-    its task, exist while the hub has open connections.
-    """
-
-    _of: dict[Hub, _Open] = {}
-
-    def __init__(self, hub: Hub) -> None:
-        self.conns: set[Connection] = set()
-        self.task = asyncio.create_task(self._close_on_drain(hub), name="hubbub-ws-drain")
-
-    async def _close_on_drain(self, hub: Hub) -> None:
-        await hub.closing.wait()
-        for conn in list(self.conns):
+    def _add(self, conn: Connection) -> None:
+        self._open.add(conn)
+        if self._drain is None:
+            self._drain = asyncio.create_task(self._close_on_drain(), name="hubbub-ws-drain")
+        if self.hub.draining:  # it began while the handshake was answered
             conn.close(1012, "service restart", resume=True)
 
-    @classmethod
-    def add(cls, hub: Hub, conn: Connection) -> None:
-        entry = cls._of.get(hub)
-        if entry is None:
-            entry = cls._of[hub] = cls(hub)
-        entry.conns.add(conn)
-        if hub.draining:  # it began while the handshake was answered
-            conn.close(1012, "service restart", resume=True)
+    def _discard(self, conn: Connection) -> None:
+        self._open.discard(conn)
+        if not self._open and self._drain is not None:
+            self._drain.cancel()
+            self._drain = None
 
-    @classmethod
-    def discard(cls, hub: Hub, conn: Connection) -> None:
-        entry = cls._of.get(hub)
-        if entry is None:
-            return
-        entry.conns.discard(conn)
-        if not entry.conns:
-            entry.task.cancel()
-            del cls._of[hub]
+    async def _close_on_drain(self) -> None:
+        await self.hub.closing.wait()
+        for conn in list(self._open):
+            conn.close(1012, "service restart", resume=True)
 
 
 async def _refuse(scope: Scope, send: Send, exc: HubbubError) -> None:
@@ -130,9 +133,3 @@ async def upgrade_required(request: Request) -> Response:
     return problem(426, "Upgrade Required", "this endpoint speaks WebSocket only",
                    code="upgrade-required",
                    headers={"Upgrade": "websocket", "Connection": "Upgrade"})
-
-
-PATH = "/v1/ws"
-#: The endpoint; :func:`hubbub.transports.app.create_app` also calls it directly.
-door = WebSocketDoor()
-routes: list[BaseRoute] = [WebSocketRoute(PATH, door), Route(PATH, upgrade_required)]
