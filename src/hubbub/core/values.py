@@ -10,6 +10,7 @@ from typing import Any
 
 import msgspec
 
+from ..engines.base import GroupInfo, Lease  # what Groups.info() and pull() answer
 from ..protocol.errors import InvalidRequest
 from ..protocol.message import JSON, Message
 from .subscription import Gap
@@ -59,4 +60,4 @@ def scoped_key(key: str, owner: str | None) -> str:
     return f"{key} {digest}"
 
 
-__all__ = ["Page", "PublishItem", "encode_value", "scoped_key"]
+__all__ = ["GroupInfo", "Lease", "Page", "PublishItem", "encode_value", "scoped_key"]

@@ -42,7 +42,7 @@ from starlette.routing import BaseRoute, Route
 from ..core import Hub
 from ..core.groups import MAX_IDS, MAX_LEASE, MAX_PULL
 from ..core.hub import MAX_TOPICS_PER_SUBSCRIPTION
-from ..engines.base import GroupInfo
+from ..core.values import GroupInfo
 from ..protocol import cursor, wire
 from ..protocol.depth import check_depth
 from ..protocol.errors import Conflict, Forbidden, HubbubError, InvalidRequest

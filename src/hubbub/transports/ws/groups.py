@@ -19,7 +19,7 @@ from starlette.types import Message as ASGIMessage
 from ...core import Hub
 from ...core.auth import Principal
 from ...core.groups import MAX_DELAY, MAX_ERROR, MAX_IDS, MAX_LEASE
-from ...engines.base import Lease
+from ...core.values import Lease
 from ...loop.tasks import cancel_and_wait
 from ...protocol import wire
 from ...protocol.errors import HubbubError, InvalidRequest
