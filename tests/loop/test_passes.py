@@ -13,7 +13,7 @@ async def test_a_pass_is_handed_over_once_in_order_and_later_adds_wait_for_the_n
     def run(items: list[int]) -> None:
         runs.append(items)
         if items == [1, 2, 3, 4]:
-            batch.add(5)  # added while handing over: the next pass (Rule 2)
+            batch.add(5)  # added while handing over: the next pass ("late items wait a pass")
 
     batch: PerPass[int] = PerPass(run)
     batch.add(1)
@@ -21,7 +21,7 @@ async def test_a_pass_is_handed_over_once_in_order_and_later_adds_wait_for_the_n
     batch.add(4)
     assert runs == []  # nothing before the pass ends
     await asyncio.sleep(0)
-    assert runs == [[1, 2, 3, 4]]  # Rule 1
+    assert runs == [[1, 2, 3, 4]]  # "each item once, in order"
     await asyncio.sleep(0)
     assert runs == [[1, 2, 3, 4], [5]]
     await asyncio.sleep(0)
@@ -47,7 +47,8 @@ def test_each_loop_has_its_own_pass() -> None:
 async def test_a_chain_of_stages_runs_in_one_pass() -> None:
     """Items given to another PerPass while one runs are handed over right
     after it, in the same callback; a stage that already ran waits for the
-    next pass (Rules 2 and 3)."""
+    next pass (invariant "late items wait a pass", trade-off "stages chain in
+    one pass")."""
     log: list[str] = []
 
     def first_run(items: list[int]) -> None:
@@ -58,7 +59,7 @@ async def test_a_chain_of_stages_runs_in_one_pass() -> None:
         log.append(f"second {items}")
         third.add(sum(items))
         if items == [1, 2]:
-            first.add(9)  # already ran in this pass: the next one (Rule 2)
+            first.add(9)  # already ran: the next pass ("late items wait a pass")
 
     def third_run(items: list[int]) -> None:
         log.append(f"third {items}")

@@ -1,4 +1,4 @@
-"""Pipelined ops on the WebSocket door (:mod:`hubbub.transports.ws_pipeline`).
+"""Pipelined ops on the WebSocket door (:mod:`hubbub.transports.ws.pipeline`).
 
 A client sends many ops without waiting for their answers: they are stored in
 the order sent, share the store's commits, and are answered in order, an
@@ -117,7 +117,7 @@ async def test_a_key_sent_twice_in_flight_is_stored_once(
 
 async def test_other_ops_wait_for_the_pubs_before_them(hub_server: HubServer) -> None:
     """A ``sub`` at the live end and a ``ping`` sent right after pubs are answered after
-    them, and the subscription starts after those pubs (Barrier)."""
+    them, and the subscription starts after those pubs (invariant "barrier before other ops")."""
     async with ws_client(hub_server) as c:
         for i in range(20):
             await c.send({"op": "pub", "id": i, "topic": "pipe.bar", "data": i})
@@ -266,7 +266,8 @@ async def test_answers_ready_together_go_in_one_write() -> None:
 
 
 async def test_room_waits_while_the_bound_is_reached() -> None:
-    """Past ``limit`` ops waiting, :meth:`room` waits until answers went out (Bound)."""
+    """Past ``limit`` ops waiting, :meth:`room` waits until answers went out
+    (invariant "ops in flight bounded")."""
     sent = Sent()
     p = Pipeline(sent, limit=2)
     loop = asyncio.get_running_loop()
@@ -288,7 +289,8 @@ async def test_room_waits_while_the_bound_is_reached() -> None:
 
 
 async def test_the_lane_holds_later_ops_until_its_hand_off() -> None:
-    """An op waiting on the lane goes on only after the holder hands off (Hand-off order)."""
+    """An op waiting on the lane goes on only after the holder hands off
+    (invariant "ops handed off in order")."""
     p = Pipeline(Sent())
     order: list[str] = []
     before, lane = p.hold_lane()

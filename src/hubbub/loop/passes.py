@@ -9,15 +9,27 @@ the fan-out (the messages of a pass), the WebSocket door (the connections
 with news) and the whole-response writer (the server's follow-up of each
 response).
 
-Rule 1. Items are handed over in the order they were added, each once.
-Rule 2. An item added while the callback runs goes to the next pass.
-Rule 3. A PerPass first given items while another one's callback runs on the
-        same loop is handed them right after that callback, in the same pass
-        (unless it already ran in this pass: Rule 2). So a chain of stages
-        (the fan-out hands messages to subscriptions, which hand writes to
-        their connections) runs in one pass: each stage would otherwise cost
-        a loop pass of its own, and under load a pass holds the flush of a
-        thousand sockets.
+Invariants
+----------
+"each item once, in order": Items are handed over in the order they were
+    added, each once.
+"late items wait a pass": An item added while the callback runs goes to the
+    next pass.
+
+Trade-offs
+----------
+"stages chain in one pass": A PerPass first given items while another one's
+    callback runs on the same loop is handed them right after that callback,
+    in the same pass (unless it already ran in this pass: invariant "late
+    items wait a pass"). So a chain of stages (the fan-out hands messages to
+    subscriptions, which hand writes to their connections) runs in one pass:
+    each stage would otherwise cost a loop pass of its own, and under load a
+    pass holds the flush of a thousand sockets. The running callback's chain
+    is found in the context asyncio runs that callback in (a
+    :class:`~contextvars.ContextVar` set only while it runs), so the
+    PerPasses of a process need no registry and no object to share; the
+    price is a context variable read when a PerPass gets its first item of a
+    pass.
 """
 
 from __future__ import annotations
@@ -49,7 +61,7 @@ class PerPass(Generic[T]):
             chain = _running.get()
             if (chain is not None and chain.loop is loop and chain.running
                     and self not in chain.fired):
-                chain.waiting.append(self)  # Rule 3
+                chain.waiting.append(self)  # trade-off "stages chain in one pass"
             else:
                 loop.call_soon(self._fire, loop)
         return items
@@ -73,7 +85,7 @@ class PerPass(Generic[T]):
         token = _running.set(chain)
         try:
             self._run(items)
-            while chain.waiting:  # Rule 3
+            while chain.waiting:  # trade-off "stages chain in one pass"
                 stage = chain.waiting.pop(0)
                 chain.fired.add(stage)
                 more = stage._pending.pop(loop, None)
@@ -87,7 +99,8 @@ class PerPass(Generic[T]):
 
 
 class _Chain:
-    """The PerPasses of one callback (Rule 3): those that ran, and those waiting."""
+    """The PerPasses of one callback (trade-off "stages chain in one pass"):
+    those that ran, and those waiting."""
 
     __slots__ = ("fired", "waiting", "loop", "running")
 
@@ -100,10 +113,10 @@ class _Chain:
         self.running = True
 
 
-#: The chain of the PerPass callback that is running (Rule 3), as the context
-#: of that callback sees it: set only while the callback runs, in the context
-#: asyncio runs it in, so it is no registry that outlives a pass or is
-#: shared between loops or hubs.
+#: The chain of the PerPass callback that is running (trade-off "stages chain
+#: in one pass"), as that callback's context sees it: set only while the
+#: callback runs, so it is no registry that outlives a pass or is shared
+#: between loops or hubs.
 _running: contextvars.ContextVar[_Chain | None] = contextvars.ContextVar(
     "hubbub_per_pass_chain", default=None)
 

@@ -1,4 +1,6 @@
-"""The consumer-group doors: HTTP pull/ack/nack/extend, and group subscriptions on WebSockets.
+"""The consumer-group door on HTTP: pull, ack, nack, extend, info and delete; and
+the checks the WebSocket group subscriptions (:mod:`hubbub.transports.ws.groups`)
+share with it.
 
 The rules of a delivery are in :mod:`hubbub.protocol.leases`, the core API in
 :mod:`hubbub.core.groups`; the protocol is in ``docs/groups.md``. This module
@@ -9,21 +11,17 @@ Decisions a client can rely on:
 * A pull answers ``{"messages": [...]}``; each item is the message object of
   every door with ``lease``, ``attempt`` and ``deadline`` (ms) in front. It is
   spliced from the message's cached JSON (:func:`hubbub.protocol.wire.delivery_json`).
-* A settle (ack, nack, extend) is judged per lease id (Rule 3 of
-  :mod:`hubbub.protocol.leases`): ``ok``, ``expired`` (the lease was replaced: another
-  worker may hold the message now) or ``unknown`` (never given, or already
+* A settle (ack, nack, extend) is judged per lease id
+  (:mod:`hubbub.protocol.leases`, invariant "only the current lease
+  settles"): ``ok``, ``expired`` (the lease was replaced: another worker
+  may hold the message now) or ``unknown`` (never given, or already
   settled). Input is checked first, so a malformed request changes nothing
   (400). If at least one id is ``ok`` the answer is ``200`` with every id's
   outcome: ids are independent, and the ones not ``ok`` changed nothing. If
   none is ``ok``, nothing changed at all and the answer is ``409`` (``code``
   ``conflict``, the outcomes in ``results``), so that a lone stale or foreign
-  ack is an error a client cannot overlook. Repeated ids count once.
-* A WebSocket group subscription keeps at most ``window`` deliveries unsettled.
-  A delivery stays in the window until the client acks or nacks it (also
-  after its lease ran out: the ack then answers ``expired``), so a client
-  that forgets one shrinks its own window, never another worker's share.
-  When the connection ends, its unsettled deliveries are nacked at once, so
-  other workers get them without waiting for the leases to run out.
+  ack is an error a client cannot overlook. Repeated ids count once. The
+  same holds for ``ack``, ``nack`` and ``extend`` ops on a WebSocket.
 """
 
 from __future__ import annotations
@@ -139,9 +137,10 @@ def results_or_conflict(results: dict[str, Outcome]) -> dict[str, str]:
 def describe(hub: Hub, g: GroupInfo) -> dict[str, Any]:
     """The group as ``GET /v1/groups/{group}`` shows it.
 
-    ``cursor`` is a watermark cursor (Rule 3 of :mod:`hubbub.protocol.cursor`) at the
-    newest message the group has taken: polling the group's topics after it
-    shows what the group has not taken yet.
+    ``cursor`` is a watermark cursor (:mod:`hubbub.protocol.cursor`, invariant
+    "store epoch names a position") at the newest message the group has
+    taken: polling the group's topics after it shows what the group has not
+    taken yet.
     """
     return {
         "group": g.name, "topics": list(g.patterns), "pending": g.pending,
@@ -159,7 +158,8 @@ def _group(request: Request) -> str:
 
 
 async def _authorize(request: Request, name: str, topics: Sequence[str]) -> None:
-    """Consuming a group needs its name allowed (Rule 8 of :mod:`hubbub.core.auth`)
+    """Consuming a group needs its name allowed (:mod:`hubbub.core.auth`,
+    invariant "groups are judged as topics")
     and is reading its topics: the ones named, else the group's own."""
     principal = principal_of(request)
     hub_of(request).auth.check_group(principal, name)

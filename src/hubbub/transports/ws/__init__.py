@@ -16,43 +16,28 @@ waits until every op before it was answered, then is carried out alone. Each
 subscription gets a *pump* task that drains :meth:`Subscription.next_batch`
 and writes its messages.
 
-Rule 1. Every frame goes out under one lock, so frames never interleave and a
-        pump sends a whole batch per lock. Message frames are the bytes cached
-        on the :class:`~hubbub.protocol.message.Message` (``ws_json()`` or
-        ``ws_msgpack()``): one serialization per message for every subscriber.
-Rule 2. A pump records the cursor of each message once its frame is handed to
-        the server, so the cursor the hub hands back when it closes the
-        connection is exactly what the client received: nothing lost, nothing
-        twice.
-Rule 3. A slow client backs up only its own pump (the server's ``send``
-        waits while the socket's buffer is full); its subscription's bounded
-        buffer then overflows and cuts it off (:class:`SlowConsumer`): the hub
-        closes with 4008 and the resume cursor. The publisher and the other
-        subscribers never wait for it.
-Rule 4. A deliberate close sets ``closing`` first: from then on nothing but the
-        final ``close`` frame (the cursor of every subscription) and the close
-        frame itself is sent. A drained hub closes with 1012, a slow consumer
-        with 4008, an unanswerable frame with the code its error maps to in
-        :mod:`hubbub.transports.problems`, an internal error with 1011.
-Rule 5. An op that fails with a :class:`~hubbub.protocol.errors.HubbubError` is answered
-        with an ``err`` frame and the connection carries on; nothing a peer
-        sends ends the reader except by a deliberate close.
-Rule 6. On a server with the ``hubbub.frames`` writer (``hubbub serve``), a
-        live subscription with nothing to send *parks* instead of keeping a
-        pump task waiting (:meth:`Subscription.park`): the fan-out's wake-up
-        schedules one ``_flush`` per connection and loop pass, which writes
-        every ready frame in one write when that needs no wait (the lock is
-        free, the socket's buffer below its mark). Anything else (a full
-        socket, a busy lock, an end, an error, a cut-off) starts a pump again,
-        which handles it by Rules 1 to 4 and parks when it is done. An idle
-        subscription then holds no task, and a delivery costs no task switch.
+What the door promises is stated where it is kept: how frames, cursors,
+slow consumers, closing and parked subscriptions behave in
+:mod:`hubbub.transports.ws.delivery` (its ``Invariants`` and ``Trade-offs``),
+how an op's error is answered in :mod:`hubbub.transports.ws.connection`, and
+the order of pipelined ops in :mod:`hubbub.transports.ws.pipeline`.
+
+Modules
+-------
+``door``: the ASGI endpoint (handshake, refusal, 426 for plain HTTP, routes),
+one :class:`WebSocketDoor` per application. ``connection``: the op reader
+and its dispatch, the auth timer, publishes, requests, subscriptions and
+presence. ``delivery``: what a connection sends (frames, the subscriptions'
+pumps, park and flush) and the :class:`Room` its door's connections share.
+``pipeline``: the ops in flight. ``groups``: consumer-group subscriptions.
 
 Consumer-group subscriptions (``sub`` with ``group``) and their ``ack``,
 ``nack`` and ``extend`` ops are carried out by
 :class:`hubbub.transports.ws.groups.GroupFeeds`, one per connection: a pump per
 group subscription pulls while its window has room and sends under the same
-lock (Rules 1 and 4 hold for them too); when the connection ends, what it did
-not settle is nacked so that other workers get it at once.
+lock (:mod:`hubbub.transports.ws.delivery`'s invariants "frames never
+interleave" and "closing sends only the close" hold for them too); when the
+connection ends, what it did not settle is nacked so that other workers get it at once.
 
 Request-reply (:mod:`hubbub.core.requests`): a ``req`` is published in op
 order, like a ``pub`` (or refused at once with ``err`` ``no-responders``), but
@@ -80,7 +65,8 @@ closes the connection with 4401 and the reason. Each op is then authorized
 per topic: a ``pub``, ``req`` or ``sub`` on a topic the token does not allow
 is answered with ``err`` (code ``forbidden``) and the connection carries on.
 When the token expires the connection closes with 4401 and the resume cursors
-(Rule 4), so the client can come back with a fresh token and lose nothing.
+(:mod:`hubbub.transports.ws.delivery`, invariant "closing sends only the
+close"), so the client can come back with a fresh token and lose nothing.
 """
 
 from .connection import AUTH_TIMEOUT, DISCONNECTED, MAX_REQUESTS, MAX_SUBSCRIPTIONS, Connection

@@ -1,9 +1,17 @@
 """A WebSocket connection's ops: the reader, its dispatch, authentication,
 publishes, requests, subscriptions and presence.
 
-:class:`Connection` reads the client's frames and carries out their ops
-(:mod:`hubbub.transports.ws`, Rules 4 and 5); what it sends goes through the
-:class:`~hubbub.transports.ws.delivery.Outbox` it extends.
+:class:`Connection` reads the client's frames and carries out their ops;
+what it sends goes through the :class:`~hubbub.transports.ws.delivery.Outbox`
+it extends, and once it closes nothing more is read
+(:mod:`hubbub.transports.ws.delivery`, invariant "closing sends only the close").
+
+Invariants
+----------
+"op errors keep the connection": An op that fails with a
+    :class:`~hubbub.protocol.errors.HubbubError` is answered with an ``err``
+    frame and the connection carries on; nothing a peer sends ends the
+    reader except by a deliberate close.
 """
 
 from __future__ import annotations
@@ -94,6 +102,7 @@ class Connection(Outbox):
         #: Its entry in the cluster's list of connections (:mod:`hubbub.core.connections`).
         self.registered: Conn | None = None
         self._watch_credentials()
+
     # -- reading ----------------------------------------------------------------
 
     async def serve(self, receive: Receive) -> None:
@@ -104,14 +113,17 @@ class Connection(Outbox):
                 if event["type"] == "websocket.disconnect":
                     return
                 if event["type"] != "websocket.receive" or self.closing:
-                    continue  # past a deliberate close, frames are dropped (Rule 4)
+                    # Past a deliberate close, frames are dropped
+                    # (:mod:`hubbub.transports.ws.delivery`, invariant
+                    # "closing sends only the close").
+                    continue
                 text = event.get("text")
                 await self.receive_frame(text if text is not None else event.get("bytes") or b"")
         finally:
             await self._clean_up()
 
     async def receive_frame(self, frame: str | bytes) -> None:
-        """Decode one frame and carry out its op (Rule 5).
+        """Decode one frame and carry out its op (invariant "op errors keep the connection").
 
         A pipelined op (``pub``, ``req``, ``reply``, ``ack``, ``nack``,
         ``extend``) is only started: this returns once the pipeline has room
@@ -130,7 +142,8 @@ class Connection(Outbox):
             return
         if isinstance(op, wire.Sub | wire.Unsub | wire.Ping | wire.Auth):
             if self._pipeline is not None:
-                await self._pipeline.drain()  # Barrier
+                # :mod:`hubbub.transports.ws.pipeline`, invariant "barrier before other ops"
+                await self._pipeline.drain()
             answer = await self._answered(op.id, self._alone(op))
             if answer is not None:
                 await self.send_obj(answer)
@@ -173,7 +186,8 @@ class Connection(Outbox):
                 await self._auth(op)
 
     async def _answered(self, op_id: int | str | None, work: Awaitable[Any]) -> Any:
-        """What ``work`` answers, or the ``err`` for its error (Rule 5); ``None``
+        """What ``work`` answers, or the ``err`` for its error (invariant "op errors keep the
+        connection"); ``None``
         for no answer (the client is gone, or an internal error closed the
         connection)."""
         try:

@@ -1,11 +1,51 @@
 """What a WebSocket connection sends: frames, subscriptions' pumps, park and flush.
 
-:class:`Outbox` is the sending half of a connection (:mod:`hubbub.transports.ws`,
-Rules 1 to 4 and 6): its send lock and closing state, the frames of answers,
-one pump per subscription, the flush of parked subscriptions, and the joined
-frames of a batch that every subscriber of a topic is handed.
-"""
+:class:`Outbox` is the sending half of a connection: its send lock and
+closing state, the frames of answers, one pump per subscription, and the
+flush of parked subscriptions. :class:`Room` is what the connections of one
+door (:class:`~hubbub.transports.ws.door.WebSocketDoor`) share: the flush of
+each loop pass and the last batch joined into frames.
 
+Invariants
+----------
+"frames never interleave": Every frame goes out under one lock, so frames
+    never interleave and a pump sends a whole batch per lock. Message frames
+    are the bytes cached on the :class:`~hubbub.protocol.message.Message`
+    (``ws_json()`` or ``ws_msgpack()``): one serialization per message for
+    every subscriber.
+"cursor is what was sent": A pump records the cursor of each message once
+    its frame is handed to the server, so the cursor the hub hands back when
+    it closes the connection is exactly what the client received: nothing
+    lost, nothing twice.
+"slow consumer cut off": A slow client backs up only its own pump (the
+    server's ``send`` waits while the socket's buffer is full); its
+    subscription's bounded buffer then overflows and cuts it off
+    (:class:`~hubbub.protocol.errors.SlowConsumer`): the hub closes with 4008
+    and the resume cursor. The publisher and the other subscribers never
+    wait for it.
+"closing sends only the close": A deliberate close sets ``closing`` first:
+    from then on nothing but the final ``close`` frame (the cursor of every
+    subscription) and the close frame itself is sent. A drained hub closes
+    with 1012, a slow consumer with 4008, an unanswerable frame with the code
+    its error maps to in :mod:`hubbub.transports.problems`, an internal error
+    with 1011.
+
+Trade-offs
+----------
+"park idle subscriptions": On a server with the ``hubbub.frames`` writer
+    (``hubbub serve``), a live subscription with nothing to send *parks*
+    instead of keeping a pump task waiting (:meth:`Subscription.park`): the
+    fan-out's wake-up schedules one flush per loop pass for every connection
+    of the door (:class:`Room`), which writes every ready frame in one write
+    when that needs no wait (the lock is free, the socket's buffer below its
+    mark). Anything else (a full socket, a busy lock, an end, an error, a
+    cut-off) starts a pump again, which handles it by the invariants above
+    and parks when it is done. An idle subscription then holds no task, and
+    a delivery costs no task switch.
+"join a batch once": Every subscriber of a topic is handed the same batch in
+    a loop pass, so the :class:`Room` keeps the last batch joined into frames
+    and hands the same bytes to the next subscriber (:meth:`Room.joined`).
+"""
 from __future__ import annotations
 
 import asyncio
@@ -39,11 +79,12 @@ class _Sub:
     task: asyncio.Task[None] | None = None
     #: The topics this subscription made the connection present on.
     present: tuple[str, ...] = ()
-    #: Its connection, when idle subscriptions park there (Rule 6).
+    #: Its connection, when idle subscriptions park there (trade-off "park idle subscriptions").
     conn: Outbox | None = None
 
     def ready(self) -> None:
-        """What the parked subscription calls when it has news (Rule 6)."""
+        """What the parked subscription calls when it has news (trade-off
+        "park idle subscriptions")."""
         assert self.conn is not None
         self.conn._ready(self)
 
@@ -73,11 +114,12 @@ class Outbox:
         self._frames = frames
         #: Its gatherer: the writes of a pass's flush made together at its end.
         self.gather = gather
-        #: Its writer (no waiting): with it, idle subscriptions park (Rule 6).
+        #: Its writer (no waiting): with it, idle subscriptions park (trade-off
+        #: "park idle subscriptions").
         self._write = write if frames is not None else None
         self._binary = codec.binary
         self._lock = asyncio.Lock()
-        #: The loop the connection is served on, for the flush of a pass (Rule 6):
+        #: The loop the connection is served on, for the flush of a pass:
         #: asking for the running loop costs a getpid() system call on Python 3.11.
         self._loop = asyncio.get_running_loop()
         self._close_task: asyncio.Task[None] | None = None
@@ -96,7 +138,8 @@ class Outbox:
         return ws_frame(self.codec.encode(obj), BINARY_FRAME if self._binary else TEXT_FRAME)
 
     async def send_obj(self, obj: Any) -> None:
-        """Send one server frame, unless the connection is closing (Rule 4):
+        """Send one server frame, unless the connection is closing (invariant
+        "closing sends only the close"):
         framed here and written raw where the server offers ``hubbub.frames``
         (a publisher's every ``ok`` goes this way), else as an ASGI send."""
         frames = self._frames
@@ -131,7 +174,8 @@ class Outbox:
             self.close(1011, "internal error")
 
     async def send_many(self, events: list[ASGIMessage]) -> None:
-        """Send frames in one go, stopping if the connection starts closing (Rule 4)."""
+        """Send frames in one go, stopping if the connection starts closing
+        (invariant "closing sends only the close")."""
         async with self._lock:
             for event in events:
                 if self.closing:
@@ -142,7 +186,9 @@ class Outbox:
         s.task = asyncio.create_task(self._pump(s, taken), name=f"hubbub-ws-sub-{s.id}")
 
     async def _pump(self, s: _Sub, taken: list[Event] | None = None) -> None:
-        """Write a subscription's events until it ends or parks (Rules 1 to 3, 6).
+        """Write a subscription's events until it ends or parks (invariants
+        "frames never interleave", "cursor is what was sent" and "slow
+        consumer cut off"; trade-off "park idle subscriptions").
 
         ``taken`` is a batch :meth:`_flush` took but could not write without
         waiting. While the subscription catches up, the next page is read
@@ -161,7 +207,7 @@ class Outbox:
                     batch, ahead = await ahead, None
                 else:
                     if parking and sub.park(s.ready):
-                        s.task = None  # parked: _flush takes over (Rule 6)
+                        s.task = None  # parked: _flush takes over
                         return
                     batch = await sub.next_batch(PAGE, timeout=timeout)
                 if not batch:
@@ -200,9 +246,10 @@ class Outbox:
 
     def _flush(self, s: _Sub) -> None:
         """Write a parked subscription's ready events now, if that needs no
-        wait; else, or for anything but events, hand it back to a pump (Rule 6)."""
+        wait; else, or for anything but events, hand it back to a pump
+        (trade-off "park idle subscriptions")."""
         if self.closing or s.task is not None or self.subs.get(s.id) is not s:
-            return  # closing (Rule 4), a pump has it, or it ended
+            return  # closing (invariant "closing sends only the close"), a pump has it, or it ended
         assert self._write is not None
         sub = s.sub
         try:
@@ -219,7 +266,7 @@ class Outbox:
                     self._start_pump(s, batch)  # it waits for the socket (and counts)
                     return
                 if cursor is not None:
-                    s.cursor = cursor  # Rule 2
+                    s.cursor = cursor  # invariant "cursor is what was sent"
                 self.hub.metrics.ws.sent(batch)
                 if sub.park(s.ready):
                     return  # all written: wait for the next news
@@ -252,7 +299,8 @@ class Outbox:
         data, cursor = self._frames_of(s, batch)
         await self._frames(data)
         if cursor is not None:
-            s.cursor = cursor  # Rule 2: every frame of the batch is handed over
+            # Invariant "cursor is what was sent": every frame of the batch is handed over.
+            s.cursor = cursor
 
     def _frames_of(self, s: _Sub, batch: list[Event]) -> tuple[bytes, str | None]:
         """A batch's frames, joined, and the cursor after its last message."""
@@ -274,7 +322,8 @@ class Outbox:
     # -- closing ------------------------------------------------------------------
 
     def close(self, code: int, reason: str, *, resume: bool = False) -> None:
-        """Close the connection deliberately (Rule 4). Idempotent; returns at once.
+        """Close the connection deliberately (invariant "closing sends only the
+        close"). Idempotent; returns at once.
 
         With ``resume``, the close reason ends with "; resume from CURSOR" when
         the connection has one subscription (several: see the close frame).
@@ -301,14 +350,19 @@ class Outbox:
 class Room:
     """What the WebSocket connections of one door share on the delivery path:
     the flush of the parked subscriptions that had news in a loop pass
-    (Rule 6), and the last batch of messages joined into frames."""
+    (trade-off "park idle subscriptions"), and the last batch of messages
+    joined into frames (trade-off "join a batch once").
+
+    One per :class:`~hubbub.transports.ws.door.WebSocketDoor`, so two
+    applications in one process share nothing.
+    """
 
     __slots__ = ("flushes", "_last_joined")
 
     def __init__(self) -> None:
         #: Parked subscriptions with news, flushed together once the fan-out is
-        #: done (Rule 6): one callback per loop pass for all of them, rather
-        #: than one each.
+        #: done (trade-off "park idle subscriptions"): one callback per loop
+        #: pass for all of them, rather than one each.
         self.flushes: PerPass[_Sub] = PerPass(self._flush_all)
         #: The last batch of messages joined into frames, and its bytes (see
         #: :meth:`joined`).
@@ -316,7 +370,7 @@ class Room:
 
     @staticmethod
     def _flush_all(subs: list[_Sub]) -> None:
-        """Flush the parked subscriptions that had news in a loop pass (Rule 6),
+        """Flush the parked subscriptions that had news in a loop pass,
         their writes made together at the end (the ``hubbub.frames`` gatherer:
         every connection of a server shares it)."""
         gather = next((s.conn.gather for s in subs if s.conn is not None),
@@ -328,7 +382,7 @@ class Room:
                     conn._flush(s)
 
     def joined(self, msgs: list[Message], binary: bool) -> bytes:
-        """The frames of ``msgs`` in one piece.
+        """The frames of ``msgs`` in one piece (trade-off "join a batch once").
 
         Every subscriber of a topic is handed the same messages in a loop pass,
         so the last join is kept and reused when a batch has the same first and

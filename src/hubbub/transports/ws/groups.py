@@ -5,6 +5,17 @@
 and outcomes it shares with the HTTP group routes are in
 :mod:`hubbub.transports.groups`, the decisions a client can rely on in its
 module docstring.
+
+Invariants
+----------
+"window bounds unsettled deliveries": A WebSocket group subscription keeps at
+    most ``window`` deliveries unsettled. A delivery stays in the window
+    until the client acks or nacks it (also after its lease ran out: the ack
+    then answers ``expired``), so a client that forgets one shrinks its own
+    window, never another worker's share.
+"unsettled given back at the end": When the connection ends, its unsettled
+    deliveries are nacked at once, so other workers get them without waiting
+    for the leases to run out.
 """
 
 from __future__ import annotations

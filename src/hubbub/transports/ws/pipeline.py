@@ -5,38 +5,41 @@ Theory of operation
 A publisher on one socket keeps many ``pub`` ops in flight. Carried out one at
 a time, each waits for the previous one's commit, and the store commits them one
 round trip at a time whatever its group commit could take. So the reader of
-:class:`hubbub.transports.ws.Connection` hands each ``pub``, ``req``, ``reply``
-and ``ack`` (``nack``, ``extend``) to a :class:`Pipeline` and reads the next
-frame at once; the ops then reach the store together and share its commits.
+:class:`hubbub.transports.ws.connection.Connection` hands each ``pub``,
+``req``, ``reply`` and ``ack`` (``nack``, ``extend``) to a :class:`Pipeline`
+and reads the next frame at once; the ops then reach the store together and share its commits.
 
-Named invariants:
-
-Hand-off order. Ops are handed to the store in the order they came. Each op runs
-    in a task of its own, and tasks start in the order they are made (the
-    loop runs its callbacks first in, first out). An engine fixes an append's
-    position before its ``append()`` first waits
+Invariants
+----------
+"ops handed off in order": Ops are handed to the store in the order they
+    came. Each op runs in a task of its own, and tasks start in the order
+    they are made (the loop runs its callbacks first in, first out). An
+    engine fixes an append's position before its ``append()`` first waits
     (:meth:`hubbub.engines.base.Engine.append`), so two ``pub`` ops of one
     connection get positions in the order they came. An op that has to wait
     for something before its append (a ``req`` subscribes to its inbox and
     records itself; a ``reply`` looks its request up) holds the *lane*: the
     ops after it wait for its hand-off (:meth:`Pipeline.hand_off`) before
     theirs.
-Answer order. Answers go out in the order of the ops, an ``err`` in the place
-    of its op, whenever the ops finished. One task per connection, the
-    answerer, waits for the oldest op and writes every answer that is ready
-    by then in one write. (A ``req``'s place holds only a failed publish: its
-    reply is answered when it comes.)
-Bound. At most :data:`MAX_IN_FLIGHT` ops wait for their answer; past it the
-    reader stops reading the socket (:meth:`Pipeline.room`) until answers
-    have gone out: backpressure, not an error.
-Barrier. Every other op (``sub``, ``unsub``, ``ping``, ``auth``) is carried out
-    after every op before it was answered (:meth:`Pipeline.drain`), as if
-    ops ran one at a time: a ``sub`` with ``after: "end"`` sent after a
-    ``pub`` does not get that message.
+"answers in op order": Answers go out in the order of the ops, an ``err``
+    in the place of its op, whenever the ops finished. One task per
+    connection, the answerer, waits for the oldest op and writes every
+    answer that is ready by then in one write. (A ``req``'s place holds only
+    a failed publish: its reply is answered when it comes.)
+"ops in flight bounded": At most :data:`MAX_IN_FLIGHT` ops wait for their
+    answer; past it the reader stops reading the socket
+    (:meth:`Pipeline.room`) until answers have gone out: backpressure, not
+    an error.
+"barrier before other ops": Every other op (``sub``, ``unsub``, ``ping``,
+    ``auth``) is carried out after every op before it was answered
+    (:meth:`Pipeline.drain`), as if ops ran one at a time: a ``sub`` with
+    ``after: "end"`` sent after a ``pub`` does not get that message.
 
-Trade-offs: a task per op costs a few microseconds; it buys ops that wait for
-different things (a commit, a lookup, a group's settle) without a scheduler of
-their own, and the answers of one commit leave in one write.
+Trade-offs
+----------
+"a task per op": A task costs a few microseconds; it buys ops that wait for
+    different things (a commit, a lookup, a group's settle) without a
+    scheduler of their own, and the answers of one commit leave in one write.
 """
 
 from __future__ import annotations
@@ -76,7 +79,7 @@ class Pipeline:
         self._answerer: asyncio.Task[None] | None = None
         self._room = asyncio.Event()
         #: Set when the last op that holds the lane has handed its write to the
-        #: store; ``None`` (or done) when the lane is free (Hand-off order).
+        #: store; ``None`` (or done) when the lane is free (invariant "ops handed off in order").
         self.lane: asyncio.Future[None] | None = None
         #: The op tasks this pipeline started, cancelled when it closes.
         self._ops: set[asyncio.Task[Any]] = set()
@@ -86,7 +89,7 @@ class Pipeline:
 
     def start(self, work: Coroutine[Any, Any, Any], name: str) -> None:
         """Run ``work`` in a task of its own now; its result (an answer, or
-        ``None`` for none) is sent in its place (Answer order). ``work`` must
+        ``None`` for none) is sent in its place (invariant "answers in op order"). ``work`` must
         turn its errors into answers itself."""
         task = asyncio.create_task(work, name=name)
         self._ops.add(task)
@@ -108,7 +111,7 @@ class Pipeline:
     def hold_lane(self) -> tuple[asyncio.Future[None] | None, asyncio.Future[None]]:
         """Take the lane for an op that waits before its hand-off: the future
         to wait for first (the previous holder's, if any), and the one to
-        resolve with :meth:`hand_off` (Hand-off order)."""
+        resolve with :meth:`hand_off` (invariant "ops handed off in order")."""
         before = self.lane
         self.lane = mine = asyncio.get_running_loop().create_future()
         return before, mine
@@ -121,13 +124,14 @@ class Pipeline:
             lane.set_result(None)
 
     async def room(self) -> None:
-        """Return once fewer than ``limit`` ops wait for their answer (Bound)."""
+        """Return once fewer than ``limit`` ops wait for their answer
+        (invariant "ops in flight bounded")."""
         while len(self._waiting) >= self._limit:
             self._room.clear()
             await self._room.wait()
 
     async def drain(self) -> None:
-        """Return once every op so far was answered (Barrier)."""
+        """Return once every op so far was answered (invariant "barrier before other ops")."""
         while self._answerer is not None:
             await asyncio.shield(self._answerer)
 
