@@ -26,10 +26,10 @@ Modules
 -------
 ``door``: the ASGI endpoint (handshake, refusal, 426 for plain HTTP, routes),
 one :class:`WebSocketDoor` per application. ``connection``: the op reader
-and its dispatch, the auth timer, publishes, requests, subscriptions and
-presence. ``delivery``: what a connection sends (frames, the subscriptions'
+and its dispatch, the auth timer, publishes, subscriptions and presence. ``delivery``: what a connection sends (frames, the subscriptions'
 pumps, park and flush) and the :class:`Room` its door's connections share.
-``pipeline``: the ops in flight. ``groups``: consumer-group subscriptions.
+``pipeline``: the ops in flight. ``requests``: request-reply (``req``,
+``reply``). ``groups``: consumer-group subscriptions.
 
 Consumer-group subscriptions (``sub`` with ``group``) and their ``ack``,
 ``nack`` and ``extend`` ops are carried out by
@@ -69,9 +69,10 @@ When the token expires the connection closes with 4401 and the resume cursors
 close"), so the client can come back with a fresh token and lose nothing.
 """
 
-from .connection import AUTH_TIMEOUT, DISCONNECTED, MAX_REQUESTS, MAX_SUBSCRIPTIONS, Connection
+from .connection import AUTH_TIMEOUT, DISCONNECTED, MAX_SUBSCRIPTIONS, Connection
 from .delivery import Room
 from .door import PATH, WebSocketDoor, upgrade_required
+from .requests import MAX_REQUESTS
 
 __all__ = [
     "AUTH_TIMEOUT",

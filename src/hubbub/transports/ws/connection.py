@@ -1,5 +1,6 @@
 """A WebSocket connection's ops: the reader, its dispatch, authentication,
-publishes, requests, subscriptions and presence.
+publishes, subscriptions and presence (request-reply in
+:mod:`hubbub.transports.ws.requests`).
 
 :class:`Connection` reads the client's frames and carries out their ops;
 what it sends goes through the :class:`~hubbub.transports.ws.delivery.Outbox`
@@ -33,7 +34,6 @@ from ...core.auth import OPEN, Action, Principal
 from ...core.connections import Conn
 from ...core.hub import encode_value
 from ...core.presence import Member, check_client
-from ...core.requests import DEFAULT_TIMEOUT, PendingRequest
 from ...core.tally import Hold
 from ...loop.tasks import cancel_and_wait
 from ...protocol import wire
@@ -44,14 +44,14 @@ from ...protocol.errors import (
     NotFound,
     Unauthorized,
 )
-from ...protocol.message import ERROR_TYPE, JSON, OCTET, media_type
+from ...protocol.message import JSON, OCTET, media_type
 from ...protocol.topics import validate_pattern, validate_topic
-from ..auth import within_lifetime
 from ..extensions import GatherWrites, SendFrames, WriteFrames
 from ..problems import close_code, ws_error
 from .delivery import Outbox, Room, _Sub
 from .groups import GroupFeeds
 from .pipeline import Pipeline
+from .requests import Requests, stored
 
 log = logging.getLogger("hubbub")
 
@@ -59,8 +59,6 @@ log = logging.getLogger("hubbub")
 MAX_SUBSCRIPTIONS = 100
 #: The close code of a connection an operator disconnected (``DELETE /v1/connections/{id}``).
 DISCONNECTED = 4010
-#: Requests (``req``) one connection may have waiting at once.
-MAX_REQUESTS = 100
 #: Seconds a connection that came without credentials has to send ``auth``.
 AUTH_TIMEOUT = 10.0
 
@@ -70,7 +68,7 @@ _msgpack_decode = msgspec.msgpack.Decoder().decode
 class Connection(Outbox):
     """One accepted WebSocket: its ops, its subscriptions, its closing state."""
 
-    __slots__ = ("_next_sub", "groups", "_member", "requests", "principal", "_auth_timer",
+    __slots__ = ("_next_sub", "groups", "_member", "_requests", "principal", "_auth_timer",
                  "_pipeline", "hold", "peer", "registered")
 
     def __init__(
@@ -87,8 +85,8 @@ class Connection(Outbox):
         #: Presence and waiting requests: made on first use (most connections
         #: have neither, and an idle connection should stay small).
         self._member: Member | None = None
-        #: Tasks waiting for the replies of this connection's ``req`` ops.
-        self.requests: set[asyncio.Task[None]] | None = None
+        #: Its request-reply ops, with the ``req`` ops waiting for their reply.
+        self._requests: Requests | None = None
         #: Who the client is; ``None`` until its ``auth`` op (no credentials on the upgrade).
         self.principal = principal
         #: The places its principal holds for it (:mod:`hubbub.core.tally`), and
@@ -144,23 +142,23 @@ class Connection(Outbox):
             if self._pipeline is not None:
                 # :mod:`hubbub.transports.ws.pipeline`, invariant "barrier before other ops"
                 await self._pipeline.drain()
-            answer = await self._answered(op.id, self._alone(op))
+            answer = await self.answered(op.id, self._alone(op))
             if answer is not None:
                 await self.send_obj(answer)
             return
         pipeline = self.pipeline
         match op:
             case wire.Pub():
-                pipeline.start(self._answered(op.id, self._pub(op, pipeline.lane)),
+                pipeline.start(self.answered(op.id, self._pub(op, pipeline.lane)),
                                f"hubbub-ws-pub-{op.id}")
             case wire.Req():
-                self._req(op)
+                self.requests.ask(op)
             case wire.Reply():
                 before, lane = pipeline.hold_lane()
-                pipeline.start(self._answered(op.id, self._reply(op, before, lane)),
+                pipeline.start(self.answered(op.id, self.requests.reply(op, before, lane)),
                                f"hubbub-ws-reply-{op.id}")
             case wire.Ack() | wire.Nack() | wire.Extend():
-                pipeline.start(self._answered(op.id, self.groups.settle(op)),
+                pipeline.start(self.answered(op.id, self.groups.settle(op)),
                                f"hubbub-ws-settle-{op.id}")
         await pipeline.room()
 
@@ -185,7 +183,7 @@ class Connection(Outbox):
             case wire.Auth():
                 await self._auth(op)
 
-    async def _answered(self, op_id: int | str | None, work: Awaitable[Any]) -> Any:
+    async def answered(self, op_id: int | str | None, work: Awaitable[Any]) -> Any:
         """What ``work`` answers, or the ``err`` for its error (invariant "op errors keep the
         connection"); ``None``
         for no answer (the client is gone, or an internal error closed the
@@ -249,7 +247,7 @@ class Connection(Outbox):
             self.hub.connections.changed()
         await self.send_obj({"op": "ok", "id": op.id, **principal.to_dict()})
 
-    def _check(self, action: Action, topic: str, field: str, *, concrete: bool = False) -> None:
+    def check(self, action: Action, topic: str, field: str, *, concrete: bool = False) -> None:
         """Refuse an op on a topic its principal may not touch (an ``err`` frame)."""
         principal = self.principal
         assert principal is not None  # receive_frame() lets only auth through before
@@ -264,23 +262,19 @@ class Connection(Outbox):
     async def _pub(self, op: wire.Pub, lane: asyncio.Future[None] | None) -> dict[str, Any]:
         """Store one message; its ``ok``. Waits for ``lane`` (a ``req`` or
         ``reply`` before it) first, so it is stored in op order."""
-        self._check(Action.PUBLISH, op.topic, "topic", concrete=True)
-        data, content_type = self._payload(op)
+        self.check(Action.PUBLISH, op.topic, "topic", concrete=True)
+        data, content_type = self.payload(op)
         if lane is not None:
             await lane  # no wait at all once it is done
         result = await self.hub.publish(op.topic, data, content_type, op.key,
                                         owner=self.principal.subject if self.principal else None,
                                         limit_topics=True)
-        m = result.message
-        reply: dict[str, Any] = {
-            "op": "ok", "id": op.id, "topic": m.topic, "offset": m.offset,
-            "cursor": m.cursor, "time": m.time, "msg_id": m.id,
-        }
+        reply = stored(op.id, result.message)
         if result.duplicate:
             reply["duplicate"] = True
         return reply
 
-    def _payload(self, op: wire.Pub | wire.Req | wire.Reply) -> tuple[bytes, str]:
+    def payload(self, op: wire.Pub | wire.Req | wire.Reply) -> tuple[bytes, str]:
         """The bytes to store and their content type, as the subprotocol carries them."""
         ctype = JSON if op.content_type is None else media_type(
             op.content_type, field="content_type")
@@ -308,99 +302,19 @@ class Connection(Outbox):
         return encode_value(value)
 
     @property
+    def requests(self) -> Requests:
+        """The connection's request-reply ops (:mod:`hubbub.transports.ws.requests`)."""
+        if self._requests is None:
+            self._requests = Requests(self, self._loop)
+        return self._requests
+
+    @property
     def member(self) -> Member:
         """The connection's presence (:mod:`hubbub.core.presence`)."""
         if self._member is None:
             self._member = self.hub.presence.member(
                 None if self.registered is None else self.registered.id)
         return self._member
-
-    def _req(self, op: wire.Req) -> None:
-        """Start a request: its task publishes it, in op order, then waits for
-        its reply; the pipeline answers in its place only if it could not be
-        published."""
-        if self.requests is None:
-            self.requests = set()
-        pipeline = self.pipeline
-        if len(self.requests) >= MAX_REQUESTS:
-            pipeline.answer(ws_error(InvalidRequest(
-                f"at most {MAX_REQUESTS} requests may wait per connection", field="op"), op.id))
-            return
-        sent: asyncio.Future[dict[str, Any] | None] = self._loop.create_future()
-        before, lane = pipeline.hold_lane()
-        task = asyncio.create_task(self._request(op, before, lane, sent),
-                                   name=f"hubbub-ws-req-{op.id}")
-        self.requests.add(task)
-        task.add_done_callback(self.requests.discard)
-        pipeline.wait_for(sent)
-
-    async def _request(
-        self, op: wire.Req, before: asyncio.Future[None] | None, lane: asyncio.Future[None],
-        sent: asyncio.Future[dict[str, Any] | None],
-    ) -> None:
-        """Publish a request once ``before`` is handed off, say so through
-        ``sent`` (``None``, or the ``err``), then wait for its reply and send
-        it as the ``req``'s answer."""
-        try:
-            pending = await self._answered(op.id, self._send_request(op, before, lane))
-        except BaseException:
-            sent.cancel()  # cancelled: the connection is gone
-            raise
-        finally:
-            Pipeline.hand_off(lane)
-        if not isinstance(pending, PendingRequest):
-            sent.set_result(pending)  # its err (or None: the connection is closing)
-            return
-        sent.set_result(None)
-        try:
-            try:
-                m = await pending.wait()
-            except HubbubError as exc:  # GatewayTimeout, ResponderError, or Unavailable
-                await self.send_obj(ws_error(exc, op.id))
-                return
-            await self.send_obj(
-                {"op": "ok", "id": op.id, "request": pending.id, "reply": m.to_dict()})
-        except OSError:
-            pass  # the client is gone
-        except Exception:
-            log.exception("websocket request failed (op id %r)", op.id)
-            self.close(1011, "internal error")
-
-    async def _send_request(
-        self, op: wire.Req, before: asyncio.Future[None] | None, lane: asyncio.Future[None],
-    ) -> Any:
-        """Check and publish a request after ``before``; its :class:`PendingRequest`."""
-        if before is not None:
-            await before  # first: this op's lane is free only after the one before
-        self._check(Action.PUBLISH, op.topic, "topic", concrete=True)
-        data, content_type = self._payload(op)
-        timeout = op.timeout
-        if timeout is None:
-            timeout = min(DEFAULT_TIMEOUT, self.hub.config.server.max_wait)
-        timeout = within_lifetime(self.hub, self.principal, timeout)  # as on HTTP
-        return await self.hub.requests.send(
-            op.topic, data, content_type, timeout=timeout,
-            handing_off=functools.partial(Pipeline.hand_off, lane))
-
-    async def _reply(
-        self, op: wire.Reply, before: asyncio.Future[None] | None, lane: asyncio.Future[None],
-    ) -> dict[str, Any]:
-        """Store a reply after ``before``, handing ``lane`` on; its ``ok``."""
-        try:
-            if before is not None:
-                await before  # first: this op's lane is free only after the one before
-            if op.error is not None:  # wire.Reply made sure there is no data then
-                data, content_type = op.error.encode(), ERROR_TYPE
-            else:
-                data, content_type = self._payload(op)
-            m = await self.hub.requests.reply(
-                op.to, data, content_type, handing_off=functools.partial(Pipeline.hand_off, lane))
-        finally:
-            Pipeline.hand_off(lane)
-        return {
-            "op": "ok", "id": op.id, "topic": m.topic, "offset": m.offset,
-            "cursor": m.cursor, "time": m.time, "msg_id": m.id,
-        }
 
     async def _sub(self, op: wire.Sub) -> None:
         """Subscribe, holding one more of the principal's subscriptions."""
@@ -422,7 +336,7 @@ class Connection(Outbox):
             raise InvalidRequest(
                 f"at most {MAX_SUBSCRIPTIONS} subscriptions per connection", field="topics")
         for i, pattern in enumerate(op.topics):  # a group's, too: consuming is reading
-            self._check(Action.SUBSCRIBE, pattern, f"topics[{i}]")
+            self.check(Action.SUBSCRIBE, pattern, f"topics[{i}]")
         if op.group is not None:
             for name in ("client", "info"):
                 if getattr(op, name) is not None:
@@ -529,10 +443,8 @@ class Connection(Outbox):
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await self.groups.close()
-        requests = list(self.requests or ())
-        for task in requests:
-            task.cancel()  # each gives its request up as it unwinds
-        await asyncio.gather(*requests, return_exceptions=True)
+        if self._requests is not None:
+            await self._requests.close()
         if self._member is not None:
             await self._member.close()
         if self.hold is not None:
