@@ -38,7 +38,7 @@ from starlette.routing import BaseRoute, Route
 from ..core.stats import snapshot
 from ..protocol.errors import Forbidden, Unauthorized
 from .auth import principal_of
-from .http import hub_of, json_response
+from .httpkit import hub_of, json_response
 
 _CONNECTED_DOORS = ("ws", "sse", "longpoll")
 

@@ -76,7 +76,7 @@ from ..protocol.errors import HubbubError, InvalidCursor, InvalidRequest, Unauth
 from ..protocol.message import Message
 from ..protocol.topics import validate_topic
 from .auth import Action, authorize, remote_of
-from .http import hub_of, query_one, query_topics
+from .httpkit import hub_of, query_one, query_topics
 
 RETRY_MS = 2000
 #: A comment line with no blank line after it: the spec ignores comment lines,
