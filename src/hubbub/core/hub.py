@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Literal
 
 from ..config import Config
+from ..engines import open_engine
 from ..engines.base import Engine
 from ..loop.tasks import cancel_and_wait
 from ..protocol.errors import GapError, HubbubError, Unavailable
@@ -103,6 +104,16 @@ class Hub(Publishing, Reading, Catalog):
         self._indexed_seq = 0
         #: Connections and subscriptions per principal (:mod:`hubbub.core.tally`).
         self.tally = Tally(self.config.limits, self.auth.enabled)
+
+    @classmethod
+    def open(cls, store: str, config: Config | None = None) -> Hub:
+        """A hub on the store a URL names (``memory://``, ``sqlite:///PATH``,
+        ``redis://...``): the engine is made here, opened by :meth:`start`.
+
+        Raises:
+            ValueError: the URL names no known engine (:func:`hubbub.engines.open_engine`).
+        """
+        return cls(open_engine(store), config)
 
     def now(self) -> int:
         """Milliseconds since the Unix epoch."""

@@ -27,7 +27,6 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..config import Config
 from ..core import Hub
-from ..engines import open_engine
 from ..protocol import tus
 from ..protocol.errors import HubbubError
 from .auth import Authenticate, route_path
@@ -117,7 +116,7 @@ def create_app(
     from . import dashboard, groups, http, jobs, metrics, presence, requests, sse, uploads, ws
     from .admin import routes as admin_routes
 
-    hub = store if isinstance(store, Hub) else Hub(open_engine(store), config)
+    hub = store if isinstance(store, Hub) else Hub.open(store, config)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

@@ -43,9 +43,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from ..core import PublishItem
+from ..core import AppendResult, PublishItem
 from ..core.history import read_before
-from ..engines.base import AppendResult
 from ..protocol.depth import check_depth
 from ..protocol.errors import InvalidRequest, NotFound, Unavailable
 from ..protocol.message import JSON, media_type
