@@ -31,6 +31,7 @@ from ..protocol import tus
 from ..protocol.errors import HubbubError
 from .auth import Authenticate, route_path
 from .browsers import BrowserGuard
+from .polling import Pages
 from .problems import problem, problem_from
 
 log = logging.getLogger("hubbub")
@@ -141,6 +142,7 @@ def create_app(
         },
     )
     app.state.hub = hub
+    app.state.pages = Pages()
     app.add_middleware(_StartHub, hub=hub, ws=ws.door if websocket else None, ws_path=ws.PATH)
     # Outermost: a request is authenticated before anything else (docs/auth.md).
     app.add_middleware(Authenticate, hub=hub)

@@ -61,7 +61,7 @@ from .httpkit import (
     whole_json,
 )
 from .openapi import spec_json
-from .polling import page_response, poll_page
+from .polling import pages_of, poll_page
 
 MAX_BATCH = 1000
 #: A batch body may be this large, or twice the largest message, whichever is more.
@@ -169,7 +169,7 @@ async def topic_messages(request: Request) -> Response:
     before = query_one(request, "before")
     if before is not None:
         return await _history(request, topic, before)
-    return page_response(await poll_page(request, [topic], single=True), gaps=False)
+    return pages_of(request).response(await poll_page(request, [topic], single=True), gaps=False)
 
 
 async def _history(request: Request, topic: str, before: str) -> Response:
@@ -191,7 +191,7 @@ async def _history(request: Request, topic: str, before: str) -> Response:
 
 async def messages(request: Request) -> Response:
     got = await poll_page(request, query_topics(request), single=False)
-    return page_response(got, gaps=True)
+    return pages_of(request).response(got, gaps=True)
 
 
 async def list_topics(request: Request) -> Response:

@@ -48,8 +48,8 @@ async def poll_page(request: Request, patterns: list[str], *, single: bool) -> P
         return page
     respond = responder(request.scope)
     if respond is not None:
-        return await _wait_together(hub, request.scope, respond, patterns, after, limit, wait,
-                                    single)
+        return await _wait_together(hub, pages_of(request), request.scope, respond, patterns,
+                                    after, limit, wait, single)
     call = hub.poll(patterns, after, limit=limit, wait=wait, raise_gap=single)
     counts = hub.metrics.longpoll
     counts.open += 1
@@ -65,7 +65,7 @@ async def poll_page(request: Request, patterns: list[str], *, single: bool) -> P
 
 
 async def _wait_together(
-    hub: Hub, scope: Scope, respond: Responder, patterns: list[str], after: str | None,
+    hub: Hub, pages: Pages, scope: Scope, respond: Responder, patterns: list[str], after: str | None,
     limit: int, wait: float, single: bool,
 ) -> Page | Response:
     """A long poll on ``hubbub serve``: wait with the others at the same
@@ -79,7 +79,7 @@ async def _wait_together(
         return got
     cursor = got.cursor
     loop = asyncio.get_running_loop()
-    poll = _WaitingPoll(respond, scope, loop.create_future(), counts, single)
+    poll = _WaitingPoll(pages, respond, scope, loop.create_future(), counts, single)
     done = poll.done
 
     def time_up() -> None:
@@ -92,7 +92,7 @@ async def _wait_together(
         if not done.done():
             done.set_result(Page([], cursor))  # nobody reads this answer
 
-    member = hub.polls.wait(got, limit, poll, _answer_crowd)
+    member = hub.polls.wait(got, limit, poll, pages)
     timer = loop.call_later(wait, time_up)
     if not respond.watch(scope, gone):
         gone()  # the client left while the poll read
@@ -117,11 +117,12 @@ class _WaitingPoll:
     <hubbub.core.polls.Answer>`); answered once, whatever comes later (the
     timer and the watch end when the request's coroutine resumes)."""
 
-    __slots__ = ("respond", "scope", "done", "counts", "single", "answered")
+    __slots__ = ("pages", "respond", "scope", "done", "counts", "single", "answered")
 
-    def __init__(self, respond: Responder, scope: Scope,
+    def __init__(self, pages: Pages, respond: Responder, scope: Scope,
                  done: asyncio.Future[Page | Response | None], counts: DoorCounts,
                  single: bool) -> None:
+        self.pages = pages
         self.respond = respond
         self.scope = scope
         self.done = done
@@ -138,57 +139,71 @@ class _WaitingPoll:
                 else:
                     self.done.set_exception(page)  # the live feed failed (Rule 3)
         else:
-            _answer_crowd(page, [self])
+            self.pages(page, [self])
 
 
-def _answer_crowd(page: Page, answers: list[Answer]) -> None:
-    """Answer long polls that got ``page`` (a group's: polls.py Rule 5): one
-    encoded body, and every write before any follow-up
-    (:func:`~hubbub.server.whole.respond_all`); a poll that cannot take a whole
-    response now gets the page to send through ASGI."""
-    by_route: tuple[list[_WaitingPoll], list[_WaitingPoll]] = ([], [])
-    for poll in cast(list[_WaitingPoll], answers):  # this door's polls only
-        if not poll.answered and not poll.done.done():  # its client may have left
-            poll.answered = True
-            by_route[poll.single].append(poll)
-    n, gaps = len(page.messages), page.gaps
-    for single in (False, True):  # the two routes' bodies differ ("gaps")
-        crowd = by_route[single]
-        if not crowd:
-            continue
-        sent = crowd[0].respond.respond_all(crowd, 200, JSON_HEADERS, _page_body(page, gaps=not single))
-        for poll, whole in zip(crowd, sent, strict=True):
-            poll.counts.page(n, gaps)
-            if not poll.done.done():
-                poll.done.set_result(SENT if whole else page)
+class Pages:
+    """The long polls of one application: the crowd that answers a group's
+    polls at once (:data:`Crowd <hubbub.core.polls.Crowd>`), and the last
+    page body it encoded, since every member of a group answers the same page.
+    The application owns one (``app.state.pages``: :func:`pages_of`)."""
 
+    __slots__ = ("_last",)
 
-#: The last page body encoded: a group's members all answer the same page.
-_last_body: tuple[Page | None, bool, bytes] = (None, False, b"")
+    def __init__(self) -> None:
+        #: The last page body encoded: ``(page, with gaps, body)``.
+        self._last: tuple[Page | None, bool, bytes] = (None, False, b"")
 
+    def __call__(self, page: Page, answers: list[Answer]) -> None:
+        """Answer long polls that got ``page`` (a group's: polls.py Rule 5): one
+        encoded body, and every write before any follow-up
+        (:func:`~hubbub.server.whole.respond_all`); a poll that cannot take a whole
+        response now gets the page to send through ASGI."""
+        by_route: tuple[list[_WaitingPoll], list[_WaitingPoll]] = ([], [])
+        for poll in cast(list[_WaitingPoll], answers):  # this door's polls only
+            if not poll.answered and not poll.done.done():  # its client may have left
+                poll.answered = True
+                by_route[poll.single].append(poll)
+        n, gaps = len(page.messages), page.gaps
+        for single in (False, True):  # the two routes' bodies differ ("gaps")
+            crowd = by_route[single]
+            if not crowd:
+                continue
+            sent = crowd[0].respond.respond_all(crowd, 200, JSON_HEADERS,
+                                                self.body(page, gaps=not single))
+            for poll, whole in zip(crowd, sent, strict=True):
+                poll.counts.page(n, gaps)
+                if not poll.done.done():
+                    poll.done.set_result(SENT if whole else page)
 
-def _page_body(page: Page, *, gaps: bool) -> bytes:
-    global _last_body
-    last, last_gaps, body = _last_body
-    if last is page and last_gaps == gaps:
+    def body(self, page: Page, *, gaps: bool) -> bytes:
+        """The JSON body of ``page``, with its ``"gaps"`` when ``gaps``."""
+        last, last_gaps, body = self._last
+        if last is page and last_gaps == gaps:
+            return body
+        # The cached per-message JSON is spliced in as is: no re-serialization.
+        parts = [
+            b'{"messages":[', b",".join(m.to_json() for m in page.messages),
+            b'],"cursor":', _encode(page.cursor),
+        ]
+        if gaps:
+            parts += [b',"gaps":', _encode([g.to_dict() for g in page.gaps])]
+        parts.append(b"}")
+        body = b"".join(parts)
+        self._last = (page, gaps, body)
         return body
-    # The cached per-message JSON is spliced in as is: no re-serialization.
-    parts = [
-        b'{"messages":[', b",".join(m.to_json() for m in page.messages),
-        b'],"cursor":', _encode(page.cursor),
-    ]
-    if gaps:
-        parts += [b',"gaps":', _encode([g.to_dict() for g in page.gaps])]
-    parts.append(b"}")
-    body = b"".join(parts)
-    _last_body = (page, gaps, body)
-    return body
+
+    def response(self, got: Page | Response, *, gaps: bool) -> Response:
+        """What to send for :func:`poll_page`'s answer ``got``."""
+        if isinstance(got, Response):
+            return got
+        return Response(self.body(got, gaps=gaps), media_type=JSON)
 
 
-def page_response(got: Page | Response, *, gaps: bool) -> Response:
-    if isinstance(got, Response):
-        return got
-    return Response(_page_body(got, gaps=gaps), media_type=JSON)
+def pages_of(request: Request) -> Pages:
+    """The long polls of the request's application."""
+    pages: Pages = request.app.state.pages
+    return pages
 
 
-__all__ = ["page_response", "poll_page"]
+__all__ = ["Pages", "pages_of", "poll_page"]
