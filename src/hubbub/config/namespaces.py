@@ -7,7 +7,7 @@ the file configures them.
 
 from __future__ import annotations
 
-import functools
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from ..engines.base import Retention
@@ -47,25 +47,21 @@ PRESENCE = "presence"
 JOBS, JOB_QUEUES = "jobs", "jobs-queue"
 
 
-@functools.cache
-def _inbox_defaults(defaults: NamespaceConfig) -> NamespaceConfig:
+def _inbox_defaults(defaults: NamespaceConfig, jobs: JobsConfig) -> NamespaceConfig:
     """Inboxes, unless configured, keep one reply for a minute: a caller reads it live."""
     return replace(defaults, history_size=1, history_age=60.0)
 
 
-@functools.cache
-def _presence_defaults(defaults: NamespaceConfig) -> NamespaceConfig:
+def _presence_defaults(defaults: NamespaceConfig, jobs: JobsConfig) -> NamespaceConfig:
     """Presence events, unless configured, keep the last 1000 per topic for a day."""
     return replace(defaults, history_size=1000, history_age=86400.0)
 
 
-@functools.cache
-def _uploads_defaults(defaults: NamespaceConfig) -> NamespaceConfig:
+def _uploads_defaults(defaults: NamespaceConfig, jobs: JobsConfig) -> NamespaceConfig:
     """Upload progress topics, unless configured, keep their last 100 events for a day."""
     return replace(defaults, history_size=100, history_age=86400.0)
 
 
-@functools.cache
 def _jobs_defaults(defaults: NamespaceConfig, jobs: JobsConfig) -> NamespaceConfig:
     """Job state topics, unless configured, keep their last 1000 states at least as
     long as finished jobs are kept (a day at least; forever when jobs are)."""
@@ -73,12 +69,28 @@ def _jobs_defaults(defaults: NamespaceConfig, jobs: JobsConfig) -> NamespaceConf
     return replace(defaults, history_size=1000, history_age=age)
 
 
-@functools.cache
 def _job_queues_defaults(defaults: NamespaceConfig, jobs: JobsConfig) -> NamespaceConfig:
     """Job queues, unless configured, keep every job (a week by default) and
     give each ``max_attempts`` tries."""
     return replace(defaults, history_size=0, max_deliver=jobs.max_attempts)
 
 
+#: The namespaces the hub's features write to, and how each one's settings
+#: differ from ``[defaults]`` unless ``[namespaces.<name>]`` configures it.
+_FEATURES: dict[str, Callable[[NamespaceConfig, JobsConfig], NamespaceConfig]] = {
+    INBOX: _inbox_defaults,
+    UPLOADS: _uploads_defaults,
+    PRESENCE: _presence_defaults,
+    JOBS: _jobs_defaults,
+    JOB_QUEUES: _job_queues_defaults,
+}
 
-__all__ = ["INBOX", "JOBS", "JOB_QUEUES", "PRESENCE", "UPLOADS", "NamespaceConfig"]
+
+def feature_namespaces(defaults: NamespaceConfig, jobs: JobsConfig
+                       ) -> dict[str, NamespaceConfig]:
+    """The settings of the features' namespaces, made from ``defaults`` and ``jobs``."""
+    return {name: make(defaults, jobs) for name, make in _FEATURES.items()}
+
+
+__all__ = ["INBOX", "JOBS", "JOB_QUEUES", "PRESENCE", "UPLOADS", "NamespaceConfig",
+           "feature_namespaces"]

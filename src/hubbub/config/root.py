@@ -10,19 +10,7 @@ from ..engines.base import Retention
 from ..protocol.topics import namespace
 from .auth import AuthConfig
 from .features import JobsConfig, LimitsConfig, ServerConfig, UploadsConfig
-from .namespaces import (
-    INBOX,
-    JOB_QUEUES,
-    JOBS,
-    PRESENCE,
-    UPLOADS,
-    NamespaceConfig,
-    _inbox_defaults,
-    _job_queues_defaults,
-    _jobs_defaults,
-    _presence_defaults,
-    _uploads_defaults,
-)
+from .namespaces import NamespaceConfig, feature_namespaces
 from .reading import read_toml, sections
 
 
@@ -37,21 +25,21 @@ class Config:
     jobs: JobsConfig = field(default_factory=JobsConfig)
     auth: AuthConfig = field(default_factory=lambda: AuthConfig())
     limits: LimitsConfig = field(default_factory=LimitsConfig)
+    #: The features' namespaces as made from ``defaults`` and ``jobs`` (both
+    #: named, so they are made again should either be replaced).
+    _features: tuple[NamespaceConfig | None, JobsConfig | None, dict[str, NamespaceConfig]] = (
+        field(default=(None, None, {}), init=False, repr=False, compare=False))
 
     def for_topic(self, topic: str) -> NamespaceConfig:
         ns = namespace(topic)
         found = self.namespaces.get(ns)
         if found is not None:
             return found
-        if ns == UPLOADS:
-            return _uploads_defaults(self.defaults)
-        if ns == PRESENCE:
-            return _presence_defaults(self.defaults)
-        if ns == JOBS:
-            return _jobs_defaults(self.defaults, self.jobs)
-        if ns == JOB_QUEUES:
-            return _job_queues_defaults(self.defaults, self.jobs)
-        return _inbox_defaults(self.defaults) if ns == INBOX else self.defaults
+        defaults, jobs, features = self._features
+        if defaults is not self.defaults or jobs is not self.jobs:
+            features = feature_namespaces(self.defaults, self.jobs)
+            self._features = (self.defaults, self.jobs, features)
+        return features.get(ns, self.defaults)
 
     def retention(self, topic: str) -> Retention:
         return self.for_topic(topic).retention
