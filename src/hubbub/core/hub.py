@@ -226,7 +226,8 @@ class Hub(Publishing, Reading, Catalog):
             buffer=buffer or self.config.server.buffer,
             is_ephemeral=self._is_ephemeral,
         )
-        # Register before the first read (Rule 1 of core.subscription).
+        # Register before the first read (:mod:`hubbub.core.subscription`,
+        # invariant "live only after a short page").
         self.fanout.add(sub)
         self._subs.add(sub)
         try:

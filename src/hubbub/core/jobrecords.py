@@ -40,9 +40,11 @@ STATUS_PREFIX: Final = JOBS + "."
 GROUP_PREFIX: Final = JOB_GROUP_PREFIX
 RECORD_PREFIX: Final = "job/"
 WATCH_PREFIX: Final = "joblease/"
-#: Seconds between two sweeps for lost leases (Rule 3).
+#: Seconds between two sweeps for lost leases (:mod:`hubbub.core.jobs`,
+#: invariant "lost leases are swept").
 SWEEP_INTERVAL: Final = 1.0
-#: Sweeps between two removals of expired job records (Rule 4).
+#: Sweeps between two removals of expired job records (:mod:`hubbub.core.jobs`,
+#: invariant "finished jobs expire").
 EXPIRE_EVERY: Final = 30
 #: Tries of a compare-and-set that keeps meeting concurrent changes.
 CAS_TRIES: Final = 8
@@ -164,7 +166,8 @@ class JobRecords:
         return decode(record.value, record.version)
 
     async def _write(self, new: Job, old_version: int) -> Job | None:
-        """Store ``new`` if the record still has ``old_version``; tell it (Rule 1)."""
+        """Store ``new`` if the record still has ``old_version``; tell it
+        (:mod:`hubbub.core.jobs`, invariant "the record is the truth")."""
         record = await self.hub.engine.put(
             RECORD_PREFIX + new.id, encode(new), self.hub.now(),
             expires=self._expiry(new), if_version=old_version)

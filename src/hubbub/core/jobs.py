@@ -15,37 +15,37 @@
 The states, their transitions and the lease rules are in :mod:`hubbub.protocol.jobstate`;
 the group that leases jobs to workers is ``hub.groups`` (:mod:`hubbub.core.groups`).
 
-Theory of operation
--------------------
-Rule 1. The record ``job/<id>`` is the truth; the topic ``jobs.<id>`` tells it.
-        Each change is written to the record first (compare-and-set), then
-        appended to the topic as the job's document, keyed by its creation
-        time and version, so telling a version again stores nothing twice. A
-        crash between the two leaves the topic one state behind until the
-        state is told again: by the same call retried (a worker retries a
-        completion it got no answer for, and is answered with the job as it
-        is), or by a take that meets the finished job. Polls read the record,
-        so they are never behind.
-Rule 2. Submission writes the record (``if_version=0``: one job per
-        idempotency key), then appends the first state and the queue message
-        in one atomic batch. A crash between the two leaves a queued job that
-        no worker sees until it is submitted again with the same key: that
-        appends the batch then (both appends are keyed, so nothing twice).
-        The Python client sends a key with every submission and retries, so
-        this repairs itself; a submission without a key may leave such a job
-        behind.
-Rule 3. Leases are the group's. A taken job also gets a watch record
-        ``joblease/<id>`` that expires with its lease; every heartbeat moves
-        the expiry along. A sweep (on every node; :meth:`Engine.expire`
-        hands each expired watch to one of them) finds the leases that ran
-        out, makes their jobs queued again or failed (:func:`jobstate.lost`)
-        and nacks the group's delivery, so the group gives the job to the
-        next taker at once, or moves it to ``dlq.jobs-<queue>`` when no try
-        is left. Should no sweep notice (the hub was down), the group still
-        redelivers the job after its lease, and the next take takes it over.
-Rule 4. A finished job's record expires ``[jobs] keep`` seconds after it
-        finished (never when ``keep`` is 0); the sweep removes expired
-        records. Its topic follows the ``jobs`` namespace's retention.
+Invariants
+----------
+"the record is the truth": The record ``job/<id>`` is the truth; the topic ``jobs.<id>`` tells it.
+    Each change is written to the record first (compare-and-set), then
+    appended to the topic as the job's document, keyed by its creation
+    time and version, so telling a version again stores nothing twice. A
+    crash between the two leaves the topic one state behind until the
+    state is told again: by the same call retried (a worker retries a
+    completion it got no answer for, and is answered with the job as it
+    is), or by a take that meets the finished job. Polls read the record,
+    so they are never behind.
+"one job per key": Submission writes the record (``if_version=0``: one job per
+    idempotency key), then appends the first state and the queue message
+    in one atomic batch. A crash between the two leaves a queued job that
+    no worker sees until it is submitted again with the same key: that
+    appends the batch then (both appends are keyed, so nothing twice).
+    The Python client sends a key with every submission and retries, so
+    this repairs itself; a submission without a key may leave such a job
+    behind.
+"lost leases are swept": Leases are the group's. A taken job also gets a watch record
+    ``joblease/<id>`` that expires with its lease; every heartbeat moves
+    the expiry along. A sweep (on every node; :meth:`Engine.expire`
+    hands each expired watch to one of them) finds the leases that ran
+    out, makes their jobs queued again or failed (:func:`jobstate.lost`)
+    and nacks the group's delivery, so the group gives the job to the
+    next taker at once, or moves it to ``dlq.jobs-<queue>`` when no try
+    is left. Should no sweep notice (the hub was down), the group still
+    redelivers the job after its lease, and the next take takes it over.
+"finished jobs expire": A finished job's record expires ``[jobs] keep`` seconds after it
+    finished (never when ``keep`` is 0); the sweep removes expired
+    records. Its topic follows the ``jobs`` namespace's retention.
 """
 
 from __future__ import annotations
@@ -160,7 +160,7 @@ class Jobs(JobWorkers):
         if record is None:
             earlier = await self.get(job_id)
             if earlier.version == 1:
-                await self._queue(earlier, body)  # Rule 2: the batch may be missing
+                await self._queue(earlier, body)  # invariant "one job per key": the batch may be missing
             return earlier, False
         job = msgspec.structs.replace(job, version=record.version)
         await self._queue(job, body)
@@ -174,8 +174,8 @@ class Jobs(JobWorkers):
         ])
 
     async def cancel(self, job_id: str) -> Job:
-        """Cancel a job that is not final (an operator's act: Rule 5 of
-        :mod:`hubbub.protocol.jobstate`); the cancelled job.
+        """Cancel a job that is not final (an operator's act:
+        :mod:`hubbub.protocol.jobstate`, invariant "operators cancel unfinished jobs"); the cancelled job.
 
         Raises:
             InvalidRequest: a malformed id.
@@ -232,7 +232,7 @@ class Jobs(JobWorkers):
         finally:
             sub.close()
 
-    # -- sweeping (Rules 3 and 4) ---------------------------------------------------------
+    # -- sweeping (invariants "lost leases are swept" and "finished jobs expire") ---------------------------------------------------------
 
     async def sweep(self) -> int:
         """Make the jobs whose lease ran out queued again or failed; how many."""

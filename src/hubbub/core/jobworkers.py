@@ -105,7 +105,8 @@ class JobWorkers(JobRecords):
                 await self._settle(group, lease_id, "ack")  # expired, or not this queue's
                 return None
             if job.final:
-                await self._tell(job)  # Rule 1: its last state may be untold
+                await self._tell(job)  # its last state may be untold
+                # (:mod:`hubbub.core.jobs`, invariant "the record is the truth")
                 await self._settle(group, lease_id, "ack")
                 return None
             now = self.hub.now()
@@ -124,7 +125,8 @@ class JobWorkers(JobRecords):
     async def _settle(self, group: str, lease_id: str, action: str, *,
                       error: str | None = None, delay: float = 0.0) -> None:
         """Ack or nack a delivery; the job's record already says what happened, so a
-        failure here only delays the group (its lease runs out, Rule 4 of jobstate)."""
+        failure here only delays the group (its lease runs out:
+        :mod:`hubbub.protocol.jobstate`, invariant "a final job is only acked")."""
         try:
             if action == "ack":
                 await self.hub.groups.ack(group, [lease_id])
@@ -157,7 +159,8 @@ class JobWorkers(JobRecords):
         progress, message = check_progress(progress, message)
         job = await self.get(job_id)
         check_lease(job, lease)
-        # The group says whether the lease still holds (Rule 3 of hubbub.protocol.leases).
+        # The group says whether the lease still holds (:mod:`hubbub.protocol.leases`,
+        # invariant "only the current lease settles").
         outcome = (await self.hub.groups.settle(
             group_name(job.queue), [lease], "extend", lease=job.lease_ms / 1000))[lease]
         if outcome is not Outcome.OK:
@@ -180,7 +183,7 @@ class JobWorkers(JobRecords):
         """The job succeeded with ``result`` (any JSON value).
 
         Repeating it with the same lease answers the finished job and changes
-        nothing (Rule 2 of :mod:`hubbub.protocol.jobstate`).
+        nothing (:mod:`hubbub.protocol.jobstate`, invariant "the lease owns the job").
 
         Raises:
             InvalidRequest, PayloadTooLarge: malformed id or lease, or a result
@@ -229,7 +232,8 @@ class JobWorkers(JobRecords):
             if state is not None and repeated(job, lease, state) or (
                     state is None and job.lease == lease and job.state in
                     (State.QUEUED, State.FAILED)):
-                await self._tell(job)  # Rule 1: the first call may not have told it
+                await self._tell(job)  # the first call may not have told it
+                # (:mod:`hubbub.core.jobs`, invariant "the record is the truth")
                 return job
             new = change(job)
             written = await self._write(new, job.version)

@@ -63,8 +63,8 @@ class Reading:
         """The position an ``after`` argument names for this filter, and gaps already known.
 
         Raises:
-            InvalidCursor: malformed, from another topic (Rule 4 of
-                :mod:`hubbub.protocol.cursor`), or ahead of the log.
+            InvalidCursor: malformed, from another topic (:mod:`hubbub.protocol.cursor`,
+                invariant "foreign cursor refused"), or ahead of the log.
         """
         anchor = _cursor.parse_after(after) or default
         store = self.engine.store_epoch

@@ -151,7 +151,8 @@ async def publish_batch(request: Request) -> Response:
         raise InvalidRequest(message, field=path.lstrip(".") or "body") from None
     except msgspec.DecodeError:
         raise InvalidRequest("malformed JSON", field="body") from None
-    # Every item is allowed, or nothing is stored (Rule 7 of hubbub.core.auth).
+    # Every item is allowed, or nothing is stored (:mod:`hubbub.core.auth`,
+    # invariant "a refused item refuses all").
     for i, item in enumerate(raw):
         authorize(request, Action.PUBLISH, [validate_topic(item.topic, field=f"[{i}].topic")],
                   field=f"[{i}].topic")

@@ -135,9 +135,10 @@ class _WaitingPoll:
             if not self.answered and not self.done.done():
                 self.answered = True
                 if page is None:
-                    self.done.set_result(None)  # read again (polls.py Rule 3)
+                    self.done.set_result(None)  # read again (:mod:`hubbub.core.polls`,
+                    # invariant "what a group cannot say, read again")
                 else:
-                    self.done.set_exception(page)  # the live feed failed (Rule 3)
+                    self.done.set_exception(page)  # the live feed failed (the same invariant)
         else:
             self.pages(page, [self])
 
@@ -155,7 +156,8 @@ class Pages:
         self._last: tuple[Page | None, bool, bytes] = (None, False, b"")
 
     def __call__(self, page: Page, answers: list[Answer]) -> None:
-        """Answer long polls that got ``page`` (a group's: polls.py Rule 5): one
+        """Answer long polls that got ``page`` (a group's: :mod:`hubbub.core.polls`,
+        trade-off "a crowd answers at once"): one
         encoded body, and every write before any follow-up
         (:func:`~hubbub.server.whole.respond_all`); a poll that cannot take a whole
         response now gets the page to send through ASGI."""
