@@ -7,9 +7,10 @@ Every mistake raises :class:`ConfigError` naming the setting (``server.buffer``,
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Callable
 from dataclasses import fields, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..protocol.origins import normalize_origin, split_host
 from .auth import AuthConfig
@@ -18,28 +19,43 @@ from .checks import ConfigError, parse_duration, read_strings
 from .features import JobsConfig, LimitsConfig, ServerConfig, UploadsConfig
 from .namespaces import NamespaceConfig
 
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
-def _namespace(base: NamespaceConfig, section: Any, where: str) -> NamespaceConfig:
+_S = TypeVar("_S", bound="DataclassInstance")
+
+
+def _table(section: Any, where: str, base: _S,
+           read: Callable[[str, Any, str], Any]) -> _S:
+    """``base`` with the settings of table ``section`` (at ``where``): every key
+    must name a field of ``base``, and ``read(key, value, where)`` checks each."""
     if not isinstance(section, dict):
         raise ConfigError(f"{where}: expected a table")
-    known = {f.name for f in fields(NamespaceConfig)}
+    known = {f.name for f in fields(base)}
     changes: dict[str, Any] = {}
     for key, value in section.items():
         if key not in known:
             raise ConfigError(f"{where}.{key}: unknown setting")
-        if key == "history_age":
-            changes[key] = parse_duration(value, where=f"{where}.{key}")
-        elif key in ("ephemeral", "presence"):
-            if not isinstance(value, bool):
-                raise ConfigError(f"{where}.{key}: expected true or false")
-            changes[key] = value
-        elif key in ("publishers", "subscribers"):
-            changes[key] = read_strings(value, f"{where}.{key}", "subjects")
-        else:
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ConfigError(f"{where}.{key}: expected a non-negative integer")
-            changes[key] = value
+        changes[key] = read(key, value, f"{where}.{key}")
     return replace(base, **changes)
+
+
+def _namespace(base: NamespaceConfig, section: Any, where: str) -> NamespaceConfig:
+    return _table(section, where, base, _namespace_setting)
+
+
+def _namespace_setting(key: str, value: Any, where: str) -> Any:
+    if key == "history_age":
+        return parse_duration(value, where=where)
+    if key in ("ephemeral", "presence"):
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected true or false")
+        return value
+    if key in ("publishers", "subscribers"):
+        return read_strings(value, where, "subjects")
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ConfigError(f"{where}: expected a non-negative integer")
+    return value
 
 
 #: The server layer's timeouts among the [server] keys (durations).
@@ -48,31 +64,28 @@ _SERVER_TIMEOUTS = ("head_timeout", "body_timeout", "keepalive_timeout", "write_
 
 
 def _server(section: Any) -> ServerConfig:
-    if not isinstance(section, dict):
-        raise ConfigError("server: expected a table")
-    known = {f.name for f in fields(ServerConfig)}
-    changes: dict[str, Any] = {}
-    for key, value in section.items():
-        if key not in known:
-            raise ConfigError(f"server.{key}: unknown setting")
-        if key in _BROWSER_KEYS:
-            changes[key] = _browser_setting(key, value)
-        elif key in ("tls_cert", "tls_key"):
-            if not isinstance(value, str) or not value:
-                raise ConfigError(f"server.{key}: expected a file name")
-            changes[key] = value
-        elif key in ("heartbeat", "max_wait", "presence_ttl", "cors_max_age", *_SERVER_TIMEOUTS):
-            changes[key] = parse_duration(value, where=f"server.{key}")
-            if key in ("presence_ttl", *_SERVER_TIMEOUTS) and not changes[key] > 0:
-                raise ConfigError(f"server.{key}: must be more than 0")
-        elif isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-            raise ConfigError(f"server.{key}: expected a positive integer")
-        else:
-            changes[key] = value
-    if changes.get("cors_credentials") and "*" in changes.get("cors_origins", ()):
+    server = _table(section, "server", ServerConfig(), _server_setting)
+    if server.cors_credentials and "*" in server.cors_origins:
         # Fetch standard: a credentialed answer "cannot use *" as its allowed origin.
         raise ConfigError("server.cors_origins: \"*\" cannot go with cors_credentials = true")
-    return replace(ServerConfig(), **changes)
+    return server
+
+
+def _server_setting(key: str, value: Any, where: str) -> Any:
+    if key in _BROWSER_KEYS:
+        return _browser_setting(key, value)
+    if key in ("tls_cert", "tls_key"):
+        if not isinstance(value, str) or not value:
+            raise ConfigError(f"{where}: expected a file name")
+        return value
+    if key in ("heartbeat", "max_wait", "presence_ttl", "cors_max_age", *_SERVER_TIMEOUTS):
+        seconds = parse_duration(value, where=where)
+        if key in ("presence_ttl", *_SERVER_TIMEOUTS) and not seconds > 0:
+            raise ConfigError(f"{where}: must be more than 0")
+        return seconds
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ConfigError(f"{where}: expected a positive integer")
+    return value
 
 
 _BROWSER_KEYS = ("allowed_hosts", "cors_origins", "cors_credentials")
@@ -107,67 +120,51 @@ def _browser_setting(key: str, value: Any) -> Any:
 
 
 def _uploads(section: Any) -> UploadsConfig:
-    if not isinstance(section, dict):
-        raise ConfigError("uploads: expected a table")
-    known = {f.name for f in fields(UploadsConfig)}
-    changes: dict[str, Any] = {}
-    for key, value in section.items():
-        where = f"uploads.{key}"
-        if key not in known:
-            raise ConfigError(f"{where}: unknown setting")
-        if key in ("expiration", "keep"):
-            changes[key] = parse_duration(value, where=where)
-        elif key == "dir":
-            if not isinstance(value, str) or not value:
-                raise ConfigError(f"{where}: expected a directory path")
-            changes[key] = value
-        elif key == "jobs":
-            if not isinstance(value, list) or not all(isinstance(q, str) for q in value):
-                raise ConfigError(f"{where}: expected a list of queue names")
-            changes[key] = tuple(value)
-        elif isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-            raise ConfigError(f"{where}: expected a positive integer")
-        else:
-            changes[key] = value
-    return replace(UploadsConfig(), **changes)
+    return _table(section, "uploads", UploadsConfig(), _uploads_setting)
+
+
+def _uploads_setting(key: str, value: Any, where: str) -> Any:
+    if key in ("expiration", "keep"):
+        return parse_duration(value, where=where)
+    if key == "dir":
+        if not isinstance(value, str) or not value:
+            raise ConfigError(f"{where}: expected a directory path")
+        return value
+    if key == "jobs":
+        if not isinstance(value, list) or not all(isinstance(q, str) for q in value):
+            raise ConfigError(f"{where}: expected a list of queue names")
+        return tuple(value)
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ConfigError(f"{where}: expected a positive integer")
+    return value
 
 
 def _jobs(section: Any) -> JobsConfig:
-    if not isinstance(section, dict):
-        raise ConfigError("jobs: expected a table")
-    known = {f.name for f in fields(JobsConfig)}
-    changes: dict[str, Any] = {}
-    for key, value in section.items():
-        where = f"jobs.{key}"
-        if key not in known:
-            raise ConfigError(f"{where}: unknown setting")
-        if key in ("keep", "lease"):
-            changes[key] = parse_duration(value, where=where)
-            if key == "lease" and not 0.1 <= changes[key] <= 43200:
-                raise ConfigError(f"{where}: expected from 0.1 seconds to 12 hours")
-        elif isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 1000:
-            raise ConfigError(f"{where}: expected an integer from 1 to 1000")
-        else:
-            changes[key] = value
-    return replace(JobsConfig(), **changes)
+    return _table(section, "jobs", JobsConfig(), _jobs_setting)
+
+
+def _jobs_setting(key: str, value: Any, where: str) -> Any:
+    if key in ("keep", "lease"):
+        seconds = parse_duration(value, where=where)
+        if key == "lease" and not 0.1 <= seconds <= 43200:
+            raise ConfigError(f"{where}: expected from 0.1 seconds to 12 hours")
+        return seconds
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 1000:
+        raise ConfigError(f"{where}: expected an integer from 1 to 1000")
+    return value
 
 
 def _limits(section: Any) -> LimitsConfig:
-    if not isinstance(section, dict):
-        raise ConfigError("limits: expected a table")
-    known = {f.name for f in fields(LimitsConfig)}
-    changes: dict[str, Any] = {}
-    for key, value in section.items():
-        where = f"limits.{key}"
-        if key not in known:
-            raise ConfigError(f"{where}: unknown setting")
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise ConfigError(f"{where}: expected a non-negative integer (0: no limit)")
-        if key == "json_depth" and not 1 <= value <= 512:
-            # msgspec recurses once per level: far below Python's recursion limit.
-            raise ConfigError(f"{where}: expected an integer from 1 to 512")
-        changes[key] = value
-    return replace(LimitsConfig(), **changes)
+    return _table(section, "limits", LimitsConfig(), _limits_setting)
+
+
+def _limits_setting(key: str, value: Any, where: str) -> Any:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ConfigError(f"{where}: expected a non-negative integer (0: no limit)")
+    if key == "json_depth" and not 1 <= value <= 512:
+        # msgspec recurses once per level: far below Python's recursion limit.
+        raise ConfigError(f"{where}: expected an integer from 1 to 512")
+    return value
 
 
 def read_toml(path: str | Path) -> dict[str, Any]:
