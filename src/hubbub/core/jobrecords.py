@@ -50,9 +50,7 @@ EXPIRE_EVERY: Final = 30
 CAS_TRIES: Final = 8
 _QUEUE_RE = re.compile(r"[A-Za-z0-9_\-:@]{1,59}")
 _ID_RE = re.compile(r"[0-9a-f]{32}")
-_KEY_RE = re.compile(r"[\x21-\x7e]{1,200}")
-_json_decode = msgspec.json.Decoder().decode
-_json_encode = msgspec.json.Encoder().encode
+KEY_RE = re.compile(r"[\x21-\x7e]{1,200}")
 
 
 def validate_queue(queue: str) -> str:
@@ -93,7 +91,7 @@ def check_id(job_id: str) -> str:
     return job_id
 
 
-def _job_id(queue: str, key: str | None, owner: str | None = None) -> str:
+def new_job_id(queue: str, key: str | None, owner: str | None = None) -> str:
     """A new job's id: random, or derived from its queue and idempotency key,
     and the key's owner when there is one (so principals never share keys)."""
     if key is None:
@@ -102,11 +100,11 @@ def _job_id(queue: str, key: str | None, owner: str | None = None) -> str:
     return hashlib.sha256(scope.encode(errors="surrogateescape")).hexdigest()[:32]
 
 
-def _state_key(job: Job) -> str:
+def state_key(job: Job) -> str:
     return f"{job.created}.v{job.version}"
 
 
-def _seconds(value: object, field: str, low: float, high: float) -> float:
+def check_seconds(value: object, field: str, low: float, high: float) -> float:
     if (isinstance(value, bool) or not isinstance(value, int | float)
             or not math.isfinite(value) or not low <= value <= high):
         raise InvalidRequest(f"{field} must be from {low:g} to {high:g} seconds", field=field)
@@ -178,9 +176,10 @@ class JobRecords:
         return new
 
     async def _tell(self, job: Job) -> None:
-        await self.hub.publish(status_topic(job.id), job.document(), JSON, _state_key(job))
+        await self.hub.publish(status_topic(job.id), job.document(), JSON, state_key(job))
 
 
 
-__all__ = ["CAS_TRIES", "JobRecords", "Taken", "check_id", "group_name", "queue_topic",
-           "status_topic", "validate_queue"]
+__all__ = ["CAS_TRIES", "KEY_RE", "JobRecords", "Taken", "check_id", "check_seconds",
+           "group_name", "new_job_id", "queue_topic", "state_key", "status_topic",
+           "validate_queue"]

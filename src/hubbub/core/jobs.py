@@ -76,20 +76,20 @@ from ..protocol.jobstate import (
 )
 from ..protocol.message import JSON, compact_json
 from .jobrecords import (
-    _KEY_RE,
     CAS_TRIES,
     EXPIRE_EVERY,
+    KEY_RE,
     RECORD_PREFIX,
     SWEEP_INTERVAL,
     WATCH_PREFIX,
     Taken,
-    _job_id,
-    _seconds,
-    _state_key,
     check_id,
+    check_seconds,
     group_name,
     log,
+    new_job_id,
     queue_topic,
+    state_key,
     status_topic,
     validate_queue,
 )
@@ -143,12 +143,12 @@ class Jobs(JobWorkers):
         self._check_open()
 
         topic = queue_topic(queue)
-        if key is not None and (not isinstance(key, str) or _KEY_RE.fullmatch(key) is None):
+        if key is not None and (not isinstance(key, str) or KEY_RE.fullmatch(key) is None):
             raise InvalidRequest("idempotency key must be 1-200 printable ASCII characters",
                                  field="key")
         if content_type == JSON:
             data = compact_json(data, max_depth=self.hub.config.limits.json_depth)
-        job_id = _job_id(queue, key, owner)
+        job_id = new_job_id(queue, key, owner)
         limit = self.hub.config.for_topic(topic).max_message_size
         body = envelope(job_id, data, content_type)
         if len(body) > limit:
@@ -169,7 +169,7 @@ class Jobs(JobWorkers):
     async def _queue(self, job: Job, body: bytes) -> None:
 
         await self.hub.publish_batch([
-            PublishItem(status_topic(job.id), job.document(), JSON, _state_key(job)),
+            PublishItem(status_topic(job.id), job.document(), JSON, state_key(job)),
             PublishItem(queue_topic(job.queue), body, JSON, f"{job.id}.{job.created}"),
         ])
 
@@ -209,7 +209,7 @@ class Jobs(JobWorkers):
         if version is not None and (isinstance(version, bool) or not isinstance(version, int)
                                     or version < 0):
             raise InvalidRequest("version must be a non-negative integer", field="version")
-        _seconds(timeout, "wait", 0, self.hub.config.server.max_wait)
+        check_seconds(timeout, "wait", 0, self.hub.config.server.max_wait)
         sub = await self.hub.subscribe([status_topic(job_id)], "end", buffer=64)
         try:
             job = await self.get(job_id)

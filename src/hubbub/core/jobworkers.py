@@ -39,14 +39,15 @@ from .jobrecords import (
     WATCH_PREFIX,
     JobRecords,
     Taken,
-    _json_encode,
-    _seconds,
     check_id,
+    check_seconds,
     group_name,
     log,
     queue_topic,
     status_topic,
 )
+
+_json_encode = msgspec.json.Encoder().encode
 
 
 class JobWorkers(JobRecords):
@@ -71,8 +72,8 @@ class JobWorkers(JobRecords):
         self._check_open()
         topic = queue_topic(queue)
         lease_s = self.config.lease if lease is None else lease
-        _seconds(lease_s, "lease", 0.1, MAX_LEASE)
-        _seconds(wait, "wait", 0, self.hub.config.server.max_wait)
+        check_seconds(lease_s, "lease", 0.1, MAX_LEASE)
+        check_seconds(wait, "wait", 0, self.hub.config.server.max_wait)
         deadline = self.hub.now() + int(wait * 1000)
         while True:
             left = max(0, deadline - self.hub.now()) / 1000
@@ -218,7 +219,7 @@ class JobWorkers(JobRecords):
         check_error(error)
         if not isinstance(retry, bool):
             raise InvalidRequest("retry must be true or false", field="retry")
-        _seconds(delay, "delay", 0, MAX_DELAY)
+        check_seconds(delay, "delay", 0, MAX_DELAY)
         return await self._finish(job_id, lease, State.FAILED if not retry else None,
                                   lambda job: failed(job, lease, error, retry, self.hub.now()),
                                   delay=delay)
