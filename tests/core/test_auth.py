@@ -165,7 +165,8 @@ def principal(**claims: Any) -> Any:
     (SUB, "news.today", True), (SUB, "news.>", True), (PUB, "news.today", False),
 ])
 def test_may(action: Action, topic: str, allowed: bool) -> None:
-    """Claims allow by matching or covering (Rule 4); namespaces add grants (Rule 5)."""
+    """Claims allow by matching or covering (invariant "patterns need a covering grant");
+    namespaces add grants (invariant "namespace rules add grants")."""
     a, p = principal(pub=["chat.>"], sub=["chat.>", "feed.*"])
     assert a.may(p, action, topic) is allowed
 

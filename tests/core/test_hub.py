@@ -122,7 +122,8 @@ async def test_pattern_subscription_picks_up_new_topics_and_resumes(hub: Hub) ->
     await hub.publish("room.a", b"5")
     page = await hub.poll(["room.*"], cursor)
     assert [m.value() for m in page.messages] == [4, 5]
-    # A message's own cursor resumes a multi-topic subscription too (Rule 2).
+    # A message's own cursor resumes a multi-topic subscription too
+    # (:mod:`hubbub.protocol.cursor`, invariant "seq is the watermark").
     page = await hub.poll(["room.*"], first[0].cursor)  # type: ignore[union-attr]
     assert [m.value() for m in page.messages] == [2, 3, 4, 5]
 

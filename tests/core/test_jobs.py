@@ -15,7 +15,7 @@ import pytest
 
 from hubbub.config import Config, ConfigError
 from hubbub.core import Hub
-from hubbub.core.jobs import Taken, _job_id, group_name, queue_topic, status_topic
+from hubbub.core.jobs import Taken, group_name, new_job_id, queue_topic, status_topic
 from hubbub.engines import open_engine
 from hubbub.protocol.errors import Conflict, InvalidRequest, InvalidTopic, NotFound, PayloadTooLarge
 from hubbub.protocol.jobstate import State, completed, encode, open_envelope, submitted
@@ -80,7 +80,7 @@ async def test_the_same_key_submits_one_job(hub: Hub) -> None:
 async def test_a_resubmission_repairs_a_submission_cut_short(hub: Hub) -> None:
     """A record written without its queue message (a crash between) is queued by a retry."""
     # What a crash after the record and before the batch leaves behind:
-    job_id = _job_id("transcode", "k")
+    job_id = new_job_id("transcode", "k")
     cut = submitted(job_id, "transcode", "application/json", 2, hub.now())
     await hub.engine.put("job/" + job_id, encode(cut), hub.now(), if_version=0)
     assert await hub.jobs.take("transcode") is None

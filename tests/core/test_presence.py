@@ -166,7 +166,7 @@ async def test_a_dead_nodes_entry_expires_with_one_leave(nodes: list[Node]) -> N
 
 
 async def test_a_stalled_node_comes_back_and_says_join_again(nodes: list[Node]) -> None:
-    """Rule 4: a node finding its entry swept by another writes it again and says join;
+    """Invariant "a lost entry comes back": a node finding its entry swept by another writes it again and says join;
     one whose lapsed entry nobody swept takes it back silently."""
     a, b, _ = nodes
     member = a.hub.presence.member()

@@ -32,7 +32,7 @@ async def hub(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[H
 
 async def delivered() -> None:
     """Let the fan-out deliver: it does at the end of the loop pass in which
-    messages commit (src/hubbub/core/fanout.py, Rule 2)."""
+    messages commit (:mod:`hubbub.core.fanout`, invariant "one delivery per pass")."""
     await asyncio.sleep(0)
 
 

@@ -251,7 +251,8 @@ async def test_http_publish(client: httpx.AsyncClient) -> None:
 
 
 async def test_batch_with_one_forbidden_item_stores_nothing(client: httpx.AsyncClient) -> None:
-    """A batch is allowed whole or refused whole (Rule 7)."""
+    """A batch is allowed whole or refused whole (:mod:`hubbub.core.auth`,
+    invariant "a refused item refuses all")."""
     batch = [{"topic": "chat.a", "data": 1}, {"topic": "admin.x", "data": 2},
              {"topic": "chat.b", "data": 3}]
     doc = assert_problem(await client.post("/v1/publish", json=batch, headers=CHAT),
@@ -346,7 +347,8 @@ async def test_groups(client: httpx.AsyncClient) -> None:
     r = await client.post("/v1/groups/ga/ack", json={"ids": [lease]}, headers=ADMIN)
     assert r.status_code == 200, r.text
     await client.post("/v1/topics/chat.g", json=2, headers=CHAT)
-    # The group's name is judged too, like a topic's (Rule 8 of hubbub.core.auth).
+    # The group's name is judged too, like a topic's (:mod:`hubbub.core.auth`,
+    # invariant "groups are judged as topics").
     assert_problem(await client.post("/v1/groups/gc/pull",
                                      params={"topic": "chat.g", "start": "start"},
                                      headers=CHAT), 403, "forbidden")

@@ -2,5 +2,7 @@
 
 from .hub import Hub, Page, PublishItem
 from .subscription import Gap, Subscription
+from .values import AppendResult, GroupInfo, Lease
 
-__all__ = ["Gap", "Hub", "Page", "PublishItem", "Subscription"]
+__all__ = ["AppendResult", "Gap", "GroupInfo", "Hub", "Lease", "Page", "PublishItem",
+           "Subscription"]

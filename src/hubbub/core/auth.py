@@ -18,47 +18,47 @@ secret or by the holder of the configured public key, or an API key from
 patterns the subject may subscribe to, as NATS names its ``pub``/``sub``
 permissions.)
 
-Theory of operation
--------------------
-Rule 1. With no ``[auth]`` rule configured, authentication is off: every
-        client is :data:`OPEN`, which may do everything, and credentials are
-        not even looked at. ``hubbub serve`` refuses to listen on a public
-        address in that state.
-Rule 2. A credential that is given must be valid: a bad, expired or foreign
-        one is refused (:class:`~hubbub.protocol.errors.Unauthorized`), never taken
-        for no credential at all.
-Rule 3. No credential gives the ``[auth.anonymous]`` grant when one is
-        configured, else ``None``: the door asks for credentials (401, or the
-        WebSocket ``auth`` op).
-Rule 4. There are two actions, :attr:`Action.PUBLISH` and
-        :attr:`Action.SUBSCRIBE`; every operation of every door is one of
-        them on some topic (the table in ``docs/auth.md``). A concrete topic
-        is allowed when a pattern of the matching claim list matches it. A
-        pattern is allowed when *one* pattern of the list covers it
-        (:func:`hubbub.protocol.topics.covers`): every topic it could ever match is
-        allowed. ``chat.>`` allows subscribing to ``chat.*``; ``chat.a`` and
-        ``chat.b`` together do not allow ``chat.*``.
-Rule 5. Namespace rules add to claims: ``publishers`` and ``subscribers`` of
-        a topic's namespace (its first token, when that is not a wildcard)
-        list the subjects granted the action on all of it, ``"*"`` meaning
-        every authenticated client (not the anonymous one).
-Rule 6. A refusal is :class:`~hubbub.protocol.errors.Unauthorized` for the anonymous
-        principal (credentials could help) and
-        :class:`~hubbub.protocol.errors.Forbidden` for everyone else. Topics are
-        validated before they are judged, so bad input is 400, not 403.
-Rule 7. Doors check before they do anything: a refused item of a batch
-        refuses the batch, nothing stored.
-Rule 8. A consumer group's name is judged like a topic name
-        (:meth:`Auth.check_group`): using group ``g`` needs the subscribe
-        grant for the topic ``g`` (a one-token name, so ``orders-workers`` or
-        ``*`` in the ``sub`` list, or a namespace rule for ``g``), on top of
-        the grant for the group's topics. Names starting with ``jobs-`` belong
-        to the job system: no client creates, pulls from or settles them
-        through the group doors, not even an admin.
-Rule 9. With authentication on, presence says who a connection is by its
-        credential's subject: a ``client`` given that differs is refused, and
-        the anonymous principal is present with none. (``info`` stays what the
-        client says about itself.)
+Invariants
+----------
+"no rules, no checks": With no ``[auth]`` rule configured, authentication is off: every
+    client is :data:`OPEN`, which may do everything, and credentials are
+    not even looked at. ``hubbub serve`` refuses to listen on a public
+    address in that state.
+"a bad credential is refused": A credential that is given must be valid: a bad, expired or foreign
+    one is refused (:class:`~hubbub.protocol.errors.Unauthorized`), never taken
+    for no credential at all.
+"anonymous gets its grant": No credential gives the ``[auth.anonymous]`` grant when one is
+    configured, else ``None``: the door asks for credentials (401, or the
+    WebSocket ``auth`` op).
+"patterns need a covering grant": There are two actions, :attr:`Action.PUBLISH` and
+    :attr:`Action.SUBSCRIBE`; every operation of every door is one of
+    them on some topic (the table in ``docs/auth.md``). A concrete topic
+    is allowed when a pattern of the matching claim list matches it. A
+    pattern is allowed when *one* pattern of the list covers it
+    (:func:`hubbub.protocol.topics.covers`): every topic it could ever match is
+    allowed. ``chat.>`` allows subscribing to ``chat.*``; ``chat.a`` and
+    ``chat.b`` together do not allow ``chat.*``.
+"namespace rules add grants": Namespace rules add to claims: ``publishers`` and ``subscribers`` of
+    a topic's namespace (its first token, when that is not a wildcard)
+    list the subjects granted the action on all of it, ``"*"`` meaning
+    every authenticated client (not the anonymous one).
+"anonymous refusals ask to authenticate": A refusal is :class:`~hubbub.protocol.errors.Unauthorized` for the anonymous
+    principal (credentials could help) and
+    :class:`~hubbub.protocol.errors.Forbidden` for everyone else. Topics are
+    validated before they are judged, so bad input is 400, not 403.
+"a refused item refuses all": Doors check before they do anything: a refused item of a batch
+    refuses the batch, nothing stored.
+"groups are judged as topics": A consumer group's name is judged like a topic name
+    (:meth:`Auth.check_group`): using group ``g`` needs the subscribe
+    grant for the topic ``g`` (a one-token name, so ``orders-workers`` or
+    ``*`` in the ``sub`` list, or a namespace rule for ``g``), on top of
+    the grant for the group's topics. Names starting with ``jobs-`` belong
+    to the job system: no client creates, pulls from or settles them
+    through the group doors, not even an admin.
+"presence names the subject": With authentication on, presence says who a connection is by its
+    credential's subject: a ``client`` given that differs is refused, and
+    the anonymous principal is present with none. (``info`` stays what the
+    client says about itself.)
 """
 
 from __future__ import annotations
@@ -85,7 +85,7 @@ MAX_TOKEN = 16 << 10
 MAX_PATTERNS = 256
 #: The claims that hold a NumericDate (RFC 7519 §2: seconds since the epoch).
 TIME_CLAIMS = ("exp", "nbf", "iat")
-#: The prefix of the consumer groups of job queues (Rule 8; :mod:`hubbub.core.jobs`).
+#: The prefix of the consumer groups of job queues (invariant "groups are judged as topics"; :mod:`hubbub.core.jobs`).
 JOB_GROUP_PREFIX = "jobs-"
 #: The fields that name where a credential came from (for WWW-Authenticate).
 CREDENTIAL_FIELDS = frozenset({"Authorization", "token"})
@@ -96,7 +96,7 @@ _EC_ALGS = {"secp256r1": "ES256", "secp384r1": "ES384", "secp521r1": "ES512",
 
 
 class Action(StrEnum):
-    """What a client does to a topic (Rule 4)."""
+    """What a client does to a topic (invariant "patterns need a covering grant")."""
 
     PUBLISH = "publish"
     SUBSCRIBE = "subscribe"
@@ -136,13 +136,13 @@ class Principal:
         return out
 
 
-#: Everyone, when authentication is off (Rule 1).
+#: Everyone, when authentication is off (invariant "no rules, no checks").
 OPEN = Principal(None, TopicFilter([">"]), TopicFilter([">"]), admin=True, anonymous=True)
 
 
 def may(principal: Principal, action: Action, topic: str) -> bool:
     """Whether ``principal``'s own claims allow ``action`` on ``topic`` (a validated
-    topic or pattern; Rule 4). Namespace rules are :meth:`Auth.may`'s."""
+    topic or pattern; invariant "patterns need a covering grant"). Namespace rules are :meth:`Auth.may`'s."""
     if principal.admin:
         return True
     allowed = principal.pub if action is Action.PUBLISH else principal.sub
@@ -158,7 +158,7 @@ class Auth:
         self.config = config
         settings = config.auth
         self.settings = settings
-        #: Whether any rule is configured (Rule 1).
+        #: Whether any rule is configured (invariant "no rules, no checks").
         self.enabled = settings.enabled
         self._clock = clock
         self._anonymous = (None if settings.anonymous is None
@@ -176,7 +176,7 @@ class Auth:
     # -- authentication ---------------------------------------------------------
 
     def authenticate(self, authorization: str | None, token: str | None) -> Principal | None:
-        """The principal of a request's credentials (Rules 1-3).
+        """The principal of a request's credentials (invariants "no rules, no checks", "a bad credential is refused" and "anonymous gets its grant").
 
         Args:
             authorization: the ``Authorization`` header, if given.
@@ -290,7 +290,7 @@ class Auth:
 
     def may(self, principal: Principal, action: Action, topic: str) -> bool:
         """Whether ``principal`` may do ``action`` on ``topic`` (a validated topic or
-        pattern): by its claims (Rule 4) or its namespace's rules (Rule 5)."""
+        pattern): by its claims (invariant "patterns need a covering grant") or its namespace's rules (invariant "namespace rules add grants")."""
         if may(principal, action, topic):
             return True
         if principal.anonymous:
@@ -304,7 +304,7 @@ class Auth:
 
     def check(self, principal: Principal, action: Action, topic: str, *,
               field: str = "topic") -> None:
-        """Validate ``topic`` (a name or pattern) and refuse it unless allowed (Rule 6).
+        """Validate ``topic`` (a name or pattern) and refuse it unless allowed (invariant "anonymous refusals ask to authenticate").
 
         Raises:
             InvalidTopic: ``topic`` is malformed.
@@ -323,7 +323,7 @@ class Auth:
         raise Forbidden(f"{who} may not {verb} {topic}", field=field)
 
     def check_group(self, principal: Principal, name: str, *, field: str = "group") -> None:
-        """Refuse the use of consumer group ``name`` unless allowed (Rule 8).
+        """Refuse the use of consumer group ``name`` unless allowed (invariant "groups are judged as topics").
 
         Raises:
             InvalidRequest: ``name`` is malformed.
@@ -343,7 +343,7 @@ class Auth:
 
     def presence_client(self, principal: Principal, client: str | None) -> str | None:
         """The ``client`` a connection is present as (``docs/presence.md``): with
-        authentication on, its credential's subject, whatever it says (Rule 9).
+        authentication on, its credential's subject, whatever it says (invariant "presence names the subject").
 
         Raises:
             Forbidden: it names another ``client`` than its subject.

@@ -11,28 +11,28 @@ doors register theirs::
     ...
     hub.connections.remove(conn)
 
-Theory of operation
--------------------
-Rule 1. Each node writes the list of its own connections into one engine
-        record, ``conns/<node id>``, when it changed (at most every
-        :data:`INTERVAL` seconds) and at least every :data:`RENEW` seconds;
-        the record expires after :data:`MISSED` renewals, so the
-        connections of a node that died drop out of the list. One write per
-        node, not per connection: a busy node costs the store nothing more.
-Rule 2. :meth:`Connections.list` reads every node's record (this node's own
-        connections live), so any node lists the whole cluster, as fresh as
-        :data:`INTERVAL` seconds for the others.
-Rule 3. A connection id is made once per connection (it is also its
-        presence ``conn``, :mod:`hubbub.core.presence`). To disconnect one,
-        a node closes it at once when it holds it, else publishes the id on
-        the topic :data:`ORDERS`; every node sees the messages of that topic
-        as they are committed (an engine listener, as the fan-out is: no
-        subscription of its own) and closes the connection when it holds it. The door's
-        ``close`` callback ends it: a WebSocket with close code 4010 and a
-        reason, an SSE stream with a ``close`` event.
-Rule 4. :meth:`Connections.disconnect` answers whether the connection is
-        gone from the list within ``wait`` seconds (its node writes its list
-        again at once when one of its connections ends).
+Invariants
+----------
+"one record per node": Each node writes the list of its own connections into one engine
+    record, ``conns/<node id>``, when it changed (at most every
+    :data:`INTERVAL` seconds) and at least every :data:`RENEW` seconds;
+    the record expires after :data:`MISSED` renewals, so the
+    connections of a node that died drop out of the list. One write per
+    node, not per connection: a busy node costs the store nothing more.
+"any node lists them all": :meth:`Connections.list` reads every node's record (this node's own
+    connections live), so any node lists the whole cluster, as fresh as
+    :data:`INTERVAL` seconds for the others.
+"the holder closes it": A connection id is made once per connection (it is also its
+    presence ``conn``, :mod:`hubbub.core.presence`). To disconnect one,
+    a node closes it at once when it holds it, else publishes the id on
+    the topic :data:`ORDERS`; every node sees the messages of that topic
+    as they are committed (an engine listener, as the fan-out is: no
+    subscription of its own) and closes the connection when it holds it. The door's
+    ``close`` callback ends it: a WebSocket with close code 4010 and a
+    reason, an SSE stream with a ``close`` event.
+"disconnect waits until gone": :meth:`Connections.disconnect` answers whether the connection is
+    gone from the list within ``wait`` seconds (its node writes its list
+    again at once when one of its connections ends).
 """
 
 from __future__ import annotations
@@ -55,11 +55,11 @@ from .ports import Administered
 
 log = logging.getLogger("hubbub")
 
-#: The kind of the records listing each node's connections (Rule 1).
+#: The kind of the records listing each node's connections (invariant "one record per node").
 KIND = "conns/"
 #: The namespace only the hub itself may write (:meth:`Hub.publish` refuses it).
 ADMIN_NAMESPACE = "_admin."
-#: The topic operators' orders travel on (Rule 3).
+#: The topic operators' orders travel on (invariant "the holder closes it").
 ORDERS = ADMIN_NAMESPACE + "orders"
 #: Seconds between two looks at whether the list changed.
 INTERVAL = 0.5
@@ -87,7 +87,7 @@ class Conn:
     since: int
     #: The patterns it is subscribed to now (called when the list is written).
     topics: Callable[[], list[str]]
-    #: Ends the connection, saying the reason to the client (Rule 3).
+    #: Ends the connection, saying the reason to the client (invariant "the holder closes it").
     close: Callable[[str], None]
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -126,7 +126,7 @@ class Connections:
             self.changed()
 
     def changed(self) -> None:
-        """Something listed of a connection changed: write the list soon (Rule 1)."""
+        """Something listed of a connection changed: write the list soon (invariant "one record per node")."""
         self._dirty.set()
 
     def start(self) -> None:
@@ -174,7 +174,7 @@ class Connections:
         await engine.expire(KIND, now, MAX_NODES)
 
     async def list(self) -> list[dict[str, Any]]:
-        """Every connection of the cluster, oldest first (Rule 2).
+        """Every connection of the cluster, oldest first (invariant "any node lists them all").
 
         Raises:
             HubbubError: the store did not answer.
@@ -193,8 +193,8 @@ class Connections:
         return next((c for c in await self.list() if c.get("id") == conn_id), None)
 
     async def disconnect(self, conn_id: str, reason: str, *, wait: float = 5.0) -> bool:
-        """Close the connection ``conn_id`` on whichever node holds it (Rule 3);
-        whether it is gone from the list within ``wait`` seconds (Rule 4).
+        """Close the connection ``conn_id`` on whichever node holds it (invariant "the holder closes it");
+        whether it is gone from the list within ``wait`` seconds (invariant "disconnect waits until gone").
 
         Raises:
             InvalidRequest: not a connection id.
@@ -211,7 +211,7 @@ class Connections:
         return True
 
     async def order(self, order: dict[str, str]) -> None:
-        """Tell every node (Rule 3): ``{"conn", "reason"}`` closes a connection,
+        """Tell every node (invariant "the holder closes it"): ``{"conn", "reason"}`` closes a connection,
         ``{"drop": KEY}`` drops a presence entry (:meth:`Presence.drop
         <hubbub.core.presence.Presence.drop>`), ``{"reset": TOPIC}`` ends the
         live subscriptions naming a deleted topic (:mod:`hubbub.core.topics_admin`)."""

@@ -11,15 +11,18 @@ call, and a connection writes them in one write. Under load, when many
 publishes are processed per pass, the work per subscriber is per pass, not
 per message.
 
-Rule 1. Each subscription gets its messages in seq order, each once. A
-        subscription to one concrete topic (the common case) is fed that
-        topic's messages of the pass in one list; one with several patterns
-        or a wildcard is fed the pass's messages its filter matches, in the
-        order they committed.
-Rule 2. What commits in a pass is delivered by one callback, which the loop
-        runs before it next waits for I/O. Subscriptions registered in
-        between may get a message from the fan-out and from their first
-        store read; the subscription drops the second copy by seq (its Rule 1).
+Invariants
+----------
+"seq order, each once": Each subscription gets its messages in seq order, each once. A
+    subscription to one concrete topic (the common case) is fed that
+    topic's messages of the pass in one list; one with several patterns
+    or a wildcard is fed the pass's messages its filter matches, in the
+    order they committed.
+"one delivery per pass": What commits in a pass is delivered by one callback, which the loop
+    runs before it next waits for I/O. Subscriptions registered in
+    between may get a message from the fan-out and from their first
+    store read; the subscription drops the second copy by seq
+    (:mod:`hubbub.core.subscription`, invariant "live only after a short page").
 
 Serialization happens at most once per message and wire format, lazily, in
 :class:`~hubbub.protocol.message.Message`.
@@ -45,7 +48,7 @@ class FanOut:
         self.exact: dict[str, dict[Subscription, None]] = {}
         #: Subscriptions with a wildcard pattern.
         self.wild: dict[Subscription, None] = {}
-        #: Subscriptions with more than one pattern or a wildcard: fed by their filter (Rule 1).
+        #: Subscriptions with more than one pattern or a wildcard: fed by their filter (invariant "seq order, each once").
         self._mixed: dict[Subscription, None] = {}
         #: Committed messages fed in (from every node, on a cluster); read by /metrics.
         self.messages = 0

@@ -8,21 +8,24 @@ per delivery. :func:`hubbub.core.stats.snapshot` reads it, together with what th
 ``/v1/stats`` is asked; :mod:`hubbub.transports.metrics` encodes the result
 for Prometheus and as JSON.
 
-Rules:
+Invariants
+----------
+"labels are bounded": Labels are bounded. Messages are counted by namespace (the first token of
+    the topic), never by topic; past ``MAX_NAMESPACES`` namespaces, new ones
+    count under ``OTHER``. Groups are the ones this node served, at most
+    ``MAX_GROUPS``; the rest count together under ``OTHER``.
+"counters are this node's": Counters are this node's since its process started: they restart at 0
+    with it (Prometheus' ``rate()`` takes resets in its stride). The store's
+    numbers (a group's pending entries, jobs, uploads, topics) are the
+    cluster's, read at snapshot time, and so is the ``cluster`` part: every
+    node's summary, summed (:mod:`hubbub.core.nodes`).
+"the door that raises lowers": A gauge a door raises, the same door lowers in a ``finally``.
 
-1. Labels are bounded. Messages are counted by namespace (the first token of
-   the topic), never by topic; past ``MAX_NAMESPACES`` namespaces, new ones
-   count under ``OTHER``. Groups are the ones this node served, at most
-   ``MAX_GROUPS``; the rest count together under ``OTHER``.
-2. Counters are this node's since its process started: they restart at 0
-   with it (Prometheus' ``rate()`` takes resets in its stride). The store's
-   numbers (a group's pending entries, jobs, uploads, topics) are the
-   cluster's, read at snapshot time, and so is the ``cluster`` part: every
-   node's summary, summed (:mod:`hubbub.core.nodes`).
-3. A gauge a door raises, the same door lowers in a ``finally``.
-4. A batch a door writes has its gaps first (``Subscription`` hands out the
-   gaps it knows before the messages that follow them), so
-   :meth:`DoorCounts.sent` looks past a batch's head only when the head is a gap.
+Trade-offs
+----------
+"look past a gap head only": A batch a door writes has its gaps first (``Subscription`` hands out the
+    gaps it knows before the messages that follow them), so
+    :meth:`DoorCounts.sent` looks past a batch's head only when the head is a gap.
 """
 
 from __future__ import annotations
@@ -86,7 +89,7 @@ class DoorCounts:
     def __init__(self) -> None:
         #: Messages written to clients (gap notices not included).
         self.deliveries = 0
-        #: Connections open now: WebSockets, SSE streams, long polls waiting (Rule 3).
+        #: Connections open now: WebSockets, SSE streams, long polls waiting (invariant "the door that raises lowers").
         self.open = 0
         #: Subscribers cut off because they fell behind their buffer.
         self.slow_consumers = 0
@@ -94,7 +97,7 @@ class DoorCounts:
         self.gaps: dict[str, int] = {}
 
     def sent(self, batch: Sequence[Event]) -> None:
-        """Count a batch that was written to a client (Rule 4)."""
+        """Count a batch that was written to a client (trade-off "look past a gap head only")."""
         if not batch:
             return
         if type(batch[0]) is Message:
@@ -168,13 +171,13 @@ class GroupCounts:
 
 
 class Metrics:
-    """Every counter of one hub node (Rule 2). Reached as ``hub.metrics``."""
+    """Every counter of one hub node (invariant "counters are this node's"). Reached as ``hub.metrics``."""
 
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self.started = clock()
         self.doors = {door: DoorCounts() for door in DOORS}
         self.ws, self.sse, self.longpoll, self.poll = (self.doors[d] for d in DOORS)
-        #: Messages stored by this node's publishes, by namespace (Rule 1).
+        #: Messages stored by this node's publishes, by namespace (invariant "labels are bounded").
         self.published: dict[str, int] = {}
         #: Publishes answered from an earlier one with the same idempotency key.
         self.duplicates = 0
@@ -213,7 +216,7 @@ class Metrics:
         self.problems[code] = self.problems.get(code, 0) + 1
 
     def group(self, name: str) -> GroupCounts:
-        """The counters of group ``name`` (Rule 1: past ``MAX_GROUPS``, the shared ones)."""
+        """The counters of group ``name`` (invariant "labels are bounded": past ``MAX_GROUPS``, the shared ones)."""
         counts = self.groups.get(name)
         if counts is None:
             if len(self.groups) >= MAX_GROUPS:

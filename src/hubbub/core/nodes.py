@@ -9,14 +9,16 @@ node writes a short *summary* of them into an engine record
 :data:`MISSED` intervals, and reads everyone's back when asked. On one
 node (the memory engine, or a lone SQLite hub) the cluster is that node.
 
-Rule 1. A node that stops writing (killed, cut off from the store) drops out
-        of the view once its record expires; a node that shuts down deletes
-        its record at once.
-Rule 2. The view is as fresh as the records: at most :data:`INTERVAL`
-        seconds old for other nodes; the asking node puts its own live
-        summary in place of its record.
-Rule 3. Writing the summary is best effort: a store that does not answer
-        only makes the view stale (and ``/v1/stats`` says the store is down).
+Invariants
+----------
+"silent nodes drop out": A node that stops writing (killed, cut off from the store) drops out
+    of the view once its record expires; a node that shuts down deletes
+    its record at once.
+"as fresh as the records": The view is as fresh as the records: at most :data:`INTERVAL`
+    seconds old for other nodes; the asking node puts its own live
+    summary in place of its record.
+"summaries are best effort": Writing the summary is best effort: a store that does not answer
+    only makes the view stale (and ``/v1/stats`` says the store is down).
 """
 
 from __future__ import annotations
@@ -73,7 +75,7 @@ class Nodes:
             self._task = asyncio.create_task(self._run(), name="hubbub-nodes")
 
     async def stop(self) -> None:
-        """Stop announcing and leave the view at once (Rule 1)."""
+        """Stop announcing and leave the view at once (invariant "silent nodes drop out")."""
         task, self._task = self._task, None
         if task is None:
             return
@@ -85,7 +87,7 @@ class Nodes:
         while True:
             try:
                 await self.announce()
-            except HubbubError as exc:  # Rule 3
+            except HubbubError as exc:  # invariant "summaries are best effort"
                 log.debug("node summary not written: %s", exc)
             await asyncio.sleep(INTERVAL)
 
@@ -97,7 +99,7 @@ class Nodes:
         await engine.expire(PREFIX, now, MAX_NODES)
 
     async def view(self) -> dict[str, Any]:
-        """The cluster: its nodes' summaries (this one live, Rule 2) and their sums.
+        """The cluster: its nodes' summaries (this one live, invariant "as fresh as the records") and their sums.
 
         Raises:
             HubbubError: the store did not answer.

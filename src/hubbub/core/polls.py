@@ -11,30 +11,35 @@ a *group*: one subscription, parked (:meth:`Subscription.park`: no task, no
 future), whose first news *fires* the group: one read, one :class:`Page`,
 handed to every member, which the door encodes once and writes to each.
 
-Rule 1. A poll joins a group only with a live subscription that found nothing
-        (:meth:`Hub.poll_now`), at the group's position. The group's
-        subscription registered before its own first read and has had nothing
-        since, so it sees every message the poll may return; the poll's own
-        subscription is then closed.
-Rule 2. A group fires once, at the end of the loop pass in which its news came
-        (so a batch stored at once is one page): it leaves the registry,
-        closes its subscription and answers its members. Later polls at the
-        same position make a new group.
-Rule 3. What a group cannot say as a plain page (a gap, a cut-off
-        subscriber) it does not say: each member is answered ``None``, "read
-        again on your own", which reads the store from the same position and
-        gets the right answer. A closed subscription (the hub drains) answers
-        an empty page, as a lone poll would. A failed one (the engine lost its
-        live feed: :meth:`Subscription.fail`) answers each member with (a copy
-        of) its error, cursor included, since the store would not say it.
-Rule 4. A member that leaves (its wait ends, its client goes) is forgotten;
-        the last one to leave closes the group's subscription.
-Rule 5. Members that name a *crowd* (a function that answers many polls at
-        once) are answered by one call of it with the page and all their
-        answers, in the order they joined; a door can then make every write
-        before any bookkeeping (:func:`hubbub.server.whole.respond_all`). The
-        others are answered one by one. ``None`` (Rule 3) is always given
-        one by one.
+Invariants
+----------
+"join only when nothing found": A poll joins a group only with a live subscription that found nothing
+    (:meth:`Hub.poll_now`), at the group's position. The group's
+    subscription registered before its own first read and has had nothing
+    since, so it sees every message the poll may return; the poll's own
+    subscription is then closed.
+"a group fires once": A group fires once, at the end of the loop pass in which its news came
+    (so a batch stored at once is one page): it leaves the registry,
+    closes its subscription and answers its members. Later polls at the
+    same position make a new group.
+"what a group cannot say, read again": What a group cannot say as a plain page (a gap, a cut-off
+    subscriber) it does not say: each member is answered ``None``, "read
+    again on your own", which reads the store from the same position and
+    gets the right answer. A closed subscription (the hub drains) answers
+    an empty page, as a lone poll would. A failed one (the engine lost its
+    live feed: :meth:`Subscription.fail`) answers each member with (a copy
+    of) its error, cursor included, since the store would not say it.
+"leavers are forgotten": A member that leaves (its wait ends, its client goes) is forgotten;
+    the last one to leave closes the group's subscription.
+
+Trade-offs
+----------
+"a crowd answers at once": Members that name a *crowd* (a function that answers many polls at
+    once) are answered by one call of it with the page and all their
+    answers, in the order they joined; a door can then make every write
+    before any bookkeeping (:func:`hubbub.server.whole.respond_all`). The
+    others are answered one by one. ``None`` (invariant "what a group cannot say, read again") is always given
+    one by one.
 """
 
 from __future__ import annotations
@@ -47,9 +52,9 @@ from ..protocol.message import Message
 from .subscription import State, Subscription
 from .values import Page
 
-#: ``answer(page)``: a member's answer; ``None`` means "read again" (Rule 3).
+#: ``answer(page)``: a member's answer; ``None`` means "read again" (invariant "what a group cannot say, read again").
 Answer = Callable[["Page | HubbubError | None"], None]
-#: ``crowd(page, answers)``: the answers of many members at once (Rule 5).
+#: ``crowd(page, answers)``: the answers of many members at once (trade-off "a crowd answers at once").
 Crowd = Callable[["Page", list[Answer]], None]
 
 
@@ -64,7 +69,7 @@ class PollWait:
         self.crowd = crowd
 
     def leave(self) -> None:
-        """Stop waiting (Rule 4); the answer will not come. Idempotent."""
+        """Stop waiting (invariant "leavers are forgotten"); the answer will not come. Idempotent."""
         self._group.leave(self)
 
 
@@ -81,7 +86,7 @@ class _Group:
         self.fired = False
 
     def ready(self) -> None:
-        """The parked subscription has news: fire after this loop pass (Rule 2)."""
+        """The parked subscription has news: fire after this loop pass (invariant "a group fires once")."""
         asyncio.get_running_loop().call_soon(self.fire)
 
     def fire(self) -> None:
@@ -96,7 +101,7 @@ class _Group:
         error = sub.error
         self._close()
         members, self.members = self.members, {}
-        if error is not None:  # Rule 3: a failed subscription's error, to each
+        if error is not None:  # invariant "what a group cannot say, read again": a failed subscription's error, to each
             for member in members:
                 member.answer(type(error)(error.message, field=error.field, **error.extra))
             return
@@ -106,7 +111,7 @@ class _Group:
         elif all(type(e) is Message for e in events):
             page = Page(events, sub.cursor)  # type: ignore[arg-type]
         else:
-            page = None  # a gap: each member reads again (Rule 3)
+            page = None  # a gap: each member reads again (invariant "what a group cannot say, read again")
         if page is None:
             for member in members:
                 member.answer(None)
@@ -147,8 +152,8 @@ class Polls:
         """Wait for what ``sub`` (live, nothing read yet) will see, in a group.
 
         ``answer`` is called once, from the event loop, with the page (or
-        ``None``: read again, Rule 3), unless the poll leaves first; with a
-        ``crowd``, a page comes through it instead (Rule 5). ``sub`` now
+        ``None``: read again, invariant "what a group cannot say, read again"), unless the poll leaves first; with a
+        ``crowd``, a page comes through it instead (trade-off "a crowd answers at once"). ``sub`` now
         belongs to the group (or is closed): do not use it any more.
         """
         key = (sub.topics.patterns, sub.cursor, limit)
@@ -158,7 +163,7 @@ class Polls:
             if not sub.park(group.ready):
                 group.ready()  # news came already: fire at once
         else:
-            sub.close()  # Rule 1: the group's subscription covers this poll
+            sub.close()  # invariant "join only when nothing found": the group's subscription covers this poll
         member = PollWait(group, answer, crowd)
         group.members[member] = None
         return member

@@ -20,27 +20,29 @@ the hub, one per connection; ``client`` and ``info`` are what the client said
 about itself (optional). Records are shared by the nodes of a cluster, so
 every node lists the same entries.
 
-Rule 1. The node that holds a connection renews its entries every third of
-        ``[server] presence_ttl``, pushing their expiry ``presence_ttl`` ahead.
-        A connection that ends, for any reason the node sees (unsub, close,
-        the client killed: its socket closes), removes its entries at once.
-Rule 2. Every node sweeps expired entries as often as it renews. An entry
-        expires only when its node stopped renewing it: the node died, or
-        stalled for two renewals. ``expire()`` hands each expired record to
-        exactly one caller (the engine's promise), so exactly one node
-        publishes its ``leave``, with reason ``expired``.
-Rule 3. Each entry has one ``join`` and at most one ``leave``: the join is
-        published by the node that wrote the entry; the leave by whoever
-        removed it, that is, the node whose ``delete()`` returned true, or
-        the one sweep that expired it. A leave can be lost only if its node
-        dies between removing the record and publishing the event.
-Rule 4. A node that finds one of its own entries gone when it renews it (it
-        stalled past the expiry) writes it again. If its own sweep of that one
-        record finds it, nobody has said ``leave`` and nothing is said; else
-        another node said ``leave``, and the node says ``join`` again. So the
-        events of an entry always alternate: join, leave, join, ...
-Rule 5. A connection present twice on a topic (two subscriptions naming it)
-        has one entry, removed with the last of them.
+Invariants
+----------
+"the holder renews its entries": The node that holds a connection renews its entries every third of
+    ``[server] presence_ttl``, pushing their expiry ``presence_ttl`` ahead.
+    A connection that ends, for any reason the node sees (unsub, close,
+    the client killed: its socket closes), removes its entries at once.
+"one sweeper per expiry": Every node sweeps expired entries as often as it renews. An entry
+    expires only when its node stopped renewing it: the node died, or
+    stalled for two renewals. ``expire()`` hands each expired record to
+    exactly one caller (the engine's promise), so exactly one node
+    publishes its ``leave``, with reason ``expired``.
+"one join, one leave": Each entry has one ``join`` and at most one ``leave``: the join is
+    published by the node that wrote the entry; the leave by whoever
+    removed it, that is, the node whose ``delete()`` returned true, or
+    the one sweep that expired it. A leave can be lost only if its node
+    dies between removing the record and publishing the event.
+"a lost entry comes back": A node that finds one of its own entries gone when it renews it (it
+    stalled past the expiry) writes it again. If its own sweep of that one
+    record finds it, nobody has said ``leave`` and nothing is said; else
+    another node said ``leave``, and the node says ``join`` again. So the
+    events of an entry always alternate: join, leave, join, ...
+"one entry per connection": A connection present twice on a topic (two subscriptions naming it)
+    has one entry, removed with the last of them.
 
 Events are JSON::
 
@@ -51,7 +53,7 @@ Events are JSON::
 
 ``reason`` is ``unsub`` (the client ended the subscription), ``closed`` (the
 connection ended without that: the client went away, was killed, or the hub
-shut down) or ``expired`` (Rule 2).
+shut down) or ``expired`` (invariant "one sweeper per expiry").
 
 Trade-off: renewing costs one engine write per entry per renewal; with the
 default 30 s, 10,000 present connections on a node cost ~1,000 writes a
@@ -129,7 +131,7 @@ def check_client(client: Any, info: Any) -> tuple[str | None, Any]:
 @dataclass(eq=False, slots=True)
 class _Entry:
     """An entry this node holds: its record's key and version, and how many
-    subscriptions of its connection keep it (Rule 5)."""
+    subscriptions of its connection keep it (invariant "one entry per connection")."""
 
     key: str
     doc: dict[str, Any]
@@ -176,7 +178,7 @@ class Member:
     async def leave(self, topics: Iterable[str], reason: str) -> None:
         """End one subscription's presence on ``topics`` (joined before). Never
         raises: an entry the store failed to remove is no longer renewed, so
-        it expires and is swept with its ``leave`` (Rule 2)."""
+        it expires and is swept with its ``leave`` (invariant "one sweeper per expiry")."""
         for topic in topics:
             entry = self.entries.get(topic)
             if entry is None:
@@ -298,7 +300,7 @@ class Presence:
     # -- lifecycle ----------------------------------------------------------------
 
     def start(self) -> None:
-        """Start renewing and sweeping (Rules 1 and 2), if any namespace has presence on."""
+        """Start renewing and sweeping (invariants "the holder renews its entries" and "one sweeper per expiry"), if any namespace has presence on."""
         config = self.hub.config
         self._stopped = False
         if self._task is None and (config.defaults.presence
@@ -327,7 +329,7 @@ class Presence:
                 log.exception("presence renewal failed")
 
     async def tick(self) -> None:
-        """Renew this node's entries (Rules 1 and 4), then sweep expired ones (Rule 2)."""
+        """Renew this node's entries (invariants "the holder renews its entries" and "a lost entry comes back"), then sweep expired ones (invariant "one sweeper per expiry")."""
         for entry in list(self._held.values()):
             await self._renew(entry)
         await self.sweep()
@@ -339,7 +341,7 @@ class Presence:
             gone = await engine.expire(KIND, self.hub.now(), _SWEEP_BATCH)
             for record in gone:
                 # An entry of this node stays held: its next renewal writes it
-                # again and says join (Rule 4).
+                # again and says join (invariant "a lost entry comes back").
                 await self._emit("leave", _decode(record.value), "expired")
             swept += len(gone)
             if len(gone) < _SWEEP_BATCH:
@@ -368,7 +370,7 @@ class Presence:
 
     async def _remove(self, entry: _Entry, reason: str | None) -> None:
         """Delete the entry's record; publish ``leave`` if it was this call that
-        removed it (Rule 3). ``reason`` ``None``: say nothing (a failed join)."""
+        removed it (invariant "one join, one leave"). ``reason`` ``None``: say nothing (a failed join)."""
         async with entry.lock:
             if entry.gone:
                 return
@@ -386,7 +388,7 @@ class Presence:
             record: Record | None = await engine.put(entry.key, value, now, expires=expires,
                                                      if_version=entry.version)
             if record is None:
-                # Rule 4: it lapsed. Claim it if nobody swept it yet, then write it anew.
+                # invariant "a lost entry comes back": it lapsed. Claim it if nobody swept it yet, then write it anew.
                 claimed = await engine.expire(entry.key, now, 1)
                 record = await engine.put(entry.key, value, now, expires=expires, if_version=0)
                 if record is not None and not claimed:

@@ -13,42 +13,42 @@ engine record::
         await hub.requests.reply(env["request"], b'{"echo":1}')
         await hub.groups.ack("echoers", [lease.lease_id])
 
-The rules:
+Invariants
+----------
+"the inbox is followed first": A request id is ``<deadline ms>.<32 hex>``; the caller's inbox is the topic
+    ``_inbox.<the same 32 hex>``. The caller follows its inbox from the live end
+    *before* it publishes the request, so no reply can slip past it.
+"requests travel in envelopes": The request is published to its topic as a JSON envelope::
 
-1. A request id is ``<deadline ms>.<32 hex>``; the caller's inbox is the topic
-   ``_inbox.<the same 32 hex>``. The caller follows its inbox from the live end
-   *before* it publishes the request, so no reply can slip past it.
-2. The request is published to its topic as a JSON envelope::
+        {"request": "<id>", "deadline": <ms>, "data": <payload>}
 
-       {"request": "<id>", "deadline": <ms>, "data": <payload>}
+    ``data`` is the JSON payload itself; for any other content type it is the
+    payload in base64 and the envelope carries ``"content_type"`` too.
+"a waited request has a record": While the caller waits, the engine holds the record ``request/<request id>``,
+    which expires at the deadline. It is written before the request is
+    published, and removed when the caller gives up early (its client left).
+    Records are shared by the nodes of a cluster, so every node can tell a
+    request that someone waits for from one that nobody does.
+"the first reply wins": A reply is checked, then published to the inbox with the request id as its
+    idempotency key, so only the first reply is stored. Refused, storing
+    nothing (so a late reply reaches nobody):
 
-   ``data`` is the JSON payload itself; for any other content type it is the
-   payload in base64 and the envelope carries ``"content_type"`` too.
-3. While the caller waits, the engine holds the record ``request/<request id>``,
-   which expires at the deadline. It is written before the request is
-   published, and removed when the caller gives up early (its client left).
-   Records are shared by the nodes of a cluster, so every node can tell a
-   request that someone waits for from one that nobody does.
-4. A reply is checked, then published to the inbox with the request id as its
-   idempotency key, so only the first reply is stored. Refused, storing
-   nothing (so a late reply reaches nobody):
+    * after the deadline: :class:`~hubbub.protocol.errors.Expired`;
+    * with no record (never made, or its caller gone): :class:`~hubbub.protocol.errors.NotFound`;
+    * a second reply: :class:`~hubbub.protocol.errors.Conflict`.
 
-   * after the deadline: :class:`~hubbub.protocol.errors.Expired`;
-   * with no record (never made, or its caller gone): :class:`~hubbub.protocol.errors.NotFound`;
-   * a second reply: :class:`~hubbub.protocol.errors.Conflict`.
-
-5. The caller takes the first message of its inbox, or raises
-   :class:`~hubbub.protocol.errors.GatewayTimeout` at the deadline. Inboxes are the
-   ``_inbox`` namespace, which keeps one message for a minute unless
-   configured otherwise (:meth:`hubbub.config.Config.for_topic`).
-6. Fail fast, as NATS answers "no responders" at once: a request whose topic
-   no consumer group's worker takes (:meth:`hubbub.core.groups.Groups.has_workers`,
-   known cluster-wide through engine records) raises
-   :class:`~hubbub.protocol.errors.NoResponders` and publishes nothing. A
-   responder whose handler failed replies with an *error reply*: the content
-   type :data:`ERROR_TYPE` and its message as UTF-8 text. The caller raises
-   :class:`~hubbub.protocol.errors.ResponderError` with that message instead
-   of waiting for the deadline.
+"the caller takes the first reply": The caller takes the first message of its inbox, or raises
+    :class:`~hubbub.protocol.errors.GatewayTimeout` at the deadline. Inboxes are the
+    ``_inbox`` namespace, which keeps one message for a minute unless
+    configured otherwise (:meth:`hubbub.config.Config.for_topic`).
+"no responders fail fast": Fail fast, as NATS answers "no responders" at once: a request whose topic
+    no consumer group's worker takes (:meth:`hubbub.core.groups.Groups.has_workers`,
+    known cluster-wide through engine records) raises
+    :class:`~hubbub.protocol.errors.NoResponders` and publishes nothing. A
+    responder whose handler failed replies with an *error reply*: the content
+    type :data:`ERROR_TYPE` and its message as UTF-8 text. The caller raises
+    :class:`~hubbub.protocol.errors.ResponderError` with that message instead
+    of waiting for the deadline.
 
 A request is made in two steps: :meth:`Requests.send` publishes it (bad input
 raises there) and :meth:`PendingRequest.wait` waits for the reply, so a door
@@ -87,7 +87,7 @@ from .ports import Publisher
 from .subscription import State, Subscription
 from .tracing import traced
 
-#: The kind of the records of requests being waited for (Rule 3).
+#: The kind of the records of requests being waited for (invariant "a waited request has a record").
 KIND = "request/"
 DEFAULT_TIMEOUT = 5.0
 #: The longest error message a responder may send, in characters.
@@ -109,7 +109,7 @@ def parse_request_id(request_id: str, *, field: str = "to") -> tuple[int, str]:
 
 
 def envelope(request_id: str, deadline: int, data: bytes, content_type: str) -> bytes:
-    """The request as published to its topic (Rule 2); ``data`` JSON is compacted later."""
+    """The request as published to its topic (invariant "requests travel in envelopes"); ``data`` JSON is compacted later."""
     head = b'{"request":' + _json_encode(request_id) + b',"deadline":' + str(deadline).encode()
     if content_type == JSON:
         return head + b',"data":' + data + b"}"
@@ -118,7 +118,7 @@ def envelope(request_id: str, deadline: int, data: bytes, content_type: str) -> 
 
 
 def check_error(data: bytes) -> None:
-    """Check the data of an error reply (Rule 6).
+    """Check the data of an error reply (invariant "no responders fail fast").
 
     Raises:
         InvalidRequest: not UTF-8 text of 1 to :data:`MAX_ERROR` characters.
@@ -180,7 +180,7 @@ class PendingRequest:
 
     async def close(self) -> None:
         """Stop waiting; idempotent. Unanswered and before its deadline, the
-        request's record is removed (Rule 3), so later replies are refused."""
+        request's record is removed (invariant "a waited request has a record"), so later replies are refused."""
         self._sub.close()
         if self._done:
             return
@@ -205,7 +205,7 @@ class Requests:
         self, topic: str, data: bytes, content_type: str = JSON, *,
         timeout: float = DEFAULT_TIMEOUT, handing_off: Callable[[], None] | None = None,
     ) -> PendingRequest:
-        """Publish a request to ``topic`` (Rules 1 to 3); wait for its reply with
+        """Publish a request to ``topic`` (invariants "the inbox is followed first", "requests travel in envelopes" and "a waited request has a record"); wait for its reply with
         :meth:`PendingRequest.wait`.
 
         ``handing_off`` is called right before the request is handed to the
@@ -215,7 +215,7 @@ class Requests:
 
         Raises:
             InvalidRequest, InvalidTopic, PayloadTooLarge: bad input; nothing published.
-            NoResponders: no group's worker takes ``topic`` (Rule 6); nothing published.
+            NoResponders: no group's worker takes ``topic`` (invariant "no responders fail fast"); nothing published.
             Unavailable: the store failed or the hub is draining; nothing published.
         """
         hub = self.hub
@@ -230,7 +230,7 @@ class Requests:
             data = compact_json(data, max_depth=hub.config.limits.json_depth)
         validate_topic(topic)
         limit = hub.config.for_topic(topic).max_message_size
-        if len(data) > limit:  # checked before Rule 6: bad input is told as such
+        if len(data) > limit:  # checked before invariant "no responders fail fast": bad input is told as such
             raise PayloadTooLarge(f"message is larger than {limit} bytes", field="data")
         if not await hub.groups.has_workers(topic):
             raise NoResponders(f"no responders: no consumer group's worker takes {topic}",
@@ -258,7 +258,7 @@ class Requests:
         self, topic: str, data: bytes, content_type: str = JSON, *,
         timeout: float = DEFAULT_TIMEOUT,
     ) -> Message:
-        """Publish a request to ``topic``; the first reply to it (Rules 1 to 3 and 5).
+        """Publish a request to ``topic``; the first reply to it (invariants "the inbox is followed first", "requests travel in envelopes" and "a waited request has a record" and 5).
 
         Raises:
             InvalidRequest, InvalidTopic, PayloadTooLarge: bad input; nothing published.
@@ -276,10 +276,10 @@ class Requests:
         self, request_id: str, data: bytes, content_type: str = JSON, *,
         handing_off: Callable[[], None] | None = None,
     ) -> Message:
-        """Store the reply to ``request_id`` for its caller (Rule 4); the stored message.
+        """Store the reply to ``request_id`` for its caller (invariant "the first reply wins"); the stored message.
 
         ``handing_off`` is called as in :meth:`send`. A reply of content type
-        :data:`ERROR_TYPE` is an error reply (Rule 6): its data must be UTF-8
+        :data:`ERROR_TYPE` is an error reply (invariant "no responders fail fast"): its data must be UTF-8
         text of 1 to :data:`MAX_ERROR` characters.
 
         Raises:

@@ -18,21 +18,23 @@ state                 what happens                                    next
 ``CLOSED``            the reader gets nothing more                    --
 ====================  ==============================================  ==========
 
-Rule 1. The switch to ``LIVE`` happens only after a store page came back
-        short (the store had nothing more at that moment). Pending messages
-        with a seq at or below the position are dropped as already delivered,
-        so the hand-over loses nothing and repeats nothing.
-Rule 2. If ``_pending`` overflows while catching up, it is discarded and the
-        store is read again: the store has every message that was dropped.
-Rule 3. When ``_queue`` is full in ``LIVE``, a message of a durable topic cuts
-        the subscriber off (:class:`~hubbub.protocol.errors.SlowConsumer` carrying the
-        resume cursor): nothing is lost, the client resumes. A message of an
-        ephemeral topic is dropped and counted, and the reader is told with a
-        ``dropped`` gap. Either way the publisher and the other subscribers
-        never wait for a slow one.
-Rule 4. Gaps are said, never hidden: a position behind the retained history,
-        or in a log the store no longer has, yields a :class:`Gap` before the
-        next messages.
+Invariants
+----------
+"live only after a short page": The switch to ``LIVE`` happens only after a store page came back
+    short (the store had nothing more at that moment). Pending messages
+    with a seq at or below the position are dropped as already delivered,
+    so the hand-over loses nothing and repeats nothing.
+"overflow reads the store again": If ``_pending`` overflows while catching up, it is discarded and the
+    store is read again: the store has every message that was dropped.
+"a slow subscriber waits alone": When ``_queue`` is full in ``LIVE``, a message of a durable topic cuts
+    the subscriber off (:class:`~hubbub.protocol.errors.SlowConsumer` carrying the
+    resume cursor): nothing is lost, the client resumes. A message of an
+    ephemeral topic is dropped and counted, and the reader is told with a
+    ``dropped`` gap. Either way the publisher and the other subscribers
+    never wait for a slow one.
+"gaps are said": Gaps are said, never hidden: a position behind the retained history,
+    or in a log the store no longer has, yields a :class:`Gap` before the
+    next messages.
 
 A reader awaits :meth:`Subscription.next_batch`, or, once live, may *park*
 instead (:meth:`Subscription.park`): hold no task and no future, and be called
@@ -223,7 +225,7 @@ class Subscription:
                 return
         else:
             return
-        for msg in msgs:  # past the buffer: one by one (Rules 2 and 3)
+        for msg in msgs:  # past the buffer: one by one (invariants "overflow reads the store again" and "a slow subscriber waits alone")
             self.feed(msg)
 
     def _wake(self) -> None:
@@ -243,7 +245,7 @@ class Subscription:
 
     @property
     def cut_off(self) -> bool:
-        """Whether the fan-out cut this reader off for falling behind (Rule 3)."""
+        """Whether the fan-out cut this reader off for falling behind (invariant "a slow subscriber waits alone")."""
         return self._cut_off
 
     def __aiter__(self) -> Subscription:
@@ -368,7 +370,7 @@ class Subscription:
             else:
                 events = msgs  # type: ignore[assignment]  # list is invariant
         if len(msgs) < limit and not self._pending_overflow:
-            # Rule 1: the store had nothing more; hand over to live delivery.
+            # invariant "live only after a short page": the store had nothing more; hand over to live delivery.
             self.state = State.LIVE
             seq = self.position.seq
             self._queue.extend(m for m in self._pending if m.seq > seq)
@@ -378,7 +380,7 @@ class Subscription:
     def _trim_gaps(
         self, trims: Sequence[tuple[str, int, int, int]], last_seq: int | None, short: bool
     ) -> list[Gap]:
-        """Gaps for topics trimmed past the position (Rule 4).
+        """Gaps for topics trimmed past the position (invariant "gaps are said").
 
         A topic trimmed up to seq ``t`` lost its messages with seqs in
         ``(position, t]``; the gap is said once, with the page that reaches

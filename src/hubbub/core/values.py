@@ -1,6 +1,11 @@
 """The values that cross the core's API: what a publish carries, what a poll
 returns, payloads encoded once at the edge of the core, and idempotency keys
-scoped to their owner."""
+scoped to their owner.
+
+What the store answers and the core hands on unchanged (a publish's
+:class:`AppendResult`, a group's :class:`Lease` and :class:`GroupInfo`) is
+named here too, so the doors take it from the core and know nothing of
+storage."""
 
 from __future__ import annotations
 
@@ -10,7 +15,7 @@ from typing import Any
 
 import msgspec
 
-from ..engines.base import GroupInfo, Lease  # what Groups.info() and pull() answer
+from ..engines.base import AppendResult, GroupInfo, Lease
 from ..protocol.errors import InvalidRequest
 from ..protocol.message import JSON, Message
 from .subscription import Gap
@@ -60,4 +65,5 @@ def scoped_key(key: str, owner: str | None) -> str:
     return f"{key} {digest}"
 
 
-__all__ = ["GroupInfo", "Lease", "Page", "PublishItem", "encode_value", "scoped_key"]
+__all__ = ["AppendResult", "GroupInfo", "Lease", "Page", "PublishItem", "encode_value",
+           "scoped_key"]

@@ -32,7 +32,7 @@ from ..core.topics_admin import delete, purge
 from ..protocol.errors import Forbidden, NotFound, Unauthorized
 from ..protocol.topics import validate_topic
 from .auth import principal_of
-from .http import hub_of, json_response
+from .httpkit import hub_of, json_response
 
 #: Seconds a disconnect waits for the connection to be gone before it answers 202.
 DISCONNECT_WAIT = 5.0

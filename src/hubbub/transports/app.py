@@ -27,11 +27,11 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..config import Config
 from ..core import Hub
-from ..engines import open_engine
 from ..protocol import tus
 from ..protocol.errors import HubbubError
 from .auth import Authenticate, route_path
 from .browsers import BrowserGuard
+from .polling import Pages
 from .problems import problem, problem_from
 
 log = logging.getLogger("hubbub")
@@ -117,7 +117,7 @@ def create_app(
     from . import dashboard, groups, http, jobs, metrics, presence, requests, sse, uploads, ws
     from .admin import routes as admin_routes
 
-    hub = store if isinstance(store, Hub) else Hub(open_engine(store), config)
+    hub = store if isinstance(store, Hub) else Hub.open(store, config)
     door = ws.WebSocketDoor(hub) if websocket else None
 
     @contextlib.asynccontextmanager
@@ -143,6 +143,7 @@ def create_app(
         },
     )
     app.state.hub = hub
+    app.state.pages = Pages()
     app.add_middleware(_StartHub, hub=hub, ws=door, ws_path=ws.PATH)
     # Outermost: a request is authenticated before anything else (docs/auth.md).
     app.add_middleware(Authenticate, hub=hub)

@@ -48,7 +48,7 @@ from ..protocol.leases import Outcome, dead_letter_topic, parse_lease_id, valida
 from ..protocol.message import JSON
 from ..protocol.topics import validate_pattern
 from .auth import Action, authorize, principal_of
-from .http import (
+from .httpkit import (
     SECONDS_RE,
     UINT_RE,
     hub_of,

@@ -47,7 +47,7 @@ from ..protocol.errors import HubbubError, InvalidCursor, InvalidRequest
 from ..protocol.jobstate import FINAL, Job
 from ..protocol.message import JSON, Message, media_type
 from .auth import Action, authorize
-from .http import (
+from .httpkit import (
     SECONDS_RE,
     hub_of,
     json_response,

@@ -9,7 +9,7 @@ prometheus-client.
 ``/metrics`` answers in the Prometheus text format 0.0.4, or OpenMetrics when
 the scraper's ``Accept`` asks for it (prometheus-client's ``choose_encoder``).
 The metric names and labels are listed in ``docs/operations.md``; their
-labels are bounded (Rule 1 of :mod:`hubbub.core.metrics`).
+labels are bounded (:mod:`hubbub.core.metrics`, invariant "labels are bounded").
 
 With authentication on, both need an admin credential (``hubbub.admin`` in a
 JWT, ``admin = true`` for an API key): they name topics' namespaces, groups
@@ -38,7 +38,7 @@ from starlette.routing import BaseRoute, Route
 from ..core.stats import snapshot
 from ..protocol.errors import Forbidden, Unauthorized
 from .auth import principal_of
-from .http import hub_of, json_response
+from .httpkit import hub_of, json_response
 
 _CONNECTED_DOORS = ("ws", "sse", "longpoll")
 

@@ -13,7 +13,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from .auth import Action, authorize
-from .http import hub_of, json_response
+from .httpkit import hub_of, json_response
 
 
 async def presence(request: Request) -> Response:

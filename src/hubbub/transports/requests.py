@@ -24,7 +24,7 @@ from ..protocol.errors import InvalidRequest
 from ..protocol.message import JSON, media_type
 from ..protocol.topics import validate_topic
 from .auth import Action, authorize, within_lifetime
-from .http import SECONDS_RE, hub_of, json_response, query_one, read_body, while_connected
+from .httpkit import SECONDS_RE, hub_of, json_response, query_one, read_body, while_connected
 
 DEFAULT_TIMEOUT = 5.0
 

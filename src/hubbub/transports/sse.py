@@ -14,30 +14,30 @@ Implements the event stream format of the WHATWG HTML standard, section
 
     : hb
 
-Rules:
-
-1. Every event that moves the reader carries its resume cursor in ``id:``.
-   The spec: "If the field name is 'id': ... set the last event ID buffer to
-   the field value", and on reconnection "the user agent must ... include a
-   `Last-Event-ID` HTTP header" with it. So ``Last-Event-ID`` wins over
-   ``?after=``: the reconnecting browser repeats the original URL, whose
-   ``after`` is stale.
-2. ``ready`` comes first, with the cursor the subscription starts from, so a
-   client that got no message yet still has a resume point; it also carries
-   ``retry:``, the reconnection delay in milliseconds.
-3. A ``gap`` event's ``id`` is the cursor *before* the gap (the last message
-   delivered ahead of it): resuming from it says the gap again rather than
-   skipping messages that followed it in the same batch.
-4. The stream ends after ``error`` (the reader fell behind its buffer, the
-   store failed, or the stream's token expired: code ``unauthorized``;
-   ``data`` has ``code``, ``message`` and the ``cursor`` to resume from) or
-   ``close`` (the hub is shutting down). A browser's
-   EventSource reconnects by itself after ``retry`` milliseconds.
-5. Silence longer than ``server.heartbeat`` seconds is broken by a comment.
-   The spec: "Legacy proxy servers are known to, in certain cases, drop HTTP
-   connections after a short timeout. To protect against such proxy servers,
-   authors can include a comment line (one starting with a ':' character)
-   every 15 seconds or so."
+Invariants
+----------
+"the id is the resume cursor": Every event that moves the reader carries its resume cursor in ``id:``.
+    The spec: "If the field name is 'id': ... set the last event ID buffer to
+    the field value", and on reconnection "the user agent must ... include a
+    `Last-Event-ID` HTTP header" with it. So ``Last-Event-ID`` wins over
+    ``?after=``: the reconnecting browser repeats the original URL, whose
+    ``after`` is stale.
+"ready comes first": ``ready`` comes first, with the cursor the subscription starts from, so a
+    client that got no message yet still has a resume point; it also carries
+    ``retry:``, the reconnection delay in milliseconds.
+"a gap keeps the cursor before": A ``gap`` event's ``id`` is the cursor *before* the gap (the last message
+    delivered ahead of it): resuming from it says the gap again rather than
+    skipping messages that followed it in the same batch.
+"error or close ends it": The stream ends after ``error`` (the reader fell behind its buffer, the
+    store failed, or the stream's token expired: code ``unauthorized``;
+    ``data`` has ``code``, ``message`` and the ``cursor`` to resume from) or
+    ``close`` (the hub is shutting down). A browser's
+    EventSource reconnects by itself after ``retry`` milliseconds.
+"silence is broken by comments": Silence longer than ``server.heartbeat`` seconds is broken by a comment.
+    The spec: "Legacy proxy servers are known to, in certain cases, drop HTTP
+    connections after a short timeout. To protect against such proxy servers,
+    authors can include a comment line (one starting with a ':' character)
+    every 15 seconds or so."
 
 Bad input is refused before the stream starts, as an ordinary problem
 response: the subscription is made inside the endpoint, and only a working
@@ -76,7 +76,7 @@ from ..protocol.errors import HubbubError, InvalidCursor, InvalidRequest, Unauth
 from ..protocol.message import Message
 from ..protocol.topics import validate_topic
 from .auth import Action, authorize, remote_of
-from .http import hub_of, query_one, query_topics
+from .httpkit import hub_of, query_one, query_topics
 
 RETRY_MS = 2000
 #: A comment line with no blank line after it: the spec ignores comment lines,
@@ -110,7 +110,7 @@ class EventStream(Response):
         #: back as it ends.
         self.hold = hold
         self.heartbeat = heartbeat
-        #: Seconds until the stream's token expires (Rule 4), if it does.
+        #: Seconds until the stream's token expires (invariant "error or close ends it"), if it does.
         self.lifetime = lifetime
         #: The stream's presence, when it is present on some topic; left as it ends.
         self.member = member
@@ -222,7 +222,7 @@ class EventStream(Response):
             if isinstance(ev, Message):
                 parts.append(ev.sse_event())
                 cursor = ev.cursor
-            else:  # Rule 3: a gap keeps the cursor of what came before it
+            else:  # invariant "a gap keeps the cursor before": a gap keeps the cursor of what came before it
                 parts.append(event(b"gap", cursor, ev.to_dict()))
         return b"".join(parts)
 

@@ -54,7 +54,7 @@ from ..protocol.errors import (
     UnsupportedMediaType,
 )
 from .auth import Action, authorize, principal_of
-from .http import hub_of
+from .httpkit import hub_of
 from .problems import problem_from
 
 PREFIX = "/v1/uploads/"
