@@ -19,6 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from hubbub.engines import sqlite as sqlite_module
+from hubbub.engines import sqlite_writer
 from hubbub.engines.base import AppendRequest, EpochInfo, Retention
 from hubbub.engines.memory import MemoryEngine
 from hubbub.engines.sqlite import SQLiteEngine
@@ -135,7 +136,7 @@ async def test_locked_store_is_unavailable_then_recovers(
 ) -> None:
     """While another process holds the write lock appends raise Unavailable; then work."""
     await engine.close()
-    monkeypatch.setattr(sqlite_module, "_BUSY_MS", 50)
+    monkeypatch.setattr(sqlite_writer, "BUSY_MS", 50)
     await engine.open()
     await engine.append([req("t")], T0)
     other = sqlite3.connect(engine.path, isolation_level=None)

@@ -78,16 +78,14 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any, Final, Literal
 
 import redis.asyncio as aioredis
-from redis.asyncio.connection import Connection
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import RedisError
 
-from ..protocol.cursor import MAX_POSITION, new_epoch
+from ..protocol.cursor import MAX_POSITION
 from ..protocol.errors import Unavailable
 from ..protocol.leases import Outcome
 from ..protocol.message import Message
@@ -107,30 +105,15 @@ from .base import (
     TopicInfo,
 )
 from .redis_feed import Feed
-from .redis_wire import ctype, message, topic_info, unavailable
+from .redis_wire import message, topic_info, unavailable
+from .redis_writer import Writer, or_none
 
-#: Most messages, and bytes of data, one append script takes when it groups
-#: several calls (bounds script time and the fan-out frame).
-MAX_GROUP: Final = 1000
-MAX_GROUP_BYTES: Final = 4 << 20
 #: Topics one trim script looks at.
 TRIM_TOPICS: Final = 100
 #: Connections for reads (``?max_connections=`` in the URL overrides).
 POOL_SIZE: Final = 32
 #: Reads return at most this many messages whatever the caller asks.
 MAX_LIMIT: Final = 1 << 20
-
-_Answers = list[tuple["_Job", list[AppendResult]]]
-
-
-@dataclass(slots=True)
-class _Job:
-    requests: Sequence[AppendRequest]
-    now: int
-    future: asyncio.Future[list[AppendResult]]
-
-    def size(self) -> int:
-        return sum(len(r.data) for r in self.requests)
 
 
 class RedisEngine:
@@ -158,20 +141,22 @@ class RedisEngine:
         self.url, self.prefix = url, prefix
         #: This node's name, also the client name of its fan-out link (CLIENT LIST).
         self.node = f"hubbub:{prefix}:{os.urandom(4).hex()}"
-        self.groups = 0  #: append scripts run (for tests and metrics)
-        self._key_ttl_ms, self._timeout = key_ttl_ms, timeout
+        self._timeout = timeout
         self._known: set[str] = set()  # topics that exist: no epoch candidate needed
         self._feed = Feed(prefix, self.node, heartbeat=heartbeat, on_reset=self._known.clear,
                           read=lambda after, limit: self.read_seq(None, after, limit))
         self._groups = redis_groups.RedisGroups(prefix, key_ttl_ms, self._script, self._known,
                                                 self._feed.park)
         self._records = redis_records.RedisRecords(prefix, self._script, self._call)
+        self._writer = Writer(prefix, key_ttl_ms, self._known, self._feed.park)
         self._redis: aioredis.Redis | None = None
         self._scripts: dict[str, Any] = {}
-        self._queue: asyncio.Queue[_Job | None] = asyncio.Queue()
-        self._writer: asyncio.Task[None] | None = None
-        self._wconn: Connection | None = None  # the writer's own connection
         self._opening = asyncio.Lock()
+
+    @property
+    def groups(self) -> int:
+        """Append scripts run (for tests and metrics)."""
+        return self._writer.groups
 
     @property
     def store_epoch(self) -> str:
@@ -186,7 +171,7 @@ class RedisEngine:
 
     async def open(self) -> None:
         async with self._opening:
-            if self._writer is not None:
+            if self._writer.running:
                 return
             # No retries below us: a resent append could be stored twice (Rule 6).
             # RESP2: the fan-out link reads pub/sub messages as plain replies. A
@@ -210,20 +195,14 @@ class RedisEngine:
                 await client.aclose()
                 self._redis = None
                 raise unavailable(e) from e
-            self._queue = asyncio.Queue()
-            self._writer = asyncio.create_task(self._write(), name="hubbub-redis-writer")
+            self._writer.start(client, self._scripts["APPEND"])
 
     async def close(self) -> None:
         async with self._opening:
-            writer, client = self._writer, self._redis
-            if writer is None or client is None:
+            client = self._redis
+            if not self._writer.running or client is None:
                 return
-            self._writer = None  # refuse new appends; queued ones still run
-            self._queue.put_nowait(None)
-            await writer
-            if self._wconn is not None:
-                await self._wconn.disconnect()
-                self._wconn = None
+            await self._writer.stop()  # refuses new appends; queued ones still run
             await self._feed.stop(self._timeout)
             self._redis = None
             await client.aclose()
@@ -259,137 +238,10 @@ class RedisEngine:
     async def _script(self, name: str, args: list[Any]) -> Any:
         return await self._call(lambda r: self._scripts[name](args=args))
 
-    # -- writing (Rules 1, 3, 6) ------------------------------------------
+    # -- writing (Rules 1, 3, 6; the writer task is in redis_writer) ------
 
     async def append(self, requests: Sequence[AppendRequest], now: int) -> list[AppendResult]:
-        if not requests:
-            return []
-        if self._writer is None:
-            raise Unavailable("store is closed")
-        job = _Job(requests, now, asyncio.get_running_loop().create_future())
-        self._queue.put_nowait(job)
-        return await job.future
-
-    async def _write(self) -> None:
-        """The writer task: every queued call, up to the group limits, in one script."""
-        pending: _Job | None = None
-        while (job := pending or await self._queue.get()) is not None:
-            group, size, nbytes = [job], len(job.requests), job.size()
-            pending, stop = None, False
-            while not self._queue.empty():
-                nxt = self._queue.get_nowait()
-                if nxt is None:
-                    stop = True
-                    break
-                if size + len(nxt.requests) > MAX_GROUP or nbytes + nxt.size() > MAX_GROUP_BYTES:
-                    pending = nxt  # the next group's first call
-                    break
-                group.append(nxt)
-                size, nbytes = size + len(nxt.requests), nbytes + nxt.size()
-            await self._commit(group)
-            if stop:
-                return
-
-    async def _commit(self, group: list[_Job]) -> None:
-        try:
-            answers, last_seq = await self._run_group(group)
-        except Exception as e:
-            for job in group:
-                if not job.future.done():  # each caller gets its own exception object
-                    job.future.set_exception(
-                        Unavailable(e.message) if isinstance(e, Unavailable) else e)
-            return
-        self.groups += 1
-        if last_seq == 0:  # only duplicates: nothing to feed
-            _answer(answers)
-        else:
-            self._feed.park(last_seq, lambda: _answer(answers))
-
-    async def _run_group(self, group: list[_Job]) -> tuple[_Answers, int]:
-        """Run the append script; the answers, and the last new seq (0: none)."""
-        ids = os.urandom(8 * sum(len(job.requests) for job in group)).hex()
-        for _ in range(3):
-            reply = await self._run_append(self._append_args(group, ids))
-            if reply[0] != b"!retry":
-                return self._parse_append(group, reply, ids)
-            self._known.clear()  # a topic we knew is gone (Rule 5), or a rare epoch clash
-        raise Unavailable("could not create a topic epoch")
-
-    async def _run_append(self, args: list[Any]) -> Any:
-        """EVALSHA the append script on the writer's own connection.
-
-        There is one writer, so it needs no pool: it never queues behind the
-        reads for a connection, and a raw command costs half a pooled one.
-        """
-        script = self._scripts["APPEND"]
-        try:
-            if self._wconn is None:
-                assert self._redis is not None
-                self._wconn = self._redis.connection_pool.make_connection()  # type: ignore[no-untyped-call]
-            await self._wconn.connect()
-            # As the pool does: a connection that Redis closed (it restarted) is
-            # replaced before it is used, not found broken mid-command.
-            try:
-                stale = await self._wconn.can_read()
-            except (RedisError, OSError):
-                stale = True
-            if stale:
-                await self._wconn.disconnect()
-                await self._wconn.connect()
-            for _ in range(2):
-                await self._wconn.send_command("EVALSHA", script.sha, 0, *args)
-                try:
-                    return await self._wconn.read_response(disconnect_on_error=True)
-                except NoScriptError:  # Redis restarted: it ran nothing; load, run again
-                    await self._wconn.send_command("SCRIPT", "LOAD", script.script)
-                    await self._wconn.read_response(disconnect_on_error=True)
-            raise Unavailable("the store keeps forgetting the append script")
-        except RedisError as e:
-            if self._wconn is not None:
-                await self._wconn.disconnect()
-                self._wconn = None
-            raise unavailable(e) from e
-
-    def _append_args(self, group: list[_Job], ids: str) -> list[Any]:
-        """ARGV of :data:`~hubbub.engines.redis_scripts.APPEND`."""
-        args: list[Any] = [self.prefix, self._key_ttl_ms, new_epoch(), 0]
-        cands: dict[str, str] = {}  # an epoch for each topic that may be new
-        n = 0
-        for job in group:
-            for req in job.requests:
-                topic = req.topic
-                if topic not in self._known and topic not in cands:
-                    cands[topic] = new_epoch()
-                args += [topic, "" if req.key is None else "=" + req.key,
-                         _or_none(req.max_messages), req.content_type, req.data,
-                         ids[16 * n:16 * n + 16], job.now, cands.get(topic, "")]
-                n += 1
-        args[3] = n
-        return args
-
-    def _parse_append(self, group: list[_Job], reply: list[Any], ids: str
-                      ) -> tuple[_Answers, int]:
-        answers: _Answers = []
-        i, n, last_seq = 1, 0, 0
-        for job in group:
-            results = []
-            for req in job.requests:
-                epoch = reply[i + 1].decode()
-                if reply[i]:
-                    msg = Message(req.topic, epoch, reply[i + 2], reply[i + 3], reply[i + 4],
-                                  reply[i + 5].decode(), reply[i + 7], ctype(reply[i + 6]))
-                    results.append(AppendResult(msg, duplicate=True))
-                    i += 8
-                else:
-                    last_seq = reply[i + 3]
-                    msg = Message(req.topic, epoch, reply[i + 2], last_seq, job.now,
-                                  ids[16 * n:16 * n + 16], req.data, req.content_type)
-                    results.append(AppendResult(msg))
-                    i += 4
-                self._known.add(req.topic)
-                n += 1
-            answers.append((job, results))
-        return answers, last_seq
+        return await self._writer.append(requests, now)
 
     # -- reading ------------------------------------------------------------
 
@@ -458,7 +310,7 @@ class RedisEngine:
         for t in await self.topics():
             r = retention(t.name)
             if r.max_messages is not None or r.max_age_ms is not None:
-                plan += [t.name, _or_none(r.max_messages), _or_none(r.max_age_ms)]
+                plan += [t.name, or_none(r.max_messages), or_none(r.max_age_ms)]
         removed = 0
         # Some topics per script: Redis serves nobody else while a script runs.
         for i in range(0, len(plan), 3 * TRIM_TOPICS):
@@ -525,13 +377,3 @@ def _retrieve(task: asyncio.Future[Any]) -> None:
     """Mark a shielded command's failure as seen: its caller may have left."""
     if not task.cancelled():
         task.exception()
-
-
-def _answer(answers: _Answers) -> None:
-    for job, results in answers:
-        if not job.future.done():  # else the caller was cancelled; stored all the same
-            job.future.set_result(results)
-
-
-def _or_none(n: int | None) -> int:
-    return -1 if n is None else n
