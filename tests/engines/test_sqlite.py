@@ -291,9 +291,9 @@ async def test_sqlite_engine_behaves_like_memory_engine(ops: list[Op]) -> None:
 async def test_reads_run_in_place_and_an_overlong_one_goes_to_the_pool(
     engine: SQLiteEngine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Rule 7: a read runs on the loop's thread, with no pool thread involved; one
-    that runs past the cap is interrupted there and read again by the pool, with
-    the same answer."""
+    """A read runs on the loop's thread, with no pool thread involved; one that runs
+    past the cap is interrupted there and read again by the pool, with the same
+    answer (:mod:`hubbub.engines.sqlite`, trade-off "reads run in place first")."""
     await engine.append([req("t", i) for i in range(300)], T0)
     first = await engine.read("t", 0, 300)
     assert [m.offset for m in first] == list(range(1, 301))

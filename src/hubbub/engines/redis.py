@@ -8,50 +8,57 @@ connection to it: a pool for reads, one for its writer task, and one
 subscribed connection, the *fan-out link*, read by the node's reader task
 (:mod:`hubbub.engines.redis_feed`).
 
-Rule 1. One script per group of appends. ``append()`` queues its requests;
-        the node's writer task takes every queued call (up to ``MAX_GROUP``
-        messages) and runs them as ONE Lua script: idempotency checks, topic
-        creation, seqs, offsets, XADDs, trims, and a PUBLISH of the new
-        messages on ``P:fanout``. Redis runs scripts one at a time, so a group
-        is atomic, and every node hears the fan-out in seq order, each seq
-        exactly once, with no holes.
-Rule 2. Listeners are fed by the reader only, from the fan-out link, in seq
-        order, whichever node appended. The reader remembers ``fed``, the
-        newest seq handed to the listeners, skips what it has fed already,
-        and treats a hole (a seq beyond ``fed + 1``) as a loss: it reads the
-        missing messages from the streams and feeds them first.
-        Feeding local appends directly would be faster but wrong: a message
-        of node B with a lower seq could arrive after a local one with a
-        higher seq, and subscriptions drop what is at or below their position.
-Rule 3. ``append()`` answers after the reader fed its messages. The writer
-        parks the group's answers until ``fed`` reaches the group's last seq,
-        so a publisher that got its reply can rely on local subscribers having
-        been fed, as on the other engines. It costs little: Redis writes the
-        fan-out while it runs the script, before its reply, so the echo is
-        often there first (measured on loopback: a sequential append takes
-        0.13-0.23 ms, of which the script call is 0.10-0.17 ms).
-Rule 4. Losing the fan-out link is said, never hidden. The reader pings the
-        link when it is silent for ``heartbeat`` seconds and gives up on it
-        when a ping goes unanswered for as long again. Then the node tells its
-        error listeners (the hub fails every live subscription with
-        :class:`~hubbub.protocol.errors.Unavailable`: SSE sends ``event: error``,
-        WebSockets close with 1013, both with the cursor), answers the parked
-        appends (they are stored; with no live subscriber left there is
-        nobody to feed first: the one exception to Rule 3), and ``ping()``
-        fails so ``/readyz`` says 503. It reconnects with backoff; once
-        subscribed again it reads every message after ``fed`` from the
-        streams, feeds it, and goes live.
-Rule 5. A store that lost its data is a new store. The store epoch travels in
-        every fan-out frame; when it changes (Redis restarted without
-        persistence, or was flushed), the node adopts it, fails the live
-        subscriptions and starts over from the new store's seq. Old cursors
-        then name an unknown epoch, which the core reports as a gap. A store
-        whose seq went back under the same epoch (Redis restarted from a
-        persistence file that missed acknowledged appends) is treated alike.
-Rule 6. Commands are never retried blindly: an append whose connection broke
-        may or may not be stored, so it fails with ``Unavailable`` and the
-        client retries with its idempotency key. A publish is never reported
-        stored unless the script returned.
+The writer task is in :mod:`hubbub.engines.redis_writer`.
+
+Invariants
+----------
+"one script per group": ``append()`` queues its requests; the node's writer
+    task takes every queued call (up to ``MAX_GROUP`` messages) and runs
+    them as ONE Lua script: idempotency checks, topic creation, seqs,
+    offsets, XADDs, trims, and a PUBLISH of the new messages on
+    ``P:fanout``. Redis runs scripts one at a time, so a group is atomic,
+    and every node hears the fan-out in seq order, each seq exactly once,
+    with no holes.
+"only the link feeds listeners": Listeners are fed by the reader only, from
+    the fan-out link, in seq order, whichever node appended. The reader
+    remembers ``fed``, the newest seq handed to the listeners, skips what it
+    has fed already, and treats a hole (a seq beyond ``fed + 1``) as a
+    loss: it reads the missing messages from the streams and feeds them
+    first. Feeding local appends directly would be faster but wrong: a
+    message of node B with a lower seq could arrive after a local one with a
+    higher seq, and subscriptions drop what is at or below their position.
+"answered after fed": ``append()`` answers after the reader fed its
+    messages. The writer parks the group's answers until ``fed`` reaches
+    the group's last seq, so a publisher that got its reply can rely on
+    local subscribers having been fed, as on the other engines. It costs
+    little: Redis writes the fan-out while it runs the script, before its
+    reply, so the echo is often there first (measured on loopback: a
+    sequential append takes 0.13-0.23 ms, of which the script call is
+    0.10-0.17 ms).
+"a lost link is said": Losing the fan-out link is never hidden. The reader
+    pings the link when it is silent for ``heartbeat`` seconds and gives up
+    on it when a ping goes unanswered for as long again. Then the node tells
+    its error listeners (the hub fails every live subscription with
+    :class:`~hubbub.protocol.errors.Unavailable`: SSE sends ``event:
+    error``, WebSockets close with 1013, both with the cursor), answers the
+    parked appends (they are stored; with no live subscriber left there is
+    nobody to feed first: the one exception to invariant
+    "answered after fed"), and ``ping()`` fails so ``/readyz`` says 503. It
+    reconnects with
+    backoff; once subscribed again it reads every message after ``fed``
+    from the streams, feeds it, and goes live.
+"a reset store is new": A store that lost its data is a new store. The
+    store epoch travels in every fan-out frame; when it changes (Redis
+    restarted without persistence, or was flushed), the node adopts it,
+    fails the live subscriptions and starts over from the new store's seq.
+    Old cursors then name an unknown epoch, which the core reports as a
+    gap. A store whose seq went back under the same epoch (Redis restarted
+    from a persistence file that missed acknowledged appends) is treated
+    alike.
+"no blind retries": Commands are never retried blindly: an append whose
+    connection broke may or may not be stored, so it fails with
+    ``Unavailable`` and the client retries with its idempotency key. A
+    publish is never reported stored unless the script returned.
 
 ``head_seq()`` is the store's seq, not this node's ``fed``: a client may bring a
 cursor from a node that is ahead of this one, and it must not look "ahead of
@@ -160,7 +167,7 @@ class RedisEngine:
 
     @property
     def store_epoch(self) -> str:
-        """The store's epoch, as the fan-out link last saw it (Rule 5)."""
+        """The store's epoch, as the fan-out link last saw it (invariant "a reset store is new")."""
         return self._feed.store_epoch
 
     @store_epoch.setter
@@ -173,7 +180,8 @@ class RedisEngine:
         async with self._opening:
             if self._writer.running:
                 return
-            # No retries below us: a resent append could be stored twice (Rule 6).
+            # No retries below us: a resent append could be stored twice
+            # (invariant "no blind retries").
             # RESP2: the fan-out link reads pub/sub messages as plain replies. A
             # bounded pool: ten thousand waiting polls queue for a connection
             # rather than open ten thousand.
@@ -216,7 +224,8 @@ class RedisEngine:
         self._feed.listeners.append(listener)
 
     def add_error_listener(self, listener: ErrorListener) -> None:
-        """Call ``listener`` whenever live subscribers may have missed messages (Rule 4)."""
+        """Call ``listener`` whenever live subscribers may have missed messages
+        (invariant "a lost link is said")."""
         self._feed.error_listeners.append(listener)
 
     async def _call(self, fn: Callable[[aioredis.Redis], Any]) -> Any:
@@ -238,7 +247,7 @@ class RedisEngine:
     async def _script(self, name: str, args: list[Any]) -> Any:
         return await self._call(lambda r: self._scripts[name](args=args))
 
-    # -- writing (Rules 1, 3, 6; the writer task is in redis_writer) ------
+    # -- writing (the writer task is in redis_writer) ---------------------
 
     async def append(self, requests: Sequence[AppendRequest], now: int) -> list[AppendResult]:
         return await self._writer.append(requests, now)

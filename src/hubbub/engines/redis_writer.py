@@ -1,6 +1,7 @@
 """The append writer of a Redis node: one task, one connection, one script per group.
 
-:class:`Writer` runs Rules 1, 3 and 6 of :mod:`hubbub.engines.redis`: it takes
+:class:`Writer` keeps the invariants "one script per group",
+"answered after fed" and "no blind retries" of :mod:`hubbub.engines.redis`: it takes
 every queued ``append()`` call (up to :data:`MAX_GROUP` messages and
 :data:`MAX_GROUP_BYTES` bytes) and runs them as ONE
 :data:`~hubbub.engines.redis_scripts.APPEND` script on its own connection,
@@ -142,7 +143,7 @@ class Writer:
             reply = await self._run_append(self._append_args(group, ids))
             if reply[0] != b"!retry":
                 return self._parse_append(group, reply, ids)
-            self._known.clear()  # a topic we knew is gone (Rule 5), or a rare epoch clash
+            self._known.clear()  # a topic we knew is gone (a reset store), or an epoch clash
         raise Unavailable("could not create a topic epoch")
 
     async def _run_append(self, args: list[Any]) -> Any:

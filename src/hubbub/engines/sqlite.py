@@ -2,58 +2,67 @@
 
 Theory of operation
 -------------------
-Rule 1. One writer. A dedicated thread owns the only writing connection.
-        ``append()``, ``trim()`` and the group methods (Rule 5) put a job on
-        its queue and await a future. The thread takes *every* pending job
-        (up to ``MAX_GROUP`` requests), runs them all in ONE transaction
-        (``BEGIN IMMEDIATE`` ... ``COMMIT``) and only then answers: that is
-        group commit. Under load many publishes share one commit; alone, a
-        publish waits for nobody.
-Rule 2. Each job is atomic on its own. Jobs assign positions and buffer rows
-        in Python; the group's rows then reach SQLite in one ``executemany``
-        per table. If that fails for a reason other than the store itself (a
-        value SQLite cannot bind, a bug), the group is rolled back and run
-        again with one ``SAVEPOINT`` per job, so only the job at fault fails.
-        (A job that refuses its input, e.g. a claim for an unknown group,
-        raises a :class:`~hubbub.protocol.errors.HubbubError` *before* it writes
-        anything: it fails alone, with no rollback.) If the store fails
-        (``sqlite3.OperationalError``: locked, I/O error, disk full), every
-        job of the group fails with :class:`~hubbub.protocol.errors.Unavailable` and
-        nothing of it was stored.
-Rule 3. Answers follow the commit, in commit order. After ``COMMIT`` the
-        thread schedules ONE callback on the event loop that advances
-        ``head_seq``, calls each listener once with all new messages of the
-        commit (of every job in it) in seq order, and then resolves the
-        futures. The loop runs callbacks in the order they were scheduled, so
-        listeners see seq order across commits too.
-Rule 4. Positions are never reused. The writer keeps each topic's state
-        (epoch, last offset and seq, trim point) in memory, loaded at open and
-        reloaded from the database whenever a job or a commit fails. The
-        topics row outlives every trim, so the store's seq (the largest
-        ``last_seq``) and each topic's offsets only grow, across reopens too.
-Rule 5. Consumer groups are writes. ``create_group()``, ``claim()`` and
-        ``settle()`` are jobs of the writer like appends, in the same group
-        commits (:mod:`hubbub.engines.sqlite_groups` has their statements).
-        So a claim is atomic and serialized with every append; the
-        dead-letter appends of a claim are made by the claim's own job, in the
-        same transaction as the removal of their entries, and reach the
-        listeners like any other append (Rule 3). A claim first writes the
-        rows its group buffered so far: it sees the appends and trims
-        queued before it.
-Rule 6. Readers never block the writer. WAL lets a small pool of read-only
-        connections (one per pool thread) read the last commit while the
-        writer writes the next one. A read of several statements runs in one
-        read transaction, so it sees one snapshot.
-Rule 7. A read is first tried in place, on the event loop's thread, with a
-        connection of its own that never waits for a lock (``busy_timeout``
-        0) and is interrupted once it has run :data:`INLINE_MS` (a progress
-        handler). Interrupted, busy or failed, the read goes to the pool
-        (Rule 6), from the start. Most reads are a few pages in the OS's
-        cache, and done in place they cost less than the hand-off: ``sqlite3``
-        lets go of the GIL at every row it steps, and a pool thread has to win
-        it back from the loop's thread for each one (benchmarks/PROFILES.md).
-        A read that has to wait for the disk costs the loop at most the cap
-        plus the one page read it is in when the cap passes.
+The writer thread and group commit are in :mod:`hubbub.engines.sqlite_writer`,
+the read statements in :mod:`hubbub.engines.sqlite_reads`, the tables in
+:mod:`hubbub.engines.sqlite_schema`; this module opens, reads and answers.
+
+Invariants
+----------
+"one writer thread": A dedicated thread owns the only writing connection.
+    ``append()``, ``trim()`` and the group methods (invariant
+    "group changes are writes") put a job on its queue and await a future. The thread takes
+    *every* pending job (up to ``MAX_GROUP`` requests), runs them all in ONE
+    transaction (``BEGIN IMMEDIATE`` ... ``COMMIT``) and only then answers:
+    that is group commit. Under load many publishes share one commit; alone,
+    a publish waits for nobody.
+"a job fails alone": Each job is atomic on its own. Jobs assign positions
+    and buffer rows in Python; the group's rows then reach SQLite in one
+    ``executemany`` per table. If that fails for a reason other than the
+    store itself (a value SQLite cannot bind, a bug), the group is rolled
+    back and run again with one ``SAVEPOINT`` per job, so only the job at
+    fault fails. (A job that refuses its input, e.g. a claim for an unknown
+    group, raises a :class:`~hubbub.protocol.errors.HubbubError` *before* it
+    writes anything: it fails alone, with no rollback.) If the store fails
+    (``sqlite3.OperationalError``: locked, I/O error, disk full), every job
+    of the group fails with :class:`~hubbub.protocol.errors.Unavailable` and
+    nothing of it was stored.
+"answers follow the commit": After ``COMMIT`` the thread schedules ONE
+    callback on the event loop that advances ``head_seq``, calls each
+    listener once with all new messages of the commit (of every job in it)
+    in seq order, and then resolves the futures. The loop runs callbacks in
+    the order they were scheduled, so listeners see seq order across commits
+    too, and answers come in commit order.
+"positions never reused": The writer keeps each topic's state (epoch, last
+    offset and seq, trim point) in memory, loaded at open and reloaded from
+    the database whenever a job or a commit fails. The topics row outlives
+    every trim, so the store's seq (the largest ``last_seq``) and each
+    topic's offsets only grow, across reopens too.
+"group changes are writes": ``create_group()``, ``claim()`` and ``settle()``
+    are jobs of the writer like appends, in the same group commits
+    (:mod:`hubbub.engines.sqlite_groups` has their statements). So a claim
+    is atomic and serialized with every append; the dead-letter appends of
+    a claim are made by the claim's own job, in the same transaction as the
+    removal of their entries, and reach the listeners like any other append
+    (invariant "answers follow the commit"). A claim first writes the rows
+    its group buffered so far: it sees the appends and trims queued before it.
+"readers never block the writer": WAL lets a small pool of read-only
+    connections (one per pool thread) read the last commit while the writer
+    writes the next one. A read of several statements runs in one read
+    transaction, so it sees one snapshot.
+
+Trade-offs
+----------
+"reads run in place first": A read is first tried on the event loop's
+    thread, with a connection of its own that never waits for a lock
+    (``busy_timeout`` 0) and is interrupted once it has run
+    :data:`INLINE_MS` (a progress handler). Interrupted, busy or failed, the
+    read goes to the pool (invariant "readers never block the writer"), from
+    the start. Most reads are a few pages in the OS's cache, and done in
+    place they cost less than the hand-off: ``sqlite3`` lets go of the GIL
+    at every row it steps, and a pool thread has to win it back from the
+    loop's thread for each one (benchmarks/PROFILES.md). A read that has to
+    wait for the disk costs the loop at most the cap plus the one page read
+    it is in when the cap passes.
 
 Durability: with ``synchronous="NORMAL"`` (the default) in WAL mode, a commit
 is written to the WAL file, not fsynced, before the publish (or claim, or
@@ -100,7 +109,8 @@ from .sqlite_reads import Reads
 from .sqlite_schema import INFO
 from .sqlite_writer import BUSY_MS, SYNCHRONOUS, Writer
 
-#: How long a read may run on the event loop's thread before the pool takes it (Rule 7).
+#: How long a read may run on the event loop's thread before the pool takes it
+#: (trade-off "reads run in place first").
 INLINE_MS = 5.0
 
 _T = TypeVar("_T")
@@ -130,7 +140,8 @@ class SQLiteEngine:
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
         self._local = threading.local()
         self._readers: list[sqlite3.Connection] = []
-        self._inline: sqlite3.Connection | None = None  # the loop thread's (Rule 7)
+        # The loop thread's connection (trade-off "reads run in place first").
+        self._inline: sqlite3.Connection | None = None
         self._deadline = 0.0  # when the read in place gives up (perf_counter)
         self._reads = Reads()
 
@@ -195,6 +206,10 @@ class SQLiteEngine:
                 if (r := retention(t.name)).max_messages is not None or r.max_age_ms is not None]
         return await self._writer.submit(self._writer.trim_job, (plan, now), 1)
 
+    async def _write(self, fn: Callable[..., _T], args: tuple[Any, ...], size: int = 1) -> _T:
+        """``fn(connection, *args)`` as a job of the writer (a group or record write)."""
+        return await self._writer.submit(self._writer.statement_job, (fn, args), size)
+
     async def delete_topic(self, name: str) -> bool:
         deleted = await self._writer.submit(self._writer.delete_job, (name,), 1)
         self._reads.forget(name)
@@ -209,7 +224,7 @@ class SQLiteEngine:
         if conn is not None:
             self._deadline = time.perf_counter() + INLINE_MS / 1000
             try:
-                return fn(conn, *args)  # in place (Rule 7)
+                return fn(conn, *args)  # in place (trade-off "reads run in place first")
             except sqlite3.Error:
                 if conn.in_transaction:
                     with contextlib.suppress(sqlite3.Error):
@@ -220,8 +235,8 @@ class SQLiteEngine:
             raise Unavailable("store is unavailable") from e
 
     def _open_inline(self) -> sqlite3.Connection | None:
-        """The connection for reads in place (Rule 7), opened on first use;
-        ``None`` if it cannot be (the pool's readers say why)."""
+        """The connection for reads in place, opened on first use; ``None`` if it
+        cannot be (the pool's readers say why). See trade-off "reads run in place first"."""
         try:
             conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
             conn.execute("PRAGMA busy_timeout=0")
@@ -285,9 +300,9 @@ class SQLiteEngine:
         return None if row is None else EpochInfo(row[0], True)
 
     async def head_seq(self) -> int:
-        return self._writer.head_seq  # on the loop, in step with the listeners (Rule 3)
+        return self._writer.head_seq  # on the loop, in step with the listeners
 
-    # -- consumer groups (Rule 5; the statements are in sqlite_groups) ----
+    # -- consumer groups (writer jobs; the statements are in sqlite_groups) ----
 
     async def group(self, name: str) -> GroupInfo | None:
         return await self._read(groups.read_group, name)
@@ -296,10 +311,10 @@ class SQLiteEngine:
         self, name: str, patterns: Sequence[str], start_seq: int, now: int
     ) -> GroupInfo:
         args = (name, tuple(patterns), _clamp(start_seq), now)
-        return await self._writer.submit(self._writer.create_group_job, args, 1)
+        return await self._write(groups.create_group, args)
 
     async def delete_group(self, name: str) -> bool:
-        return await self._writer.submit(self._writer.delete_group_job, (name,), 1)
+        return await self._write(groups.delete_group, (name,))
 
     async def claim(
         self,
@@ -329,7 +344,7 @@ class SQLiteEngine:
         # Malformed ids raise here, on the loop: before anything could change.
         leases = [(parse_lease_id(lease_id), lease_id) for lease_id in lease_ids]
         args = (name, leases, action, now, delay_ms, lease_ms, error)
-        return await self._writer.submit(self._writer.settle_job, args, max(1, len(leases)))
+        return await self._write(groups.settle, args, max(1, len(leases)))
 
     # -- records (writes are writer jobs; the statements are in sqlite_records) ----
 
@@ -348,12 +363,11 @@ class SQLiteEngine:
     ) -> Record | None:
         record_kind(key)
         args = (key, bytes(value), now, expires, if_version)
-        return await self._writer.submit(self._writer.record_job, (records.put, args), 1)
+        return await self._write(records.put, args)
 
     async def delete(self, key: str, now: int, *, if_version: int | None = None) -> bool:
         record_kind(key)
-        args = (key, now, if_version)
-        return await self._writer.submit(self._writer.record_job, (records.delete, args), 1)
+        return await self._write(records.delete, (key, now, if_version))
 
     async def scan(self, prefix: str, now: int, limit: int = 1000) -> list[Record]:
         record_kind(prefix)
@@ -361,9 +375,7 @@ class SQLiteEngine:
 
     async def expire(self, prefix: str, now: int, limit: int = 1000) -> list[Record]:
         record_kind(prefix)
-        args = (prefix, now, limit)
-        return await self._writer.submit(self._writer.record_job, (records.expire, args), 1)
-
+        return await self._write(records.expire, (prefix, now, limit))
 
 
 def _clamp(n: int) -> int:

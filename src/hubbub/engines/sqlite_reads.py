@@ -2,7 +2,8 @@
 
 Plain code on a read-only connection: :class:`~hubbub.engines.sqlite.SQLiteEngine`
 runs each read in place on the event loop's thread or on its reader pool
-(Rules 6 and 7 of its module docstring), and the writer runs :func:`select_seq`
+(:mod:`hubbub.engines.sqlite`, invariant "readers never block the writer" and
+trade-off "reads run in place first"), and the writer runs :func:`select_seq`
 on its own connection for the new messages of a claim.
 """
 
@@ -84,7 +85,7 @@ class Reads:
         ids = [hit[0] for n in names if (hit := self.topic_id(conn, n)) is not None]
         if not ids:
             return []
-        conn.execute("BEGIN")  # one snapshot for every statement below (Rule 6)
+        conn.execute("BEGIN")  # one snapshot for every statement below
         try:
             return self.messages(conn, select_seq(conn, ids, after, limit))
         finally:

@@ -1,7 +1,9 @@
 """The writer of the SQLite store: one thread, one connection, group commit.
 
-:class:`Writer` owns the only writing connection and the thread that uses it
-(Rules 1 to 5 of :mod:`hubbub.engines.sqlite`). Every write of
+:class:`Writer` owns the only writing connection and the thread that uses it,
+and keeps the invariants "one writer thread", "a job fails alone",
+"answers follow the commit", "positions never reused" and
+"group changes are writes" of :mod:`hubbub.engines.sqlite` (stated there). Every write of
 :class:`~hubbub.engines.sqlite.SQLiteEngine` is a job of it: appends, trims,
 topic deletes, the consumer-group writes of :mod:`hubbub.engines.sqlite_groups`
 and the record writes of :mod:`hubbub.engines.sqlite_records`. The thread's
@@ -20,14 +22,13 @@ import queue
 import sqlite3
 import threading
 from collections.abc import Callable, Sequence
-from typing import Any, Final, Literal, TypeVar, cast
+from typing import Any, Final, TypeVar, cast
 
 from ..protocol.cursor import new_epoch
 from ..protocol.errors import HubbubError, Unavailable
-from ..protocol.leases import Outcome
 from ..protocol.message import Message
 from . import sqlite_groups as groups
-from .base import AppendRequest, AppendResult, Claim, GroupInfo, Listener, Retention
+from .base import AppendRequest, AppendResult, Claim, Listener, Retention
 from .sqlite_reads import select_seq
 from .sqlite_schema import (
     DELETE,
@@ -63,20 +64,22 @@ class Writer:
         self.path, self.store_epoch = path, ""
         self.commits = 0  #: group transactions committed (for tests and metrics)
         self.listeners: list[Listener] = []
-        self.head_seq = 0  # moved on the loop, together with the listeners (Rule 3)
+        self.head_seq = 0  # moved on the loop, together with the listeners
         self._key_ttl_ms, self._synchronous = key_ttl_ms, synchronous
         self._loop: asyncio.AbstractEventLoop | None = None
         self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._stopped: concurrent.futures.Future[None] = concurrent.futures.Future()
-        # The writer thread's own state (Rule 4) ...
+        # The writer thread's own state (:mod:`hubbub.engines.sqlite`, invariant
+        # "positions never reused") ...
         self._conn: sqlite3.Connection | None = None
         self._topics: dict[str, Topic] = {}
         self._by_id: dict[int, Topic] = {}
         self._epochs: set[str] = set()
         self._seq, self._next_id, self._stale = 0, 1, False
         self._random, self._random_pos = "", 0  # message ids: 16 random hex digits each
-        # ... and what the jobs of the current group have not written yet (Rule 2).
+        # ... and what the jobs of the current group have not written yet
+        # (:mod:`hubbub.engines.sqlite`, invariant "a job fails alone").
         self._rows: list[tuple[Any, ...]] = []
         self._key_rows: list[tuple[Any, ...]] = []
         self._keys: dict[tuple[str, str], Message] = {}
@@ -117,7 +120,7 @@ class Writer:
 
     async def submit(self, job: Callable[..., tuple[_T, list[Message]]],
                      args: tuple[Any, ...], size: int) -> _T:
-        """Run ``job(*args)`` in a group commit; its value once committed (Rules 1 to 3).
+        """Run ``job(*args)`` in a group commit; its value once committed.
 
         ``size`` is what the job counts for against :data:`MAX_GROUP`.
 
@@ -131,7 +134,8 @@ class Writer:
         return cast(_T, await fut)
 
     def _deliver(self, outcomes: list[_Outcome], new: list[Message]) -> None:
-        """Advance the head, call the listeners, then answer (Rule 3)."""
+        """Advance the head, call the listeners, then answer (:mod:`hubbub.engines.sqlite`,
+        invariant "answers follow the commit")."""
         if new:
             self.head_seq = new[-1].seq
             for listener in self.listeners:
@@ -219,7 +223,7 @@ class Writer:
         return group
 
     def _commit(self, group: list[_Job]) -> None:
-        """Run ``group`` in one transaction and schedule the answers (Rules 1 to 3)."""
+        """Run ``group`` in one transaction and schedule the answers."""
         conn = self._conn
         assert conn is not None and self._loop is not None
         try:
@@ -253,7 +257,7 @@ class Writer:
         for job, args, fut, _ in group:
             try:
                 value, msgs = job(*args)
-            except HubbubError as e:  # refused before writing anything (Rule 2)
+            except HubbubError as e:  # refused before writing anything: it fails alone
                 outcomes.append((fut, None, e))
                 continue
             outcomes.append((fut, value, None))
@@ -396,17 +400,7 @@ class Writer:
         conn.execute("DELETE FROM keys WHERE created <= ?", (now - self._key_ttl_ms,))
         return removed, []
 
-    # -- consumer groups and records (jobs: Rule 5) ------------------------
-
-    def create_group_job(
-        self, name: str, patterns: tuple[str, ...], start_seq: int, now: int
-    ) -> tuple[GroupInfo, list[Message]]:
-        assert self._conn is not None
-        return groups.create_group(self._conn, name, patterns, start_seq, now), []
-
-    def delete_group_job(self, name: str) -> tuple[bool, list[Message]]:
-        assert self._conn is not None
-        return groups.delete_group(self._conn, name), []
+    # -- consumer groups and records ------------------------------------
 
     def claim_job(
         self, name: str, topics: list[str], horizon: int, max_messages: int, lease_ms: int,
@@ -414,7 +408,7 @@ class Writer:
     ) -> tuple[Claim, list[Message]]:
         conn = self._conn
         assert conn is not None
-        self._flush()  # the appends and trims queued before this claim come first (Rule 5)
+        self._flush()  # the appends and trims queued before this claim come first
         ids = [t.id for name_ in topics if (t := self._topics.get(name_)) is not None]
 
         def read_new(after: int, limit: int) -> list[Any]:
@@ -426,17 +420,11 @@ class Writer:
         stored, new = self.append_job(dead, now) if dead else ([], [])
         return Claim(leases, stored, next_due), new
 
-    def settle_job(
-        self, name: str, leases: list[tuple[int, str]], action: Literal["ack", "nack", "extend"],
-        now: int, delay_ms: int, lease_ms: int, error: str | None,
-    ) -> tuple[list[Outcome], list[Message]]:
-        assert self._conn is not None
-        return groups.settle(
-            self._conn, name, leases, action, now, delay_ms, lease_ms, error), []
-
-    def record_job(
+    def statement_job(
         self, fn: Callable[..., _T], args: tuple[Any, ...]
     ) -> tuple[_T, list[Message]]:
+        """``fn(connection, *args)``: a write of :mod:`hubbub.engines.sqlite_groups` or
+        :mod:`hubbub.engines.sqlite_records` that appends nothing."""
         assert self._conn is not None
         return fn(self._conn, *args), []
 
