@@ -23,6 +23,8 @@ import msgspec
 import pytest
 
 from hubbub.client import AsyncClient
+from hubbub.config import Config
+from tests.clocks import Clock, clocked_server
 from tests.conftest import UNIT, HubProcess, HubServer
 
 Spawn = Callable[..., HubProcess]
@@ -74,11 +76,11 @@ async def test_four_workers_process_each_message_once(hub_server: HubServer) -> 
     await check_each_once(hub_server, 10_000)
 
 
-#: A worker that leases 20 messages for 1 s, acks 10, says which, and hangs.
+#: A worker that leases 20 messages for 60 s, acks 10, says which, and hangs.
 DOOMED_WORKER = """
 import json, sys, time, httpx
 url = sys.argv[1]
-r = httpx.post(url + "/v1/groups/kill/pull", params={"max": 20, "lease": 1})
+r = httpx.post(url + "/v1/groups/kill/pull", params={"max": 20, "lease": 60})
 items = r.json()["messages"]
 acked, held = items[:10], items[10:]
 r = httpx.post(url + "/v1/groups/kill/ack", json={"ids": [x["lease"] for x in acked]})
@@ -89,23 +91,31 @@ time.sleep(600)
 """
 
 
-async def test_a_killed_workers_messages_reach_the_others(hub_server: HubServer) -> None:
-    """A worker SIGKILLed while holding leases loses nothing: after the lease, others get them."""
-    async with hub_server.client() as c:
-        await c.post("/v1/groups/kill/pull", params={"topic": "kill.t"})
-        ids = await publish_many(c, "kill.t", 100)
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", DOOMED_WORKER, hub_server.url, stdout=asyncio.subprocess.PIPE)
-    try:
-        async with asyncio.timeout(15 * UNIT):
-            line = await proc.stdout.readline()  # type: ignore[union-attr]
-        report = json.loads(line)
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        await proc.wait()
-    assert len(report["acked"]) == len(report["held"]) == 10
-    async with asyncio.timeout(30 * UNIT):
-        done = await run_workers(hub_server.url, "kill", "kill.t", 90, workers=3)
+async def test_a_killed_workers_messages_reach_the_others(
+    engine: str, tmp_path: Path, config: Config
+) -> None:
+    """A worker SIGKILLed while holding leases loses nothing: after the lease, others get them.
+
+    The hub's clock is the test's: the lease runs out when the test moves it.
+    """
+    clock = Clock()
+    async with clocked_server(engine, tmp_path, config, clock) as hub_server:
+        async with hub_server.client() as c:
+            await c.post("/v1/groups/kill/pull", params={"topic": "kill.t"})
+            ids = await publish_many(c, "kill.t", 100)
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", DOOMED_WORKER, hub_server.url, stdout=asyncio.subprocess.PIPE)
+        try:
+            async with asyncio.timeout(15 * UNIT):
+                line = await proc.stdout.readline()  # type: ignore[union-attr]
+            report = json.loads(line)
+        finally:
+            proc.send_signal(signal.SIGKILL)
+            await proc.wait()
+        assert len(report["acked"]) == len(report["held"]) == 10
+        clock.advance(60)
+        async with asyncio.timeout(30 * UNIT):
+            done = await run_workers(hub_server.url, "kill", "kill.t", 90, workers=3)
     counts = Counter(i for i, _ in done)
     assert sorted(counts.elements()) == sorted(set(ids) - set(report["acked"]))
     assert max(counts.values()) == 1

@@ -1,5 +1,9 @@
 """``hubbub worker`` processes against a real hub: SIGKILL one mid-job, the job is
-retried by another and completes; ``upload --job --follow`` and ``job`` end to end."""
+retried by another and completes; ``upload --job --follow`` and ``job`` end to end.
+
+The hub's clock is the test's (:mod:`tests.clocks`): a killed worker's lease runs
+out when the test moves it.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ import json
 import os
 import signal
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -15,15 +20,31 @@ import httpx
 import pytest
 
 from hubbub.config import Config
+from tests.clocks import Clock, clocked_server
 from tests.conftest import UNIT, HubServer
 
 ROOT = Path(__file__).resolve().parent.parent
+#: A job's lease, in seconds: it runs out only when a test moves the clock.
+LEASE = 60
 
 
 @pytest.fixture
 def config() -> Config:
-    return Config.from_dict({"jobs": {"max_attempts": 3, "lease": 1},
+    return Config.from_dict({"jobs": {"max_attempts": 3, "lease": LEASE},
                              "uploads": {"jobs": ["transcode"]}})
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+async def hub_server(
+    engine: str, tmp_path: Path, config: Config, clock: Clock
+) -> AsyncIterator[HubServer]:
+    async with clocked_server(engine, tmp_path, config, clock) as srv:
+        yield srv
 
 
 async def hubbub(*args: str, cwd: Path = ROOT) -> asyncio.subprocess.Process:
@@ -40,7 +61,7 @@ async def job_states(client: httpx.AsyncClient, job_id: str) -> list[tuple[str, 
 
 
 async def test_a_killed_worker_s_job_is_retried_and_completes(
-    hub_server: HubServer, client: httpx.AsyncClient
+    hub_server: HubServer, client: httpx.AsyncClient, clock: Clock
 ) -> None:
     """SIGKILL a worker mid-job: after its lease another worker takes the job
     (attempt 2) and completes it."""
@@ -58,6 +79,7 @@ async def test_a_killed_worker_s_job_is_retried_and_completes(
                     break
         first.send_signal(signal.SIGKILL)
         await first.wait()
+        clock.advance(LEASE)
     finally:
         if first.returncode is None:
             first.kill()

@@ -19,6 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from hubbub.engines import sqlite as sqlite_module
+from hubbub.engines import sqlite_writer
 from hubbub.engines.base import AppendRequest, EpochInfo, Retention
 from hubbub.engines.memory import MemoryEngine
 from hubbub.engines.sqlite import SQLiteEngine
@@ -135,7 +136,7 @@ async def test_locked_store_is_unavailable_then_recovers(
 ) -> None:
     """While another process holds the write lock appends raise Unavailable; then work."""
     await engine.close()
-    monkeypatch.setattr(sqlite_module, "_BUSY_MS", 50)
+    monkeypatch.setattr(sqlite_writer, "BUSY_MS", 50)
     await engine.open()
     await engine.append([req("t")], T0)
     other = sqlite3.connect(engine.path, isolation_level=None)
@@ -290,9 +291,9 @@ async def test_sqlite_engine_behaves_like_memory_engine(ops: list[Op]) -> None:
 async def test_reads_run_in_place_and_an_overlong_one_goes_to_the_pool(
     engine: SQLiteEngine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Rule 7: a read runs on the loop's thread, with no pool thread involved; one
-    that runs past the cap is interrupted there and read again by the pool, with
-    the same answer."""
+    """A read runs on the loop's thread, with no pool thread involved; one that runs
+    past the cap is interrupted there and read again by the pool, with the same
+    answer (:mod:`hubbub.engines.sqlite`, trade-off "reads run in place first")."""
     await engine.append([req("t", i) for i in range(300)], T0)
     first = await engine.read("t", 0, 300)
     assert [m.offset for m in first] == list(range(1, 301))

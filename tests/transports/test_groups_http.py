@@ -1,7 +1,9 @@
 """Consumer groups over HTTP (pull, ack, nack, extend, info), on a real server, every engine.
 
 Bad input is refused with a 4xx problem document and changes nothing: that is
-checked with ``GET /v1/groups/{group}`` and by pulling afterwards.
+checked with ``GET /v1/groups/{group}`` and by pulling afterwards. The hub's
+clock is the test's (:mod:`tests.clocks`): leases and delays run out when the
+test moves it; a pull waiting for a lease to run out waits on the wall clock.
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ import asyncio
 import logging
 import string
 import time
+from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -18,6 +22,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from hubbub.config import Config
+from tests.clocks import Clock, clocked_server
 from tests.conftest import UNIT, HubServer
 
 SETTINGS = settings(
@@ -30,6 +35,19 @@ LEASE_ID = r"(0|[1-9][0-9]{0,18})\.[0-9a-f]{12}"
 @pytest.fixture
 def config() -> Config:
     return Config.from_dict({"defaults": {"max_deliver": 3}})
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+async def hub_server(
+    engine: str, tmp_path: Path, config: Config, clock: Clock
+) -> AsyncIterator[HubServer]:
+    async with clocked_server(engine, tmp_path, config, clock) as srv:
+        yield srv
 
 
 async def publish(client: httpx.AsyncClient, topic: str, *values: Any) -> None:
@@ -152,27 +170,28 @@ async def test_long_poll_pull_wakes_when_a_lease_runs_out(client: httpx.AsyncCli
     assert (await settle(client, "exp", "ack", [again[0]["lease"]])).status_code == 200
 
 
-async def test_nack_gives_back_after_the_delay(client: httpx.AsyncClient) -> None:
+async def test_nack_gives_back_after_the_delay(client: httpx.AsyncClient, clock: Clock) -> None:
     """A nacked message is due again after its delay, not before."""
     await make_group(client, "nk", "nk.t", 1)
     [x] = await pull(client, "nk")
-    r = await settle(client, "nk", "nack", [x["lease"]], delay=0.6)
+    r = await settle(client, "nk", "nack", [x["lease"]], delay=60)
     assert r.json() == {"results": {x["lease"]: "ok"}}
     assert await pull(client, "nk") == []
-    t0 = time.monotonic()
+    clock.advance(50)
+    assert await pull(client, "nk") == []
+    clock.advance(10)
     async with asyncio.timeout(5 * UNIT):
         again = await pull(client, "nk", wait=5 * UNIT)
-    assert time.monotonic() - t0 >= 0.4
     assert [(y["data"], y["attempt"]) for y in again] == [(0, 2)]
 
 
-async def test_extend_keeps_a_lease(client: httpx.AsyncClient) -> None:
+async def test_extend_keeps_a_lease(client: httpx.AsyncClient, clock: Clock) -> None:
     """An extended lease outlives its first deadline; nobody else gets the message."""
     await make_group(client, "ext", "ext.t", 1)
-    [x] = await pull(client, "ext", lease=0.5)
-    r = await settle(client, "ext", "extend", [x["lease"]], lease=10)
+    [x] = await pull(client, "ext", lease=5)
+    r = await settle(client, "ext", "extend", [x["lease"]], lease=100)
     assert r.json() == {"results": {x["lease"]: "ok"}}
-    await asyncio.sleep(0.8)
+    clock.advance(8)
     assert await pull(client, "ext", wait=0.3) == []
     assert (await settle(client, "ext", "ack", [x["lease"]])).status_code == 200
 
@@ -236,12 +255,12 @@ async def test_poison_message_goes_to_the_dead_letter_topic(client: httpx.AsyncC
     assert (await info(client, "p"))["pending"] == 1
 
 
-async def test_expired_leases_count_as_tries(client: httpx.AsyncClient) -> None:
+async def test_expired_leases_count_as_tries(client: httpx.AsyncClient, clock: Clock) -> None:
     """Leases that run out count too; the dead letter then has no error."""
     await make_group(client, "px", "px.t", 1)
     for _ in range(3):
-        assert len(await pull(client, "px", lease=0.1, wait=3 * UNIT)) == 1
-        await asyncio.sleep(0.15)
+        assert len(await pull(client, "px", lease=10, wait=3 * UNIT)) == 1
+        clock.advance(15)
     assert await pull(client, "px") == []
     [dead] = (await client.get("/v1/topics/dlq.px/messages")).json()["messages"]
     assert dead["data"]["attempts"] == 3 and dead["data"]["error"] is None

@@ -281,10 +281,11 @@ class Engine(Protocol):
     ) -> Claim:
         """Lease up to ``max_messages`` messages to one worker, atomically.
 
-        Due entries come first, oldest seq first (Rules 1-2 of
-        :mod:`hubbub.protocol.leases`); one that reached ``max_deliver`` attempts is
-        removed and appended to the group's dead-letter topic instead, in the
-        same transaction (listeners are called for it). Then new messages of
+        Due entries come first, oldest seq first (:mod:`hubbub.protocol.leases`,
+        invariants "due at the deadline" and "due entries first"); one that
+        reached ``max_deliver`` attempts is removed and appended to the
+        group's dead-letter topic instead, in the same transaction (listeners
+        are called for it). Then new messages of
         ``topics`` with seq in ``(delivered_seq, horizon]``, in seq order, each
         a new entry on its first attempt. Entries whose message was trimmed
         from the log are dropped.
@@ -305,8 +306,9 @@ class Engine(Protocol):
         error: str | None = None,
     ) -> list[Outcome]:
         """Ack, nack (due again after ``delay_ms``, remembering ``error``) or
-        extend (deadline ``now + lease_ms``) leases, atomically (Rule 3 of
-        :mod:`hubbub.protocol.leases`); one outcome per id, in order.
+        extend (deadline ``now + lease_ms``) leases, atomically
+        (:mod:`hubbub.protocol.leases`, invariant
+        "only the current lease settles"); one outcome per id, in order.
 
         Raises:
             NotFound: no such group.

@@ -8,50 +8,57 @@ connection to it: a pool for reads, one for its writer task, and one
 subscribed connection, the *fan-out link*, read by the node's reader task
 (:mod:`hubbub.engines.redis_feed`).
 
-Rule 1. One script per group of appends. ``append()`` queues its requests;
-        the node's writer task takes every queued call (up to ``MAX_GROUP``
-        messages) and runs them as ONE Lua script: idempotency checks, topic
-        creation, seqs, offsets, XADDs, trims, and a PUBLISH of the new
-        messages on ``P:fanout``. Redis runs scripts one at a time, so a group
-        is atomic, and every node hears the fan-out in seq order, each seq
-        exactly once, with no holes.
-Rule 2. Listeners are fed by the reader only, from the fan-out link, in seq
-        order, whichever node appended. The reader remembers ``fed``, the
-        newest seq handed to the listeners, skips what it has fed already,
-        and treats a hole (a seq beyond ``fed + 1``) as a loss: it reads the
-        missing messages from the streams and feeds them first.
-        Feeding local appends directly would be faster but wrong: a message
-        of node B with a lower seq could arrive after a local one with a
-        higher seq, and subscriptions drop what is at or below their position.
-Rule 3. ``append()`` answers after the reader fed its messages. The writer
-        parks the group's answers until ``fed`` reaches the group's last seq,
-        so a publisher that got its reply can rely on local subscribers having
-        been fed, as on the other engines. It costs little: Redis writes the
-        fan-out while it runs the script, before its reply, so the echo is
-        often there first (measured on loopback: a sequential append takes
-        0.13-0.23 ms, of which the script call is 0.10-0.17 ms).
-Rule 4. Losing the fan-out link is said, never hidden. The reader pings the
-        link when it is silent for ``heartbeat`` seconds and gives up on it
-        when a ping goes unanswered for as long again. Then the node tells its
-        error listeners (the hub fails every live subscription with
-        :class:`~hubbub.protocol.errors.Unavailable`: SSE sends ``event: error``,
-        WebSockets close with 1013, both with the cursor), answers the parked
-        appends (they are stored; with no live subscriber left there is
-        nobody to feed first: the one exception to Rule 3), and ``ping()``
-        fails so ``/readyz`` says 503. It reconnects with backoff; once
-        subscribed again it reads every message after ``fed`` from the
-        streams, feeds it, and goes live.
-Rule 5. A store that lost its data is a new store. The store epoch travels in
-        every fan-out frame; when it changes (Redis restarted without
-        persistence, or was flushed), the node adopts it, fails the live
-        subscriptions and starts over from the new store's seq. Old cursors
-        then name an unknown epoch, which the core reports as a gap. A store
-        whose seq went back under the same epoch (Redis restarted from a
-        persistence file that missed acknowledged appends) is treated alike.
-Rule 6. Commands are never retried blindly: an append whose connection broke
-        may or may not be stored, so it fails with ``Unavailable`` and the
-        client retries with its idempotency key. A publish is never reported
-        stored unless the script returned.
+The writer task is in :mod:`hubbub.engines.redis_writer`.
+
+Invariants
+----------
+"one script per group": ``append()`` queues its requests; the node's writer
+    task takes every queued call (up to ``MAX_GROUP`` messages) and runs
+    them as ONE Lua script: idempotency checks, topic creation, seqs,
+    offsets, XADDs, trims, and a PUBLISH of the new messages on
+    ``P:fanout``. Redis runs scripts one at a time, so a group is atomic,
+    and every node hears the fan-out in seq order, each seq exactly once,
+    with no holes.
+"only the link feeds listeners": Listeners are fed by the reader only, from
+    the fan-out link, in seq order, whichever node appended. The reader
+    remembers ``fed``, the newest seq handed to the listeners, skips what it
+    has fed already, and treats a hole (a seq beyond ``fed + 1``) as a
+    loss: it reads the missing messages from the streams and feeds them
+    first. Feeding local appends directly would be faster but wrong: a
+    message of node B with a lower seq could arrive after a local one with a
+    higher seq, and subscriptions drop what is at or below their position.
+"answered after fed": ``append()`` answers after the reader fed its
+    messages. The writer parks the group's answers until ``fed`` reaches
+    the group's last seq, so a publisher that got its reply can rely on
+    local subscribers having been fed, as on the other engines. It costs
+    little: Redis writes the fan-out while it runs the script, before its
+    reply, so the echo is often there first (measured on loopback: a
+    sequential append takes 0.13-0.23 ms, of which the script call is
+    0.10-0.17 ms).
+"a lost link is said": Losing the fan-out link is never hidden. The reader
+    pings the link when it is silent for ``heartbeat`` seconds and gives up
+    on it when a ping goes unanswered for as long again. Then the node tells
+    its error listeners (the hub fails every live subscription with
+    :class:`~hubbub.protocol.errors.Unavailable`: SSE sends ``event:
+    error``, WebSockets close with 1013, both with the cursor), answers the
+    parked appends (they are stored; with no live subscriber left there is
+    nobody to feed first: the one exception to invariant
+    "answered after fed"), and ``ping()`` fails so ``/readyz`` says 503. It
+    reconnects with
+    backoff; once subscribed again it reads every message after ``fed``
+    from the streams, feeds it, and goes live.
+"a reset store is new": A store that lost its data is a new store. The
+    store epoch travels in every fan-out frame; when it changes (Redis
+    restarted without persistence, or was flushed), the node adopts it,
+    fails the live subscriptions and starts over from the new store's seq.
+    Old cursors then name an unknown epoch, which the core reports as a
+    gap. A store whose seq went back under the same epoch (Redis restarted
+    from a persistence file that missed acknowledged appends) is treated
+    alike.
+"no blind retries": Commands are never retried blindly: an append whose
+    connection broke may or may not be stored, so it fails with
+    ``Unavailable`` and the client retries with its idempotency key. A
+    publish is never reported stored unless the script returned.
 
 ``head_seq()`` is the store's seq, not this node's ``fed``: a client may bring a
 cursor from a node that is ahead of this one, and it must not look "ahead of
@@ -78,16 +85,14 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any, Final, Literal
 
 import redis.asyncio as aioredis
-from redis.asyncio.connection import Connection
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import RedisError
 
-from ..protocol.cursor import MAX_POSITION, new_epoch
+from ..protocol.cursor import MAX_POSITION
 from ..protocol.errors import Unavailable
 from ..protocol.leases import Outcome
 from ..protocol.message import Message
@@ -107,30 +112,15 @@ from .base import (
     TopicInfo,
 )
 from .redis_feed import Feed
-from .redis_wire import ctype, message, topic_info, unavailable
+from .redis_wire import message, topic_info, unavailable
+from .redis_writer import Writer, or_none
 
-#: Most messages, and bytes of data, one append script takes when it groups
-#: several calls (bounds script time and the fan-out frame).
-MAX_GROUP: Final = 1000
-MAX_GROUP_BYTES: Final = 4 << 20
 #: Topics one trim script looks at.
 TRIM_TOPICS: Final = 100
 #: Connections for reads (``?max_connections=`` in the URL overrides).
 POOL_SIZE: Final = 32
 #: Reads return at most this many messages whatever the caller asks.
 MAX_LIMIT: Final = 1 << 20
-
-_Answers = list[tuple["_Job", list[AppendResult]]]
-
-
-@dataclass(slots=True)
-class _Job:
-    requests: Sequence[AppendRequest]
-    now: int
-    future: asyncio.Future[list[AppendResult]]
-
-    def size(self) -> int:
-        return sum(len(r.data) for r in self.requests)
 
 
 class RedisEngine:
@@ -158,24 +148,26 @@ class RedisEngine:
         self.url, self.prefix = url, prefix
         #: This node's name, also the client name of its fan-out link (CLIENT LIST).
         self.node = f"hubbub:{prefix}:{os.urandom(4).hex()}"
-        self.groups = 0  #: append scripts run (for tests and metrics)
-        self._key_ttl_ms, self._timeout = key_ttl_ms, timeout
+        self._timeout = timeout
         self._known: set[str] = set()  # topics that exist: no epoch candidate needed
         self._feed = Feed(prefix, self.node, heartbeat=heartbeat, on_reset=self._known.clear,
                           read=lambda after, limit: self.read_seq(None, after, limit))
         self._groups = redis_groups.RedisGroups(prefix, key_ttl_ms, self._script, self._known,
                                                 self._feed.park)
         self._records = redis_records.RedisRecords(prefix, self._script, self._call)
+        self._writer = Writer(prefix, key_ttl_ms, self._known, self._feed.park)
         self._redis: aioredis.Redis | None = None
         self._scripts: dict[str, Any] = {}
-        self._queue: asyncio.Queue[_Job | None] = asyncio.Queue()
-        self._writer: asyncio.Task[None] | None = None
-        self._wconn: Connection | None = None  # the writer's own connection
         self._opening = asyncio.Lock()
 
     @property
+    def groups(self) -> int:
+        """Append scripts run (for tests and metrics)."""
+        return self._writer.groups
+
+    @property
     def store_epoch(self) -> str:
-        """The store's epoch, as the fan-out link last saw it (Rule 5)."""
+        """The store's epoch, as the fan-out link last saw it (invariant "a reset store is new")."""
         return self._feed.store_epoch
 
     @store_epoch.setter
@@ -186,9 +178,10 @@ class RedisEngine:
 
     async def open(self) -> None:
         async with self._opening:
-            if self._writer is not None:
+            if self._writer.running:
                 return
-            # No retries below us: a resent append could be stored twice (Rule 6).
+            # No retries below us: a resent append could be stored twice
+            # (invariant "no blind retries").
             # RESP2: the fan-out link reads pub/sub messages as plain replies. A
             # bounded pool: ten thousand waiting polls queue for a connection
             # rather than open ten thousand.
@@ -210,20 +203,14 @@ class RedisEngine:
                 await client.aclose()
                 self._redis = None
                 raise unavailable(e) from e
-            self._queue = asyncio.Queue()
-            self._writer = asyncio.create_task(self._write(), name="hubbub-redis-writer")
+            self._writer.start(client, self._scripts["APPEND"])
 
     async def close(self) -> None:
         async with self._opening:
-            writer, client = self._writer, self._redis
-            if writer is None or client is None:
+            client = self._redis
+            if not self._writer.running or client is None:
                 return
-            self._writer = None  # refuse new appends; queued ones still run
-            self._queue.put_nowait(None)
-            await writer
-            if self._wconn is not None:
-                await self._wconn.disconnect()
-                self._wconn = None
+            await self._writer.stop()  # refuses new appends; queued ones still run
             await self._feed.stop(self._timeout)
             self._redis = None
             await client.aclose()
@@ -237,7 +224,8 @@ class RedisEngine:
         self._feed.listeners.append(listener)
 
     def add_error_listener(self, listener: ErrorListener) -> None:
-        """Call ``listener`` whenever live subscribers may have missed messages (Rule 4)."""
+        """Call ``listener`` whenever live subscribers may have missed messages
+        (invariant "a lost link is said")."""
         self._feed.error_listeners.append(listener)
 
     async def _call(self, fn: Callable[[aioredis.Redis], Any]) -> Any:
@@ -259,137 +247,10 @@ class RedisEngine:
     async def _script(self, name: str, args: list[Any]) -> Any:
         return await self._call(lambda r: self._scripts[name](args=args))
 
-    # -- writing (Rules 1, 3, 6) ------------------------------------------
+    # -- writing (the writer task is in redis_writer) ---------------------
 
     async def append(self, requests: Sequence[AppendRequest], now: int) -> list[AppendResult]:
-        if not requests:
-            return []
-        if self._writer is None:
-            raise Unavailable("store is closed")
-        job = _Job(requests, now, asyncio.get_running_loop().create_future())
-        self._queue.put_nowait(job)
-        return await job.future
-
-    async def _write(self) -> None:
-        """The writer task: every queued call, up to the group limits, in one script."""
-        pending: _Job | None = None
-        while (job := pending or await self._queue.get()) is not None:
-            group, size, nbytes = [job], len(job.requests), job.size()
-            pending, stop = None, False
-            while not self._queue.empty():
-                nxt = self._queue.get_nowait()
-                if nxt is None:
-                    stop = True
-                    break
-                if size + len(nxt.requests) > MAX_GROUP or nbytes + nxt.size() > MAX_GROUP_BYTES:
-                    pending = nxt  # the next group's first call
-                    break
-                group.append(nxt)
-                size, nbytes = size + len(nxt.requests), nbytes + nxt.size()
-            await self._commit(group)
-            if stop:
-                return
-
-    async def _commit(self, group: list[_Job]) -> None:
-        try:
-            answers, last_seq = await self._run_group(group)
-        except Exception as e:
-            for job in group:
-                if not job.future.done():  # each caller gets its own exception object
-                    job.future.set_exception(
-                        Unavailable(e.message) if isinstance(e, Unavailable) else e)
-            return
-        self.groups += 1
-        if last_seq == 0:  # only duplicates: nothing to feed
-            _answer(answers)
-        else:
-            self._feed.park(last_seq, lambda: _answer(answers))
-
-    async def _run_group(self, group: list[_Job]) -> tuple[_Answers, int]:
-        """Run the append script; the answers, and the last new seq (0: none)."""
-        ids = os.urandom(8 * sum(len(job.requests) for job in group)).hex()
-        for _ in range(3):
-            reply = await self._run_append(self._append_args(group, ids))
-            if reply[0] != b"!retry":
-                return self._parse_append(group, reply, ids)
-            self._known.clear()  # a topic we knew is gone (Rule 5), or a rare epoch clash
-        raise Unavailable("could not create a topic epoch")
-
-    async def _run_append(self, args: list[Any]) -> Any:
-        """EVALSHA the append script on the writer's own connection.
-
-        There is one writer, so it needs no pool: it never queues behind the
-        reads for a connection, and a raw command costs half a pooled one.
-        """
-        script = self._scripts["APPEND"]
-        try:
-            if self._wconn is None:
-                assert self._redis is not None
-                self._wconn = self._redis.connection_pool.make_connection()  # type: ignore[no-untyped-call]
-            await self._wconn.connect()
-            # As the pool does: a connection that Redis closed (it restarted) is
-            # replaced before it is used, not found broken mid-command.
-            try:
-                stale = await self._wconn.can_read()
-            except (RedisError, OSError):
-                stale = True
-            if stale:
-                await self._wconn.disconnect()
-                await self._wconn.connect()
-            for _ in range(2):
-                await self._wconn.send_command("EVALSHA", script.sha, 0, *args)
-                try:
-                    return await self._wconn.read_response(disconnect_on_error=True)
-                except NoScriptError:  # Redis restarted: it ran nothing; load, run again
-                    await self._wconn.send_command("SCRIPT", "LOAD", script.script)
-                    await self._wconn.read_response(disconnect_on_error=True)
-            raise Unavailable("the store keeps forgetting the append script")
-        except RedisError as e:
-            if self._wconn is not None:
-                await self._wconn.disconnect()
-                self._wconn = None
-            raise unavailable(e) from e
-
-    def _append_args(self, group: list[_Job], ids: str) -> list[Any]:
-        """ARGV of :data:`~hubbub.engines.redis_scripts.APPEND`."""
-        args: list[Any] = [self.prefix, self._key_ttl_ms, new_epoch(), 0]
-        cands: dict[str, str] = {}  # an epoch for each topic that may be new
-        n = 0
-        for job in group:
-            for req in job.requests:
-                topic = req.topic
-                if topic not in self._known and topic not in cands:
-                    cands[topic] = new_epoch()
-                args += [topic, "" if req.key is None else "=" + req.key,
-                         _or_none(req.max_messages), req.content_type, req.data,
-                         ids[16 * n:16 * n + 16], job.now, cands.get(topic, "")]
-                n += 1
-        args[3] = n
-        return args
-
-    def _parse_append(self, group: list[_Job], reply: list[Any], ids: str
-                      ) -> tuple[_Answers, int]:
-        answers: _Answers = []
-        i, n, last_seq = 1, 0, 0
-        for job in group:
-            results = []
-            for req in job.requests:
-                epoch = reply[i + 1].decode()
-                if reply[i]:
-                    msg = Message(req.topic, epoch, reply[i + 2], reply[i + 3], reply[i + 4],
-                                  reply[i + 5].decode(), reply[i + 7], ctype(reply[i + 6]))
-                    results.append(AppendResult(msg, duplicate=True))
-                    i += 8
-                else:
-                    last_seq = reply[i + 3]
-                    msg = Message(req.topic, epoch, reply[i + 2], last_seq, job.now,
-                                  ids[16 * n:16 * n + 16], req.data, req.content_type)
-                    results.append(AppendResult(msg))
-                    i += 4
-                self._known.add(req.topic)
-                n += 1
-            answers.append((job, results))
-        return answers, last_seq
+        return await self._writer.append(requests, now)
 
     # -- reading ------------------------------------------------------------
 
@@ -458,7 +319,7 @@ class RedisEngine:
         for t in await self.topics():
             r = retention(t.name)
             if r.max_messages is not None or r.max_age_ms is not None:
-                plan += [t.name, _or_none(r.max_messages), _or_none(r.max_age_ms)]
+                plan += [t.name, or_none(r.max_messages), or_none(r.max_age_ms)]
         removed = 0
         # Some topics per script: Redis serves nobody else while a script runs.
         for i in range(0, len(plan), 3 * TRIM_TOPICS):
@@ -525,13 +386,3 @@ def _retrieve(task: asyncio.Future[Any]) -> None:
     """Mark a shielded command's failure as seen: its caller may have left."""
     if not task.cancelled():
         task.exception()
-
-
-def _answer(answers: _Answers) -> None:
-    for job, results in answers:
-        if not job.future.done():  # else the caller was cancelled; stored all the same
-            job.future.set_result(results)
-
-
-def _or_none(n: int | None) -> int:
-    return -1 if n is None else n

@@ -1,5 +1,8 @@
-"""The fan-out link of a Redis node: what feeds its listeners (Rules 2-5 of
-:mod:`hubbub.engines.redis`).
+"""The fan-out link of a Redis node: what feeds its listeners.
+
+It keeps the invariants "only the link feeds listeners",
+"answered after fed", "a lost link is said" and "a reset store is new" of
+:mod:`hubbub.engines.redis` (stated there).
 
 One subscribed connection per node, read by one task. Every append script
 publishes its new messages on ``P:fanout`` while it runs, so the link brings
@@ -81,7 +84,8 @@ class Feed:
         self.up = False
 
     def park(self, seq: int, answer: Callable[[], None]) -> None:
-        """Call ``answer`` once the listeners were fed up to ``seq`` (Rule 3).
+        """Call ``answer`` once the listeners were fed up to ``seq``
+        (:mod:`hubbub.engines.redis`, invariant "answered after fed").
 
         At once if they were (the fan-out can beat the script's reply), or if
         the link is down: the messages are stored, and nobody is there to feed
@@ -127,7 +131,8 @@ class Feed:
         return f"{self.prefix}:{name}"
 
     async def _follow(self, client: aioredis.Redis, conn: Connection | None) -> None:
-        """Feed the listeners from the link, forever; reconnect with backoff (Rule 4)."""
+        """Feed the listeners from the link, forever; reconnect with backoff
+        (:mod:`hubbub.engines.redis`, invariant "a lost link is said")."""
         delay = _BACKOFF[0]
         while True:
             try:
@@ -163,7 +168,7 @@ class Feed:
 
     async def _receive_frame(self, frame: bytes) -> None:
         msgs, epoch = decode_frame(frame)
-        if epoch != self.store_epoch:  # flushed under a live link (Rule 5)
+        if epoch != self.store_epoch:  # flushed under a live link: a reset store is new
             self._reset(epoch, msgs[0].seq - 1 if msgs else 0)
         if not msgs or msgs[-1].seq <= self.fed:
             return
@@ -203,7 +208,8 @@ class Feed:
         self._answer()  # they are stored; the reader feeds them once it is back
 
     def _reset(self, epoch: str, seq: int) -> None:
-        """The store is not the one we fed from (Rule 5): start over from ``seq``."""
+        """The store is not the one we fed from: start over from ``seq``
+        (:mod:`hubbub.engines.redis`, invariant "a reset store is new")."""
         if self.store_epoch:
             log.warning("the store was reset (epoch %s, now %s)", self.store_epoch, epoch)
             self._tell(Unavailable("the store was reset; resume from the cursor"))

@@ -1,32 +1,35 @@
 """Consumer groups on the Redis engine: the Lua scripts of create, claim and
 settle, and the parsing of their replies.
 
-Theory of operation
--------------------
-Rule 1. One script per operation. ``claim`` and ``settle`` each run as ONE
-        Lua script (EVALSHA), so they are atomic and serialized with every
-        other script on the store, the appends of every node included: two
-        nodes pulling from one group never lease a message twice. The
-        decisions are :mod:`hubbub.protocol.leases`'s rules, written in Lua (the
-        scripts cannot call Python); the contract suite and a seeded random
-        run against the memory engine (the reference) check that they agree.
-Rule 2. Dead letters are appends. A claim that finds an entry past
-        ``max_deliver`` removes it and appends its message to ``dlq.<group>``
-        with the append code of every append
-        (:data:`~hubbub.engines.redis_scripts.APPEND_FNS`), in the same
-        script: positions, topic creation and the fan-out frame are those of
-        any publish, so the dead letters reach every node's listeners through
-        the fan-out link, and ``claim()`` answers once its own node fed them
-        (as ``append()`` does, Rule 3 of :mod:`hubbub.engines.redis`). The
-        payload is :func:`hubbub.protocol.leases.dead_letter_payload`'s, byte for byte
-        (``dead_payload`` below; a test compares the two).
-Rule 3. Checks first, writes after. A script that refuses (no such group, or
-        a dead-letter topic to create whose epoch candidate is taken) returns
-        before it writes anything.
-Rule 4. Bounded work per claim. A claim dead-letters at most ``MAX_DEAD``
-        entries; when it reaches that, it stops there (no new messages) and
-        the next claim goes on. The memory engine has no such bound: only a
-        claim meeting more than ``MAX_DEAD`` exhausted entries differs.
+Invariants
+----------
+"one script per operation": ``claim`` and ``settle`` each run as ONE Lua
+    script (EVALSHA), so they are atomic and serialized with every other
+    script on the store, the appends of every node included: two nodes
+    pulling from one group never lease a message twice. The decisions are
+    :mod:`hubbub.protocol.leases`'s invariants, written in Lua (the scripts
+    cannot call Python); the contract suite and a seeded random run against
+    the memory engine (the reference) check that they agree.
+"dead letters are appends": A claim that finds an entry past
+    ``max_deliver`` removes it and appends its message to ``dlq.<group>``
+    with the append code of every append
+    (:data:`~hubbub.engines.redis_scripts.APPEND_FNS`), in the same script:
+    positions, topic creation and the fan-out frame are those of any
+    publish, so the dead letters reach every node's listeners through the
+    fan-out link, and ``claim()`` answers once its own node fed them (as
+    ``append()`` does: :mod:`hubbub.engines.redis`, invariant
+    "answered after fed"). The payload is :func:`hubbub.protocol.leases.dead_letter_payload`'s,
+    byte for byte (``dead_payload`` below; a test compares the two).
+"checks before writes": A script that refuses (no such group, or a
+    dead-letter topic to create whose epoch candidate is taken) returns
+    before it writes anything.
+
+Trade-offs
+----------
+"bounded work per claim": A claim dead-letters at most ``MAX_DEAD``
+    entries; when it reaches that, it stops there (no new messages) and the
+    next claim goes on. The memory engine has no such bound: only a claim
+    meeting more than ``MAX_DEAD`` exhausted entries differs.
 
 Layout (``P`` is the store's key prefix, ``G`` the group)::
 
@@ -41,7 +44,8 @@ exactly the entries with ``deadline <= due``: a claim first moves the entries
 of ``P:gd`` with deadline in ``(due, now]`` into it (each entry once per time
 it falls due) and raises ``due`` to ``now``; a settle or a lease that sets a
 deadline puts the entry in or out of it. So the due entries, oldest seq
-first (Rules 1-2 of :mod:`hubbub.protocol.leases`), are read from the front of
+first (:mod:`hubbub.protocol.leases`, invariants "due at the deadline" and
+"due entries first"), are read from the front of
 ``P:gr`` a page at a time, skipping only entries not due by this claim's
 clock (a node whose clock is behind another's), and ``next_due`` is the front
 of ``P:gd``.
@@ -76,7 +80,7 @@ from .base import AppendResult, Claim, GroupInfo, Lease
 from .redis_scripts import APPEND_FNS, READ_SEQ_FN, SEQ_AT
 from .redis_wire import message
 
-#: Most entries one claim dead-letters (Rule 4).
+#: Most entries one claim dead-letters (trade-off "bounded work per claim").
 MAX_DEAD: Final = 1000
 #: Positions are Lua doubles in the scripts: exact below 2**53.
 MAX_SAFE: Final = 2**53 - 1
@@ -180,7 +184,7 @@ local horizon, max, lease_ms = tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(AR
 local max_deliver, snow, tokens, salt = tonumber(ARGV[10]), ARGV[11], ARGV[12], ARGV[13]
 local now, max_dead = tonumber(snow), tonumber(ARGV[14])
 local ks = group_keys(P, name)
--- Checks first, writes after (Rule 3).
+-- Checks first, writes after (invariant "checks before writes").
 local g = redis.call('HMGET', ks.g, 'delivered_seq', 'due')
 if not g[1] then return {'!nogroup'} end
 local fresh = new_topics(P, {dlq, '', -1, '@JSON@', '', '', snow, ARGV[6]}, 1, 1)
@@ -272,7 +276,7 @@ if last ~= delivered then
   redis.call('HSET', ks.g, 'delivered_seq', string.format('%d', last))
 end
 
--- Dead letters are appends like any other (Rule 2).
+-- Dead letters are appends like any other (invariant "dead letters are appends").
 if #dl > 0 then
   local out = append(P, tonumber(ARGV[2]), ARGV[3], dl, 1, #dl / 8, fresh)
   for i = 0, #dl / 8 - 1 do

@@ -1,20 +1,24 @@
 """Records on the Redis engine: the Lua scripts of put, delete, scan and expire.
 
-Theory of operation
--------------------
-Rule 1. One script per write. ``put``, ``delete`` and ``expire`` each run as
-        ONE Lua script, so a compare-and-set reads the version and writes in
-        one step that no other node can interleave with, and an expiry sweep
-        removes and returns each expired record once: when several nodes
-        sweep, each record reaches exactly one of them.
-Rule 2. Expiry is hubbub's, not Redis's. A record past its ``expires`` stays
-        stored (no PEXPIREAT) until a sweep returns it, so that the sweeper
-        can act on it (publish a presence leave, delete an upload's file);
-        every read treats it as absent meanwhile, as the engine contract says.
-Rule 3. Scans and sweeps stay within a kind. The kind is the part of the key
-        before its first ``/`` and every prefix names one (``"job/"``,
-        ``"presence/room.1/"``); each kind has its own index sets, so a sweep
-        of one kind never walks the records of another.
+Invariants
+----------
+"one script per write": ``put``, ``delete`` and ``expire`` each run as ONE
+    Lua script, so a compare-and-set reads the version and writes in one
+    step that no other node can interleave with, and an expiry sweep removes
+    and returns each expired record once: when several nodes sweep, each
+    record reaches exactly one of them.
+"hubbub decides expiry": Expiry is hubbub's, not Redis's. A record past its
+    ``expires`` stays stored (no PEXPIREAT) until a sweep returns it, so
+    that the sweeper can act on it (publish a presence leave, delete an
+    upload's file); every read treats it as absent meanwhile, as the engine
+    contract says.
+
+Trade-offs
+----------
+"sweeps stay within a kind": Scans and sweeps stay within a kind. The kind
+    is the part of the key before its first ``/`` and every prefix names one
+    (``"job/"``, ``"presence/room.1/"``); each kind has its own index sets,
+    so a sweep of one kind never walks the records of another.
 
 Layout (``P`` is the store's key prefix, ``K`` a kind, ``key`` a whole key)::
 

@@ -3,15 +3,17 @@
 These are plain functions on a connection that is already inside a write
 transaction; :class:`~hubbub.engines.sqlite.SQLiteEngine` runs them as jobs
 of its writer thread, so each one is atomic and serialized with the appends
-(Rule 1 of its module docstring). The decisions are :mod:`hubbub.protocol.leases`'s
-(:func:`~hubbub.protocol.leases.take`, Rule 3); this module only stores them.
+(:mod:`hubbub.engines.sqlite`, invariant "group changes are writes"). The
+decisions are :func:`hubbub.protocol.leases.take`'s (:mod:`hubbub.protocol.leases`,
+invariants "due entries first" and "only the current lease settles"); this
+module only stores them.
 
 A group is a row of ``groups``; each of its pending entries is a row of
 ``group_pending``, keyed by ``(group_id, seq)``. The ``(group_id, deadline)``
-index finds the due entries (Rule 1 of :mod:`hubbub.protocol.leases`) and the next
-deadline without a scan. Everything, lease ids and deadlines included, is in
-those rows, so a group survives a reopen or a ``kill -9`` as its last commit
-left it.
+index finds the due entries (:mod:`hubbub.protocol.leases`, invariant
+"due at the deadline") and the next deadline without a scan. Everything,
+lease ids and deadlines included, is in those rows, so a group survives a
+reopen or a ``kill -9`` as its last commit left it.
 
 Every function raises :class:`~hubbub.protocol.errors.NotFound` for an unknown group
 *before* it writes anything, so the writer can fail that job alone without
@@ -194,7 +196,8 @@ def settle(
     lease_ms: int,
     error: str | None,
 ) -> list[Outcome]:
-    """Apply one action to ``(seq, lease_id)`` pairs, in order (Rule 3 of :mod:`hubbub.protocol.leases`).
+    """Apply one action to ``(seq, lease_id)`` pairs, in order (:mod:`hubbub.protocol.leases`,
+    invariant "only the current lease settles").
 
     Raises:
         NotFound: no such group (nothing was written).

@@ -4,10 +4,11 @@ A record is a row of ``records``, keyed by its key (``WITHOUT ROWID``: the
 primary key is the table's order, so a prefix is a key range). The writes
 are plain functions on the writer's connection, already inside a write
 transaction; :class:`~hubbub.engines.sqlite.SQLiteEngine` runs them as jobs
-of its writer thread (Rule 1 of its module docstring), so a compare-and-set
-reads and writes in one transaction that no other writer can interleave
-with. The reads (``get``, ``scan``) run on the reader pool and see the last
-commit, which is every write that was answered.
+of its writer thread (:mod:`hubbub.engines.sqlite`, invariant
+"one writer thread"), so a compare-and-set reads and writes in one
+transaction that no other writer can interleave with. The reads (``get``,
+``scan``) run on the reader pool and see the last commit, which is every
+write that was answered.
 
 An expired row stays in the table until :func:`expire` removes it (or a put
 replaces it); every read treats it as absent, as the engine contract says.
