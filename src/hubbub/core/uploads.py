@@ -49,7 +49,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import hashlib
 import logging
 import os
@@ -65,13 +64,13 @@ from typing import Any, Final
 import msgspec
 
 from ..config import UPLOADS, UploadsConfig
+from ..engines.blobs import FileLock, create_file, cut_tail, fdatasync, unlink, write_at
 from ..loop.tasks import cancel_and_wait
 from ..protocol.errors import (
     ChecksumMismatch,
     Conflict,
     HubbubError,
     InvalidRequest,
-    Locked,
     NotFound,
     PayloadTooLarge,
     Unavailable,
@@ -275,14 +274,14 @@ class Uploads:
         if not self._made:
             await asyncio.to_thread(self.dir.mkdir, parents=True, exist_ok=True)
             self._made = True
-        await asyncio.to_thread(_create_file, self.path(upload_id))
+        await asyncio.to_thread(create_file, self.path(upload_id))
         now = self.hub.now()
         stored = _Stored(0, length, now, self._expiry(now, False), metadata or None,
                          owner=owner)
         try:
             up = await self._put(upload_id, stored, 0)
         except BaseException:
-            await asyncio.to_thread(_unlink, self.path(upload_id))
+            await asyncio.to_thread(unlink, self.path(upload_id))
             raise
         await self._event(up, "created", metadata=up.to_dict()["metadata"])
         if up.done:  # a zero-length upload is complete at once
@@ -345,7 +344,7 @@ class Uploads:
         """
         self._check_open()
         up = self._check_append(await self.get(upload_id), offset, length, declared)
-        with _FileLock(self.path(upload_id)) as fd:
+        with FileLock(self.path(upload_id)) as fd:
             # Another append may have committed between our read and the lock.
             up = self._check_append(await self.get(upload_id), offset, length, declared)
             was_done = up.done
@@ -480,11 +479,11 @@ class Uploads:
             Locked: an append is writing it.
         """
         up = await self.get(upload_id)
-        with _FileLock(self.path(upload_id), missing_ok=True):
+        with FileLock(self.path(upload_id), missing_ok=True):
             if not await self.hub.engine.delete(KIND + upload_id, self.hub.now(),
                                                 if_version=up.version):
                 raise Conflict("the upload was changed meanwhile; try again", field="id")
-            await asyncio.to_thread(_unlink, self.path(upload_id))
+            await asyncio.to_thread(unlink, self.path(upload_id))
         await self._event(up, "terminated")
 
     async def sweep(self) -> int:
@@ -493,7 +492,7 @@ class Uploads:
         for record in gone:
             upload_id = record.key[len(KIND):]
             if _ID_RE.fullmatch(upload_id):
-                await asyncio.to_thread(_unlink, self.path(upload_id))
+                await asyncio.to_thread(unlink, self.path(upload_id))
                 up = _upload(upload_id, _decode(record.value), record.version)
                 with contextlib.suppress(HubbubError):
                     await self._event(up, "expired")
@@ -523,59 +522,6 @@ def _encode_json(value: Any) -> bytes:
     return msgspec.json.encode(value)
 
 
-# -- files (blocking calls run in threads) ----------------------------------------------------
-
-
-def _create_file(path: Path) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
-    os.close(fd)
-    # The new directory entry must survive a crash too.
-    dfd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
-
-
-def _fdatasync(fd: int) -> None:
-    try:
-        os.fdatasync(fd)
-    finally:
-        os.close(fd)
-
-
-def _unlink(path: Path) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        path.unlink()
-
-
-class _FileLock:
-    """An exclusive, non-blocking ``flock`` on an upload's file (Rule 2); yields its fd."""
-
-    def __init__(self, path: Path, *, missing_ok: bool = False) -> None:
-        self.path = path
-        self.fd = -1
-        self.missing_ok = missing_ok
-
-    def __enter__(self) -> int:
-        try:
-            self.fd = os.open(self.path, os.O_RDWR)
-        except FileNotFoundError:
-            if self.missing_ok:
-                return -1
-            raise NotFound("no such upload", field="id") from None
-        try:
-            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(self.fd)
-            raise Locked("another request is writing this upload") from None
-        return self.fd
-
-    def __exit__(self, *exc: object) -> None:
-        if self.fd >= 0:
-            os.close(self.fd)  # closing drops the lock
-
-
 class _Writer:
     """Writes a body at an offset in buffered blocks, hashing it on the way.
 
@@ -595,8 +541,7 @@ class _Writer:
         self._at = offset  # where the buffer goes
         self._pending: asyncio.Future[None] | None = None
         # Rule 1: a stale tail past the recorded offset goes before anything is written.
-        if os.fstat(fd).st_size > offset:
-            os.ftruncate(fd, offset)
+        cut_tail(fd, offset)
 
     async def feed(self, chunk: bytes) -> bool:
         """Take a chunk; whether a block was handed to the disk."""
@@ -622,13 +567,7 @@ class _Writer:
             await pending
 
     def _write(self, fd: int, data: bytearray, at: int) -> None:
-        try:
-            view = memoryview(data)
-            while view:
-                n = os.pwrite(fd, view, at)
-                view, at = view[n:], at + n
-        finally:
-            os.close(fd)
+        write_at(fd, data, at)
         if self._hash is not None:
             self._hash.update(data)
 
@@ -636,7 +575,7 @@ class _Writer:
         """Write out the buffer and make every written byte durable."""
         await self._flush()
         await self.drain()
-        await asyncio.to_thread(_fdatasync, os.dup(self.fd))
+        await asyncio.to_thread(fdatasync, os.dup(self.fd))
 
     def verify(self) -> None:
         """Raise :class:`ChecksumMismatch` unless the body matched its checksum."""
