@@ -51,11 +51,8 @@ import asyncio
 import contextlib
 import hashlib
 import logging
-import os
 import re
 import secrets
-import shutil
-import tempfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,7 +61,7 @@ from typing import Any, Final
 import msgspec
 
 from ..config import UPLOADS, UploadsConfig
-from ..engines.blobs import FileLock, create_file, cut_tail, fdatasync, unlink, write_at
+from ..engines.base import BlobWriter
 from ..loop.tasks import cancel_and_wait
 from ..protocol.errors import (
     ChecksumMismatch,
@@ -158,34 +155,20 @@ class Uploads:
     def __init__(self, hub: Publisher, config: UploadsConfig) -> None:
         self.hub = hub
         self.config = config
-        self.dir = Path(".")
-        self._temporary = False
-        self._made = False
+        #: The bytes: the engine's blob store, in ``[uploads] dir`` if set.
+        self.blobs = hub.engine.blobs(config.dir)
         self._sweeper: asyncio.Task[None] | None = None
 
     # -- lifecycle ------------------------------------------------------------------
 
-    def _choose_dir(self) -> Path:
-        if self.config.dir is not None:
-            return Path(self.config.dir)
-        store_path = getattr(self.hub.engine, "path", None)  # the SQLite engine's file
-        if isinstance(store_path, str):
-            return Path(store_path).resolve().parent / "uploads"
-        if not self.hub.engine.durable:  # memory: nothing outlives the process anyway
-            self._temporary = True
-            return Path(tempfile.gettempdir()) / f"hubbub-uploads-{secrets.token_hex(8)}"
-        return Path("hubbub-data") / "uploads"
-
     async def start(self) -> None:
-        """Choose the directory (made on the first upload) and start sweeping."""
-        self.dir = self._choose_dir()
+        """Start sweeping."""
         self._sweeper = asyncio.create_task(self._sweep_forever(), name="hubbub-uploads")
 
     async def stop(self) -> None:
         await cancel_and_wait(self._sweeper)
         self._sweeper = None
-        if self._temporary:
-            shutil.rmtree(self.dir, ignore_errors=True)
+        await self.blobs.close()
 
     def _check_open(self) -> None:
         if self.hub.draining:
@@ -193,7 +176,7 @@ class Uploads:
 
     def path(self, upload_id: str) -> Path:
         """The file holding an upload's bytes."""
-        return self.dir / upload_id
+        return Path(self.blobs.path(upload_id))
 
     # -- records --------------------------------------------------------------------
 
@@ -271,17 +254,14 @@ class Uploads:
         if length:
             await self._check_quota(length, owner)
         upload_id = secrets.token_hex(16)
-        if not self._made:
-            await asyncio.to_thread(self.dir.mkdir, parents=True, exist_ok=True)
-            self._made = True
-        await asyncio.to_thread(create_file, self.path(upload_id))
+        await self.blobs.create(upload_id)
         now = self.hub.now()
         stored = _Stored(0, length, now, self._expiry(now, False), metadata or None,
                          owner=owner)
         try:
             up = await self._put(upload_id, stored, 0)
         except BaseException:
-            await asyncio.to_thread(unlink, self.path(upload_id))
+            await self.blobs.delete(upload_id)
             raise
         await self._event(up, "created", metadata=up.to_dict()["metadata"])
         if up.done:  # a zero-length upload is complete at once
@@ -344,13 +324,15 @@ class Uploads:
         """
         self._check_open()
         up = self._check_append(await self.get(upload_id), offset, length, declared)
-        with FileLock(self.path(upload_id)) as fd:
+        async with self.blobs.writer(upload_id) as blob:
             # Another append may have committed between our read and the lock.
             up = self._check_append(await self.get(upload_id), offset, length, declared)
             was_done = up.done
             if length is not None and up.length is None:
                 up = await self._commit(up, up.offset, length)
-            writer = _Writer(fd, up.offset, checksum)
+            # Rule 1: a stale tail past the recorded offset goes before anything is written.
+            await blob.truncate(up.offset)
+            writer = _Writer(blob, up.offset, checksum)
             try:
                 up = await self._write(up, writer, body)
             finally:
@@ -479,11 +461,11 @@ class Uploads:
             Locked: an append is writing it.
         """
         up = await self.get(upload_id)
-        with FileLock(self.path(upload_id), missing_ok=True):
+        async with self.blobs.lock(upload_id):
             if not await self.hub.engine.delete(KIND + upload_id, self.hub.now(),
                                                 if_version=up.version):
                 raise Conflict("the upload was changed meanwhile; try again", field="id")
-            await asyncio.to_thread(unlink, self.path(upload_id))
+            await self.blobs.delete(upload_id)
         await self._event(up, "terminated")
 
     async def sweep(self) -> int:
@@ -492,7 +474,7 @@ class Uploads:
         for record in gone:
             upload_id = record.key[len(KIND):]
             if _ID_RE.fullmatch(upload_id):
-                await asyncio.to_thread(unlink, self.path(upload_id))
+                await self.blobs.delete(upload_id)
                 up = _upload(upload_id, _decode(record.value), record.version)
                 with contextlib.suppress(HubbubError):
                     await self._event(up, "expired")
@@ -525,26 +507,24 @@ def _encode_json(value: Any) -> bytes:
 class _Writer:
     """Writes a body at an offset in buffered blocks, hashing it on the way.
 
-    One block is written (in a thread) while the next one is received: the
-    network and the disk work at the same time. Every call in a thread gets
-    a duplicate of the file descriptor and closes it itself, so the upload's
-    file stays open (and locked, Rule 2) until the last write in flight is
-    done, even if the request is cancelled meanwhile.
+    One block is written (and hashed, in threads) while the next one is
+    received: the network and the disk work at the same time. A block handed
+    to the blob goes on being written, and keeps the blob locked (Rule 2),
+    even if the request is cancelled meanwhile (:meth:`BlobWriter.write`).
     """
 
-    def __init__(self, fd: int, offset: int, checksum: tuple[str, bytes] | None) -> None:
-        self.fd = fd
+    def __init__(self, blob: BlobWriter, offset: int,
+                 checksum: tuple[str, bytes] | None) -> None:
+        self.blob = blob
         self.end = offset  # bytes written (buffered ones included)
         self.checksum = checksum
         self._hash = hashlib.new(checksum[0]) if checksum else None
         self._buffer = bytearray()
         self._at = offset  # where the buffer goes
-        self._pending: asyncio.Future[None] | None = None
-        # Rule 1: a stale tail past the recorded offset goes before anything is written.
-        cut_tail(fd, offset)
+        self._pending: asyncio.Future[Any] | None = None
 
     async def feed(self, chunk: bytes) -> bool:
-        """Take a chunk; whether a block was handed to the disk."""
+        """Take a chunk; whether a block was handed to the blob."""
         self._buffer += chunk
         self.end += len(chunk)
         if len(self._buffer) < WRITE_BUFFER:
@@ -557,8 +537,11 @@ class _Writer:
         if self._buffer:
             data, self._buffer = self._buffer, bytearray()
             at, self._at = self._at, self._at + len(data)
-            fd = os.dup(self.fd)
-            self._pending = asyncio.ensure_future(asyncio.to_thread(self._write, fd, data, at))
+            written = self.blob.write(data, at)
+            if self._hash is None:
+                self._pending = written
+            else:
+                self._pending = asyncio.gather(written, asyncio.to_thread(self._hash.update, data))
 
     async def drain(self) -> None:
         """Wait for the block in flight; raise its error, if any."""
@@ -566,16 +549,11 @@ class _Writer:
         if pending is not None:
             await pending
 
-    def _write(self, fd: int, data: bytearray, at: int) -> None:
-        write_at(fd, data, at)
-        if self._hash is not None:
-            self._hash.update(data)
-
     async def sync(self) -> None:
         """Write out the buffer and make every written byte durable."""
         await self._flush()
         await self.drain()
-        await asyncio.to_thread(fdatasync, os.dup(self.fd))
+        await self.blob.sync()
 
     def verify(self) -> None:
         """Raise :class:`ChecksumMismatch` unless the body matched its checksum."""

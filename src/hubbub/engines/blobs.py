@@ -1,24 +1,120 @@
-"""Upload bytes in files: blocking calls that run in threads (:mod:`hubbub.core.uploads`).
+"""FileBlobs: a :class:`~hubbub.engines.base.BlobStore` in a directory, one file a blob.
 
-Each upload is one file ``<dir>/<id>``; these are the file-system calls its
-service makes: create a file durably, write at an offset, cut a stale tail,
-``fdatasync``, lock with ``flock``, unlink.
+Every engine keeps its blobs here: the SQLite engine in ``uploads`` beside
+its database, the Redis engine in ``./hubbub-data/uploads`` (a directory
+every node shares, set by ``[uploads] dir``), the memory engine in a
+temporary directory removed when the store closes. Blocking calls run in
+threads, except those that only touch a file's metadata (open, ``flock``,
+``ftruncate``).
+
+Rule 1. A blob exists durably once made: its directory entry is
+        ``fsync``-ed before :meth:`FileBlobs.create` returns.
+Rule 2. One writer per blob: a writer holds an exclusive ``flock`` on the
+        file, taken without waiting (:class:`~hubbub.protocol.errors.Locked`
+        otherwise). The kernel drops it when its process dies, so a crashed
+        node blocks nobody; on a cluster the directory must support ``flock``
+        across hosts (NFSv4).
+Rule 3. Every write or sync in a thread gets a duplicate of the file
+        descriptor and closes it itself, and is shielded from cancellation
+        once asked for, so the file stays open and locked (Rule 2) until the
+        last write in flight is done, even if the request that started it is
+        cancelled meanwhile (a cancelled call that never started would leave
+        its duplicate open, and the blob locked for good).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import fcntl
 import os
+import secrets
+import shutil
+import tempfile
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
 from ..protocol.errors import Locked, NotFound
+from .base import BlobWriter
+
+
+def file_blobs(directory: str | None, default: str | None) -> FileBlobs:
+    """The store in ``directory`` if given, else in ``default``; with no
+    default, in a new temporary directory that :meth:`FileBlobs.close` removes."""
+    if directory is not None:
+        return FileBlobs(Path(directory))
+    if default is not None:
+        return FileBlobs(Path(default))
+    where = Path(tempfile.gettempdir()) / f"hubbub-uploads-{secrets.token_hex(8)}"
+    return FileBlobs(where, temporary=True)
+
+
+class FileBlobs:
+    """Blobs as files ``<directory>/<name>`` (see the module docstring)."""
+
+    def __init__(self, directory: Path, *, temporary: bool = False) -> None:
+        self.directory = directory
+        self.temporary = temporary
+        self._made = False
+
+    def path(self, name: str) -> str:
+        return str(self.directory / name)
+
+    async def create(self, name: str) -> None:
+        if not self._made:
+            await asyncio.to_thread(self.directory.mkdir, parents=True, exist_ok=True)
+            self._made = True
+        await asyncio.to_thread(create_file, self.directory / name)
+
+    @contextlib.asynccontextmanager
+    async def writer(self, name: str) -> AsyncIterator[BlobWriter]:
+        with FileLock(self.directory / name) as fd:
+            yield _FileWriter(fd)
+
+    @contextlib.asynccontextmanager
+    async def lock(self, name: str) -> AsyncIterator[None]:
+        with FileLock(self.directory / name, missing_ok=True):
+            yield
+
+    async def delete(self, name: str) -> None:
+        await asyncio.to_thread(unlink, self.directory / name)
+
+    async def close(self) -> None:
+        if self.temporary:
+            await asyncio.to_thread(shutil.rmtree, self.directory, ignore_errors=True)
+            self._made = False
+
+
+class _FileWriter:
+    """The :class:`~hubbub.engines.base.BlobWriter` of a locked file (Rule 3)."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    async def truncate(self, size: int) -> None:
+        cut_tail(self.fd, size)
+
+    def write(self, data: bytes | bytearray, at: int) -> asyncio.Future[None]:
+        return _in_thread(write_at, os.dup(self.fd), data, at)
+
+    async def sync(self) -> None:
+        await _in_thread(fdatasync, os.dup(self.fd))
+
+
+def _in_thread(fn: Callable[..., None], fd: int, *args: Any) -> asyncio.Future[None]:
+    """Run ``fn(fd, *args)``, which closes ``fd``, in a thread; cancelling the
+    future returned never stops it, nor keeps it from starting (Rule 3)."""
+    return asyncio.shield(asyncio.ensure_future(asyncio.to_thread(fn, fd, *args)))
+
+
+# -- blocking calls ----------------------------------------------------------------------
 
 
 def create_file(path: Path) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
     os.close(fd)
-    # The new directory entry must survive a crash too.
+    # The new directory entry must survive a crash too (Rule 1).
     dfd = os.open(path.parent, os.O_RDONLY)
     try:
         os.fsync(dfd)
@@ -39,12 +135,12 @@ def unlink(path: Path) -> None:
 
 
 def cut_tail(fd: int, offset: int) -> None:
-    """Cut the file to ``offset`` bytes if it is longer (Rule 1 of :mod:`hubbub.core.uploads`)."""
+    """Cut the file to ``offset`` bytes if it is longer."""
     if os.fstat(fd).st_size > offset:
         os.ftruncate(fd, offset)
 
 
-def write_at(fd: int, data: bytearray, at: int) -> None:
+def write_at(fd: int, data: bytes | bytearray, at: int) -> None:
     """Write all of ``data`` at ``at``, then close ``fd``."""
     try:
         view = memoryview(data)
@@ -56,8 +152,7 @@ def write_at(fd: int, data: bytearray, at: int) -> None:
 
 
 class FileLock:
-    """An exclusive, non-blocking ``flock`` on an upload's file (Rule 2 of
-    :mod:`hubbub.core.uploads`); yields its fd."""
+    """An exclusive, non-blocking ``flock`` on a blob's file (Rule 2); yields its fd."""
 
     def __init__(self, path: Path, *, missing_ok: bool = False) -> None:
         self.path = path

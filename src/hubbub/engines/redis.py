@@ -97,6 +97,7 @@ from .base import (
     DEFAULT_KEY_TTL_MS,
     AppendRequest,
     AppendResult,
+    BlobStore,
     Claim,
     EpochInfo,
     ErrorListener,
@@ -106,6 +107,7 @@ from .base import (
     Retention,
     TopicInfo,
 )
+from .blobs import file_blobs
 from .redis_feed import Feed
 from .redis_wire import ctype, message, topic_info, unavailable
 
@@ -232,6 +234,11 @@ class RedisEngine:
         if not self._feed.up:
             raise Unavailable("the fan-out link to the store is down")
         await self._call(lambda r: r.ping())
+
+    def blobs(self, directory: str | None = None) -> BlobStore:
+        """Files in ``directory``, which every node must share (``docs/cluster.md``),
+        or in ``./hubbub-data/uploads``."""
+        return file_blobs(directory, os.path.join("hubbub-data", "uploads"))
 
     def add_listener(self, listener: Listener) -> None:
         self._feed.listeners.append(listener)

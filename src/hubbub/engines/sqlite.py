@@ -90,6 +90,7 @@ from .base import (
     DEFAULT_KEY_TTL_MS,
     AppendRequest,
     AppendResult,
+    BlobStore,
     Claim,
     EpochInfo,
     ErrorListener,
@@ -100,6 +101,7 @@ from .base import (
     TopicInfo,
     record_kind,
 )
+from .blobs import file_blobs
 
 #: Most requests one group transaction takes (bounds commit latency and memory).
 MAX_GROUP: Final = 4096
@@ -254,6 +256,11 @@ class SQLiteEngine:
 
     async def ping(self) -> None:
         await self._read(lambda conn: conn.execute("SELECT 1").fetchone())
+
+    def blobs(self, directory: str | None = None) -> BlobStore:
+        """Files in ``directory``, or in ``uploads`` beside the database."""
+        beside = os.path.dirname(os.path.realpath(self.path))
+        return file_blobs(directory, os.path.join(beside, "uploads"))
 
     def add_listener(self, listener: Listener) -> None:
         self._listeners.append(listener)
