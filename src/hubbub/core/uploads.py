@@ -49,22 +49,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
 import re
 import secrets
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
 import msgspec
 
 from ..config import UPLOADS, UploadsConfig
-from ..engines.base import BlobWriter
 from ..loop.tasks import cancel_and_wait
 from ..protocol.errors import (
-    ChecksumMismatch,
     Conflict,
     HubbubError,
     InvalidRequest,
@@ -76,14 +72,14 @@ from ..protocol.errors import (
 from ..protocol.message import JSON
 from ..protocol.tus import parse_metadata
 from .ports import Publisher
+from .uploads_body import BodyWriter
+from .uploads_record import Stored, Upload, decode, encode, upload_of
 
 log = logging.getLogger("hubbub.uploads")
 
 KIND: Final = "upload/"
 #: Bytes an append without a checksum writes between two commits (Rule 3).
 CHECKPOINT: Final = 8 << 20
-#: Bytes gathered from the body before one write to the file.
-WRITE_BUFFER: Final = 1 << 20
 #: How long an expired upload still answers 410 before it is forgotten (Rule 4).
 GONE_MS: Final = 3600 * 1000
 SWEEP_INTERVAL: Final = 30.0
@@ -92,61 +88,6 @@ QUOTA_SCAN: Final = 100_000
 _ID_RE = re.compile(r"[0-9a-f]{32}")
 #: The metadata key that names a job queue to start on completion (Rule 5).
 JOB_KEY: Final = "job"
-
-
-class _Stored(msgspec.Struct, omit_defaults=True):
-    """The record's value (JSON)."""
-
-    offset: int
-    length: int | None
-    created: int
-    expires: int | None
-    metadata: str | None = None
-    completed: int | None = None
-    job: str | None = None
-    #: Who made it (the credential's subject), for ``[limits] upload_bytes_per_principal``.
-    owner: str | None = None
-
-
-_encode = msgspec.json.Encoder().encode
-_decode = msgspec.json.Decoder(_Stored).decode
-
-
-@dataclass(frozen=True, slots=True)
-class Upload:
-    """An upload as recorded. ``length`` is ``None`` while deferred."""
-
-    id: str
-    offset: int
-    length: int | None
-    created: int
-    expires: int | None
-    metadata_header: str | None
-    completed: int | None
-    job: str | None
-    version: int
-    owner: str | None = None
-
-    @property
-    def done(self) -> bool:
-        return self.length is not None and self.offset == self.length
-
-    @property
-    def metadata(self) -> dict[str, bytes]:
-        return parse_metadata(self.metadata_header)
-
-    def to_dict(self) -> dict[str, Any]:
-        """The upload as JSON-friendly data (metadata values as text)."""
-        return {
-            "id": self.id, "offset": self.offset, "length": self.length,
-            "created": self.created, "expires": self.expires, "completed": self.completed,
-            "metadata": {k: v.decode(errors="replace") for k, v in self.metadata.items()},
-        }
-
-
-def _upload(upload_id: str, stored: _Stored, version: int) -> Upload:
-    return Upload(upload_id, stored.offset, stored.length, stored.created, stored.expires,
-                  stored.metadata, stored.completed, stored.job, version, stored.owner)
 
 
 class Uploads:
@@ -184,14 +125,14 @@ class Uploads:
         seconds = self.config.keep if done else self.config.expiration
         return now + int(seconds * 1000) if seconds else None
 
-    async def _put(self, upload_id: str, stored: _Stored, if_version: int) -> Upload:
+    async def _put(self, upload_id: str, stored: Stored, if_version: int) -> Upload:
         now = self.hub.now()
         gone = None if stored.expires is None else stored.expires + GONE_MS
-        record = await self.hub.engine.put(KIND + upload_id, _encode(stored), now,
+        record = await self.hub.engine.put(KIND + upload_id, encode(stored), now,
                                            expires=gone, if_version=if_version)
         if record is None:
             raise Conflict("the upload was changed or removed meanwhile", field="id")
-        return _upload(upload_id, stored, record.version)
+        return upload_of(upload_id, stored, record.version)
 
     async def get(self, upload_id: str) -> Upload:
         """The upload as recorded.
@@ -206,7 +147,7 @@ class Uploads:
         record = await self.hub.engine.get(KIND + upload_id, now)
         if record is None:
             raise NotFound("no such upload", field="id")
-        up = _upload(upload_id, _decode(record.value), record.version)
+        up = upload_of(upload_id, decode(record.value), record.version)
         if up.expires is not None and up.expires <= now:
             raise UploadExpired("the upload expired", field="id")
         return up
@@ -215,7 +156,7 @@ class Uploads:
         """Uploads as recorded, finished ones included, at most ``limit``
         (for statistics: an upload's id lets its holder write to it)."""
         records = await self.hub.engine.scan(KIND, self.hub.now(), limit)
-        return [_upload(r.key[len(KIND):], _decode(r.value), r.version) for r in records]
+        return [upload_of(r.key[len(KIND):], decode(r.value), r.version) for r in records]
 
     # -- creation ---------------------------------------------------------------------
 
@@ -256,7 +197,7 @@ class Uploads:
         upload_id = secrets.token_hex(16)
         await self.blobs.create(upload_id)
         now = self.hub.now()
-        stored = _Stored(0, length, now, self._expiry(now, False), metadata or None,
+        stored = Stored(0, length, now, self._expiry(now, False), metadata or None,
                          owner=owner)
         try:
             up = await self._put(upload_id, stored, 0)
@@ -332,7 +273,7 @@ class Uploads:
                 up = await self._commit(up, up.offset, length)
             # Rule 1: a stale tail past the recorded offset goes before anything is written.
             await blob.truncate(up.offset)
-            writer = _Writer(blob, up.offset, checksum)
+            writer = BodyWriter(blob, up.offset, checksum)
             try:
                 up = await self._write(up, writer, body)
             finally:
@@ -368,7 +309,7 @@ class Uploads:
         total = up.length if up.length is not None else length
         return total if total is not None else self.config.max_size
 
-    async def _write(self, up: Upload, writer: _Writer, body: AsyncIterator[bytes]) -> Upload:
+    async def _write(self, up: Upload, writer: BodyWriter, body: AsyncIterator[bytes]) -> Upload:
         limit = self._limit(up)
         committed = up.offset
         try:
@@ -396,7 +337,7 @@ class Uploads:
             up = await self._commit(up, writer.end)
         return up
 
-    async def _save_partial(self, up: Upload, writer: _Writer, committed: int) -> None:
+    async def _save_partial(self, up: Upload, writer: BodyWriter, committed: int) -> None:
         with contextlib.suppress(HubbubError, OSError):
             await writer.sync()
             if writer.end != committed:
@@ -407,7 +348,7 @@ class Uploads:
         now = self.hub.now()
         total = up.length if up.length is not None else length
         done = total is not None and offset == total
-        stored = _Stored(offset, total, up.created, self._expiry(now, done),
+        stored = Stored(offset, total, up.created, self._expiry(now, done),
                          up.metadata_header, now if done else None, up.job, up.owner)
         new = await self._put(up.id, stored, up.version)
         if offset != up.offset:
@@ -442,7 +383,7 @@ class Uploads:
             # The upload itself is done and stays so; the next HEAD tries again.
             log.warning("upload %s: job not submitted: %s", up.id, exc.message)
             return up
-        stored = _Stored(up.offset, up.length, up.created, up.expires, up.metadata_header,
+        stored = Stored(up.offset, up.length, up.created, up.expires, up.metadata_header,
                          up.completed, str(job.id), up.owner)
         try:
             up = await self._put(up.id, stored, up.version)
@@ -475,7 +416,7 @@ class Uploads:
             upload_id = record.key[len(KIND):]
             if _ID_RE.fullmatch(upload_id):
                 await self.blobs.delete(upload_id)
-                up = _upload(upload_id, _decode(record.value), record.version)
+                up = upload_of(upload_id, decode(record.value), record.version)
                 with contextlib.suppress(HubbubError):
                     await self._event(up, "expired")
         return len(gone)
@@ -502,62 +443,3 @@ class Uploads:
 
 def _encode_json(value: Any) -> bytes:
     return msgspec.json.encode(value)
-
-
-class _Writer:
-    """Writes a body at an offset in buffered blocks, hashing it on the way.
-
-    One block is written (and hashed, in threads) while the next one is
-    received: the network and the disk work at the same time. A block handed
-    to the blob goes on being written, and keeps the blob locked (Rule 2),
-    even if the request is cancelled meanwhile (:meth:`BlobWriter.write`).
-    """
-
-    def __init__(self, blob: BlobWriter, offset: int,
-                 checksum: tuple[str, bytes] | None) -> None:
-        self.blob = blob
-        self.end = offset  # bytes written (buffered ones included)
-        self.checksum = checksum
-        self._hash = hashlib.new(checksum[0]) if checksum else None
-        self._buffer = bytearray()
-        self._at = offset  # where the buffer goes
-        self._pending: asyncio.Future[Any] | None = None
-
-    async def feed(self, chunk: bytes) -> bool:
-        """Take a chunk; whether a block was handed to the blob."""
-        self._buffer += chunk
-        self.end += len(chunk)
-        if len(self._buffer) < WRITE_BUFFER:
-            return False
-        await self._flush()
-        return True
-
-    async def _flush(self) -> None:
-        await self.drain()
-        if self._buffer:
-            data, self._buffer = self._buffer, bytearray()
-            at, self._at = self._at, self._at + len(data)
-            written = self.blob.write(data, at)
-            if self._hash is None:
-                self._pending = written
-            else:
-                self._pending = asyncio.gather(written, asyncio.to_thread(self._hash.update, data))
-
-    async def drain(self) -> None:
-        """Wait for the block in flight; raise its error, if any."""
-        pending, self._pending = self._pending, None
-        if pending is not None:
-            await pending
-
-    async def sync(self) -> None:
-        """Write out the buffer and make every written byte durable."""
-        await self._flush()
-        await self.drain()
-        await self.blob.sync()
-
-    def verify(self) -> None:
-        """Raise :class:`ChecksumMismatch` unless the body matched its checksum."""
-        if self.checksum is not None and self._hash is not None \
-                and self._hash.digest() != self.checksum[1]:
-            raise ChecksumMismatch("the body does not match Upload-Checksum",
-                                   field="Upload-Checksum")
