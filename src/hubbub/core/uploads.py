@@ -1,48 +1,57 @@
-"""Resumable uploads: bytes in files, offsets in engine records (no HTTP).
+"""Resumable uploads: bytes in blobs, offsets in engine records (no HTTP).
 
 The tus 1.0.0 door (:mod:`hubbub.transports.uploads`) calls this service; so
-could any other. Each upload is one file ``<dir>/<id>`` and one engine record
-``upload/<id>`` holding its offset, length, metadata and expiry::
+could any other. Each upload is one blob of the engine's blob store
+(:class:`~hubbub.engines.base.BlobStore`: the file ``<dir>/<id>``) and one
+engine record ``upload/<id>`` holding its offset, length, metadata and
+expiry (:mod:`hubbub.core.uploads_record`); the service itself does no file I/O::
 
     up = await hub.uploads.create(length=1 << 20, metadata="filename ZC5iaW4=")
     up = await hub.uploads.append(up.id, 0, chunks)      # an async iterator of bytes
     assert up.done
 
-Theory of operation
--------------------
-Rule 1. The record's offset is the truth. Bytes are written to the file
-        first, ``fdatasync``-ed, and only then is the offset advanced in the
-        record, so after a crash at any moment (``kill -9``) the recorded
-        offset counts bytes that are all on disk. Bytes past it (written but
-        not committed) are a stale tail: the next append truncates the file to
-        the recorded offset before writing.
-Rule 2. One writer per upload: an append holds an exclusive ``flock`` on the
-        upload's file for its whole length; a second append (or a
-        termination) meanwhile is refused with :class:`~hubbub.protocol.errors.Locked`
-        (HTTP 423, which tus clients retry). The kernel drops the lock when
-        its process dies, so a crashed node blocks nobody. On a cluster the
-        directory is shared and must support ``flock`` (a local file system,
-        or NFSv4). Every offset commit is also a compare-and-set on the
-        record's version, so a writer that lost the record (terminated,
-        expired) commits nothing.
-Rule 3. An append without a checksum commits every ``CHECKPOINT`` bytes and
-        when its body ends or breaks off, so an interrupted PATCH keeps what
-        arrived. An append with a checksum commits once, after the digest
-        matched: tus 1.0.0 (checksum) "the Server MUST NOT append the bytes"
-        of a body that does not match.
-Rule 4. Expiry: an unfinished upload expires ``expiration`` seconds after its
-        last write; a finished one ``keep`` seconds after it finished (never,
-        when ``keep`` is 0). For ``GONE_MS`` after that it answers
-        :class:`~hubbub.protocol.errors.UploadExpired` (410), then the record goes and
-        the sweeper (one node, thanks to :meth:`Engine.expire`) deletes the
-        file; after that it is unknown (404).
-Rule 5. Progress is the topic ``uploads.<id>``: ``created``, ``progress``
-        (every commit), ``completed``, ``job`` (the job it started),
-        ``terminated``, ``expired`` events.
-        When an upload completes and its metadata names a job queue (key
-        ``job``) that the configuration allows, a job is submitted with the
-        upload id as its idempotency key, so a retried completion (a HEAD
-        after a crash between the last commit and the submission) starts one.
+Invariants
+----------
+"recorded offset is truth": Bytes are written to the blob first, synced
+    (:meth:`BlobWriter.sync`), and only then is the offset advanced in the
+    record, so after a crash at any moment (``kill -9``) the recorded offset
+    counts bytes that are all stored. Bytes past it (written but not
+    committed) are a stale tail: the next append cuts the blob to the
+    recorded offset before writing.
+"one writer per upload": An append holds the blob's writer lock
+    (:meth:`BlobStore.writer`) for its whole length; a second append (or a
+    termination) meanwhile is refused with :class:`~hubbub.protocol.errors.Locked`
+    (HTTP 423, which tus clients retry). The lock dies with its process, so a
+    crashed node blocks nobody (:mod:`hubbub.engines.blobs`, invariant "one
+    writer per blob"). Every offset commit is also a compare-and-set on the
+    record's version, so a writer that lost the record (terminated, expired)
+    commits nothing.
+"interrupted appends keep bytes": An append without a checksum commits
+    when its body ends or breaks off (and on the way, trade-off "commit every
+    checkpoint"), so an interrupted PATCH keeps what arrived.
+"checksummed bodies commit whole": An append with a checksum commits once,
+    after the digest matched: tus 1.0.0 (checksum) "the Server MUST NOT
+    append the bytes" of a body that does not match.
+"expired then forgotten": An unfinished upload expires ``expiration``
+    seconds after its last write; a finished one ``keep`` seconds after it
+    finished (never, when ``keep`` is 0). For ``GONE_MS`` after that it
+    answers :class:`~hubbub.protocol.errors.UploadExpired` (410), then the
+    record goes and the sweeper (one node, thanks to :meth:`Engine.expire`)
+    deletes the blob; after that it is unknown (404).
+"progress is a topic": Progress is the topic ``uploads.<id>``: ``created``,
+    ``progress`` (every commit), ``completed``, ``job`` (the job it started),
+    ``terminated``, ``expired`` events.
+"one job per upload": When an upload completes and its metadata names a job
+    queue (key ``job``) that the configuration allows, a job is submitted
+    with the upload id as its idempotency key, so a retried completion (a
+    HEAD after a crash between the last commit and the submission) starts one.
+
+Trade-offs
+----------
+"commit every checkpoint": An append without a checksum also commits every
+    ``CHECKPOINT`` bytes: each commit costs a sync, a record write and a
+    progress event, and each byte past the last commit is sent again after a
+    crash; 8 MiB keeps both small next to the body.
 """
 
 from __future__ import annotations
@@ -78,15 +87,18 @@ from .uploads_record import Stored, Upload, decode, encode, upload_of
 log = logging.getLogger("hubbub.uploads")
 
 KIND: Final = "upload/"
-#: Bytes an append without a checksum writes between two commits (Rule 3).
+#: Bytes an append without a checksum writes between two commits (trade-off
+#: "commit every checkpoint").
 CHECKPOINT: Final = 8 << 20
-#: How long an expired upload still answers 410 before it is forgotten (Rule 4).
+#: How long an expired upload still answers 410 before it is forgotten
+#: (invariant "expired then forgotten").
 GONE_MS: Final = 3600 * 1000
 SWEEP_INTERVAL: Final = 30.0
 #: Most upload records read to count the bytes in use (``[limits] upload_bytes``).
 QUOTA_SCAN: Final = 100_000
 _ID_RE = re.compile(r"[0-9a-f]{32}")
-#: The metadata key that names a job queue to start on completion (Rule 5).
+#: The metadata key that names a job queue to start on completion (invariant
+#: "one job per upload").
 JOB_KEY: Final = "job"
 
 
@@ -139,7 +151,7 @@ class Uploads:
 
         Raises:
             NotFound: no such upload (or it expired long ago).
-            UploadExpired: it expired (Rule 4).
+            UploadExpired: it expired (invariant "expired then forgotten").
         """
         if _ID_RE.fullmatch(upload_id) is None:
             raise NotFound("no such upload", field="id")
@@ -244,12 +256,14 @@ class Uploads:
         length: int | None = None,
         declared: int | None = None,
     ) -> Upload:
-        """Write ``body`` at ``offset`` and advance the upload (Rules 1-3).
+        """Write ``body`` at ``offset`` and advance the upload (invariants
+        "recorded offset is truth", "one writer per upload", "interrupted
+        appends keep bytes", "checksummed bodies commit whole").
 
         Args:
             offset: where the client believes the upload stands (``Upload-Offset``).
             body: the bytes; an exception it raises ends the append (bytes
-                already committed stay, Rule 3) and is re-raised.
+                already committed stay) and is re-raised.
             checksum: ``(algorithm, digest)`` the whole body must match.
             length: the upload's length, when it was deferred until now.
             declared: the body's size, if known (``Content-Length``).
@@ -271,7 +285,8 @@ class Uploads:
             was_done = up.done
             if length is not None and up.length is None:
                 up = await self._commit(up, up.offset, length)
-            # Rule 1: a stale tail past the recorded offset goes before anything is written.
+            # A stale tail past the recorded offset goes before anything is written
+            # (invariant "recorded offset is truth").
             await blob.truncate(up.offset)
             writer = BodyWriter(blob, up.offset, checksum)
             try:
@@ -327,7 +342,8 @@ class Uploads:
                 await self._save_partial(up, writer, committed)
             raise
         except BaseException:
-            # The body broke off (client gone, task cancelled): Rule 3 keeps what came.
+            # The body broke off (client gone, task cancelled): keep what came
+            # (invariant "interrupted appends keep bytes").
             if writer.checksum is None:
                 await asyncio.shield(self._save_partial(up, writer, committed))
             raise
@@ -360,11 +376,13 @@ class Uploads:
 
     async def status(self, upload_id: str) -> Upload:
         """The upload (as :meth:`get`); a finished one whose job was not yet
-        submitted (a crash came between) submits it now (Rule 5)."""
+        submitted (a crash came between) submits it now (invariant "one job
+        per upload")."""
         return await self.start_job(await self.get(upload_id))
 
     async def start_job(self, up: Upload) -> Upload:
-        """Submit the job a finished upload's metadata asks for, once (Rule 5).
+        """Submit the job a finished upload's metadata asks for, once
+        (invariant "one job per upload").
 
         Idempotent: the upload id is the job's idempotency key, and the job id
         is recorded; an upload that asks for no job is returned as it is. A
@@ -410,7 +428,8 @@ class Uploads:
         await self._event(up, "terminated")
 
     async def sweep(self) -> int:
-        """Delete the files of uploads whose records expired; how many (Rule 4)."""
+        """Delete the blobs of uploads whose records expired; how many
+        (invariant "expired then forgotten")."""
         gone = await self.hub.engine.expire(KIND, self.hub.now())
         for record in gone:
             upload_id = record.key[len(KIND):]

@@ -1,4 +1,11 @@
-"""The body of an append, written to its blob (:mod:`hubbub.core.uploads`)."""
+"""The body of an append, written to its blob (:mod:`hubbub.core.uploads`).
+
+Trade-offs
+----------
+"write while receiving": One block (``WRITE_BUFFER`` bytes) is written and
+    hashed, in threads, while the next one is received: the network and the
+    disk work at the same time, for one block of memory more per append.
+"""
 
 from __future__ import annotations
 
@@ -9,16 +16,16 @@ from typing import Any, Final
 from ..engines.base import BlobWriter
 from ..protocol.errors import ChecksumMismatch
 
-#: Bytes gathered from the body before one write to the file.
+#: Bytes gathered from the body before one write to the blob.
 WRITE_BUFFER: Final = 1 << 20
 
 
 class BodyWriter:
-    """Writes a body at an offset in buffered blocks, hashing it on the way.
+    """Writes a body at an offset in buffered blocks, hashing it on the way
+    (trade-off "write while receiving").
 
-    One block is written (and hashed, in threads) while the next one is
-    received: the network and the disk work at the same time. A block handed
-    to the blob goes on being written, and keeps the blob locked (Rule 2),
+    A block handed to the blob goes on being written, and keeps the blob
+    locked (:mod:`hubbub.core.uploads`, invariant "one writer per upload"),
     even if the request is cancelled meanwhile (:meth:`BlobWriter.write`).
     """
 

@@ -3,23 +3,30 @@
 Every engine keeps its blobs here: the SQLite engine in ``uploads`` beside
 its database, the Redis engine in ``./hubbub-data/uploads`` (a directory
 every node shares, set by ``[uploads] dir``), the memory engine in a
-temporary directory removed when the store closes. Blocking calls run in
-threads, except those that only touch a file's metadata (open, ``flock``,
-``ftruncate``).
+temporary directory removed when the store closes.
 
-Rule 1. A blob exists durably once made: its directory entry is
-        ``fsync``-ed before :meth:`FileBlobs.create` returns.
-Rule 2. One writer per blob: a writer holds an exclusive ``flock`` on the
-        file, taken without waiting (:class:`~hubbub.protocol.errors.Locked`
-        otherwise). The kernel drops it when its process dies, so a crashed
-        node blocks nobody; on a cluster the directory must support ``flock``
-        across hosts (NFSv4).
-Rule 3. Every write or sync in a thread gets a duplicate of the file
-        descriptor and closes it itself, and is shielded from cancellation
-        once asked for, so the file stays open and locked (Rule 2) until the
-        last write in flight is done, even if the request that started it is
-        cancelled meanwhile (a cancelled call that never started would leave
-        its duplicate open, and the blob locked for good).
+Invariants
+----------
+"creation is durable": A blob exists durably once made: its directory entry
+    is ``fsync``-ed before :meth:`FileBlobs.create` returns.
+"one writer per blob": A writer holds an exclusive ``flock`` on the file,
+    taken without waiting (:class:`~hubbub.protocol.errors.Locked`
+    otherwise). The kernel drops it when its process dies, so a crashed node
+    blocks nobody; on a cluster the directory must support ``flock`` across
+    hosts (NFSv4).
+"writes outlive cancellation": Every write or sync in a thread gets a
+    duplicate of the file descriptor and closes it itself, and is shielded
+    from cancellation once asked for, so the file stays open and locked
+    (invariant "one writer per blob") until the last write in flight is
+    done, even if the request that started it is cancelled meanwhile (a
+    cancelled call that never started would leave its duplicate open, and
+    the blob locked for good).
+
+Trade-offs
+----------
+"metadata calls stay inline": Writes, syncs, creation and removal run in
+    threads; opening a file, ``flock`` and ``ftruncate`` touch only metadata
+    and run on the event loop, which saves a thread hop per lock.
 """
 
 from __future__ import annotations
@@ -87,7 +94,8 @@ class FileBlobs:
 
 
 class _FileWriter:
-    """The :class:`~hubbub.engines.base.BlobWriter` of a locked file (Rule 3)."""
+    """The :class:`~hubbub.engines.base.BlobWriter` of a locked file (invariant
+    "writes outlive cancellation")."""
 
     def __init__(self, fd: int) -> None:
         self.fd = fd
@@ -104,7 +112,8 @@ class _FileWriter:
 
 def _in_thread(fn: Callable[..., None], fd: int, *args: Any) -> asyncio.Future[None]:
     """Run ``fn(fd, *args)``, which closes ``fd``, in a thread; cancelling the
-    future returned never stops it, nor keeps it from starting (Rule 3)."""
+    future returned never stops it, nor keeps it from starting (invariant
+    "writes outlive cancellation")."""
     return asyncio.shield(asyncio.ensure_future(asyncio.to_thread(fn, fd, *args)))
 
 
@@ -114,7 +123,7 @@ def _in_thread(fn: Callable[..., None], fd: int, *args: Any) -> asyncio.Future[N
 def create_file(path: Path) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
     os.close(fd)
-    # The new directory entry must survive a crash too (Rule 1).
+    # The new directory entry must survive a crash too (invariant "creation is durable").
     dfd = os.open(path.parent, os.O_RDONLY)
     try:
         os.fsync(dfd)
@@ -152,7 +161,8 @@ def write_at(fd: int, data: bytes | bytearray, at: int) -> None:
 
 
 class FileLock:
-    """An exclusive, non-blocking ``flock`` on a blob's file (Rule 2); yields its fd."""
+    """An exclusive, non-blocking ``flock`` on a blob's file (invariant "one
+    writer per blob"); yields its fd."""
 
     def __init__(self, path: Path, *, missing_ok: bool = False) -> None:
         self.path = path
