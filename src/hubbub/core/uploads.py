@@ -82,6 +82,7 @@ from ..protocol.message import JSON
 from ..protocol.tus import parse_metadata
 from .ports import Publisher
 from .uploads_body import BodyWriter
+from .uploads_limits import check_append, check_quota, limit_of
 from .uploads_record import Stored, Upload, decode, encode, upload_of
 
 log = logging.getLogger("hubbub.uploads")
@@ -223,26 +224,12 @@ class Uploads:
         return up
 
     async def _check_quota(self, length: int, owner: str | None) -> None:
-        """Refuse ``length`` more bytes past ``[limits] upload_bytes`` (every stored
-        upload, by its length, or the bytes it has while its length is deferred)
-        or, for an owner, ``upload_bytes_per_principal``. Counted from the store,
-        so uploads created at the same moment may pass a limit together."""
+        """Refuse ``length`` more bytes past ``[limits] upload_bytes`` or, for an
+        owner, ``upload_bytes_per_principal`` (:func:`check_quota`); reads the
+        store only when one is set."""
         limits = self.hub.config.limits
-        per_owner = limits.upload_bytes_per_principal if owner is not None else 0
-        if not (limits.upload_bytes or per_owner):
-            return
-        total = mine = 0
-        for up in await self.scan(QUOTA_SCAN):
-            size = up.length if up.length is not None else up.offset
-            total += size
-            if up.owner == owner:
-                mine += size
-        for limit, used, name in ((limits.upload_bytes, total, "upload_bytes"),
-                                  (per_owner, mine, "upload_bytes_per_principal")):
-            if limit and used + length > limit:
-                raise PayloadTooLarge(
-                    f"uploads would pass [limits] {name} ({limit} bytes; {used} in use)",
-                    field="Upload-Length", limit=name)
+        if limits.upload_bytes or (owner is not None and limits.upload_bytes_per_principal):
+            check_quota(await self.scan(QUOTA_SCAN), length, owner, limits)
 
     # -- appending ----------------------------------------------------------------------
 
@@ -278,10 +265,12 @@ class Uploads:
             InvalidRequest: ``length`` conflicts with the recorded one.
         """
         self._check_open()
-        up = self._check_append(await self.get(upload_id), offset, length, declared)
+        up = check_append(await self.get(upload_id), offset, length, declared,
+                          self.config.max_size)
         async with self.blobs.writer(upload_id) as blob:
             # Another append may have committed between our read and the lock.
-            up = self._check_append(await self.get(upload_id), offset, length, declared)
+            up = check_append(await self.get(upload_id), offset, length, declared,
+                          self.config.max_size)
             was_done = up.done
             if length is not None and up.length is None:
                 up = await self._commit(up, up.offset, length)
@@ -298,34 +287,8 @@ class Uploads:
             await self._event(up, "completed")
         return await self.start_job(up)
 
-    def _check_append(
-        self, up: Upload, offset: int, length: int | None, declared: int | None
-    ) -> Upload:
-        if length is not None:
-            if up.length is not None and up.length != length:
-                raise InvalidRequest("Upload-Length cannot change once set",
-                                     field="Upload-Length")
-            if length > self.config.max_size:
-                raise PayloadTooLarge(f"uploads are limited to {self.config.max_size} bytes",
-                                      field="Upload-Length")
-            if length < up.offset:
-                raise InvalidRequest("Upload-Length is less than the upload's offset",
-                                     field="Upload-Length")
-        if up.offset != offset:
-            raise Conflict(f"Upload-Offset must be the upload's offset, {up.offset}",
-                           field="Upload-Offset", offset=up.offset)
-        limit = self._limit(up, length)
-        if declared is not None and offset + declared > limit:
-            raise PayloadTooLarge(f"the body would take the upload past {limit} bytes",
-                                  field="body")
-        return up
-
-    def _limit(self, up: Upload, length: int | None = None) -> int:
-        total = up.length if up.length is not None else length
-        return total if total is not None else self.config.max_size
-
     async def _write(self, up: Upload, writer: BodyWriter, body: AsyncIterator[bytes]) -> Upload:
-        limit = self._limit(up)
+        limit = limit_of(up, None, self.config.max_size)
         committed = up.offset
         try:
             async for chunk in body:
