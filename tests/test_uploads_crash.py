@@ -2,7 +2,7 @@
 
 After a SIGKILL at any moment the offset HEAD reports counts bytes that are
 all stored intact, and the upload resumes from there to a byte-identical file
-(Rule 1 of :mod:`hubbub.core.uploads`).
+(:mod:`hubbub.core.uploads`, invariant "recorded offset is truth").
 """
 
 from __future__ import annotations
@@ -93,7 +93,7 @@ async def test_sigkill_during_patch_then_resume(
         if committed_first:
             assert offset > 0
         if checksum:
-            assert offset == 0  # Rule 3: a checksummed body commits whole or not at all
+            assert offset == 0  # invariant "checksummed bodies commit whole"
         file = tmp_path / "uploads" / url.rsplit("/", 1)[1]
         stored = await asyncio.to_thread(file.read_bytes)
         assert stored[:offset] == data[:offset]

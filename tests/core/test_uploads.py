@@ -94,8 +94,11 @@ async def test_default_directory_for_sqlite(tmp_path: Path) -> None:
     """<store dir>/uploads for SQLite, made on the first upload only."""
     hub = Hub(open_engine(f"sqlite:///{tmp_path / 'db' / 'hub.db'}"), Config())
     async with hub:
-        assert hub.uploads.dir == tmp_path / "db" / "uploads"
-        assert not hub.uploads.dir.exists()
+        where = hub.uploads.path("0" * 32).parent
+        assert where == tmp_path / "db" / "uploads"
+        assert not where.exists()
+        up = await hub.uploads.create(1)
+        assert hub.uploads.path(up.id).parent == where and where.is_dir()
 
 
 async def test_default_directory_for_memory_is_temporary() -> None:

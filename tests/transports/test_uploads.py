@@ -115,7 +115,7 @@ async def test_creation_with_bad_upload_leaves_nothing(client: httpx.AsyncClient
     r = await client.post("/v1/uploads/", content=b"hello", headers={
         **STREAM, "Upload-Length": "5", "Upload-Checksum": checksum("md5", b"HELLO")})
     assert r.status_code == 460
-    assert list(hub_server.hub.uploads.dir.iterdir()) == []
+    assert os.listdir(hub_server.hub.config.uploads.dir) == []
 
 
 async def test_defer_length(client: httpx.AsyncClient) -> None:

@@ -1,64 +1,67 @@
-"""Resumable uploads: bytes in files, offsets in engine records (no HTTP).
+"""Resumable uploads: bytes in blobs, offsets in engine records (no HTTP).
 
 The tus 1.0.0 door (:mod:`hubbub.transports.uploads`) calls this service; so
-could any other. Each upload is one file ``<dir>/<id>`` and one engine record
-``upload/<id>`` holding its offset, length, metadata and expiry::
+could any other. Each upload is one blob of the engine's blob store
+(:class:`~hubbub.engines.base.BlobStore`: the file ``<dir>/<id>``) and one
+engine record ``upload/<id>`` holding its offset, length, metadata and
+expiry (:mod:`hubbub.core.uploads_record`); the service itself does no file I/O::
 
     up = await hub.uploads.create(length=1 << 20, metadata="filename ZC5iaW4=")
     up = await hub.uploads.append(up.id, 0, chunks)      # an async iterator of bytes
     assert up.done
 
-Theory of operation
--------------------
-Rule 1. The record's offset is the truth. Bytes are written to the file
-        first, ``fdatasync``-ed, and only then is the offset advanced in the
-        record, so after a crash at any moment (``kill -9``) the recorded
-        offset counts bytes that are all on disk. Bytes past it (written but
-        not committed) are a stale tail: the next append truncates the file to
-        the recorded offset before writing.
-Rule 2. One writer per upload: an append holds an exclusive ``flock`` on the
-        upload's file for its whole length; a second append (or a
-        termination) meanwhile is refused with :class:`~hubbub.protocol.errors.Locked`
-        (HTTP 423, which tus clients retry). The kernel drops the lock when
-        its process dies, so a crashed node blocks nobody. On a cluster the
-        directory is shared and must support ``flock`` (a local file system,
-        or NFSv4). Every offset commit is also a compare-and-set on the
-        record's version, so a writer that lost the record (terminated,
-        expired) commits nothing.
-Rule 3. An append without a checksum commits every ``CHECKPOINT`` bytes and
-        when its body ends or breaks off, so an interrupted PATCH keeps what
-        arrived. An append with a checksum commits once, after the digest
-        matched: tus 1.0.0 (checksum) "the Server MUST NOT append the bytes"
-        of a body that does not match.
-Rule 4. Expiry: an unfinished upload expires ``expiration`` seconds after its
-        last write; a finished one ``keep`` seconds after it finished (never,
-        when ``keep`` is 0). For ``GONE_MS`` after that it answers
-        :class:`~hubbub.protocol.errors.UploadExpired` (410), then the record goes and
-        the sweeper (one node, thanks to :meth:`Engine.expire`) deletes the
-        file; after that it is unknown (404).
-Rule 5. Progress is the topic ``uploads.<id>``: ``created``, ``progress``
-        (every commit), ``completed``, ``job`` (the job it started),
-        ``terminated``, ``expired`` events.
-        When an upload completes and its metadata names a job queue (key
-        ``job``) that the configuration allows, a job is submitted with the
-        upload id as its idempotency key, so a retried completion (a HEAD
-        after a crash between the last commit and the submission) starts one.
+Invariants
+----------
+"recorded offset is truth": Bytes are written to the blob first, synced
+    (:meth:`BlobWriter.sync`), and only then is the offset advanced in the
+    record, so after a crash at any moment (``kill -9``) the recorded offset
+    counts bytes that are all stored. Bytes past it (written but not
+    committed) are a stale tail: the next append cuts the blob to the
+    recorded offset before writing.
+"one writer per upload": An append holds the blob's writer lock
+    (:meth:`BlobStore.writer`) for its whole length; a second append (or a
+    termination) meanwhile is refused with :class:`~hubbub.protocol.errors.Locked`
+    (HTTP 423, which tus clients retry). The lock dies with its process, so a
+    crashed node blocks nobody (:mod:`hubbub.engines.blobs`, invariant "one
+    writer per blob"). Every offset commit is also a compare-and-set on the
+    record's version, so a writer that lost the record (terminated, expired)
+    commits nothing.
+"interrupted appends keep bytes": An append without a checksum commits
+    when its body ends or breaks off (and on the way, trade-off "commit every
+    checkpoint"), so an interrupted PATCH keeps what arrived.
+"checksummed bodies commit whole": An append with a checksum commits once,
+    after the digest matched: tus 1.0.0 (checksum) "the Server MUST NOT
+    append the bytes" of a body that does not match.
+"expired then forgotten": An unfinished upload expires ``expiration``
+    seconds after its last write; a finished one ``keep`` seconds after it
+    finished (never, when ``keep`` is 0). For ``GONE_MS`` after that it
+    answers :class:`~hubbub.protocol.errors.UploadExpired` (410), then the
+    record goes and the sweeper (one node, thanks to :meth:`Engine.expire`)
+    deletes the blob; after that it is unknown (404).
+"progress is a topic": Progress is the topic ``uploads.<id>``: ``created``,
+    ``progress`` (every commit), ``completed``, ``job`` (the job it started),
+    ``terminated``, ``expired`` events.
+"one job per upload": When an upload completes and its metadata names a job
+    queue (key ``job``) that the configuration allows, a job is submitted
+    with the upload id as its idempotency key, so a retried completion (a
+    HEAD after a crash between the last commit and the submission) starts one.
+
+Trade-offs
+----------
+"commit every checkpoint": An append without a checksum also commits every
+    ``CHECKPOINT`` bytes: each commit costs a sync, a record write and a
+    progress event, and each byte past the last commit is sent again after a
+    crash; 8 MiB keeps both small next to the body.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
-import hashlib
 import logging
-import os
 import re
 import secrets
-import shutil
-import tempfile
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
@@ -67,11 +70,9 @@ import msgspec
 from ..config import UPLOADS, UploadsConfig
 from ..loop.tasks import cancel_and_wait
 from ..protocol.errors import (
-    ChecksumMismatch,
     Conflict,
     HubbubError,
     InvalidRequest,
-    Locked,
     NotFound,
     PayloadTooLarge,
     Unavailable,
@@ -80,77 +81,26 @@ from ..protocol.errors import (
 from ..protocol.message import JSON
 from ..protocol.tus import parse_metadata
 from .ports import Publisher
+from .uploads_body import BodyWriter
+from .uploads_limits import check_append, check_quota, limit_of
+from .uploads_record import Stored, Upload, decode, encode, upload_of
 
 log = logging.getLogger("hubbub.uploads")
 
 KIND: Final = "upload/"
-#: Bytes an append without a checksum writes between two commits (Rule 3).
+#: Bytes an append without a checksum writes between two commits (trade-off
+#: "commit every checkpoint").
 CHECKPOINT: Final = 8 << 20
-#: Bytes gathered from the body before one write to the file.
-WRITE_BUFFER: Final = 1 << 20
-#: How long an expired upload still answers 410 before it is forgotten (Rule 4).
+#: How long an expired upload still answers 410 before it is forgotten
+#: (invariant "expired then forgotten").
 GONE_MS: Final = 3600 * 1000
 SWEEP_INTERVAL: Final = 30.0
 #: Most upload records read to count the bytes in use (``[limits] upload_bytes``).
 QUOTA_SCAN: Final = 100_000
 _ID_RE = re.compile(r"[0-9a-f]{32}")
-#: The metadata key that names a job queue to start on completion (Rule 5).
+#: The metadata key that names a job queue to start on completion (invariant
+#: "one job per upload").
 JOB_KEY: Final = "job"
-
-
-class _Stored(msgspec.Struct, omit_defaults=True):
-    """The record's value (JSON)."""
-
-    offset: int
-    length: int | None
-    created: int
-    expires: int | None
-    metadata: str | None = None
-    completed: int | None = None
-    job: str | None = None
-    #: Who made it (the credential's subject), for ``[limits] upload_bytes_per_principal``.
-    owner: str | None = None
-
-
-_encode = msgspec.json.Encoder().encode
-_decode = msgspec.json.Decoder(_Stored).decode
-
-
-@dataclass(frozen=True, slots=True)
-class Upload:
-    """An upload as recorded. ``length`` is ``None`` while deferred."""
-
-    id: str
-    offset: int
-    length: int | None
-    created: int
-    expires: int | None
-    metadata_header: str | None
-    completed: int | None
-    job: str | None
-    version: int
-    owner: str | None = None
-
-    @property
-    def done(self) -> bool:
-        return self.length is not None and self.offset == self.length
-
-    @property
-    def metadata(self) -> dict[str, bytes]:
-        return parse_metadata(self.metadata_header)
-
-    def to_dict(self) -> dict[str, Any]:
-        """The upload as JSON-friendly data (metadata values as text)."""
-        return {
-            "id": self.id, "offset": self.offset, "length": self.length,
-            "created": self.created, "expires": self.expires, "completed": self.completed,
-            "metadata": {k: v.decode(errors="replace") for k, v in self.metadata.items()},
-        }
-
-
-def _upload(upload_id: str, stored: _Stored, version: int) -> Upload:
-    return Upload(upload_id, stored.offset, stored.length, stored.created, stored.expires,
-                  stored.metadata, stored.completed, stored.job, version, stored.owner)
 
 
 class Uploads:
@@ -159,34 +109,20 @@ class Uploads:
     def __init__(self, hub: Publisher, config: UploadsConfig) -> None:
         self.hub = hub
         self.config = config
-        self.dir = Path(".")
-        self._temporary = False
-        self._made = False
+        #: The bytes: the engine's blob store, in ``[uploads] dir`` if set.
+        self.blobs = hub.engine.blobs(config.dir)
         self._sweeper: asyncio.Task[None] | None = None
 
     # -- lifecycle ------------------------------------------------------------------
 
-    def _choose_dir(self) -> Path:
-        if self.config.dir is not None:
-            return Path(self.config.dir)
-        store_path = getattr(self.hub.engine, "path", None)  # the SQLite engine's file
-        if isinstance(store_path, str):
-            return Path(store_path).resolve().parent / "uploads"
-        if not self.hub.engine.durable:  # memory: nothing outlives the process anyway
-            self._temporary = True
-            return Path(tempfile.gettempdir()) / f"hubbub-uploads-{secrets.token_hex(8)}"
-        return Path("hubbub-data") / "uploads"
-
     async def start(self) -> None:
-        """Choose the directory (made on the first upload) and start sweeping."""
-        self.dir = self._choose_dir()
+        """Start sweeping."""
         self._sweeper = asyncio.create_task(self._sweep_forever(), name="hubbub-uploads")
 
     async def stop(self) -> None:
         await cancel_and_wait(self._sweeper)
         self._sweeper = None
-        if self._temporary:
-            shutil.rmtree(self.dir, ignore_errors=True)
+        await self.blobs.close()
 
     def _check_open(self) -> None:
         if self.hub.draining:
@@ -194,7 +130,7 @@ class Uploads:
 
     def path(self, upload_id: str) -> Path:
         """The file holding an upload's bytes."""
-        return self.dir / upload_id
+        return Path(self.blobs.path(upload_id))
 
     # -- records --------------------------------------------------------------------
 
@@ -202,21 +138,21 @@ class Uploads:
         seconds = self.config.keep if done else self.config.expiration
         return now + int(seconds * 1000) if seconds else None
 
-    async def _put(self, upload_id: str, stored: _Stored, if_version: int) -> Upload:
+    async def _put(self, upload_id: str, stored: Stored, if_version: int) -> Upload:
         now = self.hub.now()
         gone = None if stored.expires is None else stored.expires + GONE_MS
-        record = await self.hub.engine.put(KIND + upload_id, _encode(stored), now,
+        record = await self.hub.engine.put(KIND + upload_id, encode(stored), now,
                                            expires=gone, if_version=if_version)
         if record is None:
             raise Conflict("the upload was changed or removed meanwhile", field="id")
-        return _upload(upload_id, stored, record.version)
+        return upload_of(upload_id, stored, record.version)
 
     async def get(self, upload_id: str) -> Upload:
         """The upload as recorded.
 
         Raises:
             NotFound: no such upload (or it expired long ago).
-            UploadExpired: it expired (Rule 4).
+            UploadExpired: it expired (invariant "expired then forgotten").
         """
         if _ID_RE.fullmatch(upload_id) is None:
             raise NotFound("no such upload", field="id")
@@ -224,7 +160,7 @@ class Uploads:
         record = await self.hub.engine.get(KIND + upload_id, now)
         if record is None:
             raise NotFound("no such upload", field="id")
-        up = _upload(upload_id, _decode(record.value), record.version)
+        up = upload_of(upload_id, decode(record.value), record.version)
         if up.expires is not None and up.expires <= now:
             raise UploadExpired("the upload expired", field="id")
         return up
@@ -233,7 +169,7 @@ class Uploads:
         """Uploads as recorded, finished ones included, at most ``limit``
         (for statistics: an upload's id lets its holder write to it)."""
         records = await self.hub.engine.scan(KIND, self.hub.now(), limit)
-        return [_upload(r.key[len(KIND):], _decode(r.value), r.version) for r in records]
+        return [upload_of(r.key[len(KIND):], decode(r.value), r.version) for r in records]
 
     # -- creation ---------------------------------------------------------------------
 
@@ -272,17 +208,14 @@ class Uploads:
         if length:
             await self._check_quota(length, owner)
         upload_id = secrets.token_hex(16)
-        if not self._made:
-            await asyncio.to_thread(self.dir.mkdir, parents=True, exist_ok=True)
-            self._made = True
-        await asyncio.to_thread(_create_file, self.path(upload_id))
+        await self.blobs.create(upload_id)
         now = self.hub.now()
-        stored = _Stored(0, length, now, self._expiry(now, False), metadata or None,
+        stored = Stored(0, length, now, self._expiry(now, False), metadata or None,
                          owner=owner)
         try:
             up = await self._put(upload_id, stored, 0)
         except BaseException:
-            await asyncio.to_thread(_unlink, self.path(upload_id))
+            await self.blobs.delete(upload_id)
             raise
         await self._event(up, "created", metadata=up.to_dict()["metadata"])
         if up.done:  # a zero-length upload is complete at once
@@ -291,26 +224,12 @@ class Uploads:
         return up
 
     async def _check_quota(self, length: int, owner: str | None) -> None:
-        """Refuse ``length`` more bytes past ``[limits] upload_bytes`` (every stored
-        upload, by its length, or the bytes it has while its length is deferred)
-        or, for an owner, ``upload_bytes_per_principal``. Counted from the store,
-        so uploads created at the same moment may pass a limit together."""
+        """Refuse ``length`` more bytes past ``[limits] upload_bytes`` or, for an
+        owner, ``upload_bytes_per_principal`` (:func:`check_quota`); reads the
+        store only when one is set."""
         limits = self.hub.config.limits
-        per_owner = limits.upload_bytes_per_principal if owner is not None else 0
-        if not (limits.upload_bytes or per_owner):
-            return
-        total = mine = 0
-        for up in await self.scan(QUOTA_SCAN):
-            size = up.length if up.length is not None else up.offset
-            total += size
-            if up.owner == owner:
-                mine += size
-        for limit, used, name in ((limits.upload_bytes, total, "upload_bytes"),
-                                  (per_owner, mine, "upload_bytes_per_principal")):
-            if limit and used + length > limit:
-                raise PayloadTooLarge(
-                    f"uploads would pass [limits] {name} ({limit} bytes; {used} in use)",
-                    field="Upload-Length", limit=name)
+        if limits.upload_bytes or (owner is not None and limits.upload_bytes_per_principal):
+            check_quota(await self.scan(QUOTA_SCAN), length, owner, limits)
 
     # -- appending ----------------------------------------------------------------------
 
@@ -324,12 +243,14 @@ class Uploads:
         length: int | None = None,
         declared: int | None = None,
     ) -> Upload:
-        """Write ``body`` at ``offset`` and advance the upload (Rules 1-3).
+        """Write ``body`` at ``offset`` and advance the upload (invariants
+        "recorded offset is truth", "one writer per upload", "interrupted
+        appends keep bytes", "checksummed bodies commit whole").
 
         Args:
             offset: where the client believes the upload stands (``Upload-Offset``).
             body: the bytes; an exception it raises ends the append (bytes
-                already committed stay, Rule 3) and is re-raised.
+                already committed stay) and is re-raised.
             checksum: ``(algorithm, digest)`` the whole body must match.
             length: the upload's length, when it was deferred until now.
             declared: the body's size, if known (``Content-Length``).
@@ -344,14 +265,19 @@ class Uploads:
             InvalidRequest: ``length`` conflicts with the recorded one.
         """
         self._check_open()
-        up = self._check_append(await self.get(upload_id), offset, length, declared)
-        with _FileLock(self.path(upload_id)) as fd:
+        up = check_append(await self.get(upload_id), offset, length, declared,
+                          self.config.max_size)
+        async with self.blobs.writer(upload_id) as blob:
             # Another append may have committed between our read and the lock.
-            up = self._check_append(await self.get(upload_id), offset, length, declared)
+            up = check_append(await self.get(upload_id), offset, length, declared,
+                          self.config.max_size)
             was_done = up.done
             if length is not None and up.length is None:
                 up = await self._commit(up, up.offset, length)
-            writer = _Writer(fd, up.offset, checksum)
+            # A stale tail past the recorded offset goes before anything is written
+            # (invariant "recorded offset is truth").
+            await blob.truncate(up.offset)
+            writer = BodyWriter(blob, up.offset, checksum)
             try:
                 up = await self._write(up, writer, body)
             finally:
@@ -361,34 +287,8 @@ class Uploads:
             await self._event(up, "completed")
         return await self.start_job(up)
 
-    def _check_append(
-        self, up: Upload, offset: int, length: int | None, declared: int | None
-    ) -> Upload:
-        if length is not None:
-            if up.length is not None and up.length != length:
-                raise InvalidRequest("Upload-Length cannot change once set",
-                                     field="Upload-Length")
-            if length > self.config.max_size:
-                raise PayloadTooLarge(f"uploads are limited to {self.config.max_size} bytes",
-                                      field="Upload-Length")
-            if length < up.offset:
-                raise InvalidRequest("Upload-Length is less than the upload's offset",
-                                     field="Upload-Length")
-        if up.offset != offset:
-            raise Conflict(f"Upload-Offset must be the upload's offset, {up.offset}",
-                           field="Upload-Offset", offset=up.offset)
-        limit = self._limit(up, length)
-        if declared is not None and offset + declared > limit:
-            raise PayloadTooLarge(f"the body would take the upload past {limit} bytes",
-                                  field="body")
-        return up
-
-    def _limit(self, up: Upload, length: int | None = None) -> int:
-        total = up.length if up.length is not None else length
-        return total if total is not None else self.config.max_size
-
-    async def _write(self, up: Upload, writer: _Writer, body: AsyncIterator[bytes]) -> Upload:
-        limit = self._limit(up)
+    async def _write(self, up: Upload, writer: BodyWriter, body: AsyncIterator[bytes]) -> Upload:
+        limit = limit_of(up, None, self.config.max_size)
         committed = up.offset
         try:
             async for chunk in body:
@@ -405,7 +305,8 @@ class Uploads:
                 await self._save_partial(up, writer, committed)
             raise
         except BaseException:
-            # The body broke off (client gone, task cancelled): Rule 3 keeps what came.
+            # The body broke off (client gone, task cancelled): keep what came
+            # (invariant "interrupted appends keep bytes").
             if writer.checksum is None:
                 await asyncio.shield(self._save_partial(up, writer, committed))
             raise
@@ -415,7 +316,7 @@ class Uploads:
             up = await self._commit(up, writer.end)
         return up
 
-    async def _save_partial(self, up: Upload, writer: _Writer, committed: int) -> None:
+    async def _save_partial(self, up: Upload, writer: BodyWriter, committed: int) -> None:
         with contextlib.suppress(HubbubError, OSError):
             await writer.sync()
             if writer.end != committed:
@@ -426,7 +327,7 @@ class Uploads:
         now = self.hub.now()
         total = up.length if up.length is not None else length
         done = total is not None and offset == total
-        stored = _Stored(offset, total, up.created, self._expiry(now, done),
+        stored = Stored(offset, total, up.created, self._expiry(now, done),
                          up.metadata_header, now if done else None, up.job, up.owner)
         new = await self._put(up.id, stored, up.version)
         if offset != up.offset:
@@ -438,11 +339,13 @@ class Uploads:
 
     async def status(self, upload_id: str) -> Upload:
         """The upload (as :meth:`get`); a finished one whose job was not yet
-        submitted (a crash came between) submits it now (Rule 5)."""
+        submitted (a crash came between) submits it now (invariant "one job
+        per upload")."""
         return await self.start_job(await self.get(upload_id))
 
     async def start_job(self, up: Upload) -> Upload:
-        """Submit the job a finished upload's metadata asks for, once (Rule 5).
+        """Submit the job a finished upload's metadata asks for, once
+        (invariant "one job per upload").
 
         Idempotent: the upload id is the job's idempotency key, and the job id
         is recorded; an upload that asks for no job is returned as it is. A
@@ -461,7 +364,7 @@ class Uploads:
             # The upload itself is done and stays so; the next HEAD tries again.
             log.warning("upload %s: job not submitted: %s", up.id, exc.message)
             return up
-        stored = _Stored(up.offset, up.length, up.created, up.expires, up.metadata_header,
+        stored = Stored(up.offset, up.length, up.created, up.expires, up.metadata_header,
                          up.completed, str(job.id), up.owner)
         try:
             up = await self._put(up.id, stored, up.version)
@@ -480,21 +383,22 @@ class Uploads:
             Locked: an append is writing it.
         """
         up = await self.get(upload_id)
-        with _FileLock(self.path(upload_id), missing_ok=True):
+        async with self.blobs.lock(upload_id):
             if not await self.hub.engine.delete(KIND + upload_id, self.hub.now(),
                                                 if_version=up.version):
                 raise Conflict("the upload was changed meanwhile; try again", field="id")
-            await asyncio.to_thread(_unlink, self.path(upload_id))
+            await self.blobs.delete(upload_id)
         await self._event(up, "terminated")
 
     async def sweep(self) -> int:
-        """Delete the files of uploads whose records expired; how many (Rule 4)."""
+        """Delete the blobs of uploads whose records expired; how many
+        (invariant "expired then forgotten")."""
         gone = await self.hub.engine.expire(KIND, self.hub.now())
         for record in gone:
             upload_id = record.key[len(KIND):]
             if _ID_RE.fullmatch(upload_id):
-                await asyncio.to_thread(_unlink, self.path(upload_id))
-                up = _upload(upload_id, _decode(record.value), record.version)
+                await self.blobs.delete(upload_id)
+                up = upload_of(upload_id, decode(record.value), record.version)
                 with contextlib.suppress(HubbubError):
                     await self._event(up, "expired")
         return len(gone)
@@ -521,126 +425,3 @@ class Uploads:
 
 def _encode_json(value: Any) -> bytes:
     return msgspec.json.encode(value)
-
-
-# -- files (blocking calls run in threads) ----------------------------------------------------
-
-
-def _create_file(path: Path) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
-    os.close(fd)
-    # The new directory entry must survive a crash too.
-    dfd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
-
-
-def _fdatasync(fd: int) -> None:
-    try:
-        os.fdatasync(fd)
-    finally:
-        os.close(fd)
-
-
-def _unlink(path: Path) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        path.unlink()
-
-
-class _FileLock:
-    """An exclusive, non-blocking ``flock`` on an upload's file (Rule 2); yields its fd."""
-
-    def __init__(self, path: Path, *, missing_ok: bool = False) -> None:
-        self.path = path
-        self.fd = -1
-        self.missing_ok = missing_ok
-
-    def __enter__(self) -> int:
-        try:
-            self.fd = os.open(self.path, os.O_RDWR)
-        except FileNotFoundError:
-            if self.missing_ok:
-                return -1
-            raise NotFound("no such upload", field="id") from None
-        try:
-            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(self.fd)
-            raise Locked("another request is writing this upload") from None
-        return self.fd
-
-    def __exit__(self, *exc: object) -> None:
-        if self.fd >= 0:
-            os.close(self.fd)  # closing drops the lock
-
-
-class _Writer:
-    """Writes a body at an offset in buffered blocks, hashing it on the way.
-
-    One block is written (in a thread) while the next one is received: the
-    network and the disk work at the same time. Every call in a thread gets
-    a duplicate of the file descriptor and closes it itself, so the upload's
-    file stays open (and locked, Rule 2) until the last write in flight is
-    done, even if the request is cancelled meanwhile.
-    """
-
-    def __init__(self, fd: int, offset: int, checksum: tuple[str, bytes] | None) -> None:
-        self.fd = fd
-        self.end = offset  # bytes written (buffered ones included)
-        self.checksum = checksum
-        self._hash = hashlib.new(checksum[0]) if checksum else None
-        self._buffer = bytearray()
-        self._at = offset  # where the buffer goes
-        self._pending: asyncio.Future[None] | None = None
-        # Rule 1: a stale tail past the recorded offset goes before anything is written.
-        if os.fstat(fd).st_size > offset:
-            os.ftruncate(fd, offset)
-
-    async def feed(self, chunk: bytes) -> bool:
-        """Take a chunk; whether a block was handed to the disk."""
-        self._buffer += chunk
-        self.end += len(chunk)
-        if len(self._buffer) < WRITE_BUFFER:
-            return False
-        await self._flush()
-        return True
-
-    async def _flush(self) -> None:
-        await self.drain()
-        if self._buffer:
-            data, self._buffer = self._buffer, bytearray()
-            at, self._at = self._at, self._at + len(data)
-            fd = os.dup(self.fd)
-            self._pending = asyncio.ensure_future(asyncio.to_thread(self._write, fd, data, at))
-
-    async def drain(self) -> None:
-        """Wait for the block in flight; raise its error, if any."""
-        pending, self._pending = self._pending, None
-        if pending is not None:
-            await pending
-
-    def _write(self, fd: int, data: bytearray, at: int) -> None:
-        try:
-            view = memoryview(data)
-            while view:
-                n = os.pwrite(fd, view, at)
-                view, at = view[n:], at + n
-        finally:
-            os.close(fd)
-        if self._hash is not None:
-            self._hash.update(data)
-
-    async def sync(self) -> None:
-        """Write out the buffer and make every written byte durable."""
-        await self._flush()
-        await self.drain()
-        await asyncio.to_thread(_fdatasync, os.dup(self.fd))
-
-    def verify(self) -> None:
-        """Raise :class:`ChecksumMismatch` unless the body matched its checksum."""
-        if self.checksum is not None and self._hash is not None \
-                and self._hash.digest() != self.checksum[1]:
-            raise ChecksumMismatch("the body does not match Upload-Checksum",
-                                   field="Upload-Checksum")

@@ -15,7 +15,9 @@ Time is passed in (``now``, milliseconds since the Unix epoch) by the caller.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Final, Literal, Protocol
 
@@ -346,3 +348,83 @@ class Engine(Protocol):
         """Remove records under ``prefix`` that expired before ``now`` and return
         them, atomically: when several nodes sweep, each expired record is
         returned to exactly one of them."""
+
+    # -- blobs (the bytes of uploads) -------------------------------------------------
+
+    def blobs(self, directory: str | None = None) -> BlobStore:
+        """A blob store for this engine's uploads, keeping its blobs under
+        ``directory`` (``[uploads] dir``) or, when ``None``, where the engine
+        keeps them by default. The caller closes it. Makes nothing yet: a
+        store's directory is made with its first blob."""
+
+
+class BlobWriter(Protocol):
+    """The one writer of a blob, while :meth:`BlobStore.writer` holds it."""
+
+    async def truncate(self, size: int) -> None:
+        """Cut the blob to ``size`` bytes if it is longer; a shorter blob stays as it is."""
+
+    def write(self, data: bytes | bytearray, at: int) -> asyncio.Future[None]:
+        """Start writing all of ``data`` at byte ``at``; a future for its end.
+
+        The write is under way when this returns (``data`` must not change
+        until the future is done) and goes on even if the future is cancelled
+        or the writer's block ends meanwhile: the blob stays locked until the
+        last write started is done, so no other writer ever sees one half
+        finished. Not durable until :meth:`sync`; a crash before may keep any
+        part of it.
+        """
+
+    async def sync(self) -> None:
+        """Make durable every byte of the writes already done (their futures
+        resolved): when this returns, a crash of the process keeps them (a
+        power loss too, where the file system honours ``fdatasync``)."""
+
+
+class BlobStore(Protocol):
+    """Blobs: byte strings by name, written in place at offsets, one writer at a time.
+
+    Uploads keep their bytes here (:mod:`hubbub.core.uploads`) and their
+    offsets in records: a record says how many bytes of a blob count, so a
+    blob may be longer than that after a crash (a stale tail the next writer
+    cuts). Names are made by the caller, ``[0-9a-f]{32}``. Locks work across
+    processes and nodes that share the store, and die with their holder.
+    """
+
+    async def create(self, name: str) -> None:
+        """Make the empty blob ``name``, durably: once this returns, it survives
+        a crash.
+
+        Raises:
+            FileExistsError: there is one already (nothing changed).
+        """
+
+    def writer(self, name: str) -> AbstractAsyncContextManager[BlobWriter]:
+        """Lock the blob for one writer, for the ``async with`` block, without waiting.
+
+        Raises:
+            NotFound: there is no such blob.
+            Locked: another writer holds it, in this process or any other.
+        """
+
+    def lock(self, name: str) -> AbstractAsyncContextManager[None]:
+        """As :meth:`writer`, to change the blob's fate rather than its bytes
+        (remove it with :meth:`delete` inside the block): a missing blob is
+        no error, and the block then holds nothing.
+
+        Raises:
+            Locked: a writer holds it.
+        """
+
+    async def delete(self, name: str) -> None:
+        """Remove the blob, if there is one. Takes no lock: a writer still
+        holding it writes to nothing that can be read again."""
+
+    def path(self, name: str) -> str:
+        """The file holding the blob on this host, for readers that take a
+        path (downloads, a job's worker). The file exists once :meth:`create`
+        returned and until :meth:`delete`; read only what a record says counts."""
+
+    async def close(self) -> None:
+        """Release the store. A store of the process only (the memory
+        engine's temporary directory) removes its blobs; others keep them."""

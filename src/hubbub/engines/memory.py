@@ -30,6 +30,7 @@ from .base import (
     DEFAULT_KEY_TTL_MS,
     AppendRequest,
     AppendResult,
+    BlobStore,
     Claim,
     EpochInfo,
     ErrorListener,
@@ -41,6 +42,7 @@ from .base import (
     TopicInfo,
     record_kind,
 )
+from .blobs import file_blobs
 
 
 @dataclass(slots=True)
@@ -148,6 +150,11 @@ class MemoryEngine:
 
     async def ping(self) -> None:
         return None
+
+    def blobs(self, directory: str | None = None) -> BlobStore:
+        """Files in a temporary directory, removed when the store closes (records
+        vanish with the process, so uploads do too), unless ``directory``."""
+        return file_blobs(directory, None)
 
     async def append(self, requests: Sequence[AppendRequest], now: int) -> list[AppendResult]:
         results: list[AppendResult] = []

@@ -102,6 +102,7 @@ from .base import (
     DEFAULT_KEY_TTL_MS,
     AppendRequest,
     AppendResult,
+    BlobStore,
     Claim,
     EpochInfo,
     ErrorListener,
@@ -111,6 +112,7 @@ from .base import (
     Retention,
     TopicInfo,
 )
+from .blobs import file_blobs
 from .redis_feed import Feed
 from .redis_wire import message, topic_info, unavailable
 from .redis_writer import Writer, or_none
@@ -219,6 +221,11 @@ class RedisEngine:
         if not self._feed.up:
             raise Unavailable("the fan-out link to the store is down")
         await self._call(lambda r: r.ping())
+
+    def blobs(self, directory: str | None = None) -> BlobStore:
+        """Files in ``directory``, which every node must share (``docs/cluster.md``),
+        or in ``./hubbub-data/uploads``."""
+        return file_blobs(directory, os.path.join("hubbub-data", "uploads"))
 
     def add_listener(self, listener: Listener) -> None:
         self._feed.listeners.append(listener)

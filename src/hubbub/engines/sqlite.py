@@ -95,6 +95,7 @@ from .base import (
     DEFAULT_KEY_TTL_MS,
     AppendRequest,
     AppendResult,
+    BlobStore,
     Claim,
     EpochInfo,
     ErrorListener,
@@ -105,6 +106,7 @@ from .base import (
     TopicInfo,
     record_kind,
 )
+from .blobs import file_blobs
 from .sqlite_reads import Reads
 from .sqlite_schema import INFO
 from .sqlite_writer import BUSY_MS, SYNCHRONOUS, Writer
@@ -185,6 +187,11 @@ class SQLiteEngine:
 
     async def ping(self) -> None:
         await self._read(lambda conn: conn.execute("SELECT 1").fetchone())
+
+    def blobs(self, directory: str | None = None) -> BlobStore:
+        """Files in ``directory``, or in ``uploads`` beside the database."""
+        beside = os.path.dirname(os.path.realpath(self.path))
+        return file_blobs(directory, os.path.join(beside, "uploads"))
 
     def add_listener(self, listener: Listener) -> None:
         self._writer.listeners.append(listener)

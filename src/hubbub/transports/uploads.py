@@ -44,7 +44,8 @@ from starlette.routing import BaseRoute, Route
 
 from ..config import UPLOADS
 from ..core.jobs import queue_topic
-from ..core.uploads import JOB_KEY, Upload
+from ..core.uploads import JOB_KEY
+from ..core.uploads_record import Upload
 from ..protocol import tus
 from ..protocol.errors import (
     Conflict,
