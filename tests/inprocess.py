@@ -46,9 +46,8 @@ class _ResponseStream(httpx.AsyncByteStream):
     """A response body as the app sends it; closing it is the client leaving."""
 
     def __init__(self, parts: asyncio.Queue[_Part], left: asyncio.Event,
-                 task: asyncio.Task[None], read_timeout: float | None) -> None:
-        self._parts, self._left, self._task = parts, left, task
-        self._read_timeout = read_timeout
+                 read_timeout: float | None) -> None:
+        self._parts, self._left, self._read_timeout = parts, left, read_timeout
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         while True:
@@ -129,13 +128,14 @@ class StreamingASGITransport(httpx.AsyncBaseTransport):
             try:
                 await self.app(self._scope(request), receive, send)
             except BaseException as exc:
-                if isinstance(exc, asyncio.CancelledError):
-                    started.cancel()  # nothing to tell: the client is gone
-                elif not started.done():
-                    started.set_exception(exc)
-                else:
-                    log.exception("the app failed mid-response")
+                if started.done():  # the reader learns it as a cut-off body
+                    if isinstance(exc, Exception):
+                        log.exception("the app failed mid-response")
                     parts.put_nowait(exc)
+                elif isinstance(exc, asyncio.CancelledError):
+                    started.cancel()
+                else:
+                    started.set_exception(exc)
                 if not isinstance(exc, Exception):
                     raise
             else:
@@ -149,14 +149,15 @@ class StreamingASGITransport(httpx.AsyncBaseTransport):
         try:
             async with asyncio.timeout(read_timeout):
                 status, headers = await asyncio.shield(started)
-        except TimeoutError:
-            left.set()
-            raise httpx.ReadTimeout("no response within the read timeout") from None
-        except BaseException:
-            left.set()  # the request was cancelled: the client left
+        except BaseException as exc:
+            left.set()  # timed out or cancelled: the client left
+            # What the app does from now on is nobody's to hear.
+            started.add_done_callback(lambda f: f.cancelled() or f.exception())
+            if isinstance(exc, TimeoutError):
+                raise httpx.ReadTimeout("no response within the read timeout") from None
             raise
         return httpx.Response(status, headers=headers,
-                              stream=_ResponseStream(parts, left, task, read_timeout),
+                              stream=_ResponseStream(parts, left, read_timeout),
                               extensions={"http_version": b"HTTP/1.1"})
 
     async def aclose(self) -> None:

@@ -100,3 +100,19 @@ async def test_an_app_that_fails_before_its_response_raises_in_the_test() -> Non
                                  base_url="http://127.0.0.1") as client:
         with pytest.raises(LookupError):
             await client.get("/")
+
+
+async def test_an_app_that_fails_mid_response_cuts_the_body_off(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """A failure after the head reaches the reader as a cut-off body, as a reset
+    connection would, and is logged as the server logs it."""
+    async def half(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"half", "more_body": True})
+        raise LookupError("boom")
+
+    async with httpx.AsyncClient(transport=StreamingASGITransport(half),
+                                 base_url="http://127.0.0.1") as client:
+        with pytest.raises(httpx.RemoteProtocolError):
+            await client.get("/")
+    assert "the app failed mid-response" in caplog.text
