@@ -2,9 +2,11 @@
 
 ``hub_server`` runs hubbub's own server (:class:`hubbub.server.HubServer`, as
 ``hubbub serve`` does) in the test's event loop on a free loopback port,
-once per engine (``memory``, ``sqlite``, ``redis``): transport tests talk to it
+once per engine (``memory``, ``sqlite``, ``redis``): tests talk to it
 with real clients (httpx, httpx-sse, websockets). ``spawn_hub`` starts
-``hubbub serve`` as a separate process, for tests that kill it.
+``hubbub serve`` as a separate process, for tests that kill it. The transport
+tests reach the hub in-process instead unless they are marked ``sockets``
+(``tests/transports/conftest.py``, :mod:`tests.inprocess`).
 
 The redis engine runs against a ``redis-server`` that the tests start
 themselves on a free port (:class:`RedisServer`, one for the whole session,
@@ -17,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import shutil
 import signal
 import socket
@@ -38,9 +39,8 @@ from hubbub.config import Config
 from hubbub.server import HubServer as Server
 from hubbub.server import ServerSettings
 from hubbub.transports.app import create_app
+from tests.inprocess import UNIT, HubUnderTest
 
-#: Timeouts in tests are multiples of this unit; raise HUBBUB_TEST_UNIT on slow machines.
-UNIT = float(os.environ.get("HUBBUB_TEST_UNIT", "1.0"))
 ENGINES = ["memory", "sqlite", "redis"]
 REDIS_SERVER = shutil.which("redis-server")
 
@@ -135,7 +135,7 @@ def store_url(engine: str, tmp_path: Path) -> str:
 
 
 @dataclass
-class HubServer:
+class HubServer(HubUnderTest):
     """A running hub: its base URL, its app (``app.state.hub`` is the core) and server."""
 
     url: str
@@ -144,19 +144,11 @@ class HubServer:
     server: Server
     task: asyncio.Task[None]
 
-    @property
-    def hub(self) -> Any:
-        return self.app.state.hub
-
     def client(self, **kw: Any) -> httpx.AsyncClient:
+        # Plain HTTP on loopback: nothing to verify, and a verifying client loads
+        # the CA bundle when it is made (a tenth of a second or more, per client).
+        kw.setdefault("verify", False)
         return httpx.AsyncClient(base_url=self.url, timeout=10 * UNIT, **kw)
-
-    async def until_responder(self, topic: str) -> None:
-        """Wait until a group's worker takes ``topic``: until then a request to it
-        is refused with ``no-responders``."""
-        async with asyncio.timeout(10 * UNIT):
-            while not await self.hub.groups.has_workers(topic):
-                await asyncio.sleep(0.01)
 
     async def stop(self) -> None:
         self.server.should_exit = True
@@ -202,13 +194,18 @@ def config() -> Config:
 NOT_ON_REDIS: tuple[str, ...] = ()
 
 
+def hub_store(engine: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
+    """The store URL of a test's hub on ``engine`` (skips what redis lacks)."""
+    if engine == "redis" and any(f in request.module.__name__ for f in NOT_ON_REDIS):
+        pytest.skip("this feature is not available on the redis engine yet")
+    return store_url(engine, tmp_path)
+
+
 @pytest.fixture
 async def hub_server(
     engine: str, tmp_path: Path, config: Config, request: pytest.FixtureRequest
 ) -> AsyncIterator[HubServer]:
-    if engine == "redis" and any(f in request.module.__name__ for f in NOT_ON_REDIS):
-        pytest.skip("this feature is not available on the redis engine yet")
-    srv = await start_server(store_url(engine, tmp_path), config)
+    srv = await start_server(hub_store(engine, tmp_path, request), config)
     try:
         yield srv
     finally:
@@ -235,7 +232,7 @@ def wait_ready(url: str, proc: subprocess.Popen[Any], timeout: float = 15 * UNIT
             text = out.decode(errors="replace") if isinstance(out, bytes) else str(out)
             raise RuntimeError(f"hubbub serve exited: {text}")
         try:
-            if httpx.get(url + "/readyz", timeout=1).status_code == 200:
+            if httpx.get(url + "/readyz", timeout=1, verify=False).status_code == 200:
                 return
         except httpx.HTTPError:
             pass
@@ -255,7 +252,14 @@ class HubProcess:
         cmd = [sys.executable, "-m", "hubbub", "serve", "--port", str(self.port),
                "--store", self.store, *self.extra]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        wait_ready(self.url, self.proc)
+        try:
+            wait_ready(self.url, self.proc)
+        except BaseException:
+            self.proc.kill()
+            self.proc.wait(10)
+            assert self.proc.stdout is not None
+            self.proc.stdout.close()
+            raise
         return self
 
     def kill(self) -> None:

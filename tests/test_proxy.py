@@ -6,7 +6,10 @@ nginx is Debian's (``make test`` installs nginx-light when it is missing);
 without it these tests are skipped, saying so. The block is read from the
 document itself, so the document cannot drift from what is tested: only
 the addresses are changed (the upstream becomes one hub on a free port, the
-``listen`` a free loopback port).
+``listen`` a free loopback port). The long poll for the longest wait runs
+against a copy of the block whose timeouts are divided by :data:`SCALE`,
+with a wait divided by it too: the same race between the hub's wait and
+nginx's read timeout, in a tenth of the time.
 """
 
 from __future__ import annotations
@@ -35,6 +38,8 @@ DOC = Path(__file__).resolve().parent.parent / "docs" / "cluster.md"
 NGINX = shutil.which("nginx") or next(
     (p for p in ("/usr/sbin/nginx", "/usr/local/sbin/nginx") if os.access(p, os.X_OK)), None)
 MIB = 1 << 20
+#: The long-poll tests divide the block's timeouts, and the wait, by this.
+SCALE = 10
 
 pytestmark = pytest.mark.skipif(NGINX is None, reason="nginx is not installed "
                                 "(make test installs Debian's nginx-light)")
@@ -60,6 +65,12 @@ def block_for(hub_port: int, port: int) -> str:
     return block.replace(listen.group(0), f"    listen 127.0.0.1:{port};")
 
 
+def scaled(block: str) -> str:
+    """``block`` with each ``proxy_*_timeout`` divided by :data:`SCALE`."""
+    return re.sub(r"(proxy_\w+_timeout) (\d+)s;",
+                  lambda m: f"{m.group(1)} {int(m.group(2)) * 1000 // SCALE}ms;", block)
+
+
 @dataclass
 class Proxy:
     url: str
@@ -70,9 +81,11 @@ class Proxy:
         return self.url.replace("http://", "ws://") + "/v1/ws"
 
 
-def start_nginx(dir: Path, hub_port: int) -> tuple[subprocess.Popen[bytes], int]:
+def start_nginx(dir: Path, hub_port: int, scale: bool = False
+                ) -> tuple[subprocess.Popen[bytes], int]:
     assert NGINX is not None
     port = free_port()
+    block = block_for(hub_port, port)
     for sub in ("body", "proxy"):
         (dir / sub).mkdir()
     # Run by root (the test machines), nginx's workers would be "nobody", who
@@ -82,7 +95,7 @@ def start_nginx(dir: Path, hub_port: int) -> tuple[subprocess.Popen[bytes], int]
         f"daemon off;\nworker_processes 1;\npid {dir}/nginx.pid;\n{user}"
         "events { worker_connections 256; }\n"
         f"http {{\n  access_log off;\n  client_body_temp_path {dir}/body;\n"
-        f"  proxy_temp_path {dir}/proxy;\n{block_for(hub_port, port)}\n}}\n")
+        f"  proxy_temp_path {dir}/proxy;\n{scaled(block) if scale else block}\n}}\n")
     log = dir / "error.log"
     proc = subprocess.Popen([NGINX, "-p", str(dir), "-c", str(dir / "nginx.conf"),
                              "-e", str(log)], stdout=subprocess.DEVNULL,
@@ -104,25 +117,42 @@ def start_nginx(dir: Path, hub_port: int) -> tuple[subprocess.Popen[bytes], int]
 
 
 @pytest.fixture(scope="module")
-def proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proxy]:
-    dir = tmp_path_factory.mktemp("proxy")
+def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubProcess]:
+    """The hub behind the proxies (both proxies of a module front the same one)."""
+    dir = tmp_path_factory.mktemp("hub")
     hub = HubProcess(f"sqlite:///{dir / 'hub.db'}", free_port()).start()
     try:
-        nginx, port = start_nginx(dir, hub.port)
-        try:
-            yield Proxy(f"http://127.0.0.1:{port}", hub)
-        finally:
-            nginx.send_signal(signal.SIGQUIT)  # graceful: workers finish, then exit
-            try:
-                nginx.wait(10 * UNIT)
-            except subprocess.TimeoutExpired:
-                nginx.kill()
-                nginx.wait(10)
+        yield hub
     finally:
         if hub.proc is not None and hub.proc.poll() is None:
             hub.terminate()
         if hub.proc is not None and hub.proc.stdout is not None:
             hub.proc.stdout.close()
+
+
+def run_proxy(dir: Path, hub: HubProcess, scale: bool = False) -> Iterator[Proxy]:
+    """nginx in front of ``hub`` (with the timeouts :func:`scaled`, if ``scale``)."""
+    nginx, port = start_nginx(dir, hub.port, scale)
+    try:
+        yield Proxy(f"http://127.0.0.1:{port}", hub)
+    finally:
+        nginx.send_signal(signal.SIGQUIT)  # graceful: workers finish, then exit
+        try:
+            nginx.wait(10 * UNIT)
+        except subprocess.TimeoutExpired:
+            nginx.kill()
+            nginx.wait(10)
+
+
+@pytest.fixture(scope="module")
+def proxy(tmp_path_factory: pytest.TempPathFactory, hub: HubProcess) -> Iterator[Proxy]:
+    yield from run_proxy(tmp_path_factory.mktemp("proxy"), hub)
+
+
+@pytest.fixture(scope="module")
+def scaled_proxy(tmp_path_factory: pytest.TempPathFactory, hub: HubProcess
+                 ) -> Iterator[Proxy]:
+    yield from run_proxy(tmp_path_factory.mktemp("proxy"), hub, scale=True)
 
 
 def publish(url: str, topic: str, value: object) -> dict[str, object]:
@@ -144,15 +174,27 @@ def test_the_block_outlasts_the_hubs_waits() -> None:
     assert int(body.group(1)) * MIB > 8 * MIB  # hubbub upload --chunk-size's default
 
 
-@pytest.mark.timeout(ServerConfig().max_wait + 60 * UNIT)
-def test_a_long_poll_for_the_longest_wait(proxy: Proxy) -> None:
+def long_poll(proxy: Proxy, wait: float) -> httpx.Response:
+    return httpx.get(f"{proxy.url}/v1/topics/proxy.idle/messages",
+                     params={"after": "end", "wait": wait}, timeout=wait + 30 * UNIT)
+
+
+def test_a_long_poll_for_the_longest_wait(scaled_proxy: Proxy) -> None:
     """A long poll with ``wait`` at the hub's maximum (60 s) is held to its end and
-    answered 200, empty, with its cursor: not cut off by the proxy (504)."""
-    wait = ServerConfig().max_wait
-    r = httpx.get(f"{proxy.url}/v1/topics/proxy.idle/messages",
-                  params={"after": "end", "wait": wait}, timeout=wait + 30 * UNIT)
+    answered 200, empty, with its cursor: not cut off by the proxy (504). Both
+    the wait and the block's timeouts are divided by SCALE."""
+    r = long_poll(scaled_proxy, ServerConfig().max_wait / SCALE)
     assert r.status_code == 200, r.text
     assert r.json()["messages"] == [] and r.json()["cursor"]
+
+
+def test_the_scaled_read_timeout_is_the_one_that_applies(scaled_proxy: Proxy) -> None:
+    """A wait past the scaled ``proxy_read_timeout`` is cut off by nginx (504): the
+    scaled block's timeout is in force, so the test above measured against it."""
+    read = re.search(r"proxy_read_timeout (\d+)ms;", scaled(documented_block()))
+    assert read is not None
+    r = long_poll(scaled_proxy, int(read.group(1)) / 1000 + 2)
+    assert r.status_code == 504, r.text
 
 
 async def test_a_long_poll_is_answered_by_a_publish(proxy: Proxy) -> None:

@@ -25,14 +25,16 @@ from hubbub.protocol.topics import validate_topic
 
 
 def test_due_and_state() -> None:
-    """A lease is held until its deadline; after it the entry is due and waiting (Rule 1)."""
+    """A lease is held until its deadline; after it the entry is due and waiting
+    (invariant "due at the deadline")."""
     e = Pending(5, "t", 1, 1, "5.aaaaaaaaaaaa", deadline=1000)
     assert e.state(999) is State.LEASED and not e.due(999)
     assert e.state(1000) is State.WAITING and e.due(1000)
 
 
 def test_take_leases_again_with_a_new_id_then_dies() -> None:
-    """Taking a due entry leases it anew, until max_deliver attempts make it dead (Rule 2)."""
+    """Taking a due entry leases it anew, until max_deliver attempts make it dead
+    (invariant "due entries first")."""
     e = Pending(5, "t", 1, 1, "5.aaaaaaaaaaaa", deadline=0)
     assert take(e, now=10, lease_ms=100, max_deliver=3) is State.LEASED
     assert (e.attempts, e.deadline) == (2, 110)

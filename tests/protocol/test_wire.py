@@ -107,7 +107,8 @@ def test_pub_data_stays_raw() -> None:
 
 @pytest.mark.parametrize("codec", CODECS)
 def test_unknown_fields_are_ignored(codec: wire.Codec) -> None:
-    """Fields a later version adds do not break an older hub (Rule 3)."""
+    """Fields a later version adds do not break an older hub (invariant
+    "unknown fields are ignored")."""
     assert codec.decode(frame(codec, {"op": "ping", "id": 1, "trace": "x"})) == Ping(id=1)
 
 
@@ -130,7 +131,8 @@ def test_unknown_fields_are_ignored(codec: wire.Codec) -> None:
 def test_answerable_refusals(
     codec: wire.Codec, obj: dict[str, Any], error: type[Exception], field: str
 ) -> None:
-    """A bad op with a usable id is refused with that id and the field at fault (Rule 1)."""
+    """A bad op with a usable id is refused with that id and the field at fault
+    (invariant "an op with an id is answered")."""
     got = refusal(codec, obj)
     assert got.op_id == 1
     assert type(got.error) is error and got.error.field == field
@@ -162,7 +164,8 @@ def test_refusal_messages_are_plain() -> None:
     {"op": "nope"},
 ])
 def test_unanswerable_frames(codec: wire.Codec, obj: Any) -> None:
-    """Without an object and a usable id a frame cannot be answered: close 1008 (Rule 2)."""
+    """Without an object and a usable id a frame cannot be answered: close 1008
+    (invariant "an unanswerable frame closes")."""
     got = refusal(codec, obj)
     assert got.op_id is None
     assert isinstance(got.error, InvalidOp) and close_code(got.error) == 1008

@@ -44,6 +44,7 @@ async def listed(client: httpx.AsyncClient, n: int) -> list[dict[str, Any]]:
             await asyncio.sleep(0.02)
 
 
+@pytest.mark.sockets
 async def test_connections_are_listed_and_disconnected(
     hub_server: HubServer, client: httpx.AsyncClient
 ) -> None:
@@ -125,6 +126,7 @@ async def test_cancel_a_queued_and_a_running_job(client: httpx.AsyncClient) -> N
     problem(await client.post("/v1/jobs/" + "0" * 32 + "/cancel"), 404, "not-found")
 
 
+@pytest.mark.sockets
 async def test_presence_entries_are_listed_and_dropped(
     hub_server: HubServer, client: httpx.AsyncClient
 ) -> None:
@@ -189,6 +191,7 @@ async def test_admin_only(engine: str, tmp_path: Any) -> None:
         await srv.stop()
 
 
+@pytest.mark.sockets
 async def test_delete_topic_starts_a_new_log_and_tells_readers_the_gap(
     hub_server: HubServer, client: httpx.AsyncClient
 ) -> None:

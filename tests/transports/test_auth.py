@@ -136,6 +136,7 @@ async def published(client: httpx.AsyncClient, topic: str) -> list[Any]:
 @pytest.mark.parametrize(("method", "path", "kw"), DOORS,
                          ids=[f"{m} {p}" for m, p, _ in DOORS])
 @pytest.mark.smoke
+@pytest.mark.sockets
 async def test_no_credentials_is_401_on_every_door(
     client: httpx.AsyncClient, method: str, path: str, kw: dict[str, Any]
 ) -> None:
@@ -428,6 +429,7 @@ async def test_namespace_rules(client: httpx.AsyncClient) -> None:
 # -- WebSocket ----------------------------------------------------------------------
 
 
+@pytest.mark.sockets
 async def test_ws_ops_are_authorized_per_topic(hub_server: HubServer) -> None:
     """Each op on a topic the token does not allow gets err forbidden; the connection
     carries on, and allowed ops work."""
@@ -452,6 +454,7 @@ async def test_ws_ops_are_authorized_per_topic(hub_server: HubServer) -> None:
         assert await published(client, "admin.svc") == []
 
 
+@pytest.mark.sockets
 async def test_ws_upgrade_with_bad_credentials_is_401(hub_server: HubServer) -> None:
     """A bad token on the upgrade (header or ?token=) is refused with a 401 problem."""
     for kw in ({"additional_headers": bearer(token(ttl=-60))},
@@ -465,6 +468,7 @@ async def test_ws_upgrade_with_bad_credentials_is_401(hub_server: HubServer) -> 
         assert response.headers["WWW-Authenticate"].startswith("Bearer")
 
 
+@pytest.mark.sockets
 async def test_ws_token_in_query(hub_server: HubServer) -> None:
     """A browser's WebSocket passes the token in ?token=."""
     from websockets.asyncio.client import connect
@@ -481,6 +485,7 @@ async def test_ws_token_in_query(hub_server: HubServer) -> None:
     assert info.value.response.status_code == 401
 
 
+@pytest.mark.sockets
 async def test_ws_without_credentials_must_auth_first(hub_server: HubServer) -> None:
     """No credentials on the upgrade: any op but auth closes with 4401; an auth op
     with a good token authenticates the connection; a bad one closes it with 4401."""
@@ -502,6 +507,7 @@ async def test_ws_without_credentials_must_auth_first(hub_server: HubServer) -> 
         assert code == 4401 and reason == "token has expired"
 
 
+@pytest.mark.sockets
 async def test_ws_auth_times_out(hub_server: HubServer, monkeypatch: pytest.MonkeyPatch) -> None:
     """A connection with no credentials that never authenticates is closed with 4401."""
     monkeypatch.setattr(ws_door, "AUTH_TIMEOUT", 0.2 * UNIT)
@@ -510,6 +516,7 @@ async def test_ws_auth_times_out(hub_server: HubServer, monkeypatch: pytest.Monk
         assert code == 4401 and reason == "authentication timed out"
 
 
+@pytest.mark.sockets
 async def test_ws_closes_when_the_token_expires(hub_server: HubServer) -> None:
     """At its token's expiry a connection closes with 4401 and its resume cursor."""
     short = bearer(mint(SECRET, "alice", sub=["chat.>"], ttl=2))

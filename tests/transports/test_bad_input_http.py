@@ -216,6 +216,7 @@ async def test_hostile_bytes(seeded: httpx.AsyncClient, body: bytes, content_typ
     await still_healthy(seeded)
 
 
+@pytest.mark.sockets
 async def test_lying_or_huge_content_length(hub_server: HubServer) -> None:
     """A declared Content-Length over the limit is refused before the body is read."""
     reader, writer = await asyncio.open_connection("127.0.0.1", int(hub_server.url.rsplit(":")[-1]))

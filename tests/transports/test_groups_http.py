@@ -96,6 +96,7 @@ async def make_group(client: httpx.AsyncClient, group: str, topic: str, n: int) 
 
 
 @pytest.mark.smoke
+@pytest.mark.sockets
 async def test_pull_leases_messages_in_the_shape_of_every_door(
     client: httpx.AsyncClient,
 ) -> None:

@@ -45,6 +45,7 @@ async def settle(c: Client, op: str, ids: list[str], op_id: Any = "s", **kw: Any
     return await c.op({"op": op, "id": op_id, "ids": ids, **kw})
 
 
+@pytest.mark.sockets
 async def test_group_sub_delivers_leased_messages(
     hub_server: HubServer, client: httpx.AsyncClient
 ) -> None:
@@ -63,6 +64,7 @@ async def test_group_sub_delivers_leased_messages(
     assert (await client.get("/v1/groups/wg")).json()["pending"] == 0
 
 
+@pytest.mark.sockets
 async def test_window_bounds_the_unsettled_deliveries(
     hub_server: HubServer, client: httpx.AsyncClient
 ) -> None:
@@ -84,6 +86,7 @@ async def test_window_bounds_the_unsettled_deliveries(
     assert (await client.get("/v1/groups/win")).json()["pending"] == 0
 
 
+@pytest.mark.sockets
 async def test_an_expired_delivery_holds_its_slot_until_settled(
     hub_server: HubServer, client: httpx.AsyncClient
 ) -> None:
@@ -107,6 +110,7 @@ async def test_an_expired_delivery_holds_its_slot_until_settled(
         assert f["data"] == "c"
 
 
+@pytest.mark.sockets
 async def test_workers_share_a_group(hub_server: HubServer, client: httpx.AsyncClient) -> None:
     """Two connections on one group split the messages: each message goes to one of them."""
     async with ws_client(hub_server) as a, ws_client(hub_server) as b:
@@ -131,6 +135,7 @@ async def test_workers_share_a_group(hub_server: HubServer, client: httpx.AsyncC
     assert sorted(seen) == list(range(40))
 
 
+@pytest.mark.sockets
 async def test_closing_gives_back_unsettled_deliveries(
     hub_server: HubServer, client: httpx.AsyncClient
 ) -> None:
@@ -147,6 +152,7 @@ async def test_closing_gives_back_unsettled_deliveries(
         await b.quiet()
 
 
+@pytest.mark.sockets
 async def test_unsub_stops_deliveries_but_settles_still_work(
     hub_server: HubServer, client: httpx.AsyncClient
 ) -> None:
@@ -167,6 +173,7 @@ async def test_unsub_stops_deliveries_but_settles_still_work(
             str(sub2): None}
 
 
+@pytest.mark.sockets
 async def test_nack_and_extend_ops(hub_server: HubServer, client: httpx.AsyncClient) -> None:
     """nack returns a message after its delay (attempt 2); extend keeps a lease alive."""
     await publish(client, "ne.t", "a", "b")
@@ -185,6 +192,7 @@ async def test_nack_and_extend_ops(hub_server: HubServer, client: httpx.AsyncCli
             == {"ok"}
 
 
+@pytest.mark.sockets
 async def test_poison_message_is_dead_lettered(
     hub_server: HubServer, client: httpx.AsyncClient
 ) -> None:
@@ -202,6 +210,7 @@ async def test_poison_message_is_dead_lettered(
     assert dead["data"]["data"] == {"bad": True}
 
 
+@pytest.mark.sockets
 async def test_msgpack_group_frames(hub_server: HubServer, client: httpx.AsyncClient) -> None:
     """On MessagePack the frame is the same map, bytes raw; acks work the same."""
     r = await client.post("/v1/topics/mp.t", content=b"\x00\xff",
@@ -215,6 +224,7 @@ async def test_msgpack_group_frames(hub_server: HubServer, client: httpx.AsyncCl
         assert (await settle(c, "ack", [f["lease"]]))["results"] == {f["lease"]: "ok"}
 
 
+@pytest.mark.sockets
 async def test_settling_ids_not_delivered_here(
     hub_server: HubServer, client: httpx.AsyncClient
 ) -> None:
@@ -250,6 +260,7 @@ BAD_SETTLES = [
 
 
 @pytest.mark.parametrize(("frame", "code", "field"), BAD_SETTLES)
+@pytest.mark.sockets
 async def test_bad_settle_ops(
     hub_server: HubServer, client: httpx.AsyncClient, frame: dict[str, Any], code: str,
     field: str,
@@ -290,6 +301,7 @@ BAD_SUBS = [
 
 
 @pytest.mark.parametrize(("extra", "code", "field"), BAD_SUBS)
+@pytest.mark.sockets
 async def test_bad_group_subs(
     hub_server: HubServer, client: httpx.AsyncClient, extra: dict[str, Any], code: str,
     field: str,
@@ -302,6 +314,7 @@ async def test_bad_group_subs(
     assert (await client.get("/v1/groups/g")).status_code == 404
 
 
+@pytest.mark.sockets
 async def test_group_of_other_topics_is_refused(
     hub_server: HubServer, client: httpx.AsyncClient
 ) -> None:

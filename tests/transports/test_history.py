@@ -92,6 +92,7 @@ async def test_another_topics_cursor_is_refused(client: httpx.AsyncClient) -> No
     assert r.json()["field"] == "before"
 
 
+@pytest.mark.sockets
 async def test_client_history(hub_server: HubServer) -> None:
     """AsyncClient.history() pages back the same way; a bad cursor raises InvalidCursor."""
     async with AsyncClient(hub_server.url) as hub:

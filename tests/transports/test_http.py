@@ -42,6 +42,7 @@ async def history(client: httpx.AsyncClient, topic: str) -> list[dict[str, objec
 
 
 @pytest.mark.smoke
+@pytest.mark.sockets
 async def test_publish_json(client: httpx.AsyncClient) -> None:
     """A JSON body is stored as JSON; the receipt says where it went."""
     r = await client.post("/v1/topics/chat.room1", json={"text": "hi", "n": [1, 2]})

@@ -139,6 +139,7 @@ class Followers:
 
 
 @pytest.mark.smoke
+@pytest.mark.sockets
 async def test_four_doors_report_the_same_states(hub_server: HubServer,
                                                  client: httpx.AsyncClient) -> None:
     """Short poll, long poll, SSE and WebSocket on jobs.<id> read the same sequence of

@@ -70,6 +70,7 @@ async def eventually(client: httpx.AsyncClient, check: Callable[[Samples], bool]
 
 
 @pytest.mark.smoke
+@pytest.mark.sockets
 async def test_metrics_parse_and_count_publishes(
     client: httpx.AsyncClient, engine: str
 ) -> None:
@@ -105,6 +106,7 @@ async def test_metrics_parse_and_count_publishes(
     assert value(samples, "process_cpu_seconds_total") is not None
 
 
+@pytest.mark.sockets
 async def test_deliveries_and_connections_per_door(
     client: httpx.AsyncClient, hub_server: HubServer
 ) -> None:
@@ -277,6 +279,7 @@ async def test_stats_is_the_same_snapshot_as_json(
 
 
 @pytest.mark.parametrize("engine", ["memory"])
+@pytest.mark.sockets
 async def test_a_slow_sse_reader_is_counted_when_cut_off(
     client: httpx.AsyncClient, hub_server: HubServer
 ) -> None:

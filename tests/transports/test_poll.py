@@ -47,6 +47,7 @@ async def wait_for_subscribers(srv: HubServer, n: int) -> None:
 
 
 @pytest.mark.smoke
+@pytest.mark.sockets
 async def test_short_poll_pages_with_cursors(client: httpx.AsyncClient) -> None:
     """Following each page's cursor reads every message once, in order, then nothing."""
     for i in range(10):
@@ -83,6 +84,7 @@ async def test_after_end_and_start(client: httpx.AsyncClient) -> None:
 
 
 @pytest.mark.smoke
+@pytest.mark.sockets
 async def test_long_poll_wakes_on_publish(client: httpx.AsyncClient, hub_server: HubServer) -> None:
     """A waiting long poll answers within a fraction of a second of a publish."""
     first = await publish(client, "lp.t", 0)

@@ -84,6 +84,7 @@ async def present(client: httpx.AsyncClient, topic: str) -> list[dict[str, Any]]
 
 
 @pytest.mark.smoke
+@pytest.mark.sockets
 async def test_joins_and_leaves_on_websocket_and_sse(
     hub_server: HubServer, client: httpx.AsyncClient
 ) -> None:
@@ -122,6 +123,7 @@ async def test_joins_and_leaves_on_websocket_and_sse(
     assert [m["data"] for m in r.json()["messages"]] == seen_ws
 
 
+@pytest.mark.sockets
 async def test_only_exact_topics_with_presence_on_count(
     hub_server: HubServer, client: httpx.AsyncClient
 ) -> None:
@@ -141,6 +143,7 @@ async def test_only_exact_topics_with_presence_on_count(
         assert await present(client, "chat.s") == []
 
 
+@pytest.mark.sockets
 async def test_a_killed_client_leaves(hub_server: HubServer, client: httpx.AsyncClient) -> None:
     """SIGKILL of a process holding a WebSocket: its entry goes, with a leave (closed)."""
     script = textwrap.dedent(f"""
@@ -177,6 +180,7 @@ async def test_a_killed_client_leaves(hub_server: HubServer, client: httpx.Async
     assert await present(client, "chat.kill") == []
 
 
+@pytest.mark.sockets
 async def test_bad_presence_input_changes_nothing(
     hub_server: HubServer, client: httpx.AsyncClient
 ) -> None:

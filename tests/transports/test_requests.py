@@ -61,6 +61,7 @@ async def inbox(client: httpx.AsyncClient) -> list[dict[str, Any]]:
 
 
 @pytest.mark.smoke
+@pytest.mark.sockets
 async def test_three_responders_share_requests_and_each_caller_gets_its_own_reply(
     client: httpx.AsyncClient,
 ) -> None:

@@ -25,6 +25,9 @@ from tests.conftest import UNIT, HubServer
 from tests.transports.test_requests import worker_present
 from tests.transports.test_ws import MSGPACK_PROTO, Client, ws_client
 
+# Every test here speaks WebSocket: hubbub's own server on a loopback port.
+pytestmark = pytest.mark.sockets
+
 HEX = "0123456789abcdef" * 2
 
 

@@ -76,6 +76,7 @@ def data(event: ServerSentEvent) -> Any:
 
 
 @pytest.mark.smoke
+@pytest.mark.sockets
 async def test_single_topic_stream(client: httpx.AsyncClient, hub_server: HubServer) -> None:
     """A stream starts at the live end with a ready event; each message's id is its cursor."""
     await publish(client, "live.t", "before")

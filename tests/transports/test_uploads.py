@@ -74,6 +74,7 @@ async def test_options_lists_the_protocol(client: httpx.AsyncClient) -> None:
 
 
 @pytest.mark.smoke
+@pytest.mark.sockets
 async def test_upload_in_chunks_is_byte_identical(client: httpx.AsyncClient) -> None:
     """Chunks PATCHed in order make the file; HEAD and GET tell offset and bytes."""
     data = os.urandom(300_000)
@@ -310,6 +311,7 @@ async def test_second_writer_is_locked_out(client: httpx.AsyncClient, hub_server
     assert (await client.get(url)).content == b"1234567890"
 
 
+@pytest.mark.sockets
 async def test_interrupted_patch_keeps_what_arrived(client: httpx.AsyncClient,
                                                     hub_server: Any) -> None:
     """A client that hangs up mid-body keeps every byte the hub received (no checksum)."""

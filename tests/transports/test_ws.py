@@ -28,6 +28,9 @@ from hubbub.core import PublishItem
 from hubbub.transports.ws import MAX_SUBSCRIPTIONS
 from tests.conftest import UNIT, HubServer
 
+# Every test here speaks WebSocket: hubbub's own server on a loopback port.
+pytestmark = pytest.mark.sockets
+
 JSON_PROTO = "hubbub.v1.json"
 MSGPACK_PROTO = "hubbub.v1.msgpack"
 REPLIES = ("ok", "err", "pong")

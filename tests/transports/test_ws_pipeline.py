@@ -50,6 +50,7 @@ async def history(client: httpx.AsyncClient, topic: str) -> list[dict[str, Any]]
     return messages
 
 
+@pytest.mark.sockets
 async def test_pipelined_pubs_are_stored_and_answered_in_the_order_sent(
     hub_server: HubServer, client: httpx.AsyncClient
 ) -> None:
@@ -81,6 +82,7 @@ async def test_pipelined_pubs_are_stored_and_answered_in_the_order_sent(
         assert [m["id"] for m in stored] == [a["msg_id"] for a in oks]
 
 
+@pytest.mark.sockets
 async def test_a_subscriber_on_the_same_connection_gets_its_pipelined_pubs_in_order(
     hub_server: HubServer,
 ) -> None:
@@ -97,6 +99,7 @@ async def test_a_subscriber_on_the_same_connection_gets_its_pipelined_pubs_in_or
         await sub.quiet()
 
 
+@pytest.mark.sockets
 async def test_a_key_sent_twice_in_flight_is_stored_once(
     hub_server: HubServer, client: httpx.AsyncClient
 ) -> None:
@@ -115,6 +118,7 @@ async def test_a_key_sent_twice_in_flight_is_stored_once(
     assert [m["data"] for m in await history(client, "pipe.key")] == [0, 1, 3]
 
 
+@pytest.mark.sockets
 async def test_other_ops_wait_for_the_pubs_before_them(hub_server: HubServer) -> None:
     """A ``sub`` at the live end and a ``ping`` sent right after pubs are answered after
     them, and the subscription starts after those pubs (invariant "barrier before other ops")."""
@@ -130,6 +134,7 @@ async def test_other_ops_wait_for_the_pubs_before_them(hub_server: HubServer) ->
         await c.quiet()
 
 
+@pytest.mark.sockets
 async def test_a_req_keeps_its_place_among_pipelined_pubs(hub_server: HubServer) -> None:
     """``pub``, ``req``, ``pub`` to one topic sent at once are stored in that order
     (the ``req`` waits for its inbox before its append, the pub after it waits
@@ -182,6 +187,7 @@ def writes_held(engine: str, tmp_path: Path) -> Iterator[None]:
 
 
 @pytest.mark.parametrize("engine", ["sqlite", "redis"])
+@pytest.mark.sockets
 async def test_pipelined_pubs_share_commits(
     hub_server: HubServer, engine: str, tmp_path: Path
 ) -> None:

@@ -11,22 +11,25 @@ Every stored message has two positions:
 A cursor is the triple ``(epoch, offset, seq)`` written as
 ``"<epoch>.<offset>.<seq>"``, e.g. ``"k3j9qzx2ab.42.1057"``. Clients treat
 it as opaque. Every message carries the cursor that points just after it, and
-that one string resumes every kind of subscription:
+that one string resumes every kind of subscription (the invariants below).
 
-Rule 1. On one topic, a cursor whose epoch is the topic's epoch resumes at
-        ``offset + 1``. An older epoch of the same topic, or an epoch the store
-        does not know, means the log was reset or lost: that is a *gap*.
-Rule 2. Over several topics or patterns, a cursor resumes at ``seq + 1``:
-        messages are delivered in seq order, so every matching message with a
-        seq at or below the cursor's was already delivered. Topics that appear
-        later have larger seqs and are picked up with nothing lost. This is the
-        watermark for topics that appear later.
-Rule 3. A cursor whose epoch is the *store's* epoch (a "watermark cursor",
-        offset 0) names a position in the store, not in a topic. Streams hand
-        one out before their first message so that a client can resume even a
-        subscription that has received nothing yet.
-Rule 4. A cursor from another topic on a single-topic door is refused
-        (``InvalidCursor``), never silently reinterpreted.
+Invariants
+----------
+"topic epoch resumes offset": On one topic, a cursor whose epoch is the
+    topic's epoch resumes at ``offset + 1``. An older epoch of the same topic,
+    or an epoch the store does not know, means the log was reset or lost:
+    that is a *gap*.
+"seq is the watermark": Over several topics or patterns, a cursor resumes at
+    ``seq + 1``: messages are delivered in seq order, so every matching
+    message with a seq at or below the cursor's was already delivered. Topics
+    that appear later have larger seqs and are picked up with nothing lost.
+    This is the watermark for topics that appear later.
+"store epoch names a position": A cursor whose epoch is the *store's* epoch
+    (a "watermark cursor", offset 0) names a position in the store, not in a
+    topic. Streams hand one out before their first message so that a client
+    can resume even a subscription that has received nothing yet.
+"foreign cursor refused": A cursor from another topic on a single-topic door
+    is refused (``InvalidCursor``), never silently reinterpreted.
 
 The words ``start`` and ``end`` are accepted wherever a cursor is: the start
 of retained history, and the current end of the log.

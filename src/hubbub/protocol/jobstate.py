@@ -20,27 +20,31 @@ state          meaning
 ``CANCELLED``  cancelled by an operator before it finished; final
 =============  =================================================================
 
-Rule 1. Every change is a compare-and-set on the record's version, which
-        grows by one per change. The version is part of the job as every
-        door shows it, so a follower can tell a new state from one it saw.
-Rule 2. A running job belongs to the lease that took it. Progress,
-        completion and failure name that lease; any other lease (a worker
-        whose lease ran out and whose job was taken again) is stale and
-        changes nothing. The same completion or failure repeated with the
-        same lease changes nothing either and is answered with the job as it
-        is, so a worker may retry one whose answer it did not get.
-Rule 3. A worker that fails a job asks for a retry or not. A retry, and a
-        lease that ran out (the worker died, or stopped reporting), put the
-        job back to ``QUEUED`` while attempts are left, else make it
-        ``FAILED``: attempts count the group's deliveries, at most
-        ``max_attempts`` (the queue namespace's ``max_deliver``).
-Rule 4. Taking a job that is already final (its worker finished it, but
-        died before its ack reached the group) changes nothing: the
-        delivery is only acked.
-Rule 5. An operator may cancel a job that is not final. A queued job's
-        queue message is acked when a worker takes it (Rule 4); a running
-        job loses its lease, so its worker's next report is refused (the
-        job is not running) and it learns to stop.
+Invariants
+----------
+"every change is versioned": Every change is a compare-and-set on the
+    record's version, which grows by one per change. The version is part of
+    the job as every door shows it, so a follower can tell a new state from
+    one it saw.
+"the lease owns the job": A running job belongs to the lease that took it.
+    Progress, completion and failure name that lease; any other lease (a
+    worker whose lease ran out and whose job was taken again) is stale and
+    changes nothing. The same completion or failure repeated with the same
+    lease changes nothing either and is answered with the job as it is, so a
+    worker may retry one whose answer it did not get.
+"retries while attempts remain": A worker that fails a job asks for a retry
+    or not. A retry, and a lease that ran out (the worker died, or stopped
+    reporting), put the job back to ``QUEUED`` while attempts are left, else
+    make it ``FAILED``: attempts count the group's deliveries, at most
+    ``max_attempts`` (the queue namespace's ``max_deliver``).
+"a final job is only acked": Taking a job that is already final (its worker
+    finished it, but died before its ack reached the group) changes nothing:
+    the delivery is only acked.
+"operators cancel unfinished jobs": An operator may cancel a job that is not
+    final. A queued job's queue message is acked when a worker takes it
+    (invariant "a final job is only acked"); a running job loses its lease,
+    so its worker's next report is refused (the job is not running) and it
+    learns to stop.
 """
 
 from __future__ import annotations
@@ -166,15 +170,15 @@ def submitted(job_id: str, queue: str, content_type: str, max_attempts: int, now
 
 def taken(job: Job, lease: str, attempts: int, lease_ms: int, max_attempts: int,
           now: int) -> Job:
-    """The job leased to a worker on its ``attempts``-th try (Rule 4: check
-    :attr:`Job.final` first)."""
+    """The job leased to a worker on its ``attempts``-th try (invariant "a final
+    job is only acked": check :attr:`Job.final` first)."""
     return _change(job, now, state=_next(job, "take"), lease=lease, lease_ms=lease_ms,
                    attempts=attempts, max_attempts=max_attempts, progress=None,
                    message=None, error=None)
 
 
 def check_lease(job: Job, lease: str) -> None:
-    """Rule 2 for a running job.
+    """Invariant "the lease owns the job", for a running job.
 
     Raises:
         Conflict: the job is not running, or ``lease`` is not its lease.
@@ -194,7 +198,8 @@ def progressed(job: Job, lease: str, progress: float | None, message: str | None
 
 
 def repeated(job: Job, lease: str, state: State) -> bool:
-    """Whether a completion or failure by ``lease`` already made the job ``state`` (Rule 2)."""
+    """Whether a completion or failure by ``lease`` already made the job ``state``
+    (invariant "the lease owns the job")."""
     return job.lease == lease and job.state is state
 
 
@@ -206,7 +211,8 @@ def completed(job: Job, lease: str, result: Any, now: int) -> Job:
 
 
 def failed(job: Job, lease: str, error: str, retry: bool, now: int) -> Job:
-    """The job failed: queued again when ``retry`` and attempts are left (Rule 3)."""
+    """The job failed: queued again when ``retry`` and attempts are left
+    (invariant "retries while attempts remain")."""
     check_lease(job, lease)
     event = "fail" if not retry else "retry" if job.attempts < job.max_attempts else "exhaust"
     state = _next(job, event)
@@ -221,13 +227,15 @@ def lost(job: Job, now: int) -> Job:
     error = f"the worker was lost: its lease ran out on attempt {job.attempts}"
     if state is State.FAILED:
         error += " of " + str(job.max_attempts)
-    # No lease: a late report of the lost worker is stale, not a repeat (Rule 2).
+    # No lease: a late report of the lost worker is stale, not a repeat
+    # (invariant "the lease owns the job").
     return _change(job, now, state=state, error=error, lease=None,
                    finished=now if state in FINAL else None)
 
 
 def cancelled(job: Job, now: int) -> Job:
-    """The job cancelled by an operator (Rule 5): final, with no lease.
+    """The job cancelled by an operator (invariant "operators cancel
+    unfinished jobs"): final, with no lease.
 
     Raises:
         Conflict: the job is already final.

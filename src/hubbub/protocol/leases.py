@@ -18,18 +18,20 @@ state          meaning
                removed and the message goes to the dead-letter topic
 =============  =================================================================
 
-Rule 1. An entry is *due* when ``deadline <= now``, whatever its state: a lease
-        that ran out is as good as a nack with no delay.
-Rule 2. Pulls take due entries first (oldest seq first), then new messages.
-        Taking a due entry whose ``attempts`` reached ``max_deliver`` makes it
-        ``DEAD`` instead of leasing it again.
-Rule 3. Every lease gets a fresh lease id. A settle (ack, nack, extend) names
-        a lease id; it applies only while that id is the entry's current one,
-        even after the deadline passed, as long as nobody else took it since.
-        A settle for an id that was replaced is ``expired``; for an id the
-        group never gave, ``unknown``. Neither changes anything.
-Rule 4. Engines apply these rules atomically per pull and per settle; this
-        module only decides.
+Invariants
+----------
+"due at the deadline": An entry is *due* when ``deadline <= now``, whatever
+    its state: a lease that ran out is as good as a nack with no delay.
+"due entries first": Pulls take due entries first (oldest seq first), then
+    new messages. Taking a due entry whose ``attempts`` reached
+    ``max_deliver`` makes it ``DEAD`` instead of leasing it again.
+"only the current lease settles": Every lease gets a fresh lease id. A settle
+    (ack, nack, extend) names a lease id; it applies only while that id is the
+    entry's current one, even after the deadline passed, as long as nobody
+    else took it since. A settle for an id that was replaced is ``expired``;
+    for an id the group never gave, ``unknown``. Neither changes anything.
+"engines apply atomically": Engines apply these invariants atomically per
+    pull and per settle; this module only decides.
 """
 
 from __future__ import annotations
@@ -62,7 +64,7 @@ class State(enum.Enum):
 
 
 class Outcome(enum.Enum):
-    """What a settle did to one lease id (Rule 3)."""
+    """What a settle did to one lease id (invariant "only the current lease settles")."""
 
     OK = "ok"
     EXPIRED = "expired"
@@ -98,12 +100,13 @@ class Pending:
         return State.WAITING
 
     def due(self, now: int) -> bool:
-        """Rule 1."""
+        """Invariant "due at the deadline"."""
         return self.deadline <= now
 
 
 def take(entry: Pending, now: int, lease_ms: int, max_deliver: int) -> State:
-    """Apply Rule 2 to a due entry: lease it again (new id) or declare it dead."""
+    """Apply invariant "due entries first" to a due entry: lease it again (new id)
+    or declare it dead."""
     if entry.attempts >= max_deliver:
         return TRANSITIONS[(State.WAITING, "take-last")]
     entry.attempts += 1

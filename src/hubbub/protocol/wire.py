@@ -10,20 +10,23 @@ frames, payload bytes raw). :func:`negotiate` picks the :class:`Codec`; its
 :class:`msgspec.Struct` of the :data:`ClientOp` union, or into a
 :class:`Refusal` that says what went wrong and whether it can be answered.
 
-Rule 1. Every client op carries an ``id`` (an integer in the signed 64-bit
-        range, or a string of at most 64 characters), echoed in its reply.
-        A frame with a usable ``id`` is always answered, even when its op is
-        unknown or malformed: ``Refusal(error, op_id)`` becomes an ``err``
-        frame and the connection carries on.
-Rule 2. A frame that cannot be answered (not JSON or MessagePack, not an
-        object, no usable ``id``, a text frame on the MessagePack protocol or
-        a binary one on the JSON protocol) gives ``Refusal(error, None)``:
-        the connection closes with the code the error maps to in
-        :mod:`hubbub.transports.problems` (1007, 1008 or 1003 of RFC 6455
-        §7.4.1).
-Rule 3. Unknown fields are ignored, so newer clients can talk to older
-        hubs; missing or mistyped known fields are errors naming the field,
-        as msgspec reports them (``topics[0]``).
+Invariants
+----------
+"an op with an id is answered": Every client op carries an ``id`` (an
+    integer in the signed 64-bit range, or a string of at most 64
+    characters), echoed in its reply. A frame with a usable ``id`` is always
+    answered, even when its op is unknown or malformed:
+    ``Refusal(error, op_id)`` becomes an ``err`` frame and the connection
+    carries on.
+"an unanswerable frame closes": A frame that cannot be answered (not JSON or
+    MessagePack, not an object, no usable ``id``, a text frame on the
+    MessagePack protocol or a binary one on the JSON protocol) gives
+    ``Refusal(error, None)``: the connection closes with the code the error
+    maps to in :mod:`hubbub.transports.problems` (1007, 1008 or 1003 of
+    RFC 6455 §7.4.1).
+"unknown fields are ignored": Unknown fields are ignored, so newer clients
+    can talk to older hubs; missing or mistyped known fields are errors
+    naming the field, as msgspec reports them (``topics[0]``).
 
 Decoding is one msgspec call on the happy path; only a frame that fails it is
 decoded a second time, leniently, to find its ``op`` and ``id``.
@@ -232,7 +235,8 @@ def explain(exc: msgspec.ValidationError) -> InvalidRequest:
 
 
 def _refuse_invalid(envelope: _Envelope, exc: msgspec.ValidationError) -> Refusal:
-    """Why a decodable frame is not a valid op (Rules 1 and 2)."""
+    """Why a decodable frame is not a valid op (invariants "an op with an id is
+    answered" and "an unanswerable frame closes")."""
     op_id = envelope.id
     if not _valid_id(op_id):
         return Refusal(InvalidOp(_NO_ID, field="id"))
@@ -273,7 +277,8 @@ class Codec:
                 own object counts one); a deeper one is refused undecoded.
         Returns:
             The op, or a :class:`Refusal`: answer it with ``err`` when it has
-            an ``op_id``, else close the connection (Rule 2).
+            an ``op_id``, else close the connection (invariant "an
+            unanswerable frame closes").
         """
         if isinstance(frame, str) == self.binary:
             kind, want = ("text", "binary") if self.binary else ("binary", "text")

@@ -1,0 +1,138 @@
+"""The cluster's list of connections (``hub.connections``), with no server.
+
+Two hubs on one shared :class:`MemoryEngine` stand for two nodes; the
+connections are registered as a door registers them, with a ``close``
+callback that records the reason. The invariants are those of
+:mod:`hubbub.core.connections`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from hubbub.config import Config
+from hubbub.core import Hub
+from hubbub.core.connections import Conn, check_id
+from hubbub.engines.memory import MemoryEngine
+from hubbub.protocol.errors import InvalidRequest
+from tests.conftest import UNIT
+
+
+@pytest.fixture
+async def nodes() -> AsyncIterator[tuple[Hub, Hub]]:
+    engine = MemoryEngine()
+    a, b = Hub(engine, Config()), Hub(engine, Config())
+    await a.start()
+    await b.start()
+    try:
+        yield a, b
+    finally:
+        await b.stop()
+        await a.stop()
+
+
+def connect(hub: Hub, closed: list[str], door: str = "ws", subject: str | None = "ann",
+            topics: tuple[str, ...] = ("chat.1",)) -> Conn:
+    return hub.connections.add(door, subject, "10.0.0.7:5000", topics=lambda: list(topics),
+                               close=closed.append)
+
+
+async def listed_ids(hub: Hub) -> list[str]:
+    return [c["id"] for c in await hub.connections.list()]
+
+
+async def until(check: Any) -> None:
+    async with asyncio.timeout(10 * UNIT):
+        while not await check():
+            await asyncio.sleep(0.05)
+
+
+async def test_a_node_lists_its_own_connections_at_once(nodes: tuple[Hub, Hub]) -> None:
+    """A registered connection is listed by its node with what its door said of it;
+    once removed (twice: idempotent) it is gone."""
+    a, _ = nodes
+    conn = connect(a, [], door="sse", subject=None, topics=("x.>", "y"))
+    [listed] = await a.connections.list()
+    assert listed == {"id": conn.id, "node": a.nodes.id, "door": "sse", "subject": None,
+                      "remote": "10.0.0.7:5000", "since": conn.since,
+                      "subscriptions": ["x.>", "y"]}
+    check_id(conn.id)  # the id it made is one it accepts
+    assert await a.connections.find(conn.id) == listed
+    a.connections.remove(conn)
+    a.connections.remove(conn)
+    assert await a.connections.list() == []
+
+
+async def test_every_node_lists_the_cluster_oldest_first(nodes: tuple[Hub, Hub]) -> None:
+    """Another node's connections appear in the list once it wrote them."""
+    a, b = nodes
+    first = connect(a, [])
+    second = connect(b, [])
+
+    async def both() -> bool:
+        return sorted(await listed_ids(b)) == sorted([first.id, second.id])
+    await until(both)
+    assert await listed_ids(a) == await listed_ids(b)
+
+
+async def test_a_connection_is_disconnected_from_any_node(nodes: tuple[Hub, Hub]) -> None:
+    """An order from another node closes it with the reason, and disconnect answers
+    once it is gone from the list."""
+    a, b = nodes
+    closed: list[str] = []
+    conn = connect(a, closed)
+
+    async def listed_on_b() -> bool:
+        return conn.id in await listed_ids(b)
+    await until(listed_on_b)
+    assert await b.connections.disconnect(conn.id, "bye", wait=10 * UNIT)
+    assert closed == ["bye"]
+    assert conn.id not in await listed_ids(a)
+
+
+async def test_a_node_closes_its_own_connection_without_an_order(
+        nodes: tuple[Hub, Hub]) -> None:
+    """The node that holds a connection closes it at once, and only once."""
+    a, _ = nodes
+    closed: list[str] = []
+    conn = connect(a, closed)
+    assert await a.connections.disconnect(conn.id, "now", wait=1 * UNIT)
+    assert not a.connections.close_mine(conn.id, "again")
+    assert closed == ["now"]
+
+
+async def test_a_connection_nobody_holds_is_gone_at_once(
+        nodes: tuple[Hub, Hub]) -> None:
+    """A well-formed id nobody holds is not in the list: disconnect says it is gone."""
+    _, b = nodes
+    assert await b.connections.disconnect("0" * 16, "bye", wait=0.2 * UNIT)
+    assert await b.connections.find("0" * 16) is None
+
+
+async def test_a_stopped_node_takes_its_list_out(nodes: tuple[Hub, Hub]) -> None:
+    """A node that stops deletes its record: its connections leave the others' list."""
+    a, b = nodes
+    conn = connect(a, [])
+
+    async def listed_on_b() -> bool:
+        return conn.id in await listed_ids(b)
+    await until(listed_on_b)
+    await a.connections.stop()
+    assert conn.id not in await listed_ids(b)
+
+
+@pytest.mark.parametrize("conn_id", ["", "0" * 15, "0" * 17, "g" * 16, "ABCDEF0123456789",
+                                     None, 16])
+async def test_what_is_not_a_connection_id_is_refused(nodes: tuple[Hub, Hub],
+                                                      conn_id: Any) -> None:
+    """16 lower-case hex digits or InvalidRequest naming the id, before any look-up."""
+    a, _ = nodes
+    with pytest.raises(InvalidRequest) as refused:
+        await a.connections.find(conn_id)
+    assert refused.value.field == "id"
+    with pytest.raises(InvalidRequest):
+        await a.connections.disconnect(conn_id, "bye")
