@@ -32,7 +32,9 @@ Rule 4. Scenarios that need a loaded store (``history``) load it once per
 
 Figures are reported as the median over runs with the minimum and maximum.
 
-Modules: :mod:`.measure` (processes, ``/proc``, the load generator, wrk),
+Modules: :mod:`.servers` (the servers under test as processes, the
+benchmark's redis-server), :mod:`.procfs` (CPU and memory from ``/proc``),
+:mod:`.measure` (the load generator, wrk),
 :mod:`.scenarios` (what each scenario runs and reports), :mod:`.runner`
 (running them, the summary table); this one is the command.
 """
@@ -47,9 +49,12 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from .measure import LOADGEN, BenchError, Metrics, Server, parse_wrk
+from .measure import parse_wrk
+from .plan import FULL, QUICK, Metric, Scenario, Size, hub
+from .procfs import Metrics
 from .runner import CaseResult, figure, format_value, markdown_table, percent, run_suite, summary
-from .scenarios import FULL, QUICK, SCENARIOS, Metric, Scenario, Size, hub
+from .scenarios import SCENARIOS
+from .servers import LOADGEN, BenchError, Server
 
 
 def add_parser(commands: Any) -> None:

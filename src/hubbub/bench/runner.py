@@ -13,8 +13,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from .measure import Metrics, Server, ensure_loadgen, raise_file_limit, serving
-from .scenarios import FULL, SCENARIOS, Metric, Run, Scenario, Size
+from .measure import ensure_loadgen, raise_file_limit
+from .plan import FULL, Metric, Run, Scenario, Size
+from .procfs import Metrics
+from .scenarios import SCENARIOS
+from .servers import Server, serving
 
 
 @dataclass(slots=True)

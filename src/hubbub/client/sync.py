@@ -48,11 +48,13 @@ import httpx
 
 from ..protocol import errors
 from .admin import Admin
-from .aio import AsyncClient, Subscription
+from .aio import AsyncClient
 from .backoff import BackoffPolicy
 from .base import Transport
 from .groups import Delivery, Group
-from .jobs import Jobs, TakenJob
+from .jobs import Jobs
+from .subscription import Subscription
+from .worker import TakenJob
 
 P = ParamSpec("P")
 T = TypeVar("T")
