@@ -49,10 +49,20 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from . import tls
 from .measure import parse_wrk
 from .plan import FULL, QUICK, Metric, Scenario, Size, hub
 from .procfs import Metrics
-from .runner import CaseResult, figure, format_value, markdown_table, percent, run_suite, summary
+from .runner import (
+    CaseResult,
+    figure,
+    format_value,
+    markdown_table,
+    percent,
+    run_suite,
+    summary,
+    tls_table,
+)
 from .scenarios import SCENARIOS
 from .servers import LOADGEN, BenchError, Server
 
@@ -102,5 +112,6 @@ def run_command(args: argparse.Namespace) -> int:
 __all__ = [
     "FULL", "LOADGEN", "QUICK", "SCENARIOS", "BenchError", "CaseResult", "Metric", "Metrics",
     "Scenario", "Server", "Size", "add_parser", "figure", "format_value", "hub",
-    "markdown_table", "parse_wrk", "percent", "run_command", "run_suite", "summary",
+    "markdown_table", "parse_wrk", "percent", "run_command", "run_suite", "summary", "tls",
+    "tls_table",
 ]

@@ -35,7 +35,8 @@ RUN_LIMIT = 180.0
 def _generator(spec: Mapping[str, Any]) -> list[str]:
     """The command that runs ``spec``: Node's ``main.mjs``, or one of the C
     clients (built on first use): ``loadgen/longpoll.c`` for the ``longpoll``
-    mode, ``loadgen/fanout.c`` for fan-out over WebSockets."""
+    mode, ``loadgen/fanout.c`` for fan-out over WebSockets; the Python
+    clients of :mod:`.pyload` for the ``py-`` modes (TLS and its plaintext twin)."""
     if spec["mode"] == "longpoll":
         return [str(c_client("longpoll")), spec["poll_url"], spec["publish_url"], str(spec["n"]),
                 str(spec["size"]), str(spec["settle"]), str(spec["timeout_ms"])]
@@ -46,6 +47,9 @@ def _generator(spec: Mapping[str, Any]) -> list[str]:
                 *(str(spec[k]) for k in ("n", "size", "window", "warmup", "seconds",
                                          "latency_seconds")),
                 rates, str(RUN_LIMIT - 10)]
+    if spec["mode"].startswith("py-"):
+        return [sys.executable, "-m", "hubbub.bench.pyload",
+                json.dumps({"timeout_s": RUN_LIMIT - 10, **spec})]
     node = shutil.which("node")
     if node is None:
         raise BenchError("node is not installed (the load generator needs Node.js 18 or later)")

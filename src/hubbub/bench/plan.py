@@ -10,8 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .certs import files_in
 from .procfs import Metrics
-from .servers import BenchError, Served, Server, redis_server
+from .servers import CERT_DIR, BenchError, Served, Server, redis_server
 
 HUB_DOORS = {
     "ws": "/v1/ws", "sse": "/v1/topics/{topic}/events", "publish": "/v1/topics/{topic}",
@@ -21,12 +22,14 @@ HUB_DOORS = {
 }
 
 
-def hub(engine: str, config: str = "", *, nodes: int = 1) -> Server:
+def hub(engine: str, config: str = "", *, nodes: int = 1, tls: bool = False) -> Server:
     """The hub on ``engine`` (``memory``, ``sqlite`` or ``redis``) with a TOML ``config``.
 
     On ``redis``, ``nodes`` hub processes share one store on the benchmark's
     own redis-server (:func:`~.measure.redis_server`), under a key prefix of
     the run's own: the run's scratch directory, which all its nodes share.
+    With ``tls`` it serves TLS (``--tls-cert``, ``--tls-key``: HTTP/1.1 and
+    HTTP/2 by ALPN on one port) with the run's throwaway certificate.
     """
 
     def argv(port: int, scratch: Path) -> list[str]:
@@ -35,13 +38,23 @@ def hub(engine: str, config: str = "", *, nodes: int = 1) -> Server:
             store = f"{redis_server().url}?prefix={scratch.name}"
         else:
             store = "memory://" if engine == "memory" else f"sqlite:///{scratch / 'hub.db'}"
+        tls_args = []
+        if tls:
+            files = files_in(scratch / CERT_DIR)
+            tls_args = ["--tls-cert", str(files.cert), "--tls-key", str(files.key)]
         return [sys.executable, "-m", "hubbub", "serve", "--port", str(port),
-                "--store", store, "--config", str(scratch / "hubbub.toml")]
+                "--store", store, "--config", str(scratch / "hubbub.toml"), *tls_args]
 
     if engine != "redis":
-        return Server(f"hubbub ({engine})", argv, HUB_DOORS)
+        name = f"hubbub ({engine})"
+        return Server(tls_name(name) if tls else name, argv, HUB_DOORS, tls=tls)
     name = "hubbub (redis)" if nodes == 1 else f"hubbub (redis, {nodes} nodes)"
     return Server(name, argv, HUB_DOORS, nodes=nodes, store_pid=lambda: redis_server().pid)
+
+
+def tls_name(name: str) -> str:
+    """The name of the TLS twin of the server ``name``: ``hubbub (memory, TLS)``."""
+    return name[:-1] + ", TLS)" if name.endswith(")") else name + " (TLS)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,13 +78,15 @@ class Size:
     #: The fixed rates (messages/s) of WebSocket fan-out's latency points, for
     #: the largest N, beside the half-rate one: the same for every server.
     fixed_rates: tuple[float, ...] = (50, 500, 2000)
+    #: WebSocket subscribers of the TLS rows' fan-out (Python clients: fewer).
+    tls_n: int = 100
     runs: int = 3
 
 
 FULL = Size()
 QUICK = Size(fanout_n=(50,), sse_n=100, polls=500, idle=500, idle_n=(500,), history=20_000,
              warmup=0.5, seconds=1.0, latency_seconds=1.0, settle=1.0, upload_mib=64,
-             cluster_n=60, fixed_rates=(50,), runs=1)
+             cluster_n=60, fixed_rates=(50,), tls_n=20, runs=1)
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from . import tls
 from .measure import ensure_loadgen, raise_file_limit
 from .plan import FULL, Metric, Run, Scenario, Size
 from .procfs import Metrics
@@ -185,6 +186,20 @@ def summary(results: Sequence[CaseResult]) -> str:
             rows.append([*head, metric.label, figure(case, metric), metric.unit, *tail])
     text = markdown_table(["scenario", "variant", "server", "figure", "median (min-max)", "unit",
                            "server CPU", "loadgen CPU", "other CPU", "runs ok"], rows)
+    pairs = tls_table(results)
+    if pairs:
+        text += "\n\nTLS against plaintext (both driven by the same Python clients):\n\n" + pairs
     failures = [f"- {c.scenario} {c.variant} {c.server}: {e}"
                 for c in results for e in c.errors]
     return text + ("\n\nFailed runs:\n" + "\n".join(failures) if failures else "")
+
+
+def tls_table(results: Sequence[CaseResult]) -> str:
+    """The ratios TLS/plain of the ``tls`` scenario's figures, one row each
+    (empty when it did not run on both servers)."""
+    rows = [[variant, metric.label, format_value(plain, metric.unit),
+             format_value(encrypted, metric.unit), f"{encrypted / plain:.2f}"]
+            for variant, _, metric, plain, encrypted in tls.ratios(results)]
+    if not rows:
+        return ""
+    return markdown_table(["variant", "figure", "plaintext", "TLS", "TLS/plain"], rows)

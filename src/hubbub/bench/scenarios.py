@@ -20,6 +20,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from . import tls
 from .measure import RUN_LIMIT, drive, parse_wrk, per_core_second, run_measured
 from .plan import (
     DELIVERIES,
@@ -332,4 +333,5 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in [
               DELIVERIES, replace(P99, label="fan-out p99 at half rate")),
              lambda: [hub("sqlite"), hub("redis"), hub("redis", nodes=3)],
              lambda size: [(f"N={size.cluster_n}", {"n": size.cluster_n})], _cluster),
+    tls.SCENARIO,
 ]}

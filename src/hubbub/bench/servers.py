@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
+from .certs import files_in, self_signed
 from .procfs import descendants
 
 #: The checkout's load generator (``benchmarks/loadgen``), next to ``src/``.
@@ -27,6 +28,9 @@ LOADGEN = Path(__file__).resolve().parents[3] / "benchmarks" / "loadgen"
 START_LIMIT = 30.0
 #: The topic (or room) every scenario uses (its namespace, ``bench``, is configurable).
 TOPIC = "bench"
+#: Where the certificate of a TLS server is, under its scratch directory.
+CERT_DIR = "tls"
+TLS_SCHEMES = {"http": "https", "ws": "wss"}
 
 
 class BenchError(Exception):
@@ -50,7 +54,10 @@ class Server:
     them (the benchmark's redis-server), whose CPU counts as the server's.
     With ``tree``, each node is a process tree (nginx's master and workers,
     Pushpin's runner and services): the CPU and memory of the whole tree
-    count, its processes found once the node listens.
+    count, its processes found once the node listens. With ``tls``, a
+    throwaway certificate (:func:`.certs.self_signed`) is written into
+    ``scratch / CERT_DIR`` before the nodes start, and the server's URLs are
+    ``https`` and ``wss``.
     """
 
     name: str
@@ -61,6 +68,7 @@ class Server:
     nodes: int = 1
     store_pid: Callable[[], int] | None = None
     tree: bool = False
+    tls: bool = False
 
 
 def free_port() -> int:
@@ -93,8 +101,17 @@ class Served:
         nodes = [self.proc.pid, *(proc.pid for proc, _ in self.more), *self.children]
         return nodes + ([self.store_pid] if self.store_pid is not None else [])
 
+    @property
+    def cafile(self) -> Path | None:
+        """The certificate a client trusts to reach a TLS server (None: plaintext)."""
+        return files_in(self.scratch / CERT_DIR).cert if self.server.tls else None
+
     def url(self, door: str, scheme: str = "http", topic: str = TOPIC, node: int = 0) -> str:
+        """The URL of ``door`` on ``node``; ``scheme`` is the plaintext one (``http``,
+        ``ws``), made ``https``, ``wss`` for a TLS server."""
         port = self.port if node == 0 else self.more[node - 1][1]
+        if self.server.tls:
+            scheme = TLS_SCHEMES.get(scheme, scheme)
         return f"{scheme}://127.0.0.1:{port}{self.server.doors[door].format(topic=topic)}"
 
     def urls(self, door: str, scheme: str = "http", topic: str = TOPIC) -> list[str]:
@@ -112,6 +129,8 @@ async def serving(server: Server, profile: Path | None = None) -> AsyncIterator[
         logs: list[BinaryIO] = []
         spy: subprocess.Popen[bytes] | None = None
         children: list[int] = []
+        if server.tls:
+            self_signed(scratch / CERT_DIR)
         try:
             for k in range(server.nodes):
                 port, name = free_port(), "server.log" if k == 0 else f"server-{k}.log"
