@@ -15,20 +15,24 @@ its WebSocket fan-out and long-poll clients are C, built on first use): the
 server and the generator share the machine's cores, so the generator must
 be cheap per delivery, and what each costs is reported.
 
-Rule 1. Every figure is measured between two marks the load generator
-        prints (``start``/``end``); the CPU time of the server, of the
-        generator and of the whole machine is read from ``/proc`` at those
-        instants, so the CPU share of each (1.0 = one core) covers exactly
-        the measured window, and so does what anything else on the machine
-        took meanwhile ("other").
-Rule 2. Runs of one variant on different servers are interleaved (run 1 of
-        every server, then run 2, ...), so a drift of the machine spreads over
-        all of them instead of favouring one.
-Rule 3. Every run is bounded in time: the generator gives up by itself, and
-        past ``RUN_LIMIT`` the orchestrator kills it. A run that fails is
-        recorded with its reason; the others go on.
-Rule 4. Scenarios that need a loaded store (``history``) load it once per
-        server and then run every repetition against it.
+Invariants
+----------
+"figures between two marks": Every figure is measured between two marks the
+load generator prints (``start``/``end``); the CPU time of the server, of the
+generator and of the whole machine is read from ``/proc`` at those instants,
+so the CPU share of each (1.0 = one core) covers exactly the measured window,
+and so does what anything else on the machine took meanwhile ("other").
+"every run is bounded": Every run is bounded in time: the generator gives up
+by itself, and past ``RUN_LIMIT`` the orchestrator kills it. A run that fails
+is recorded with its reason; the others go on.
+
+Trade-offs
+----------
+"interleave runs across servers": Runs of one variant on different servers
+are interleaved (run 1 of every server, then run 2, ...), so a drift of the
+machine spreads over all of them instead of favouring one.
+"load the store once": Scenarios that need a loaded store (``history``) load
+it once per server and then run every repetition against it.
 
 Figures are reported as the median over runs with the minimum and maximum.
 

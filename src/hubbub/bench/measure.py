@@ -2,9 +2,10 @@
 first use), wrk, and the limits of the machine they need. The servers they
 measure are in :mod:`.servers`; what ``/proc`` says, in :mod:`.procfs`.
 
-Rule 1 of :mod:`hubbub.bench` lives here: the load generator prints marks
-(``start``, ``end``, ``held``) and :func:`drive` samples ``/proc`` at each,
-for the server, the generator and the whole machine. A server may be several
+Here :mod:`hubbub.bench` keeps its invariant "figures between two marks":
+the load generator prints marks (``start``, ``end``, ``held``) and
+:func:`drive` samples ``/proc`` at each, for the server, the generator and
+the whole machine. A server may be several
 processes: hub nodes sharing one store, and the store's own process (Redis);
 the CPU of all of them is the server's.
 """

@@ -117,7 +117,8 @@ class Scenario:
     servers: Callable[[], list[Server]]
     variants: Callable[[Size], list[tuple[str, dict[str, Any]]]]
     measure: Callable[[Run], Awaitable[Metrics]]
-    #: Run once per server start before the measured runs (Rule 4).
+    #: Run once per server start before the measured runs (:mod:`hubbub.bench`,
+    #: trade-off "load the store once").
     prepare: Callable[[Run], Awaitable[None]] | None = None
 
 

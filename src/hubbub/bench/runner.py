@@ -1,4 +1,5 @@
-"""Running the scenarios (Rules 2 and 3 of :mod:`hubbub.bench`) and the summary table."""
+"""Running the scenarios (:mod:`hubbub.bench`, trade-off "interleave runs across
+servers" and invariant "every run is bounded") and the summary table."""
 
 from __future__ import annotations
 
@@ -77,7 +78,7 @@ class Progress:
 async def _measure_once(scenario: Scenario, run: Run, case: CaseResult) -> None:
     try:
         case.runs.append(await scenario.measure(run))
-    except Exception as exc:  # Rule 3: record why, go on with the other runs
+    except Exception as exc:  # invariant "every run is bounded": record why, go on
         case.errors.append(str(exc) or type(exc).__name__)
 
 
@@ -106,7 +107,7 @@ async def run_suite(
             cases = [CaseResult(scenario.name, variant, s.name) for s in servers]
             results += cases
             if scenario.prepare is None:
-                for i in range(size.runs):  # Rule 2
+                for i in range(size.runs):  # trade-off "interleave runs across servers"
                     for server, case in zip(servers, cases, strict=True):
                         progress.step(f"{scenario.name} {variant} {server.name} "
                                       f"run {i + 1}/{size.runs}")
@@ -117,7 +118,7 @@ async def run_suite(
                             case.errors.append(str(exc) or type(exc).__name__)
                         progress.advance()
                 continue
-            for server, case in zip(servers, cases, strict=True):  # Rule 4
+            for server, case in zip(servers, cases, strict=True):  # trade-off "load the store once"
                 progress.step(f"{scenario.name} {variant} {server.name} loading")
                 done = 0
                 try:

@@ -1,8 +1,8 @@
 """The scenarios: what each one runs against which servers, and what it reports.
 
 A scenario's ``measure`` carries out one run against a started server and
-returns its figures; ``prepare`` (Rule 4 of :mod:`hubbub.bench`) loads the
-server once before its runs. Peers are added by ``benchmarks/suite.py``.
+returns its figures; ``prepare`` (:mod:`hubbub.bench`, trade-off "load the store
+once") loads the server once before its runs. Peers are added by ``benchmarks/suite.py``.
 """
 
 from __future__ import annotations
@@ -222,7 +222,8 @@ async def _cluster(run: Run) -> Metrics:
 
 UPLOAD_CHUNK = 8 << 20
 #: A process that only listens: the disk ceiling is a "server" so that its runs
-#: interleave with the real servers' (Rule 2), and it has nothing to serve.
+#: interleave with the real servers' (:mod:`hubbub.bench`, trade-off "interleave
+#: runs across servers"), and it has nothing to serve.
 _LISTEN = ("import socket, sys, time; s = socket.socket(); "
            "s.bind(('127.0.0.1', int(sys.argv[1]))); s.listen(); time.sleep(3600)")
 DISK = Server("disk write (dd)", lambda port, scratch: [sys.executable, "-c", _LISTEN, str(port)],

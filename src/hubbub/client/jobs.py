@@ -17,24 +17,27 @@
     async with AsyncClient("http://127.0.0.1:8080") as hub:
         await hub.jobs.work("transcode", transcode)   # until cancelled
 
-The rules (the hub's side is in ``docs/jobs.md``):
+The hub's side is in ``docs/jobs.md``.
 
-1. :meth:`Jobs.submit` always sends an ``Idempotency-Key`` (a fresh one unless
-   given) and is retried like a publish, so a retried submission makes one job.
-2. :meth:`Jobs.wait` long-polls ``GET /v1/jobs/{id}?wait=&version=`` until the
-   job is finished; :meth:`Jobs.follow` follows the topic ``jobs.{id}`` from
-   its start through the client's best door (``subscribe``: WebSocket, SSE,
-   long or short polling, with resumption), yields each state once, in version
-   order, and ends after the final one.
-3. :meth:`Jobs.work` takes a job (a long poll), calls the handler with the
-   job's data and a progress callback, then completes the job with the
-   handler's return value. Progress is sent in the background, at most once
-   per ``report_every`` seconds, and a heartbeat at least every third of the
-   lease, which keeps the lease while the handler runs. A handler that raises
-   fails the job with a retry (bounded by the queue's attempts);
-   :class:`JobError` with ``retry=False`` fails it for good. When a report
-   answers ``409`` the job was lost (its lease ran out and it was taken
-   again): an async handler is cancelled, a plain one's result is dropped.
+Invariants
+----------
+"one job per submission": :meth:`Jobs.submit` always sends an
+``Idempotency-Key`` (a fresh one unless given) and is retried like a publish,
+so a retried submission makes one job.
+"each state once, in order": :meth:`Jobs.wait` long-polls ``GET
+/v1/jobs/{id}?wait=&version=`` until the job is finished; :meth:`Jobs.follow`
+follows the topic ``jobs.{id}`` from its start through the client's best door
+(``subscribe``: WebSocket, SSE, long or short polling, with resumption), yields
+each state once, in version order, and ends after the final one.
+"the handler settles the job": :meth:`Jobs.work` takes a job (a long poll),
+calls the handler with the job's data and a progress callback, then completes
+the job with the handler's return value. Progress is sent in the background, at
+most once per ``report_every`` seconds, and a heartbeat at least every third of
+the lease, which keeps the lease while the handler runs. A handler that raises
+fails the job with a retry (bounded by the queue's attempts); :class:`JobError`
+with ``retry=False`` fails it for good. When a report answers ``409`` the job
+was lost (its lease ran out and it was taken again): an async handler is
+cancelled, a plain one's result is dropped.
 """
 
 from __future__ import annotations
@@ -158,7 +161,8 @@ class Jobs:
         first = await self.get(job_id)
         if first["state"] in FINAL:
             # Nothing more will come: read what the topic holds, then the job itself
-            # (should its last state not be on the topic, Rule 1 of core.jobs).
+            # (should its last state not be on the topic,
+            # :mod:`hubbub.core.jobs`, invariant "the record is the truth").
             for doc in await self._told(job_id):
                 if doc["version"] > last:
                     last = doc["version"]
@@ -230,10 +234,10 @@ class Jobs:
         (or ``count`` jobs were handled); returns how many were.
 
         ``handler`` may be a plain function (run in a thread) or a coroutine
-        function; its return value (any JSON value) is the job's result. See
-        the module's Rule 3 for failures and lost jobs. ``on_done`` gets each
-        job as it ended (succeeded, failed, queued again, or taken by another
-        worker).
+        function; its return value (any JSON value) is the job's result; failures
+        and lost jobs as the module says (invariant "the handler settles the
+        job"). ``on_done`` gets each job as it ended (succeeded, failed, queued
+        again, or taken by another worker).
         """
         if count is not None and count < 1:
             raise errors.UsageError("count must be at least 1")
