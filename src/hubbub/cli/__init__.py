@@ -38,7 +38,7 @@ Thin on purpose: arguments in, a call to :mod:`hubbub.server` or
   would run with (:mod:`hubbub.cli_config`: the file, then ``HUBBUB_*``
   variables, then options), secrets masked.
 * A client command that cannot reach its hub says so within
-  :data:`REACH_WITHIN` seconds (exit 1); ``sub`` reconnects by itself only
+  :data:`~hubbub.cli.common.REACH_WITHIN` seconds (exit 1); ``sub`` reconnects by itself only
   once it was connected, and says so on stderr each time. DATA that begins
   like JSON must be JSON (``--text`` sends it as a string). Errors name the
   option or variable to change.

@@ -13,7 +13,6 @@ import msgspec
 from ..client import TRANSPORTS
 from ..protocol.errors import Conflict, HubbubError, UsageError
 from .common import (
-    EXIT_USAGE,
     StdoutClosed,
     add_client_options,
     complain,
@@ -90,7 +89,8 @@ def _payload(data: str, content_type: str | None, text: bool = False
 
     Raises:
         UsageError: DATA begins like JSON but is not JSON (a typo must not be
-            published as a string), and ``--text`` was not given.
+            published as a string), and ``--text`` was not given; or the
+            file of ``@FILE`` cannot be read.
     """
     if text:
         if content_type is not None or data.startswith("@"):
@@ -99,7 +99,10 @@ def _payload(data: str, content_type: str | None, text: bool = False
         return data, None
     if data.startswith("@"):
         name = data[1:]
-        raw = sys.stdin.buffer.read() if name == "-" else Path(name).read_bytes()
+        try:
+            raw = sys.stdin.buffer.read() if name == "-" else Path(name).read_bytes()
+        except OSError as exc:
+            raise UsageError(f"cannot read {name}: {exc.strerror}") from None
     else:
         raw = data.encode()
     if content_type is not None:
@@ -117,11 +120,7 @@ def _payload(data: str, content_type: str | None, text: bool = False
 
 
 async def run_pub(args: argparse.Namespace) -> int:
-    try:
-        value, content_type = _payload(args.data, args.content_type, args.text)
-    except OSError as exc:
-        complain(f"cannot read {args.data[1:]}: {exc.strerror}")
-        return EXIT_USAGE
+    value, content_type = _payload(args.data, args.content_type, args.text)
     async with hub_client(args, retry_for=args.timeout) as client:
         receipt = await client.publish(args.topic, value, key=args.key,
                                        content_type=content_type)
@@ -185,11 +184,7 @@ async def run_sub_group(args: argparse.Namespace) -> int:
 
 
 async def run_request(args: argparse.Namespace) -> int:
-    try:
-        value, content_type = _payload(args.data, args.content_type, args.text)
-    except OSError as exc:
-        complain(f"cannot read {args.data[1:]}: {exc.strerror}")
-        return EXIT_USAGE
+    value, content_type = _payload(args.data, args.content_type, args.text)
     async with hub_client(args) as client:
         reply = await client.request(args.topic, value, timeout=args.timeout,
                                      content_type=content_type)
