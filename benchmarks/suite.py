@@ -386,6 +386,12 @@ and any other process: compare it across rows before trusting a difference).
                  f"{bench.percent(worst)} of a core during a measured window ({case.scenario} "
                  f"{case.variant} {case.server}); figures of such rows are lower, and latencies "
                  "higher, than on a quiet machine.\n")
+    tls = bench.tls_table(results)
+    if tls:
+        text += ("\n## TLS against plaintext\n\nThe `tls` scenario: each door over TLS next to "
+                 "plaintext, in the same run, both rows driven by the same Python clients "
+                 "(README.md says why); the ratio to read is the one per server "
+                 f"core-second.\n\n{tls}\n")
     failures = [f"- {c.scenario} {c.variant} {c.server}: {e}" for c in results for e in c.errors]
     if failures:
         text += "\n## Failed runs\n\n" + "\n".join(failures) + "\n"

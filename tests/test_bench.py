@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
+import io
 import json
 import os
 import shutil
@@ -11,6 +13,7 @@ import socket
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -497,3 +500,47 @@ console.log(JSON.stringify([...new Set(runs)]));
     proc = subprocess.run(["node", "--input-type=module", "-e", script], cwd=measure.LOADGEN,
                           capture_output=True, text=True, timeout=30 * UNIT, check=True)
     assert json.loads(proc.stdout) == ["12,13,1400"]
+
+
+def test_tls_rows_pair_each_tls_server_with_its_plaintext_twin() -> None:
+    """The TLS scenario runs the hub on memory over plaintext and over TLS, each
+    variant on both; the summary gives the ratio TLS/plain of every figure both
+    rows have, and none of a figure one row lacks."""
+    scenario = bench.SCENARIOS["tls"]
+    servers = scenario.servers()
+    assert [(s.name, s.tls) for s in servers] == [
+        ("hubbub (memory)", False), ("hubbub (memory, TLS)", True)]
+    assert [v for v, _ in scenario.variants(bench.QUICK)] == ["ws fan-out N=20", "http publish"]
+    results = [
+        bench.CaseResult("tls", "http publish", "hubbub (memory)",
+                         runs=[{"requests_per_s": 1000.0, "p99_ms": 4.0}]),
+        bench.CaseResult("tls", "http publish", "hubbub (memory, TLS)",
+                         runs=[{"requests_per_s": 800.0}]),
+    ]
+    table = bench.tls_table(results)
+    assert "| http publish | requests/s | 1,000     | 800 | 0.80      |" in table
+    assert "p99" not in table
+    assert "TLS against plaintext" in bench.summary(results)
+    assert bench.tls_table(results[:1]) == ""
+
+
+@needs_node
+@needs_cc
+@pytest.mark.timeout(180 * UNIT)
+async def test_tls_scenario_runs_briefly_and_reports_both_rows() -> None:
+    """A short run of the TLS scenario serves wss:// and https:// with a throwaway
+    certificate the client verifies, and measures each door over TLS and over
+    plaintext with the same client: nothing lost, nothing refused."""
+    size = replace(bench.QUICK, tls_n=4, warmup=0.2, seconds=0.5)
+    async with asyncio.timeout(170 * UNIT):
+        results = await bench.run_suite(["tls"], size, stream=io.StringIO())
+    assert [(c.variant, c.server, c.errors) for c in results] == [
+        ("ws fan-out N=4", "hubbub (memory)", []), ("ws fan-out N=4", "hubbub (memory, TLS)", []),
+        ("http publish", "hubbub (memory)", []), ("http publish", "hubbub (memory, TLS)", [])]
+    for case in results:
+        (run,) = case.runs
+        key = "deliveries_per_s" if case.variant.startswith("ws") else "requests_per_s"
+        assert run[key] > 0 and run["server_cpu"] > 0
+        assert run.get("lost", 0) == 0 and run.get("errors", 0) == 0
+    ratios = {(variant, metric.key) for variant, _, metric, _, _ in bench.tls.ratios(results)}
+    assert {("ws fan-out N=4", "deliveries_per_s"), ("http publish", "requests_per_s")} <= ratios

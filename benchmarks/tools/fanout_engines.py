@@ -19,8 +19,10 @@ import sys
 from pathlib import Path
 
 import hubbub
-from hubbub.bench.measure import drive, ensure_loadgen, raise_file_limit, serving
-from hubbub.bench.scenarios import FULL, TOPIC, Run, _fanout_spec, hub
+from hubbub.bench.measure import drive, ensure_loadgen, raise_file_limit
+from hubbub.bench.plan import FULL, Run, hub
+from hubbub.bench.scenarios import _fanout_spec
+from hubbub.bench.servers import TOPIC, serving
 
 KEEP = ("deliveries_per_s", "p50_ms", "p99_ms", "server_cpu", "loadgen_cpu", "closed",
         "publish_errors", "mismatches", "undelivered")

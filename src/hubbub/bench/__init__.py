@@ -15,24 +15,30 @@ its WebSocket fan-out and long-poll clients are C, built on first use): the
 server and the generator share the machine's cores, so the generator must
 be cheap per delivery, and what each costs is reported.
 
-Rule 1. Every figure is measured between two marks the load generator
-        prints (``start``/``end``); the CPU time of the server, of the
-        generator and of the whole machine is read from ``/proc`` at those
-        instants, so the CPU share of each (1.0 = one core) covers exactly
-        the measured window, and so does what anything else on the machine
-        took meanwhile ("other").
-Rule 2. Runs of one variant on different servers are interleaved (run 1 of
-        every server, then run 2, ...), so a drift of the machine spreads over
-        all of them instead of favouring one.
-Rule 3. Every run is bounded in time: the generator gives up by itself, and
-        past ``RUN_LIMIT`` the orchestrator kills it. A run that fails is
-        recorded with its reason; the others go on.
-Rule 4. Scenarios that need a loaded store (``history``) load it once per
-        server and then run every repetition against it.
+Invariants
+----------
+"figures between two marks": Every figure is measured between two marks the
+load generator prints (``start``/``end``); the CPU time of the server, of the
+generator and of the whole machine is read from ``/proc`` at those instants,
+so the CPU share of each (1.0 = one core) covers exactly the measured window,
+and so does what anything else on the machine took meanwhile ("other").
+"every run is bounded": Every run is bounded in time: the generator gives up
+by itself, and past ``RUN_LIMIT`` the orchestrator kills it. A run that fails
+is recorded with its reason; the others go on.
+
+Trade-offs
+----------
+"interleave runs across servers": Runs of one variant on different servers
+are interleaved (run 1 of every server, then run 2, ...), so a drift of the
+machine spreads over all of them instead of favouring one.
+"load the store once": Scenarios that need a loaded store (``history``) load
+it once per server and then run every repetition against it.
 
 Figures are reported as the median over runs with the minimum and maximum.
 
-Modules: :mod:`.measure` (processes, ``/proc``, the load generator, wrk),
+Modules: :mod:`.servers` (the servers under test as processes, the
+benchmark's redis-server), :mod:`.procfs` (CPU and memory from ``/proc``),
+:mod:`.measure` (the load generator, wrk),
 :mod:`.scenarios` (what each scenario runs and reports), :mod:`.runner`
 (running them, the summary table); this one is the command.
 """
@@ -47,9 +53,22 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from .measure import LOADGEN, BenchError, Metrics, Server, parse_wrk
-from .runner import CaseResult, figure, format_value, markdown_table, percent, run_suite, summary
-from .scenarios import FULL, QUICK, SCENARIOS, Metric, Scenario, Size, hub
+from . import tls
+from .measure import parse_wrk
+from .plan import FULL, QUICK, Metric, Scenario, Size, hub
+from .procfs import Metrics
+from .runner import (
+    CaseResult,
+    figure,
+    format_value,
+    markdown_table,
+    percent,
+    run_suite,
+    summary,
+    tls_table,
+)
+from .scenarios import SCENARIOS
+from .servers import LOADGEN, BenchError, Server
 
 
 def add_parser(commands: Any) -> None:
@@ -97,5 +116,6 @@ def run_command(args: argparse.Namespace) -> int:
 __all__ = [
     "FULL", "LOADGEN", "QUICK", "SCENARIOS", "BenchError", "CaseResult", "Metric", "Metrics",
     "Scenario", "Server", "Size", "add_parser", "figure", "format_value", "hub",
-    "markdown_table", "parse_wrk", "percent", "run_command", "run_suite", "summary",
+    "markdown_table", "parse_wrk", "percent", "run_command", "run_suite", "summary", "tls",
+    "tls_table",
 ]

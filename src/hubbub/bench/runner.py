@@ -1,4 +1,5 @@
-"""Running the scenarios (Rules 2 and 3 of :mod:`hubbub.bench`) and the summary table."""
+"""Running the scenarios (:mod:`hubbub.bench`, trade-off "interleave runs across
+servers" and invariant "every run is bounded") and the summary table."""
 
 from __future__ import annotations
 
@@ -13,8 +14,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from .measure import Metrics, Server, ensure_loadgen, raise_file_limit, serving
-from .scenarios import FULL, SCENARIOS, Metric, Run, Scenario, Size
+from . import tls
+from .measure import ensure_loadgen, raise_file_limit
+from .plan import FULL, Metric, Run, Scenario, Size
+from .procfs import Metrics
+from .scenarios import SCENARIOS
+from .servers import Server, serving
 
 
 @dataclass(slots=True)
@@ -73,7 +78,7 @@ class Progress:
 async def _measure_once(scenario: Scenario, run: Run, case: CaseResult) -> None:
     try:
         case.runs.append(await scenario.measure(run))
-    except Exception as exc:  # Rule 3: record why, go on with the other runs
+    except Exception as exc:  # invariant "every run is bounded": record why, go on
         case.errors.append(str(exc) or type(exc).__name__)
 
 
@@ -102,7 +107,7 @@ async def run_suite(
             cases = [CaseResult(scenario.name, variant, s.name) for s in servers]
             results += cases
             if scenario.prepare is None:
-                for i in range(size.runs):  # Rule 2
+                for i in range(size.runs):  # trade-off "interleave runs across servers"
                     for server, case in zip(servers, cases, strict=True):
                         progress.step(f"{scenario.name} {variant} {server.name} "
                                       f"run {i + 1}/{size.runs}")
@@ -113,7 +118,7 @@ async def run_suite(
                             case.errors.append(str(exc) or type(exc).__name__)
                         progress.advance()
                 continue
-            for server, case in zip(servers, cases, strict=True):  # Rule 4
+            for server, case in zip(servers, cases, strict=True):  # trade-off "load the store once"
                 progress.step(f"{scenario.name} {variant} {server.name} loading")
                 done = 0
                 try:
@@ -182,6 +187,20 @@ def summary(results: Sequence[CaseResult]) -> str:
             rows.append([*head, metric.label, figure(case, metric), metric.unit, *tail])
     text = markdown_table(["scenario", "variant", "server", "figure", "median (min-max)", "unit",
                            "server CPU", "loadgen CPU", "other CPU", "runs ok"], rows)
+    pairs = tls_table(results)
+    if pairs:
+        text += "\n\nTLS against plaintext (both driven by the same Python clients):\n\n" + pairs
     failures = [f"- {c.scenario} {c.variant} {c.server}: {e}"
                 for c in results for e in c.errors]
     return text + ("\n\nFailed runs:\n" + "\n".join(failures) if failures else "")
+
+
+def tls_table(results: Sequence[CaseResult]) -> str:
+    """The ratios TLS/plain of the ``tls`` scenario's figures, one row each
+    (empty when it did not run on both servers)."""
+    rows = [[variant, metric.label, format_value(plain, metric.unit),
+             format_value(encrypted, metric.unit), f"{encrypted / plain:.2f}"]
+            for variant, _, metric, plain, encrypted in tls.ratios(results)]
+    if not rows:
+        return ""
+    return markdown_table(["variant", "figure", "plaintext", "TLS", "TLS/plain"], rows)

@@ -1,8 +1,8 @@
 """The scenarios: what each one runs against which servers, and what it reports.
 
 A scenario's ``measure`` carries out one run against a started server and
-returns its figures; ``prepare`` (Rule 4 of :mod:`hubbub.bench`) loads the
-server once before its runs. Peers are added by ``benchmarks/suite.py``.
+returns its figures; ``prepare`` (:mod:`hubbub.bench`, trade-off "load the store
+once") loads the server once before its runs. Peers are added by ``benchmarks/suite.py``.
 """
 
 from __future__ import annotations
@@ -15,129 +15,29 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, replace
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from .measure import (
-    LOADGEN,
-    RUN_LIMIT,
-    TOPIC,
-    BenchError,
-    Metrics,
-    Served,
-    Server,
-    cpu_shares,
-    drive,
-    parse_wrk,
-    per_core_second,
-    redis_server,
-    run_measured,
-    sample,
+from . import tls
+from .measure import RUN_LIMIT, drive, parse_wrk, per_core_second, run_measured
+from .plan import (
+    DELIVERIES,
+    FULL,
+    P50,
+    P99,
+    PER_CORE,
+    Metric,
+    Run,
+    Scenario,
+    Size,
+    check,
+    hub,
 )
+from .procfs import Metrics, cpu_shares, sample
+from .servers import LOADGEN, TOPIC, BenchError, Served, Server
 
-HUB_DOORS = {
-    "ws": "/v1/ws", "sse": "/v1/topics/{topic}/events", "publish": "/v1/topics/{topic}",
-    "poll": "/v1/topics/{topic}/messages", "batch": "/v1/publish",
-    # tus uploads; "upload_files" is where the files land, under the server's scratch dir
-    "upload": "/v1/uploads/", "upload_files": "uploads",
-}
-
-
-def hub(engine: str, config: str = "", *, nodes: int = 1) -> Server:
-    """The hub on ``engine`` (``memory``, ``sqlite`` or ``redis``) with a TOML ``config``.
-
-    On ``redis``, ``nodes`` hub processes share one store on the benchmark's
-    own redis-server (:func:`~.measure.redis_server`), under a key prefix of
-    the run's own: the run's scratch directory, which all its nodes share.
-    """
-
-    def argv(port: int, scratch: Path) -> list[str]:
-        (scratch / "hubbub.toml").write_text(config)
-        if engine == "redis":
-            store = f"{redis_server().url}?prefix={scratch.name}"
-        else:
-            store = "memory://" if engine == "memory" else f"sqlite:///{scratch / 'hub.db'}"
-        return [sys.executable, "-m", "hubbub", "serve", "--port", str(port),
-                "--store", store, "--config", str(scratch / "hubbub.toml")]
-
-    if engine != "redis":
-        return Server(f"hubbub ({engine})", argv, HUB_DOORS)
-    name = "hubbub (redis)" if nodes == 1 else f"hubbub (redis, {nodes} nodes)"
-    return Server(name, argv, HUB_DOORS, nodes=nodes, store_pid=lambda: redis_server().pid)
-
-
-@dataclass(frozen=True, slots=True)
-class Size:
-    """How big and how long: the full suite, or ``--quick`` for a smoke test."""
-
-    fanout_n: tuple[int, ...] = (100, 1000)
-    sse_n: int = 1000
-    polls: int = 10_000
-    idle: int = 10_000
-    #: The idle-ws variants: 10,000, and the scale of one box.
-    idle_n: tuple[int, ...] = (10_000, 100_000)
-    history: int = 1_000_000
-    warmup: float = 2.0
-    seconds: float = 5.0
-    latency_seconds: float = 4.0
-    settle: float = 3.0
-    upload_mib: int = 512
-    #: WebSocket subscribers of the cluster scenario (spread evenly over the nodes).
-    cluster_n: int = 1000
-    #: The fixed rates (messages/s) of WebSocket fan-out's latency points, for
-    #: the largest N, beside the half-rate one: the same for every server.
-    fixed_rates: tuple[float, ...] = (50, 500, 2000)
-    runs: int = 3
-
-
-FULL = Size()
-QUICK = Size(fanout_n=(50,), sse_n=100, polls=500, idle=500, idle_n=(500,), history=20_000,
-             warmup=0.5, seconds=1.0, latency_seconds=1.0, settle=1.0, upload_mib=64,
-             cluster_n=60, fixed_rates=(50,), runs=1)
-
-
-@dataclass(frozen=True, slots=True)
-class Metric:
-    """A figure a scenario reports: its key in a run's metrics, its label and unit."""
-
-    key: str
-    label: str
-    unit: str
-
-
-@dataclass(frozen=True, slots=True)
-class Run:
-    """One repetition of a variant: the server, the variant's parameters, the sizes."""
-
-    served: Served
-    params: Mapping[str, Any]
-    size: Size
-
-
-@dataclass(frozen=True, slots=True)
-class Scenario:
-    """A scenario: the hub's own servers, the variants, and how one run measures."""
-
-    name: str
-    title: str
-    metrics: tuple[Metric, ...]
-    servers: Callable[[], list[Server]]
-    variants: Callable[[Size], list[tuple[str, dict[str, Any]]]]
-    measure: Callable[[Run], Awaitable[Metrics]]
-    #: Run once per server start before the measured runs (Rule 4).
-    prepare: Callable[[Run], Awaitable[None]] | None = None
-
-
-def _check(result: Metrics, *keys: str) -> None:
-    """Refuse a run in which something was lost, cut off or wrong."""
-    bad = {k: result[k] for k in keys if result.get(k)}
-    if bad:
-        raise BenchError("invalid run: " + ", ".join(f"{k}={v:g}" for k, v in bad.items()))
-
-
-# At most this many messages in flight while the fan-out publisher runs flat
 # out: a quarter of the hub's default subscriber buffer, the same for every
 # server, enough for each to reach its plateau (measured: 64 is not).
 FANOUT_WINDOW = 256
@@ -160,7 +60,7 @@ async def _ws_fanout(run: Run) -> Metrics:
     spec |= {"dialect": served.server.dialect, "url": served.url("ws", "ws"),
              "sub_urls": served.urls(_sub_door(served), "ws"), "topic": TOPIC}
     result, _ = await drive(spec, served)
-    _check(result, *FANOUT_CHECKS)
+    check(result, *FANOUT_CHECKS)
     return result
 
 
@@ -185,7 +85,7 @@ async def _sse_fanout(run: Run) -> Metrics:
     spec = _fanout_spec(run, run.size.sse_n)
     spec |= {"sse_url": served.url("sse"), "publish_url": served.url("publish")}
     result, _ = await drive(spec, served)
-    _check(result, *(k for k in FANOUT_CHECKS if k != "reordered"))
+    check(result, *(k for k in FANOUT_CHECKS if k != "reordered"))
     return result
 
 
@@ -196,7 +96,7 @@ async def _long_poll(run: Run) -> Metrics:
         "poll_url": served.url("poll") + "?after=end&wait=30", "publish_url": served.url("publish"),
         "timeout_ms": 30_000,
     }, served)
-    _check(result, "early", "failed", "waiting")
+    check(result, "early", "failed", "waiting")
     return result
 
 
@@ -234,7 +134,7 @@ async def _idle_ws(run: Run) -> Metrics:
     if "{topic}" in served.server.doors.get("publish", ""):
         spec["publish_url"] = served.url("publish", topic="{topic}")
     result, marks = await drive(spec, served)
-    _check(result, "closed", "not_woken")
+    check(result, "closed", "not_woken")
     held = marks["end"]
     memory = sum(held.pss_kb[pid] for pid in pids)
     return {"kb_per_conn": (memory - sum(base.pss_kb[pid] for pid in pids)) / n,
@@ -290,7 +190,7 @@ async def _wrk(served: Served, url: str, size: Size) -> Metrics:
         run_measured, [*argv, f"-d{max(1, round(size.seconds))}s"], RUN_LIMIT)
     last = sample(served.pids)
     result = parse_wrk(output)
-    _check(result, "errors")
+    check(result, "errors")
     return per_core_second(result | cpu_shares(first, last, served.pids,
                                                cpu / (last.at - first.at), served.store_pid))
 
@@ -312,7 +212,7 @@ async def _cluster(run: Run) -> Metrics:
     spec |= {"dialect": "hubbub", "url": served.url("ws", "ws"),
              "sub_urls": served.urls("ws", "ws"), "topic": TOPIC, "latency_rates": (0,)}
     result, _ = await drive(spec, served)
-    _check(result, *FANOUT_CHECKS)
+    check(result, *FANOUT_CHECKS)
     return result | {"publish_per_s": publish["requests_per_s"],
                      "publish_p99_ms": publish["p99_ms"],
                      **{f"publish_{k}": v for k, v in publish.items() if k.endswith("_cpu")}}
@@ -322,7 +222,8 @@ async def _cluster(run: Run) -> Metrics:
 
 UPLOAD_CHUNK = 8 << 20
 #: A process that only listens: the disk ceiling is a "server" so that its runs
-#: interleave with the real servers' (Rule 2), and it has nothing to serve.
+#: interleave with the real servers' (:mod:`hubbub.bench`, trade-off "interleave
+#: runs across servers"), and it has nothing to serve.
 _LISTEN = ("import socket, sys, time; s = socket.socket(); "
            "s.bind(('127.0.0.1', int(sys.argv[1]))); s.listen(); time.sleep(3600)")
 DISK = Server("disk write (dd)", lambda port, scratch: [sys.executable, "-c", _LISTEN, str(port)],
@@ -380,10 +281,6 @@ async def _upload(run: Run) -> Metrics:
     return result
 
 
-DELIVERIES = Metric("deliveries_per_s", "deliveries/s", "/s")
-PER_CORE = Metric("deliveries_per_core_s", "deliveries per server core-second", "/s")
-P50, P99 = Metric("p50_ms", "p50", "ms"), Metric("p99_ms", "p99", "ms")
-#: The CPU of the server and of the load generator while they pace at half rate.
 HALF_RATE_CPU = (Metric("half_rate_server_cpu", "server CPU at half rate", "%"),
                  Metric("half_rate_loadgen_cpu", "load generator CPU at half rate", "%"))
 
@@ -437,4 +334,5 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in [
               DELIVERIES, replace(P99, label="fan-out p99 at half rate")),
              lambda: [hub("sqlite"), hub("redis"), hub("redis", nodes=3)],
              lambda size: [(f"N={size.cluster_n}", {"n": size.cluster_n})], _cluster),
+    tls.SCENARIO,
 ]}

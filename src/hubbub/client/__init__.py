@@ -25,13 +25,15 @@ document (``exc.status``, ``exc.problem``, ``exc.field``, ``exc.extra``). See
 
 from __future__ import annotations
 
-from .aio import TRANSPORTS, AsyncClient, Subscription
+from .aio import TRANSPORTS, AsyncClient
 from .backoff import Backoff, BackoffPolicy
 from .base import Door, Transport
 from .errors import DoorRefused
 from .groups import Delivery, Group
-from .jobs import JobError, Jobs, Progress, TakenJob
+from .jobs import Jobs
+from .subscription import Subscription
 from .sync import Client, SyncDelivery, SyncGroup, SyncJobs, SyncSubscription, SyncTakenJob
+from .worker import JobError, Progress, TakenJob
 
 __all__ = [
     "TRANSPORTS", "AsyncClient", "Backoff", "BackoffPolicy", "Client", "Delivery", "Door",

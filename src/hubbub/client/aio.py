@@ -28,13 +28,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import functools
 import logging
 import os
 import secrets
 import weakref
-from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
@@ -45,9 +44,8 @@ import msgspec
 
 from .. import __version__
 from ..protocol import errors
-from ..protocol.message import ERROR_TYPE
 from .admin import Admin
-from .backoff import Backoff, BackoffPolicy
+from .backoff import BackoffPolicy
 from .base import (
     JSON,
     NETWORK_ERRORS,
@@ -56,13 +54,12 @@ from .base import (
     OnGap,
     Transport,
     encode_payload,
-    post_retrying,
 )
-from .errors import DoorRefused, error_from_response
+from .calls import Calls
 from .groups import Group
 from .jobs import Jobs
 from .requests import respond
-from .streams import Event, read_poll, read_sse, read_ws
+from .subscription import Subscription
 from .uploads import CHUNK_SIZE, upload
 
 TRANSPORTS: tuple[Transport, ...] = ("ws", "sse", "longpoll", "poll")
@@ -70,146 +67,7 @@ TRANSPORTS: tuple[Transport, ...] = ("ws", "sse", "longpoll", "poll")
 log = logging.getLogger("hubbub.client")
 
 
-class Subscription:
-    """An async iterator of message dicts that survives disconnects.
-
-    Each item is a message object exactly as the hub sends it (``{topic,
-    offset, cursor, time, id, data}``, plus ``content_type`` with base64
-    ``data`` for non-JSON payloads). When history the hub no longer has lies
-    ahead, iteration raises :class:`~hubbub.protocol.errors.GapError` (``extra``:
-    ``topic``, ``from``, ``to``, ``reason``, ``cursor``); the subscription
-    stays usable, and iterating it again continues after the gap. With
-    ``on_gap="event"`` a gap is an item instead: ``{"gap": {topic, from, to,
-    reason}}``.
-
-    :attr:`cursor` is always where to resume after the last item handed out;
-    save it to resume later with ``subscribe(..., after=cursor)``.
-    :attr:`transport` is the door in use (with ``auto``, it changes when a
-    door is refused).
-    """
-
-    def __init__(
-        self,
-        client: AsyncClient,
-        topics: Sequence[str],
-        after: str,
-        transport: Door,
-        *,
-        wait: float,
-        interval: float,
-        backoff: BackoffPolicy,
-        on_gap: OnGap,
-        on_reconnect: Callable[[BaseException | None], None] | None = None,
-    ) -> None:
-        self.topics = list(topics)
-        self.auto = transport == "auto"
-        self.transport: Transport = client._first_door() if transport == "auto" else transport
-        self.cursor = after
-        #: How many times the stream was reopened.
-        self.reconnects = 0
-        #: The last error that caused a reconnect or a fallback (for logging).
-        self.last_error: BaseException | None = None
-        self._client = client
-        self._wait = wait
-        self._interval = interval
-        self._backoff = Backoff(backoff)
-        self._on_gap = on_gap
-        self._on_reconnect = on_reconnect
-        self._items = self._run()
-
-    def __aiter__(self) -> Subscription:
-        return self
-
-    async def __anext__(self) -> dict[str, Any]:
-        item = await self._items.__anext__()
-        if "gap" in item and self._on_gap == "raise":
-            gap = item["gap"]
-            raise errors.GapError(
-                f"history lost on {gap.get('topic')}: offsets {gap.get('from')} to "
-                f"{gap.get('to')} ({gap.get('reason', 'trimmed')})",
-                field="after", cursor=self.cursor, **gap)
-        return item
-
-    async def __aenter__(self) -> Subscription:
-        return self
-
-    async def __aexit__(
-        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.aclose()
-
-    @property
-    def running(self) -> bool:
-        """Whether a task is inside an iteration step right now."""
-        return bool(getattr(self._items, "ag_running", False))
-
-    async def aclose(self) -> None:
-        """Close the connection; the iterator ends. Idempotent.
-
-        Raises:
-            UsageError: another task is iterating the subscription right now;
-                cancel that task instead (its iteration then closes it).
-        """
-        if self.running:
-            raise errors.UsageError(
-                "the subscription is being iterated by another task; cancel that task")
-        await self._items.aclose()
-
-    def _open(self) -> AsyncGenerator[Event, None]:
-        http, cursor = self._client.http, self.cursor
-        if self.transport == "ws":
-            return read_ws(self._client.ws_url, self.topics, cursor,
-                           headers=self._client.auth_headers)
-        if self.transport == "sse":
-            return read_sse(http, self.topics, cursor)
-        wait = self._wait if self.transport == "longpoll" else 0.0
-        return read_poll(http, self.topics, cursor, wait=wait, interval=self._interval)
-
-    def _fall_back(self, exc: DoorRefused) -> None:
-        """Leave a refused door for the next one, or raise when there is none."""
-        self._client._refuse(self.transport)
-        if not self.auto:
-            raise exc
-        nxt = self._client._first_door()
-        if nxt == self.transport:  # every door refused
-            raise DoorRefused("every door to the hub is refused (ws, sse, longpoll, poll)",
-                              transport="auto") from exc
-        self.transport = nxt
-
-    async def _run(self) -> AsyncGenerator[dict[str, Any], None]:
-        while True:
-            try:
-                async with contextlib.aclosing(self._open()) as events:
-                    async for ev in events:
-                        self._backoff.reset()
-                        self._client._remember(self.transport)
-                        if ev.cursor:
-                            self.cursor = ev.cursor
-                        if ev.kind == "message":
-                            yield ev.body
-                        elif ev.kind == "gap":
-                            yield {"gap": ev.body}
-            except DoorRefused as exc:
-                self.last_error = exc
-                self._fall_back(exc)
-                continue  # the next door at once: nothing is wrong with the hub
-            except errors.HubbubError as exc:
-                if not exc.temporary:
-                    raise
-                # A slow consumer is cut off with the cursor to resume from.
-                resume = exc.extra.get("cursor")
-                if isinstance(resume, str):
-                    self.cursor = resume
-                self.last_error = exc
-            except NETWORK_ERRORS as exc:
-                self.last_error = exc
-            self.reconnects += 1
-            if self._on_reconnect is not None:
-                self._on_reconnect(self.last_error)
-            await asyncio.sleep(self._backoff.next_delay())
-
-
-class AsyncClient:
+class AsyncClient(Calls):
     """A connection to one hub.
 
     ::
@@ -319,12 +177,6 @@ class AsyncClient:
     def _remember(self, door: Transport) -> None:
         self.transport = door
         self.refused.discard(door)
-
-    async def _post_retrying(
-        self, url: str, body: bytes, headers: Mapping[str, str]
-    ) -> dict[str, Any]:
-        """:func:`hubbub.client.base.post_retrying` with this client."""
-        return await post_retrying(self, url, body, headers)
 
     async def publish(
         self,
@@ -452,123 +304,6 @@ class AsyncClient:
                            on_reconnect=on_reconnect)
         self._subs.add(sub)
         return sub
-
-    async def request(
-        self,
-        topic: str,
-        data: Any,
-        *,
-        timeout: float = 5.0,
-        content_type: str | None = None,
-    ) -> dict[str, Any]:
-        """Publish a request to ``topic`` and wait for one responder's reply.
-
-        ::
-
-            reply = await hub.request("svc.echo", {"n": 1}, timeout=5)
-            print(reply["data"])
-
-        Not retried: a retry would be a new request (another worker may
-        answer it too).
-
-        Returns:
-            The reply as a message object (``content_type`` and base64
-            ``data`` for a non-JSON reply).
-        Raises:
-            NoResponders: no worker takes ``topic`` (``503`` at once); nothing
-                was published.
-            ResponderError: the responder's handler failed; the error's
-                message is the one it sent.
-            GatewayTimeout: no reply within ``timeout``.
-            InvalidRequest, PayloadTooLarge...: nothing was published.
-            Unavailable: the hub could not be reached.
-        """
-        body, ctype = encode_payload(data, content_type)
-        return await self._json_call(
-            "POST", "/v1/requests/" + quote(topic, safe=":@"),
-            params={"timeout": f"{timeout:g}"}, content=body, headers={"Content-Type": ctype},
-            timeout=httpx.Timeout(10.0, read=timeout + 10.0))
-
-    async def _json_call(self, method: str, url: str, **kw: Any) -> dict[str, Any]:
-        """One request, no retries: its JSON answer (a ``200``), else the error it means."""
-        try:
-            r = await self.http.request(method, url, **kw)
-        except httpx.TransportError as exc:
-            raise errors.Unavailable(f"cannot reach the hub at {self.base_url}: {exc}") from exc
-        if r.status_code != 200:
-            raise await error_from_response(r)
-        answer: dict[str, Any] = msgspec.json.decode(r.content)
-        return answer
-
-    async def reply(
-        self, request_id: str, data: Any, *, content_type: str | None = None
-    ) -> dict[str, Any]:
-        """Answer a request (a responder's side; :meth:`respond` calls it for you).
-
-        Returns:
-            The receipt of the stored reply.
-        Raises:
-            Conflict: the request was already answered. Expired: its deadline
-                passed. NotFound: nobody waits for it (its caller left). In
-                each case nothing was stored.
-        """
-        body, ctype = encode_payload(data, content_type)
-        return await self._post_retrying(
-            "/v1/replies/" + quote(request_id, safe=""), body, {"Content-Type": ctype})
-
-    async def reply_error(self, request_id: str, message: str) -> dict[str, Any]:
-        """Tell a request's caller that its responder failed, and why: the caller
-        gets a ``502`` problem (:class:`~hubbub.protocol.errors.ResponderError`)
-        with ``message`` at once instead of waiting for its timeout.
-
-        Returns:
-            The receipt of the stored error reply.
-        Raises:
-            InvalidRequest: ``message`` is empty or over 1000 characters.
-            Conflict, Expired, NotFound: as for :meth:`reply`; nothing stored.
-        """
-        return await self._post_retrying(
-            "/v1/replies/" + quote(request_id, safe=""), message.encode(),
-            {"Content-Type": ERROR_TYPE})
-
-    async def history(
-        self, topic: str, *, before: str = "end", limit: int = 100
-    ) -> dict[str, Any]:
-        """The newest ``limit`` messages of ``topic`` before ``before`` (``"end"``, or
-        a cursor: a page's ``prev``), oldest first (``docs/http.md``)::
-
-            page = await hub.history("chat.room1", limit=50)      # the last 50
-            older = await hub.history("chat.room1", before=page["prev"], limit=50)
-            async with hub.subscribe("chat.room1", after=page["cursor"]) as sub:
-                ...                                                # and on, live
-
-        Returns:
-            ``{"messages": [...], "prev": CURSOR or None, "cursor": CURSOR}``:
-            ``prev`` reads the page before (``None``: nothing older is
-            retained), ``cursor`` reads on after this page's newest message.
-        Raises:
-            GapError: ``before`` is of an earlier epoch of the topic (its log
-                was deleted or lost); ``extra["cursor"]`` is the current end.
-            InvalidCursor: ``before`` is not a cursor of this topic.
-            Unavailable: the hub could not be reached.
-        """
-        return await self._json_call(
-            "GET", "/v1/topics/" + quote(topic, safe=":@") + "/messages",
-            params={"before": before, "limit": str(limit)})
-
-    async def presence(self, topic: str) -> dict[str, Any]:
-        """Who is present on ``topic`` now (``docs/presence.md``):
-        ``{"topic": ..., "count": n, "present": [{"conn", "client", "info", "since"}]}``.
-
-        Joins and leaves as they happen are messages on ``presence.<topic>``:
-        subscribe to it first, then call this, to keep a list up to date.
-
-        Raises:
-            NotFound: the topic's namespace has no presence.
-            Unauthorized, Forbidden: the token may not read the topic.
-            Unavailable: the hub could not be reached.
-        """
-        return await self._json_call("GET", "/v1/topics/" + quote(topic, safe=":@") + "/presence")
 
     async def respond(
         self,

@@ -59,8 +59,8 @@ class Nackable(Protocol):
     async def nack(self, leases: list[str]) -> Any: ...
 
 
-class ClientBase(Protocol):
-    """What the client's helpers use of the :class:`~hubbub.client.AsyncClient`."""
+class Connection(Protocol):
+    """What a call that is retried (:func:`post_retrying`) uses of the client."""
 
     @property
     def http(self) -> httpx.AsyncClient: ...
@@ -73,6 +73,10 @@ class ClientBase(Protocol):
 
     @property
     def retry_for(self) -> float: ...
+
+
+class ClientBase(Connection, Protocol):
+    """What the client's helpers use of the :class:`~hubbub.client.AsyncClient`."""
 
     def subscribe(self, topics: str | Sequence[str], *, after: str | None = None,
                   transport: Door = "auto", on_gap: OnGap = "raise") -> Stream: ...
@@ -100,7 +104,7 @@ def encode_payload(data: Any, content_type: str | None) -> tuple[bytes, str]:
         raise errors.UsageError(f"data cannot be encoded as JSON: {exc}") from None
 
 
-async def post_retrying(client: ClientBase, url: str, body: bytes,
+async def post_retrying(client: Connection, url: str, body: bytes,
                         headers: Mapping[str, str]) -> dict[str, Any]:
     """POST until the hub answers for good: retried on network errors and
     temporary answers (same body, same idempotency keys) for ``client.retry_for`` s.
@@ -135,5 +139,5 @@ async def post_retrying(client: ClientBase, url: str, body: bytes,
         await asyncio.sleep(delay)
 
 
-__all__ = ["JSON", "NETWORK_ERRORS", "OCTET", "ClientBase", "Door", "Nackable", "OnGap",
+__all__ = ["JSON", "NETWORK_ERRORS", "OCTET", "ClientBase", "Connection", "Door", "Nackable", "OnGap",
            "Stream", "Transport", "encode_payload", "post_retrying"]

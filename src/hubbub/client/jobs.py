@@ -17,38 +17,35 @@
     async with AsyncClient("http://127.0.0.1:8080") as hub:
         await hub.jobs.work("transcode", transcode)   # until cancelled
 
-The rules (the hub's side is in ``docs/jobs.md``):
+The hub's side is in ``docs/jobs.md``.
 
-1. :meth:`Jobs.submit` always sends an ``Idempotency-Key`` (a fresh one unless
-   given) and is retried like a publish, so a retried submission makes one job.
-2. :meth:`Jobs.wait` long-polls ``GET /v1/jobs/{id}?wait=&version=`` until the
-   job is finished; :meth:`Jobs.follow` follows the topic ``jobs.{id}`` from
-   its start through the client's best door (``subscribe``: WebSocket, SSE,
-   long or short polling, with resumption), yields each state once, in version
-   order, and ends after the final one.
-3. :meth:`Jobs.work` takes a job (a long poll), calls the handler with the
-   job's data and a progress callback, then completes the job with the
-   handler's return value. Progress is sent in the background, at most once
-   per ``report_every`` seconds, and a heartbeat at least every third of the
-   lease, which keeps the lease while the handler runs. A handler that raises
-   fails the job with a retry (bounded by the queue's attempts);
-   :class:`JobError` with ``retry=False`` fails it for good. When a report
-   answers ``409`` the job was lost (its lease ran out and it was taken
-   again): an async handler is cancelled, a plain one's result is dropped.
+Invariants
+----------
+"one job per submission": :meth:`Jobs.submit` always sends an
+``Idempotency-Key`` (a fresh one unless given) and is retried like a publish,
+so a retried submission makes one job.
+"each state once, in order": :meth:`Jobs.wait` long-polls ``GET
+/v1/jobs/{id}?wait=&version=`` until the job is finished; :meth:`Jobs.follow`
+follows the topic ``jobs.{id}`` from its start through the client's best door
+(``subscribe``: WebSocket, SSE, long or short polling, with resumption), yields
+each state once, in version order, and ends after the final one.
+"the handler settles the job": :meth:`Jobs.work` takes a job (a long poll),
+calls the handler with the job's data and a progress callback, then completes
+the job with the handler's return value. Progress is sent in the background, at
+most once per ``report_every`` seconds, and a heartbeat at least every third of
+the lease, which keeps the lease while the handler runs. A handler that raises
+fails the job with a retry (bounded by the queue's attempts); :class:`JobError`
+with ``retry=False`` fails it for good. When a report answers ``409`` the job
+was lost (its lease ran out and it was taken again): an async handler is
+cancelled, a plain one's result is dropped.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
-import importlib
-import inspect
 import logging
-import os
 import secrets
-import sys
-import threading
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Any
 from urllib.parse import quote
@@ -60,135 +57,11 @@ from ..protocol import errors
 from .backoff import Backoff
 from .base import NETWORK_ERRORS, ClientBase, Door, encode_payload, post_retrying
 from .errors import error_from_response
+from .worker import Handler, JobError, Progress, TakenJob, invoke
 
 log = logging.getLogger("hubbub.client")
 
 FINAL = ("succeeded", "failed", "cancelled")
-#: Keys of a take's answer that belong to the lease and the data, not to the job.
-TAKE_KEYS = ("lease", "deadline", "data", "content_type")
-Handler = Callable[[Any, "Progress"], Any]
-
-
-class JobError(Exception):
-    """Raise it from a job handler to fail the job with this message.
-
-    ``retry=False`` (the default) fails it for good; ``retry=True`` queues it
-    again while attempts are left, after ``delay`` seconds.
-    """
-
-    def __init__(self, message: str, *, retry: bool = False, delay: float = 0.0) -> None:
-        super().__init__(message)
-        self.retry, self.delay = retry, delay
-
-
-class Progress:
-    """The callback a handler gets: ``progress(percent, message)``.
-
-    Cheap and thread-safe (a plain handler runs in a thread): it only keeps
-    the latest values; the worker sends them in the background.
-    """
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.latest: tuple[float | None, str | None] | None = None
-        #: What the hub was last told.
-        self.sent: tuple[float | None, str | None] | None = None
-        self.changed = asyncio.Event()
-        self._loop = loop
-        self._thread = threading.get_ident()
-
-    def __call__(self, percent: float | None = None, message: str | None = None) -> None:
-        self.latest = (None if percent is None else float(percent), message)
-        if threading.get_ident() == self._thread:
-            self.changed.set()
-        else:
-            self._loop.call_soon_threadsafe(self.changed.set)
-
-
-class TakenJob:
-    """A job leased to us: settle it once, with :meth:`complete` or :meth:`fail`.
-
-    Attributes:
-        job: the job as every door shows it (``state`` is ``running``).
-        data: its data (bytes when it was not submitted as JSON).
-        lease: the lease id; ``deadline``: when it runs out (ms, the hub's
-            clock) unless :meth:`progress` extends it.
-    """
-
-    def __init__(self, jobs: Jobs, answer: dict[str, Any]) -> None:
-        self._jobs = jobs
-        self.job = {k: v for k, v in answer.items() if k not in TAKE_KEYS}
-        self.lease: str = answer["lease"]
-        self.deadline: int = answer["deadline"]
-        data = answer.get("data")
-        self.data: Any = base64.b64decode(str(data)) if "content_type" in answer else data
-        self.content_type: str | None = answer.get("content_type")
-        #: The lease's length in seconds (the hub's deadline minus its take time).
-        self.lease_seconds = max(0.1, (self.deadline - int(self.job["updated"])) / 1000)
-
-    def __repr__(self) -> str:
-        return f"<TakenJob {self.id} attempt={self.attempt}>"
-
-    @property
-    def id(self) -> str:
-        return str(self.job["id"])
-
-    @property
-    def attempt(self) -> int:
-        return int(self.job["attempts"])
-
-    def _path(self, action: str) -> str:
-        return f"/v1/jobs/{self.id}/{action}"
-
-    async def progress(self, percent: float | None = None,
-                       message: str | None = None) -> dict[str, Any]:
-        """Report progress and extend the lease (neither value: only a heartbeat).
-
-        Raises:
-            Conflict: the job is no longer ours (its lease ran out and it was
-                taken again, or it is finished).
-        """
-        body: dict[str, Any] = {"lease": self.lease}
-        if percent is not None:
-            body["progress"] = percent
-        if message is not None:
-            body["message"] = message
-        answer = await self._jobs._post(self._path("progress"), body)
-        self.deadline = int(answer.pop("deadline", self.deadline))
-        self.job = answer
-        return answer
-
-    async def complete(self, result: Any = None) -> dict[str, Any]:
-        """The job succeeded with ``result`` (any JSON value); returns the job.
-
-        Retried on network errors: repeating it with the same lease is safe.
-
-        Raises:
-            Conflict: the job is no longer ours; nothing changed.
-        """
-        self.job = await self._jobs._post(self._path("complete"),
-                                          {"lease": self.lease, "result": result})
-        return self.job
-
-    async def fail(self, error: str, *, retry: bool = False, delay: float = 0.0) -> dict[str, Any]:
-        """The job failed with ``error``; with ``retry`` it is queued again (after
-        ``delay`` seconds) while attempts are left. Returns the job.
-
-        Raises:
-            Conflict: the job is no longer ours; nothing changed.
-        """
-        self.job = await self._jobs._post(self._path("fail"), {
-            "lease": self.lease, "error": error[:1000] or "failed", "retry": retry,
-            "delay": delay})
-        return self.job
-
-
-async def _invoke(handler: Handler, data: Any, progress: Progress) -> Any:
-    if inspect.iscoroutinefunction(handler):
-        return await handler(data, progress)
-    result = await asyncio.to_thread(handler, data, progress)
-    if inspect.isawaitable(result):
-        result = await result
-    return result
 
 
 class Jobs:
@@ -288,7 +161,8 @@ class Jobs:
         first = await self.get(job_id)
         if first["state"] in FINAL:
             # Nothing more will come: read what the topic holds, then the job itself
-            # (should its last state not be on the topic, Rule 1 of core.jobs).
+            # (should its last state not be on the topic,
+            # :mod:`hubbub.core.jobs`, invariant "the record is the truth").
             for doc in await self._told(job_id):
                 if doc["version"] > last:
                     last = doc["version"]
@@ -360,10 +234,10 @@ class Jobs:
         (or ``count`` jobs were handled); returns how many were.
 
         ``handler`` may be a plain function (run in a thread) or a coroutine
-        function; its return value (any JSON value) is the job's result. See
-        the module's Rule 3 for failures and lost jobs. ``on_done`` gets each
-        job as it ended (succeeded, failed, queued again, or taken by another
-        worker).
+        function; its return value (any JSON value) is the job's result; failures
+        and lost jobs as the module says (invariant "the handler settles the
+        job"). ``on_done`` gets each job as it ended (succeeded, failed, queued
+        again, or taken by another worker).
         """
         if count is not None and count < 1:
             raise errors.UsageError("count must be at least 1")
@@ -397,7 +271,7 @@ class Jobs:
         """Run ``handler`` for one taken job and settle it; returns the job as it ended."""
         progress = Progress(asyncio.get_running_loop())
         reporter = asyncio.create_task(self._report(taken, progress, report_every))
-        call = asyncio.ensure_future(_invoke(handler, taken.data, progress))
+        call = asyncio.ensure_future(invoke(handler, taken.data, progress))
         try:
             await asyncio.wait((call, reporter), return_when=asyncio.FIRST_COMPLETED)
         except asyncio.CancelledError:
@@ -504,26 +378,3 @@ class Jobs:
             after = page["cursor"]
         return None
 
-
-def load_handler(spec: str) -> Handler:
-    """The function ``module:function`` names (``hubbub worker --run``); the current
-    directory is importable, as for ``python -m``.
-
-    Raises:
-        UsageError: ``spec`` is malformed, or names nothing callable.
-    """
-    module_name, sep, attr = spec.partition(":")
-    if not sep or not module_name or not attr:
-        raise errors.UsageError(f"--run must be MODULE:FUNCTION, got {spec!r}")
-    if os.getcwd() not in sys.path and "" not in sys.path:
-        sys.path.insert(0, os.getcwd())
-    try:
-        target: Any = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise errors.UsageError(f"cannot import {module_name}: {exc}") from None
-    for part in attr.split("."):
-        target = getattr(target, part, None)
-    if not callable(target):
-        raise errors.UsageError(f"{spec} is not a function")
-    handler: Handler = target
-    return handler

@@ -2,25 +2,28 @@
 
 A reader is an async generator of :class:`Event`. It does not reconnect; the
 :class:`~hubbub.client.aio.Subscription` above it does, from the last cursor
-a reader handed out. So every reader follows the same three rules:
+a reader handed out. So every reader keeps the same promises.
 
-Rule 1. Every message and gap goes up with the cursor to resume from after
-        it, and so does every bare cursor the hub volunteers (a poll page's
-        ``cursor``, an SSE ``id:``, the WebSocket ``ok`` reply, ``close``
-        frame and close reason), so a reconnect after *nothing* was received
-        still resumes exactly.
-Rule 2. A stream the hub ends on purpose (SSE ``close``, WebSocket 1012 on
-        drain, 4008 for a slow consumer) ends the reader quietly: reconnecting
-        is the right answer. Network failures propagate as the network
-        library raised them; the subscription retries those too.
-Rule 3. What the hub refused (a problem document, an ``err`` frame, a 44xx
-        close code) is raised as the :mod:`hubbub.protocol.errors` class it names;
-        the subscription retries only those marked ``temporary``.
-Rule 4. A door that is not there (an answer that is no upgrade or no event
-        stream, a 4xx that is not a hubbub problem: see
-        :func:`~hubbub.client.errors.refusal`) raises
-        :class:`~hubbub.client.errors.DoorRefused`, so ``transport="auto"``
-        moves on to the next door.
+Invariants
+----------
+"every item carries its cursor": Every message and gap goes up with the
+cursor to resume from after it, and so does every bare cursor the hub
+volunteers (a poll page's ``cursor``, an SSE ``id:``, the WebSocket ``ok``
+reply, ``close`` frame and close reason), so a reconnect after *nothing* was
+received still resumes exactly.
+"deliberate ends are quiet": A stream the hub ends on purpose (SSE
+``close``, WebSocket 1012 on drain, 4008 for a slow consumer) ends the reader
+quietly: reconnecting is the right answer. Network failures propagate as the
+network library raised them; the subscription retries those too.
+"refusals raise their class": What the hub refused (a problem document, an
+``err`` frame, a 44xx close code) is raised as the
+:mod:`hubbub.protocol.errors` class it names; the subscription retries only
+those marked ``temporary``.
+"missing door is refused": A door that is not there (an answer that is no
+upgrade or no event stream, a 4xx that is not a hubbub problem: see
+:func:`~hubbub.client.errors.refusal`) raises
+:class:`~hubbub.client.errors.DoorRefused`, so ``transport="auto"`` moves on
+to the next door.
 """
 
 from __future__ import annotations
@@ -62,7 +65,7 @@ _encode = msgspec.json.encode
 
 @dataclass(frozen=True, slots=True)
 class Event:
-    """What a reader hands up: a message, a gap, or only a new cursor (Rule 1)."""
+    """What a reader hands up: a message, a gap, or only a new cursor (invariant "every item carries its cursor")."""
 
     kind: Literal["message", "gap", "cursor"]
     cursor: str | None
@@ -185,7 +188,7 @@ async def read_sse(
                 raise error_from_problem(_decode(ev.data))
             elif ev.event == "close":
                 yield Event("cursor", cursor)
-                return  # Rule 2: the hub is draining; reconnect elsewhere or later
+                return  # invariant "deliberate ends are quiet": the hub is draining; reconnect elsewhere or later
             else:  # "ready" and event types this client does not know yet
                 yield Event("cursor", cursor)
 

@@ -20,18 +20,18 @@ behaves exactly like the async client: same retries, same fallback, same
 errors. The methods' docstrings are the async ones; read them without the
 ``await``.
 
-Rules of the bridge:
-
-Rule 1. The caller's thread only waits. Everything that touches sockets runs
-        on the client's loop, so objects are never shared across loops.
-Rule 2. An interrupt (``KeyboardInterrupt``) while waiting cancels the
-        operation on the loop, then propagates.
-Rule 3. Calling the client from its own loop thread (from an async handler
-        of its own) would wait for itself forever: it raises
-        :class:`~hubbub.protocol.errors.UsageError` instead. Plain (sync) handlers of
-        :meth:`Client.respond` run in worker threads and may use the client;
-        ``upload(on_progress=)`` callbacks run on the client's thread and
-        must be quick.
+Invariants
+----------
+"caller thread only waits": Everything that touches sockets runs on the
+client's loop, so objects are never shared across loops.
+"interrupt cancels the operation": An interrupt (``KeyboardInterrupt``)
+while waiting cancels the operation on the loop, then propagates.
+"no call from its own loop": Calling the client from its own loop thread
+(from an async handler of its own) would wait for itself forever: it raises
+:class:`~hubbub.protocol.errors.UsageError` instead. Plain (sync) handlers of
+:meth:`Client.respond` run in worker threads and may use the client;
+``upload(on_progress=)`` callbacks run on the client's thread and must be
+quick.
 """
 
 from __future__ import annotations
@@ -48,11 +48,13 @@ import httpx
 
 from ..protocol import errors
 from .admin import Admin
-from .aio import AsyncClient, Subscription
+from .aio import AsyncClient
 from .backoff import BackoffPolicy
 from .base import Transport
 from .groups import Delivery, Group
-from .jobs import Jobs, TakenJob
+from .jobs import Jobs
+from .subscription import Subscription
+from .worker import TakenJob
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -94,7 +96,8 @@ class Portal:
             loop.close()
 
     def call(self, fn: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs) -> T:
-        """Run ``fn(*args, **kwargs)`` on the loop and wait for its result (Rules 1-3)."""
+        """Run ``fn(*args, **kwargs)`` on the loop and wait for its result (invariants "caller thread only waits", "interrupt cancels the
+        operation" and "no call from its own loop")."""
         loop = self._ensure()
         if threading.current_thread() is self._thread:
             raise errors.UsageError(

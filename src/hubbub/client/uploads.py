@@ -6,27 +6,30 @@
         info = await hub.upload("video.mp4", job="transcode",
                                 on_progress=lambda done, total: print(done, total))
 
-The rules:
-
-1. The upload URL of a file is remembered in a small JSON state file, keyed by
-   the file's *fingerprint* (the hub, the absolute path, size and mtime), as
-   soon as the hub created it. A later call for the same unchanged file asks
-   the hub (HEAD) where that upload stands and goes on from there, so a run
-   that was interrupted (Ctrl-C, a lost network, a hub restart) resumes on the
-   next run. A changed file gets a new fingerprint, hence a new upload.
-2. Each chunk (``chunk_size`` bytes) goes in one PATCH with an
-   ``Upload-Checksum`` (sha256) and is streamed from the file, never read
-   whole into memory. The hub's answer is the offset to go on from.
-3. Network errors and temporary answers (423, 5xx) are retried after a HEAD
-   (the hub may have stored part of the chunk), with backoff, for up to
-   ``retry_for`` seconds without progress; 409 re-reads the offset at once.
-   Other refusals (400...) are raised as :mod:`hubbub.protocol.errors`.
-4. A ``413`` to a PATCH means a body limit on the way (a proxy's, such as
-   nginx's ``client_max_body_size``): the chunk size is halved, down to
-   :data:`MIN_CHUNK_SIZE`, and the chunk sent again from the offset the hub
-   reports; the smaller size is kept for the rest of the file. A ``413`` at
-   the floor is raised, naming the limit to raise.
-5. A finished upload is forgotten from the state file.
+Invariants
+----------
+"fingerprint resumes the upload": The upload URL of a file is remembered in a
+small JSON state file, keyed by the file's *fingerprint* (the hub, the absolute
+path, size and mtime), as soon as the hub created it. A later call for the same
+unchanged file asks the hub (HEAD) where that upload stands and goes on from
+there, so a run that was interrupted (Ctrl-C, a lost network, a hub restart)
+resumes on the next run. A changed file gets a new fingerprint, hence a new
+upload.
+"one checksummed PATCH per chunk": Each chunk (``chunk_size`` bytes) goes in
+one PATCH with an ``Upload-Checksum`` (sha256) and is streamed from the file,
+never read whole into memory. The hub's answer is the offset to go on from.
+"retries ask where it stands": Network errors and temporary answers (423, 5xx)
+are retried after a HEAD (the hub may have stored part of the chunk), with
+backoff, for up to ``retry_for`` seconds without progress; 409 re-reads the
+offset at once. Other refusals (400...) are raised as
+:mod:`hubbub.protocol.errors`.
+"413 halves the chunk": A ``413`` to a PATCH means a body limit on the way (a
+proxy's, such as nginx's ``client_max_body_size``): the chunk size is halved,
+down to :data:`MIN_CHUNK_SIZE`, and the chunk sent again from the offset the
+hub reports; the smaller size is kept for the rest of the file. A ``413`` at
+the floor is raised, naming the limit to raise.
+"finished uploads are forgotten": A finished upload is forgotten from the state
+file.
 """
 
 from __future__ import annotations
@@ -52,7 +55,7 @@ from .errors import error_from_response
 
 #: Bytes per PATCH.
 CHUNK_SIZE = 8 << 20
-#: The smallest chunk a 413 halves the chunk size to (Rule 4).
+#: The smallest chunk a 413 halves the chunk size to (invariant "413 halves the chunk").
 MIN_CHUNK_SIZE = 64 << 10
 #: Bytes per read of the file while a PATCH streams it.
 READ_SIZE = 256 << 10
@@ -68,7 +71,8 @@ def default_state_file() -> Path:
 
 
 class UploadState:
-    """The URL of each unfinished upload, by file fingerprint (Rule 1)."""
+    """The URL of each unfinished upload, by file fingerprint (invariant
+    "fingerprint resumes the upload")."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -98,7 +102,8 @@ class UploadState:
 
 
 def fingerprint(base_url: str, path: Path) -> str:
-    """What identifies one version of one file sent to one hub (Rule 1)."""
+    """What identifies one version of one file sent to one hub (invariant
+    "fingerprint resumes the upload")."""
     st = path.stat()
     return f"{base_url} {path.resolve()} {st.st_size} {st.st_mtime_ns}"
 
@@ -172,7 +177,8 @@ async def upload(
 
 
 def _smaller(chunk_size: int, sent: int, exc: errors.HubbubError) -> int:
-    """The chunk size to try after a 413 to a PATCH of ``sent`` bytes (Rule 4).
+    """The chunk size to try after a 413 to a PATCH of ``sent`` bytes (invariant
+    "413 halves the chunk").
 
     Raises:
         PayloadTooLarge: ``sent`` was already at the floor.

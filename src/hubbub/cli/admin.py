@@ -21,7 +21,7 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from .client import AsyncClient
+from ..client import AsyncClient
 
 ACTIONS = ("connections", "disconnect", "topic-purge", "topic-delete", "job-cancel",
            "presence")
