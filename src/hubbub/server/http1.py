@@ -351,9 +351,14 @@ class HttpProtocol(asyncio.Protocol):
             self.state.timer.set(self, None)
         if self.current is None:
             self._run(request)
-        else:
-            self.pipeline.append(request)
+            return
+        self.pipeline.append(request)
+        if not self.current.complete:
             self.pause_reading()
+        # else the running request's response is written and its follow-up
+        # (response_done, at the end of this loop pass) starts this one before
+        # the socket is read again: stopping and restarting the reads would
+        # cost more than the read they could save.
 
     def on_body(self, body: bytes) -> None:
         request = self.parsing

@@ -102,14 +102,17 @@ class Timer:
     def set(self, conn: Timed, delay: float | None) -> None:
         """Call ``conn.expired()`` in ``delay`` seconds (replacing its deadline);
         ``None`` cancels it."""
-        self._remove(conn)
         if delay is None:
+            self._remove(conn)
             conn.deadline = None
             return
         when = self.loop.time() + delay
         key = math.ceil(when / TICK)
-        conn.deadline, conn.timer_key = when, key
-        self.buckets.setdefault(key, set()).add(conn)
+        conn.deadline = when
+        if key != conn.timer_key:  # else filed in that bucket already (a body's chunks)
+            self._remove(conn)
+            conn.timer_key = key
+            self.buckets.setdefault(key, set()).add(conn)
 
     def _remove(self, conn: Timed) -> None:
         key = conn.timer_key

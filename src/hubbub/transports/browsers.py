@@ -100,8 +100,12 @@ class BrowserGuard:
         websocket = kind == "websocket"
         try:
             if route_path(scope) not in PROBES:
-                self.policy.check(scope.get("method", "GET"), host=host, origin=origin,
-                                  fetch_site=fetch_site, websocket=websocket)
+                if origin is None and fetch_site is None:
+                    # No page's headers: of the rules, only the Host name's can refuse.
+                    self.policy.check_host(host)
+                else:
+                    self.policy.check(scope.get("method", "GET"), host=host, origin=origin,
+                                      fetch_site=fetch_site, websocket=websocket)
         except (Forbidden, Misdirected) as exc:
             self.hub.metrics.problem(exc.code)
             if websocket:
@@ -109,10 +113,10 @@ class BrowserGuard:
             else:
                 await self._refuse(exc, origin, scope, receive, send)
             return
-        allowed = self.policy.origin_allowed(origin)
-        if websocket or not self.policy.origins or origin is None:
+        if websocket or origin is None or not self.policy.origins:
             await self.app(scope, receive, send)
             return
+        allowed = self.policy.origin_allowed(origin)
         if (allowed and scope["method"] == "OPTIONS"
                 and "access-control-request-method" in Headers(scope=scope)):
             await self._answer_preflight(origin, scope, receive, send)
