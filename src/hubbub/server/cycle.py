@@ -19,10 +19,14 @@ Rule 3. A response that ends before the request's body does says
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any, Protocol
 
+from ..transports.extensions import LastBody
 from .asgi import status_line
 from .state import ServerState
+
+log = logging.getLogger("hubbub.server")
 
 
 class Connection(Protocol):
@@ -52,7 +56,7 @@ class Request:
 
     __slots__ = ("conn", "scope", "body", "body_size", "more_body", "started", "complete",
                  "keep_alive", "head_only", "expect_100", "chunked", "head", "waiter",
-                 "gone", "read_all", "length_known", "status")
+                 "gone", "read_all", "length_known", "status", "last")
 
     def __init__(self, conn: Connection, scope: dict[str, Any], keep_alive: bool,
                  expect_100: bool, has_body: bool) -> None:
@@ -69,6 +73,8 @@ class Request:
         self.expect_100 = expect_100
         self.head: bytes | None = None  # the response head, written with the first body
         self.waiter: asyncio.Future[None] | None = None
+        #: What the app says to a slow consumer (``hubbub.farewell``).
+        self.last: LastBody | None = None
 
     def wake(self) -> None:
         waiter, self.waiter = self.waiter, None
@@ -112,17 +118,7 @@ class Request:
             raise RuntimeError(f"unexpected ASGI message {kind}")
         body: bytes = message.get("body", b"")
         more = bool(message.get("more_body", False))
-        head, self.head = self.head, None
-        if head is not None:
-            head = self._finish_head(head, len(body), more)
-        if self.head_only:
-            data = head or b""
-        elif self.chunked:
-            data = (head or b"") + (b"%x\r\n%s\r\n" % (len(body), body) if body else b"")
-            if not more:
-                data += b"0\r\n\r\n"
-        else:
-            data = head + body if head is not None else body
+        data = self._body(body, more)
         if not more:
             self.complete = True
         if data:
@@ -131,6 +127,37 @@ class Request:
             self.conn.response_done(self)
         elif self.conn.write_paused:
             await self.conn.drained()
+
+    def _body(self, body: bytes, more: bool) -> bytes:
+        """The bytes of a body part: the held head first, framed as the
+        response's end says (chunks, or as they are)."""
+        head, self.head = self.head, None
+        if head is not None:
+            head = self._finish_head(head, len(body), more)
+        if self.head_only:
+            return head or b""
+        if self.chunked:
+            data = (head or b"") + (b"%x\r\n%s\r\n" % (len(body), body) if body else b"")
+            return data + b"0\r\n\r\n" if not more else data
+        return head + body if head is not None else body
+
+    def farewell(self) -> bytes:
+        """The end of a started response whose client is cut off as a slow
+        consumer: the app's last words (its ``hubbub.farewell``) as the last
+        body part, unless the response's length was said. From now on the
+        request is gone: the app hears ``http.disconnect``, and nothing it
+        sends is written."""
+        last, self.last = self.last, None
+        body = b""
+        if last is not None and not self.length_known:
+            try:
+                body = last()
+            except Exception:
+                log.exception("the app's farewell to a slow consumer failed")
+        data = self._body(body, False)
+        self.complete = self.gone = True
+        self.wake()
+        return data
 
     def _start(self, status: int, headers: Any) -> None:
         self.status = status

@@ -53,10 +53,11 @@ from typing import Any
 
 import httptools
 
+from ..transports.extensions import FAREWELL, LastBody
 from .asgi import http_scope, problem_response
 from .cycle import Request
 from .http2 import H2Protocol
-from .state import ServerState
+from .state import ServerState, reset
 from .websocket import header, tokens, upgrade
 from .whole import Responder
 
@@ -118,6 +119,8 @@ class HttpProtocol(asyncio.Protocol):
         self.server: tuple[str, int] | None = None
         self.client: tuple[str, int] | None = None
         self.scheme = "http"
+        #: Cut off as a slow consumer: the grace's end resets the connection.
+        self.cut = False
 
     # -- the connection ------------------------------------------------------
 
@@ -204,10 +207,33 @@ class HttpProtocol(asyncio.Protocol):
         return -1 if not left else self.written - left
 
     def cut_off(self) -> None:
-        """Rule 4: the socket took nothing for the write deadline."""
+        """Rule 4: the socket took nothing for the write deadline. A streaming
+        response ends with its app's last words, queued after what the client
+        has not taken; the socket is closed and reset if it takes nothing more
+        within ``cut_off_grace``. It stops being counted at once."""
+        state = self.state
         log.info("cutting off a client that read nothing for %gs",
-                 self.state.settings.write_deadline)
-        self.transport.abort()
+                 state.settings.write_deadline)
+        state.connections.discard(self)
+        request = self.current
+        if (request is None or not request.started or request.complete or request.gone
+                or self.phase == LINGER):
+            reset(self.transport)
+            return
+        data = request.farewell()
+        self.phase = LINGER
+        self.cut = True
+        self.pipeline.clear()
+        if data:
+            self.transport.write(data)
+        self.transport.close()
+        state.timer.set(self, state.settings.cut_off_grace)
+        self.resume_writing()  # the app's send waits no more: it is gone
+
+    def farewell(self, last: LastBody | None) -> None:
+        """``hubbub.farewell`` of the running request: what :meth:`cut_off` sends."""
+        if self.current is not None:
+            self.current.last = last
 
     def idle(self) -> bool:
         """Whether the connection waits for a request (none begun, none running)."""
@@ -238,8 +264,12 @@ class HttpProtocol(asyncio.Protocol):
             else:
                 self.linger()
         elif self.phase == LINGER:
-            # What the socket has not taken by now it will not: drop it.
-            self.transport.abort()
+            # What the socket has not taken by now it will not: drop it (a
+            # slow consumer's with a reset: it took nothing for long).
+            if self.cut:
+                reset(self.transport)
+            else:
+                self.transport.abort()
         else:  # an idle connection
             self.transport.close()
 
@@ -338,6 +368,7 @@ class HttpProtocol(asyncio.Protocol):
             headers=self.headers, http_version=parser.get_http_version(),
             scheme=self.scheme, server=self.server, client=self.client,
             responder=self.responder)
+        scope["extensions"][FAREWELL] = self.farewell
         # Another upgrade (h2c, say) is ignored, as RFC 9110 §7.8 allows: the
         # request is served over HTTP/1.1, and the connection then closes.
         keep_alive = parser.should_keep_alive() and not parser.should_upgrade()

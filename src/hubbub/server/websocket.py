@@ -50,10 +50,10 @@ from typing import Any, Protocol
 
 import httptools
 
-from ..transports.extensions import FRAMES
+from ..transports.extensions import FRAMES, LastFrames
 from . import rfc6455
 from .asgi import ASGI, problem_response, split_target, status_line, whole_response
-from .state import ServerState, Writer
+from .state import ServerState, Writer, reset
 
 
 class Upgrading(Writer, Protocol):
@@ -161,7 +161,7 @@ class WebSocketProtocol:
 
     __slots__ = ("state", "transport", "scope", "key", "phase", "reader", "inbox", "waiter",
                  "reading", "write_paused", "drain", "written", "deadline", "timer_key",
-                 "awaiting_pong", "denial", "connected", "__weakref__")
+                 "awaiting_pong", "denial", "connected", "last", "__weakref__")
 
     def __init__(self, state: ServerState, transport: Any, scope: dict[str, Any], key: str,
                  written: int) -> None:
@@ -183,9 +183,11 @@ class WebSocketProtocol:
         #: The denial response's ``start`` message, until its body comes.
         self.denial: dict[str, Any] | None = None
         self.connected = False
+        #: What the app says to a slow consumer (``hubbub.frames`` farewell).
+        self.last: LastFrames | None = None
         scope["extensions"] = {"websocket.http.response": {}, FRAMES: {
             "send": self.send_frames, "write": self.write_frames,
-            "gather": state.gathered_writes}}
+            "gather": state.gathered_writes, "farewell": self.farewell}}
 
     def start(self, rest: bytes) -> None:
         self.state.connections.add(self)
@@ -276,17 +278,40 @@ class WebSocketProtocol:
             self.state.timer.set(self, settings.ws_ping_timeout)
         elif self.phase == CLOSING:
             self.transport.abort()
+        else:  # a slow consumer's grace is over
+            reset(self.transport)
 
     def bytes_taken(self) -> int:
         left = self.transport.get_write_buffer_size()
         return -1 if not left else self.written - left
 
     def cut_off(self) -> None:
-        """Rule 6: a slow consumer."""
+        """Rule 6: a slow consumer. Its last words (the app's farewell, then
+        our close frame) are queued after what it has not taken yet, the
+        socket is closed, and aborted if it takes nothing within
+        ``cut_off_grace``; it stops being counted at once."""
+        state = self.state
         log.info("cutting off a WebSocket client that read nothing for %gs",
-                 self.state.settings.write_deadline)
-        self._end(1006, "")
-        self.transport.abort()
+                 state.settings.write_deadline)
+        state.connections.discard(self)
+        last, self.last = self.last, None
+        if self.phase != OPEN or last is None:
+            self._end(1006, "")
+            reset(self.transport)
+            return
+        try:
+            frames, code, reason = last()
+        except Exception:
+            log.exception("the app's farewell to a slow consumer failed")
+            frames, code, reason = b"", 1011, "internal error"
+        self._write(frames + rfc6455.frame(rfc6455.CLOSE, rfc6455.close_payload(code, reason)))
+        state.unwatch(self)  # cut off once: what is left has the grace
+        self._end(code, reason)
+        state.timer.set(self, state.settings.cut_off_grace)
+
+    def farewell(self, last: LastFrames | None) -> None:
+        """``hubbub.frames`` ``farewell``: what :meth:`cut_off` sends first."""
+        self.last = last
 
     # -- ASGI ------------------------------------------------------------------
 
@@ -301,6 +326,7 @@ class WebSocketProtocol:
         if self.phase == CLOSED:
             return
         self.phase = CLOSED
+        self.last = None
         self.state.timer.set(self, None)
         self._deliver({"type": "websocket.disconnect", "code": code, "reason": reason})
         if not self.transport.is_closing():

@@ -167,14 +167,14 @@ def respond_all(requests: Sequence[Whole], status: int, headers: bytes,
             sent[i] = True
     if not taken:
         return sent
+    state = taken[0].conn.state
     collecting = gc.isenabled()
     gc.disable()  # no collection between the writes: the last client waits for it
     try:
-        write_all(transports, data)
+        write_all(transports, data, state.helper)
     finally:
         if collecting:
             gc.enable()
-    state = taken[0].conn.state
     state.counts.whole_responses += len(taken)
     state.counts.crowd_responses += len(taken)
     for request, d in zip(taken, data, strict=True):

@@ -50,11 +50,27 @@ CHUNK = 64
 #: (index, bytes already written) of the writes left to ``transport.write`` (Rule 2).
 Left = list[tuple[int, int]]
 
-_helper: ThreadPoolExecutor | None = None
-
-
 #: The CPUs this process may run on (Rule 4).
 _CPUS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+class WriteHelper:
+    """The second thread of :func:`write_all`, owned by a server: made by
+    :meth:`start` (none for a process allowed one CPU, Rule 4) and ended by
+    :meth:`stop`."""
+
+    def __init__(self) -> None:
+        self.pool: ThreadPoolExecutor | None = None
+
+    def start(self) -> None:
+        if self.pool is None and _CPUS >= 2:
+            self.pool = ThreadPoolExecutor(1, thread_name_prefix="hubbub-writer")
+
+    def stop(self) -> None:
+        """End the thread (after the write it is making, if any)."""
+        pool, self.pool = self.pool, None
+        if pool is not None:
+            pool.shutdown(wait=True)
 
 
 def _fd(transport: Any) -> int:
@@ -82,24 +98,24 @@ def _write_chunks(fds: list[int], data: Sequence[bytes], take: Callable[[], int]
     return left
 
 
-def write_all(transports: Sequence[Any], data: Sequence[bytes]) -> None:
-    """``transports[i].write(data[i])`` for every ``i``, over two threads when
-    there are many (see the module docstring; each transport at most once)."""
-    global _helper
+def write_all(transports: Sequence[Any], data: Sequence[bytes],
+              helper: WriteHelper | None = None) -> None:
+    """``transports[i].write(data[i])`` for every ``i``, over two threads
+    (the loop's and ``helper``'s, if it is started) when there are many (see
+    the module docstring; each transport at most once)."""
     n = len(transports)
-    if n < SPLIT_AT or _CPUS < 2:
+    pool = None if helper is None else helper.pool
+    if n < SPLIT_AT or pool is None:
         for transport, d in zip(transports, data, strict=True):
             transport.write(d)
         return
     fds = [_fd(t) for t in transports]
     take = itertools.count().__next__  # atomic under the GIL: each chunk goes to one thread
-    if _helper is None:
-        _helper = ThreadPoolExecutor(1, thread_name_prefix="hubbub-writer")
-    helped = _helper.submit(_write_chunks, fds, data, take)
+    helped = pool.submit(_write_chunks, fds, data, take)
     left = _write_chunks(fds, data, take)
     left += helped.result()
     for i, done in left:  # each transport at most once
         transports[i].write(data[i][done:] if done else data[i])
 
 
-__all__ = ["CHUNK", "SPLIT_AT", "write_all"]
+__all__ = ["CHUNK", "SPLIT_AT", "WriteHelper", "write_all"]

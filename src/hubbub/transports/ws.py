@@ -138,6 +138,7 @@ from .extensions import (
     GatherWrites,
     SendFrames,
     WriteFrames,
+    frames_farewell,
     frames_gatherer,
     frames_sender,
     frames_writer,
@@ -186,7 +187,7 @@ class Connection:
     __slots__ = ("hub", "codec", "subs", "closing", "_send", "_frames", "_binary", "_lock",
                  "_next_sub", "_close_task", "groups", "_member", "requests", "_write",
                  "principal", "_auth_timer", "_loop", "gather", "_pipeline", "hold",
-                 "peer", "registered")
+                 "peer", "registered", "cut_off")
 
     def __init__(
         self, hub: Hub, codec: wire.Codec, send: Send, frames: SendFrames | None = None,
@@ -233,6 +234,8 @@ class Connection:
         self._pipeline: Pipeline | None = None
         #: Its entry in the cluster's list of connections (:mod:`hubbub.core.connections`).
         self.registered: Conn | None = None
+        #: The server cut it off as a slow consumer (:meth:`farewell`).
+        self.cut_off = False
         self._watch_credentials()
 
     # -- reading ----------------------------------------------------------------
@@ -839,16 +842,31 @@ class Connection:
 
     async def _close(self, code: int, reason: str, resume: bool) -> None:
         async with self._lock:
-            cursors = {str(i): s.cursor for i, s in self.subs.items()}
-            if resume and len(cursors) == 1:
-                reason = f"{reason}; resume from {next(iter(cursors.values()))}"
-            elif resume and cursors:
-                reason = f"{reason}; resume from the cursors of the close frame"
+            close, reason = self._close_op(code, reason, resume)
             with contextlib.suppress(OSError):
-                await self._send(self.frame(
-                    {"op": "close", "code": code, "reason": reason, "subs": cursors}))
+                await self._send(self.frame(close))
                 await self._send(
                     {"type": "websocket.close", "code": code, "reason": wire.fit_reason(reason)})
+
+    def _close_op(self, code: int, reason: str, resume: bool) -> tuple[dict[str, Any], str]:
+        """The final ``close`` frame's object (the cursor of every subscription)
+        and the close reason (with the cursor to resume from, if ``resume``)."""
+        cursors = {str(i): s.cursor for i, s in self.subs.items()}
+        if resume and len(cursors) == 1:
+            reason = f"{reason}; resume from {next(iter(cursors.values()))}"
+        elif resume and cursors:
+            reason = f"{reason}; resume from the cursors of the close frame"
+        return {"op": "close", "code": code, "reason": reason, "subs": cursors}, reason
+
+    def farewell(self) -> tuple[bytes, int, str]:
+        """The server cuts the client off as a slow consumer (its socket took
+        nothing for the write deadline; ``hubbub.frames`` ``farewell``): from
+        now on nothing more is sent (Rule 4), and the server queues the final
+        ``close`` frame and the close of 4008 with the resume cursor, as a
+        :class:`SlowConsumer` would close it. Counted in :meth:`_clean_up`."""
+        self.closing = self.cut_off = True
+        close, reason = self._close_op(4008, "slow consumer", True)
+        return self.frame_bytes(close), 4008, wire.fit_reason(reason)
 
     async def _clean_up(self) -> None:
         """End every subscription and task of the connection (it is gone)."""
@@ -857,11 +875,12 @@ class Connection:
             self._auth_timer.cancel()
         subs = list(self.subs.values())
         self.subs.clear()
+        # Counted here, not where SlowConsumer is raised: a pump stuck writing
+        # to a client that never reads again never gets to raise it; the
+        # server's cut-off counts once, whatever buffers overflowed before it.
+        slow = sum(s.sub.cut_off for s in subs)
+        self.hub.metrics.ws.slow_consumers += max(slow, int(self.cut_off))
         for s in subs:
-            # Counted here, not where SlowConsumer is raised: a pump stuck
-            # writing to a client that never reads again never gets to raise it.
-            if s.sub.cut_off:
-                self.hub.metrics.ws.slow_consumers += 1
             s.sub.close()
         if self._pipeline is not None:
             await self._pipeline.close()
@@ -909,6 +928,8 @@ class WebSocketDoor:
             raise
         conn = Connection(hub, codec, send, frames_sender(scope), frames_writer(scope),
                           principal, frames_gatherer(scope), hold, peer)
+        if (farewell := frames_farewell(scope)) is not None:
+            farewell(conn.farewell)  # the server says it when it cuts a slow consumer off
         # A connection with no subscription has no pump to notice a drain.
         _Open.add(hub, conn)
         conn.registered = hub.connections.add(

@@ -1,0 +1,265 @@
+"""Slow consumers cut off by the write deadline, with their resume cursor
+(:mod:`hubbub.server.websocket`, :mod:`hubbub.server.http1`): the door's last
+words are queued after what the client has not read, over real sockets."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import struct
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import pytest
+
+from hubbub.config import Config
+from hubbub.core import PublishItem
+from hubbub.server.state import TICK
+from hubbub.transports.app import create_app
+from tests.conftest import UNIT, HubServer, serve_app
+from tests.server.conftest import SETTINGS, Raw
+from tests.server.test_websocket import client_frame, handshake, read_frame
+
+pytestmark = pytest.mark.timeout(60 * UNIT)
+
+PAYLOAD = b'"' + b"x" * 60_000 + b'"'
+#: Seconds a stalled client of these tests has to take its last words.
+GRACE = 5.0 * UNIT
+#: What the loop may add to a deadline on a busy machine.
+SLACK = 0.3 * UNIT
+
+Start = Callable[..., Awaitable[HubServer]]
+
+
+@pytest.fixture
+async def start() -> AsyncIterator[Start]:
+    """Start hubs with the layer's settings and these changes; all stopped at the end."""
+    started: list[HubServer] = []
+
+    async def start(**changes: float) -> HubServer:
+        app = create_app("memory://", Config())
+        srv = await serve_app(app, app, ws_max_size=Config().max_message_size + 64 * 1024,
+                              **{**SETTINGS, **changes})
+        started.append(srv)
+        return srv
+
+    yield start
+    for srv in started:
+        await srv.stop()
+
+
+async def stalled_socket(srv: HubServer) -> Raw:
+    """A connection whose receive buffer is small (set before connecting)."""
+    port = int(srv.url.rsplit(":", 1)[1])
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
+    return Raw(*await asyncio.open_connection(sock=sock))
+
+
+async def publish_until_cut_off(srv: HubServer, topic: str) -> int:
+    """Publish big messages until the server cut a client off; the last offset."""
+    state = srv.server.state
+    assert state is not None
+    last = 0
+    async with asyncio.timeout(20 * UNIT):
+        while state.counts.slow_cut_off == 0:
+            results = await srv.hub.publish_batch([PublishItem(topic, PAYLOAD)] * 4)
+            last = results[-1].message.offset
+            await asyncio.sleep(0.05)
+    return last
+
+
+def tcp_closed(raw: Raw) -> bool:
+    """Whether the kernel says the client's socket is closed (a reset came),
+    read without reading the socket (Linux ``TCP_INFO``: its first byte)."""
+    sock = raw.writer.get_extra_info("socket")
+    info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 8)
+    return bool(info[0] == 7)  # TCP_CLOSE
+
+
+async def resumed_offsets(srv: HubServer, topic: str, cursor: str) -> list[int]:
+    """The offsets a poll from ``cursor`` gets, page after page."""
+    offsets: list[int] = []
+    async with srv.client() as http:
+        while True:
+            r = await http.get(f"/v1/topics/{topic}/messages",
+                               params={"after": cursor, "limit": 20})
+            assert r.status_code == 200, r.text
+            page = r.json()
+            if not page["messages"]:
+                return offsets
+            offsets += [m["offset"] for m in page["messages"]]
+            cursor = page["cursor"]
+
+
+async def metric(srv: HubServer, line: str) -> bool:
+    async with srv.client() as http:
+        return line in (await http.get("/metrics")).text
+
+
+async def test_a_stalled_websocket_gets_4008_with_its_cursor_after_what_it_missed(
+        start: Start) -> None:
+    """A subscriber that stops reading is cut off by the write deadline without
+    being waited for; when it reads again it gets everything queued for it,
+    then the close op and a 4008 close whose reason carries a cursor from which
+    a resume gets exactly what it missed. The door counts it as a slow consumer."""
+    srv = await start(cut_off_grace=GRACE)
+    state = srv.server.state
+    assert state is not None
+    raw = await stalled_socket(srv)
+    try:
+        assert (await handshake(raw)).startswith(b"HTTP/1.1 101")
+        raw.send(client_frame(0x1, json.dumps(
+            {"op": "sub", "id": 1, "topics": ["cut.ws"]}).encode()))
+        assert json.loads((await read_frame(raw))[1])["op"] == "ok"
+        before = len(state.connections)
+        raw.writer.transport.pause_reading()
+        last = await publish_until_cut_off(srv, "cut.ws")
+        assert len(state.connections) == before - 1  # no longer counted, at once
+        raw.writer.transport.resume_reading()
+        received: list[int] = []
+        ops: list[dict[str, object]] = []
+        while True:
+            opcode, payload = await read_frame(raw)
+            if opcode == 0x8:
+                break
+            frame = json.loads(payload)
+            ops.append(frame)
+            if frame["op"] == "msg":
+                received.append(frame["offset"])
+        code = struct.unpack("!H", payload[:2])[0]
+        reason = payload[2:].decode()
+        assert await raw.at_end()
+    finally:
+        raw.close()
+    assert code == 4008
+    assert ops[-1]["op"] == "close" and ops[-1]["code"] == 4008
+    assert reason.startswith("slow consumer; resume from ")
+    cursor = reason.removeprefix("slow consumer; resume from ")
+    assert ops[-1]["subs"] == {"1": cursor}
+    assert received == list(range(1, len(received) + 1))
+    assert received and received[-1] < last  # it did miss some
+    assert await resumed_offsets(srv, "cut.ws", cursor) == list(
+        range(received[-1] + 1, last + 1))
+    assert await metric(srv, 'hubbub_slow_consumer_disconnects_total{door="ws"} 1.0')
+
+
+async def test_a_websocket_that_never_reads_again_is_gone_after_the_grace(
+        start: Start) -> None:
+    """A cut-off client that takes nothing more is reset within the grace and a
+    tick of the cut-off, and stops being counted at the cut-off itself."""
+    grace = 0.3 * UNIT
+    srv = await start(cut_off_grace=grace)
+    state = srv.server.state
+    assert state is not None
+    raw = await stalled_socket(srv)
+    try:
+        assert (await handshake(raw)).startswith(b"HTTP/1.1 101")
+        raw.send(client_frame(0x1, json.dumps(
+            {"op": "sub", "id": 1, "topics": ["cut.gone"]}).encode()))
+        assert json.loads((await read_frame(raw))[1])["op"] == "ok"
+        before = len(state.connections)
+        raw.writer.transport.pause_reading()
+        await publish_until_cut_off(srv, "cut.gone")
+        loop = asyncio.get_running_loop()
+        cut = loop.time()
+        assert len(state.connections) == before - 1
+        async with asyncio.timeout(10 * UNIT):
+            while not tcp_closed(raw):
+                await asyncio.sleep(0.01)
+        assert loop.time() - cut <= grace + TICK + SLACK
+    finally:
+        raw.close()
+
+
+def dechunk(data: bytes) -> tuple[bytes, bool]:
+    """The body of a chunked response, and whether its last chunk came."""
+    body = bytearray()
+    while data:
+        size_line, _, data = data.partition(b"\r\n")
+        size = int(size_line, 16)
+        if size == 0:
+            return bytes(body), data == b"\r\n"
+        body += data[:size]
+        data = data[size + 2:]
+    return bytes(body), False
+
+
+def sse_events(body: bytes) -> list[tuple[str, dict[str, object]]]:
+    """(event, data) of each event of a stream (comments and ``retry:`` skipped)."""
+    events = []
+    for block in body.decode().split("\n\n"):
+        fields = dict(line.split(": ", 1) for line in block.split("\n")
+                      if line and not line.startswith((":", "retry:")))
+        if "event" in fields:
+            events.append((fields["event"], json.loads(fields["data"])))
+    return events
+
+
+async def test_a_stalled_sse_stream_ends_with_an_error_event_and_its_cursor(
+        start: Start) -> None:
+    """An SSE client that stops reading is cut off by the write deadline; when it
+    reads again it gets what was queued for it, then the ``error`` event
+    (slow-consumer, with a cursor from which a resume gets exactly what it
+    missed) and the response's end. The door counts it as a slow consumer."""
+    srv = await start(cut_off_grace=GRACE)
+    state = srv.server.state
+    assert state is not None
+    raw = await stalled_socket(srv)
+    try:
+        raw.send(b"GET /v1/topics/cut.sse/events HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        async with asyncio.timeout(5 * UNIT):
+            head = await raw.reader.readuntil(b"\r\n\r\n")
+            assert head.startswith(b"HTTP/1.1 200")
+            assert b"transfer-encoding: chunked" in head
+            start_of_stream = await raw.reader.readuntil(b"event: ready")
+        before = len(state.connections)
+        raw.writer.transport.pause_reading()
+        last = await publish_until_cut_off(srv, "cut.sse")
+        assert len(state.connections) == before - 1
+        raw.writer.transport.resume_reading()
+        async with asyncio.timeout(10 * UNIT):
+            rest = await raw.reader.read()
+    finally:
+        raw.close()
+    body, ended = dechunk(start_of_stream + rest)
+    assert ended
+    events = sse_events(body)
+    assert events[0][0] == "ready"
+    received = [int(data["offset"]) for kind, data in events if kind == "message"]
+    kind, error = events[-1]
+    assert kind == "error" and error["code"] == "slow-consumer"
+    assert received == list(range(1, len(received) + 1))
+    assert received and received[-1] < last
+    assert await resumed_offsets(srv, "cut.sse", str(error["cursor"])) == list(
+        range(received[-1] + 1, last + 1))
+    assert await metric(srv, 'hubbub_slow_consumer_disconnects_total{door="sse"} 1.0')
+
+
+async def test_an_sse_client_that_never_reads_again_is_gone_after_the_grace(
+        start: Start) -> None:
+    """A cut-off SSE client that takes nothing more is reset within the grace
+    and a tick of the cut-off, and stops being counted at the cut-off itself."""
+    grace = 0.3 * UNIT
+    srv = await start(cut_off_grace=grace)
+    state = srv.server.state
+    assert state is not None
+    raw = await stalled_socket(srv)
+    try:
+        raw.send(b"GET /v1/topics/cut.sgone/events HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        async with asyncio.timeout(5 * UNIT):
+            await raw.reader.readuntil(b"event: ready")
+        before = len(state.connections)
+        raw.writer.transport.pause_reading()
+        await publish_until_cut_off(srv, "cut.sgone")
+        loop = asyncio.get_running_loop()
+        cut = loop.time()
+        assert len(state.connections) == before - 1
+        async with asyncio.timeout(10 * UNIT):
+            while not tcp_closed(raw):
+                await asyncio.sleep(0.01)
+        assert loop.time() - cut <= grace + TICK + SLACK
+    finally:
+        raw.close()
