@@ -1,5 +1,5 @@
 """hubbub.server.writes: many sockets written over two threads, over real TCP
-connections on uvloop (Rules 1 to 4 of the module)."""
+connections on uvloop (the module's invariants and its trade-off)."""
 
 from __future__ import annotations
 
@@ -87,7 +87,7 @@ def _on_uvloop(test: Callable[[writes.WriteHelper], Coroutine[Any, Any, None]]) 
 @pytest.mark.parametrize("n", [3, writes.SPLIT_AT + 101])
 def test_every_socket_gets_its_own_bytes(n: int, monkeypatch: pytest.MonkeyPatch) -> None:
     """Few writes go through the transports; many straight to the sockets, from
-    two threads: either way each client reads exactly its bytes (Rules 1 and 4)."""
+    two threads: either way each client reads exactly its bytes (invariant "direct only when nothing waits", trade-off "split only big crowds")."""
     real_write, threads = os.write, set()
 
     def write(fd: int, data: bytes) -> int:
@@ -114,7 +114,8 @@ def test_every_socket_gets_its_own_bytes(n: int, monkeypatch: pytest.MonkeyPatch
 def test_buffered_bytes_stay_first_and_short_writes_finish_through_the_transport() -> None:
     """A transport with bytes buffered is left to its own write, after them; a
     direct write the socket took only part of is finished by the transport,
-    in order (Rules 1 and 2)."""
+    in order (invariants "direct only when nothing waits" and "the rest through the
+    transport")."""
 
     async def main(helper: writes.WriteHelper) -> None:
         n = writes.SPLIT_AT + 8
@@ -140,7 +141,7 @@ def test_buffered_bytes_stay_first_and_short_writes_finish_through_the_transport
 def test_a_gone_client_is_the_transports_to_handle() -> None:
     """A client that left: the direct write fails, the transport's own write
     meets the error and the connection is lost as usual; the others get
-    their bytes and nothing is raised (Rule 2)."""
+    their bytes and nothing is raised (invariant "the rest through the transport")."""
 
     async def main(helper: writes.WriteHelper) -> None:
         n = writes.SPLIT_AT
@@ -163,7 +164,7 @@ def test_a_gone_client_is_the_transports_to_handle() -> None:
 
 def test_other_transports_only_get_write_calls() -> None:
     """A transport with no socket of its own (a wrapper, a test double) or with
-    TLS is written through its ``write`` alone, whatever the count (Rule 1)."""
+    TLS is written through its ``write`` alone, whatever the count (invariant "direct only when nothing waits")."""
 
     class Fake:
         def __init__(self) -> None:

@@ -6,14 +6,17 @@ and ``send`` writes the response: the head together with the first body
 part (one write for a whole response), then chunks (HTTP/1.1) for a
 streaming response of unknown length, such as SSE.
 
-Rule 1. ``Expect: 100-continue`` gets ``100 Continue`` when the app first
-        asks for the body, and never once the response started (RFC 9110
-        §10.1.1).
-Rule 2. A client that left mid-body: what arrived is handed over first, then
-        ``http.disconnect`` (ASGI spec 2.3: a send after that is dropped).
-Rule 3. A response that ends before the request's body does says
-        ``connection: close``: the connection ends after it, so the unread
-        body is never read as a request.
+Invariants
+----------
+"continue only when asked": ``Expect: 100-continue`` gets ``100 Continue``
+    when the app first asks for the body, and never once the response
+    started (RFC 9110 §10.1.1).
+"what arrived before the end": A client that left mid-body: what arrived is
+    handed over first, then ``http.disconnect`` (ASGI spec 2.3: a send after
+    that is dropped).
+"an early answer says close": A response that ends before the request's
+    body does says ``connection: close``: the connection ends after it, so
+    the unread body is never read as a request.
 """
 
 from __future__ import annotations
@@ -192,7 +195,7 @@ class Request:
             else:
                 self.keep_alive = False
         if not self.keep_alive or self.more_body or self.conn.state.closing:
-            # The connection ends after this response (Rule 3, or a shutdown).
+            # The connection ends after this response (invariant "an early answer says close", or a shutdown).
             self.keep_alive = False
             extra += b"connection: close\r\n"
         return head + extra + b"\r\n"

@@ -22,25 +22,31 @@ IDLE       the next request begins (keep-alive)    close
 LINGER     the client closes its side              close
 =========  ======================================  =============================
 
-Rule 1. Bad input is answered before any app runs, with a problem document
-        and ``connection: close``: a malformed or smuggling request (the
-        parser refuses conflicting ``Content-Length`` and
-        ``Transfer-Encoding``, duplicate or invalid lengths, obsolete line
-        folding) with 400, a head past ``max_header_bytes`` with 431, a
-        connection past ``max_connections`` with 503.
-Rule 2. Lingering close: a connection the server closes first has its write
-        side shut (the client reads the whole answer and then the end),
-        and what the client still sends is read and dropped until it closes
-        or ``linger_timeout`` passes. Closed at once, a socket with unread
-        input sends a reset, and the client often loses the answer
-        (RFC 9112 §9.6).
-Rule 3. A response that ends before its request's body was read (an early
-        413, or a final answer to ``Expect: 100-continue`` whose body never
-        came) closes the connection, lingering (Rule 2): the unread body
-        must not be read as the next request.
-Rule 4. Writes that the socket does not take within ``write_deadline``
-        cut the connection off (:meth:`ServerState.watch`): a streaming
-        response (SSE) ends, its app sees ``http.disconnect``.
+Invariants
+----------
+"bad input refused first": Bad input is answered before any app runs, with
+    a problem document and ``connection: close``: a malformed or smuggling
+    request (the parser refuses conflicting ``Content-Length`` and
+    ``Transfer-Encoding``, duplicate or invalid lengths, obsolete line
+    folding) with 400, a head past ``max_header_bytes`` with 431, a
+    connection past ``max_connections`` with 503.
+"the server closes lingering": A connection the server closes first has its
+    write side shut (the client reads the whole answer and then the end),
+    and what the client still sends is read and dropped until it closes or
+    ``linger_timeout`` passes. Closed at once, a socket with unread input
+    sends a reset, and the client often loses the answer (RFC 9112 §9.6).
+"an unread body is never a request": A response that ends before its
+    request's body was read (an early 413, or a final answer to
+    ``Expect: 100-continue`` whose body never came) closes the connection,
+    lingering (invariant "the server closes lingering").
+"slow consumer cut off": Writes that the socket does not take within
+    ``write_deadline`` cut the connection off (:meth:`ServerState.watch`),
+    never waiting for the client to read: a streaming response (SSE) ends
+    with its app's farewell (``hubbub.farewell``, see
+    :mod:`hubbub.transports.extensions`) queued after what the socket has
+    not taken, its app sees ``http.disconnect``, the connection stops being
+    counted, and the socket is closed, then reset if it takes nothing more
+    for ``cut_off_grace`` seconds. Any other connection is reset at once.
 """
 
 from __future__ import annotations
@@ -197,7 +203,7 @@ class HttpProtocol(asyncio.Protocol):
 
     def wrote(self, n: int) -> None:
         """Count ``n`` bytes written to the transport (or its socket); watch a
-        socket that did not take them all (Rule 4)."""
+        socket that did not take them all (invariant "slow consumer cut off")."""
         self.written += n
         if self.transport.get_write_buffer_size():
             self.state.watch(self)
@@ -207,7 +213,8 @@ class HttpProtocol(asyncio.Protocol):
         return -1 if not left else self.written - left
 
     def cut_off(self) -> None:
-        """Rule 4: the socket took nothing for the write deadline. A streaming
+        """The socket took nothing for the write deadline (invariant "slow
+        consumer cut off"). A streaming
         response ends with its app's last words, queued after what the client
         has not taken; the socket is closed and reset if it takes nothing more
         within ``cut_off_grace``. It stops being counted at once."""
@@ -274,12 +281,14 @@ class HttpProtocol(asyncio.Protocol):
             self.transport.close()
 
     def refuse(self, status: int, detail: str, code: str, extra: bytes = b"") -> None:
-        """Answer with a problem document and close, lingering (Rules 1 and 2)."""
+        """Answer with a problem document and close, lingering (invariants "bad input refused first" and
+        "the server closes lingering")."""
         self.write(problem_response(status, detail, code, self.state.date_header(), extra))
         self.linger()
 
     def linger(self) -> None:
-        """Rule 2: shut the write side, drop what comes, close on the client's end."""
+        """Shut the write side, drop what comes, close on the client's end
+        (invariant "the server closes lingering")."""
         if self.phase == LINGER:
             return
         self.phase = LINGER
@@ -447,9 +456,10 @@ class HttpProtocol(asyncio.Protocol):
                         scope["http_version"], request.status)
         if self.transport.is_closing() or self.phase == LINGER:
             return
-        # Rule 3: a body not read to its end must not be read as a request.
+        # A body not read to its end must not be read as a request
+        # (invariant "an unread body is never a request").
         if not request.keep_alive or request.more_body or self.state.closing:
-            self.linger()  # Rule 3
+            self.linger()
             return
         self.current = None
         if self.pipeline:

@@ -172,7 +172,7 @@ class ServerState:
         #: The app's lifespan state (ASGI ``scope["state"]``, copied per request).
         self.lifespan_state: dict[str, Any] = {}
         #: What follows each whole response, for every response of a loop pass
-        #: at once (:mod:`hubbub.server.whole` Rule 4).
+        #: at once (:mod:`hubbub.server.whole`, invariant "follow-ups after the writes").
         self.completions: PerPass[Any] = PerPass(_complete)
         #: The last whole response's inputs and bytes (:mod:`hubbub.server.whole`).
         self.last_response: tuple[int, bytes, bytes, bytes, bool, bytes] | None = None

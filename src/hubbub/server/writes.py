@@ -17,21 +17,35 @@ cores (``hubbub serve`` and ``benchmarks/loadgen/longpoll.c``), the p99 of the
 wake-up went from 126-159 ms to 77-88 ms on the memory engine (three runs
 each) and from 128-134 ms to 73-79 ms on SQLite (two runs each).
 
-Rule 1. A transport is written directly only if it has a socket and no TLS
-        (``get_extra_info("socket")`` and no ``ssl_object``: the bytes go to the
-        socket as they are), is open, and has nothing buffered
-        (``get_write_buffer_size()``: nothing it holds can be overtaken).
-Rule 2. Whatever was not written directly (another transport, a short write,
-        a full socket buffer, an error) goes through ``transport.write``
-        afterwards, the rest of its bytes in order: the transport then buffers
-        it, or meets the error itself and closes as it always does.
-Rule 3. Nothing else runs on these sockets meanwhile: the loop's thread
-        stays in :func:`write_all` until the helper is done.
-Rule 4. Fewer than :data:`SPLIT_AT` writes, or a process allowed one CPU, are
-        written through ``transport.write`` alone: below that the helper's
-        wake-up costs more than it saves.
-Rule 5. The caller names each transport at most once (two threads writing
-        one socket would interleave its bytes): join a connection's data first.
+The helper thread is a :class:`WriteHelper` the server owns: started and
+stopped with it (:class:`hubbub.server.state.ServerState` ``helper``), and
+handed to :func:`write_all` by whoever writes a crowd.
+
+Invariants
+----------
+"direct only when nothing waits": A transport is written directly only if it
+    has a socket and no TLS (``get_extra_info("socket")`` and no
+    ``ssl_object``: the bytes go to the socket as they are), is open, and has
+    nothing buffered (``get_write_buffer_size()``: nothing it holds can be
+    overtaken).
+"the rest through the transport": Whatever was not written directly
+    (another transport, a short write, a full socket buffer, an error) goes
+    through ``transport.write`` afterwards, the rest of its bytes in order:
+    the transport then buffers it, or meets the error itself and closes as
+    it always does.
+"the loop waits for the helper": Nothing else runs on these sockets
+    meanwhile: the loop's thread stays in :func:`write_all` until the helper
+    is done.
+"one thread per socket": The caller names each transport at most once (two
+    threads writing one socket would interleave its bytes): join a
+    connection's data first.
+
+Trade-offs
+----------
+"split only big crowds": Fewer than :data:`SPLIT_AT` writes, a process
+    allowed one CPU, or no started helper, are written through
+    ``transport.write`` alone: below that the helper's wake-up costs more
+    than it saves.
 """
 
 from __future__ import annotations
@@ -42,21 +56,22 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-#: The fewest writes split over two threads (Rule 4).
+#: The fewest writes split over two threads (trade-off "split only big crowds").
 SPLIT_AT = 512
 #: Sockets a thread takes at a time.
 CHUNK = 64
 
-#: (index, bytes already written) of the writes left to ``transport.write`` (Rule 2).
+#: (index, bytes already written) of the writes left to ``transport.write``
+#: (invariant "the rest through the transport").
 Left = list[tuple[int, int]]
 
-#: The CPUs this process may run on (Rule 4).
+#: The CPUs this process may run on (trade-off "split only big crowds").
 _CPUS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 class WriteHelper:
     """The second thread of :func:`write_all`, owned by a server: made by
-    :meth:`start` (none for a process allowed one CPU, Rule 4) and ended by
+    :meth:`start` (none for a process allowed one CPU: trade-off "split only big crowds") and ended by
     :meth:`stop`."""
 
     def __init__(self) -> None:
@@ -74,7 +89,8 @@ class WriteHelper:
 
 
 def _fd(transport: Any) -> int:
-    """The socket to write ``transport``'s bytes to directly, or -1 (Rule 1)."""
+    """The socket to write ``transport``'s bytes to directly, or -1 (invariant
+    "direct only when nothing waits")."""
     if (transport.is_closing() or transport.get_write_buffer_size()
             or transport.get_extra_info("ssl_object") is not None):
         return -1
