@@ -9,15 +9,17 @@ import json
 import socket
 import struct
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import pytest
+from h2.events import DataReceived, StreamEnded, StreamReset
 
 from hubbub.config import Config
 from hubbub.core import PublishItem
 from hubbub.server.state import TICK
 from hubbub.transports.app import create_app
 from tests.conftest import UNIT, HubServer, serve_app
-from tests.server.conftest import SETTINGS, Raw
+from tests.server.conftest import SETTINGS, Raw, RawH2, StartHub
 from tests.server.test_websocket import client_frame, handshake, read_frame
 
 pytestmark = pytest.mark.timeout(60 * UNIT)
@@ -62,10 +64,15 @@ async def publish_until_cut_off(srv: HubServer, topic: str) -> int:
     """Publish big messages until the server cut a client off; the last offset."""
     state = srv.server.state
     assert state is not None
+    return await publish_until(srv.hub, topic, lambda: state.counts.slow_cut_off > 0)
+
+
+async def publish_until(hub: Any, topic: str, done: Callable[[], bool]) -> int:
+    """Publish big messages to ``topic`` until ``done()``; the last offset."""
     last = 0
     async with asyncio.timeout(20 * UNIT):
-        while state.counts.slow_cut_off == 0:
-            results = await srv.hub.publish_batch([PublishItem(topic, PAYLOAD)] * 4)
+        while not done():
+            results = await hub.publish_batch([PublishItem(topic, PAYLOAD)] * 4)
             last = results[-1].message.offset
             await asyncio.sleep(0.05)
     return last
@@ -79,7 +86,7 @@ def tcp_closed(raw: Raw) -> bool:
     return bool(info[0] == 7)  # TCP_CLOSE
 
 
-async def resumed_offsets(srv: HubServer, topic: str, cursor: str) -> list[int]:
+async def resumed_offsets(srv: Any, topic: str, cursor: str) -> list[int]:
     """The offsets a poll from ``cursor`` gets, page after page."""
     offsets: list[int] = []
     async with srv.client() as http:
@@ -94,7 +101,7 @@ async def resumed_offsets(srv: HubServer, topic: str, cursor: str) -> list[int]:
             cursor = page["cursor"]
 
 
-async def metric(srv: HubServer, line: str) -> bool:
+async def metric(srv: Any, line: str) -> bool:
     async with srv.client() as http:
         return line in (await http.get("/metrics")).text
 
@@ -263,3 +270,38 @@ async def test_an_sse_client_that_never_reads_again_is_gone_after_the_grace(
         assert loop.time() - cut <= grace + TICK + SLACK
     finally:
         raw.close()
+
+
+async def test_a_stalled_sse_stream_over_http2_ends_with_an_error_event_and_its_cursor(
+        start_h2_hub: StartHub) -> None:
+    """Over HTTP/2 too: a stream whose client stops reading its socket ends, at
+    the write deadline, with the rest of what it was sending and the ``error``
+    event whose cursor resumes exactly; the connection stops being counted at once."""
+    hub = await start_h2_hub(write_deadline=0.5 * UNIT, send_buffer=16 * 1024,
+                             cut_off_grace=GRACE)
+    raw = await RawH2.open(hub, window=2**31 - 1, rcvbuf=4096)
+    raw.conn.increment_flow_control_window(2**30)
+    raw.flush()
+    try:
+        sid = raw.request("GET", "/v1/topics/cut.h2/events")
+        seen = await raw.events(
+            lambda e: isinstance(e, DataReceived) and b"event: ready" in e.data)
+        raw.writer.transport.pause_reading()
+        last = await publish_until(hub.app.state.hub, "cut.h2", lambda: bool(hub.lost))
+        raw.writer.transport.resume_reading()
+        seen += await raw.events(
+            lambda e: isinstance(e, StreamEnded | StreamReset) and e.stream_id == sid)
+    finally:
+        raw.close()
+    assert isinstance(seen[-1], StreamEnded)
+    body = b"".join(e.data for e in seen if isinstance(e, DataReceived) and e.stream_id == sid)
+    events = sse_events(body)
+    assert events[0][0] == "ready"
+    received = [int(data["offset"]) for kind, data in events if kind == "message"]
+    kind, error = events[-1]
+    assert kind == "error" and error["code"] == "slow-consumer"
+    assert received == list(range(1, len(received) + 1))
+    assert received and received[-1] < last
+    assert await resumed_offsets(hub, "cut.h2", str(error["cursor"])) == list(
+        range(received[-1] + 1, last + 1))
+    assert await metric(hub, 'hubbub_slow_consumer_disconnects_total{door="sse"} 1.0')
