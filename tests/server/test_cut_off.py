@@ -50,21 +50,23 @@ async def start() -> AsyncIterator[Start]:
         await srv.stop()
 
 
-async def stalled_socket(srv: HubServer) -> Raw:
-    """A connection whose receive buffer is small (set before connecting)."""
-    port = int(srv.url.rsplit(":", 1)[1])
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    sock.setblocking(False)
-    await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
-    return Raw(*await asyncio.open_connection(sock=sock))
-
-
 async def publish_until_cut_off(srv: HubServer, topic: str) -> int:
     """Publish big messages until the server cut a client off; the last offset."""
     state = srv.server.state
     assert state is not None
     return await publish_until(srv.hub, topic, lambda: state.counts.slow_cut_off > 0)
+
+
+async def stall(srv: HubServer, raw: Raw, topic: str) -> int:
+    """``raw`` stops reading; publish to ``topic`` until the server cut it off,
+    which stops counting it at once. The last offset published."""
+    state = srv.server.state
+    assert state is not None
+    before = len(state.connections)
+    raw.writer.transport.pause_reading()
+    last = await publish_until_cut_off(srv, topic)
+    assert len(state.connections) == before - 1
+    return last
 
 
 async def publish_until(hub: Any, topic: str, done: Callable[[], bool]) -> int:
@@ -91,8 +93,10 @@ async def resumed_offsets(srv: Any, topic: str, cursor: str) -> list[int]:
     offsets: list[int] = []
     async with srv.client() as http:
         while True:
+            # A connection per page: the layer's keep-alive timeout is short.
             r = await http.get(f"/v1/topics/{topic}/messages",
-                               params={"after": cursor, "limit": 20})
+                               params={"after": cursor, "limit": 20},
+                               headers={"connection": "close"})
             assert r.status_code == 200, r.text
             page = r.json()
             if not page["messages"]:
@@ -106,6 +110,32 @@ async def metric(srv: Any, line: str) -> bool:
         return line in (await http.get("/metrics")).text
 
 
+async def subscribe_ws(raw: Raw, topic: str) -> None:
+    """Open a WebSocket on ``raw`` and subscribe to ``topic`` from its end."""
+    assert (await handshake(raw)).startswith(b"HTTP/1.1 101")
+    raw.send(client_frame(0x1, json.dumps({"op": "sub", "id": 1, "topics": [topic]}).encode()))
+    assert json.loads((await read_frame(raw))[1])["op"] == "ok"
+
+
+async def subscribe_sse(raw: Raw, topic: str) -> bytes:
+    """Open an SSE stream of ``topic`` on ``raw``; the body up to ``ready``."""
+    raw.send(b"GET /v1/topics/%s/events HTTP/1.1\r\nHost: localhost\r\n\r\n" % topic.encode())
+    async with asyncio.timeout(5 * UNIT):
+        head = await raw.reader.readuntil(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200") and b"transfer-encoding: chunked" in head
+        return await raw.reader.readuntil(b"event: ready")
+
+
+async def check_resume(srv: Any, topic: str, received: list[int], last: int, cursor: str,
+                       door: str) -> None:
+    """The client got offsets 1 to some n < ``last`` in order; from ``cursor`` a
+    resume gets exactly n+1 to ``last``; ``door`` counted one slow consumer."""
+    assert received == list(range(1, len(received) + 1))
+    assert received and received[-1] < last  # it did miss some
+    assert await resumed_offsets(srv, topic, cursor) == list(range(received[-1] + 1, last + 1))
+    assert await metric(srv, f'hubbub_slow_consumer_disconnects_total{{door="{door}"}} 1.0')
+
+
 async def test_a_stalled_websocket_gets_4008_with_its_cursor_after_what_it_missed(
         start: Start) -> None:
     """A subscriber that stops reading is cut off by the write deadline without
@@ -113,18 +143,10 @@ async def test_a_stalled_websocket_gets_4008_with_its_cursor_after_what_it_misse
     then the close op and a 4008 close whose reason carries a cursor from which
     a resume gets exactly what it missed. The door counts it as a slow consumer."""
     srv = await start(cut_off_grace=GRACE)
-    state = srv.server.state
-    assert state is not None
-    raw = await stalled_socket(srv)
+    raw = await Raw.open(srv, rcvbuf=4096)
     try:
-        assert (await handshake(raw)).startswith(b"HTTP/1.1 101")
-        raw.send(client_frame(0x1, json.dumps(
-            {"op": "sub", "id": 1, "topics": ["cut.ws"]}).encode()))
-        assert json.loads((await read_frame(raw))[1])["op"] == "ok"
-        before = len(state.connections)
-        raw.writer.transport.pause_reading()
-        last = await publish_until_cut_off(srv, "cut.ws")
-        assert len(state.connections) == before - 1  # no longer counted, at once
+        await subscribe_ws(raw, "cut.ws")
+        last = await stall(srv, raw, "cut.ws")
         raw.writer.transport.resume_reading()
         received: list[int] = []
         ops: list[dict[str, object]] = []
@@ -146,39 +168,7 @@ async def test_a_stalled_websocket_gets_4008_with_its_cursor_after_what_it_misse
     assert reason.startswith("slow consumer; resume from ")
     cursor = reason.removeprefix("slow consumer; resume from ")
     assert ops[-1]["subs"] == {"1": cursor}
-    assert received == list(range(1, len(received) + 1))
-    assert received and received[-1] < last  # it did miss some
-    assert await resumed_offsets(srv, "cut.ws", cursor) == list(
-        range(received[-1] + 1, last + 1))
-    assert await metric(srv, 'hubbub_slow_consumer_disconnects_total{door="ws"} 1.0')
-
-
-async def test_a_websocket_that_never_reads_again_is_gone_after_the_grace(
-        start: Start) -> None:
-    """A cut-off client that takes nothing more is reset within the grace and a
-    tick of the cut-off, and stops being counted at the cut-off itself."""
-    grace = 0.3 * UNIT
-    srv = await start(cut_off_grace=grace)
-    state = srv.server.state
-    assert state is not None
-    raw = await stalled_socket(srv)
-    try:
-        assert (await handshake(raw)).startswith(b"HTTP/1.1 101")
-        raw.send(client_frame(0x1, json.dumps(
-            {"op": "sub", "id": 1, "topics": ["cut.gone"]}).encode()))
-        assert json.loads((await read_frame(raw))[1])["op"] == "ok"
-        before = len(state.connections)
-        raw.writer.transport.pause_reading()
-        await publish_until_cut_off(srv, "cut.gone")
-        loop = asyncio.get_running_loop()
-        cut = loop.time()
-        assert len(state.connections) == before - 1
-        async with asyncio.timeout(10 * UNIT):
-            while not tcp_closed(raw):
-                await asyncio.sleep(0.01)
-        assert loop.time() - cut <= grace + TICK + SLACK
-    finally:
-        raw.close()
+    await check_resume(srv, "cut.ws", received, last, cursor, "ws")
 
 
 def dechunk(data: bytes) -> tuple[bytes, bool]:
@@ -212,20 +202,10 @@ async def test_a_stalled_sse_stream_ends_with_an_error_event_and_its_cursor(
     (slow-consumer, with a cursor from which a resume gets exactly what it
     missed) and the response's end. The door counts it as a slow consumer."""
     srv = await start(cut_off_grace=GRACE)
-    state = srv.server.state
-    assert state is not None
-    raw = await stalled_socket(srv)
+    raw = await Raw.open(srv, rcvbuf=4096)
     try:
-        raw.send(b"GET /v1/topics/cut.sse/events HTTP/1.1\r\nHost: localhost\r\n\r\n")
-        async with asyncio.timeout(5 * UNIT):
-            head = await raw.reader.readuntil(b"\r\n\r\n")
-            assert head.startswith(b"HTTP/1.1 200")
-            assert b"transfer-encoding: chunked" in head
-            start_of_stream = await raw.reader.readuntil(b"event: ready")
-        before = len(state.connections)
-        raw.writer.transport.pause_reading()
-        last = await publish_until_cut_off(srv, "cut.sse")
-        assert len(state.connections) == before - 1
+        start_of_stream = await subscribe_sse(raw, "cut.sse")
+        last = await stall(srv, raw, "cut.sse")
         raw.writer.transport.resume_reading()
         async with asyncio.timeout(10 * UNIT):
             rest = await raw.reader.read()
@@ -238,32 +218,22 @@ async def test_a_stalled_sse_stream_ends_with_an_error_event_and_its_cursor(
     received = [int(data["offset"]) for kind, data in events if kind == "message"]
     kind, error = events[-1]
     assert kind == "error" and error["code"] == "slow-consumer"
-    assert received == list(range(1, len(received) + 1))
-    assert received and received[-1] < last
-    assert await resumed_offsets(srv, "cut.sse", str(error["cursor"])) == list(
-        range(received[-1] + 1, last + 1))
-    assert await metric(srv, 'hubbub_slow_consumer_disconnects_total{door="sse"} 1.0')
+    await check_resume(srv, "cut.sse", received, last, str(error["cursor"]), "sse")
 
 
-async def test_an_sse_client_that_never_reads_again_is_gone_after_the_grace(
-        start: Start) -> None:
-    """A cut-off SSE client that takes nothing more is reset within the grace
-    and a tick of the cut-off, and stops being counted at the cut-off itself."""
+@pytest.mark.parametrize("subscribe", [subscribe_ws, subscribe_sse], ids=["ws", "sse"])
+async def test_a_client_that_never_reads_again_is_gone_after_the_grace(
+        start: Start, subscribe: Callable[[Raw, str], Awaitable[object]]) -> None:
+    """A cut-off client that takes nothing more is reset within the grace and a
+    tick of the cut-off, and stops being counted at the cut-off itself."""
     grace = 0.3 * UNIT
     srv = await start(cut_off_grace=grace)
-    state = srv.server.state
-    assert state is not None
-    raw = await stalled_socket(srv)
+    raw = await Raw.open(srv, rcvbuf=4096)
     try:
-        raw.send(b"GET /v1/topics/cut.sgone/events HTTP/1.1\r\nHost: localhost\r\n\r\n")
-        async with asyncio.timeout(5 * UNIT):
-            await raw.reader.readuntil(b"event: ready")
-        before = len(state.connections)
-        raw.writer.transport.pause_reading()
-        await publish_until_cut_off(srv, "cut.sgone")
+        await subscribe(raw, "cut.gone")
+        await stall(srv, raw, "cut.gone")
         loop = asyncio.get_running_loop()
         cut = loop.time()
-        assert len(state.connections) == before - 1
         async with asyncio.timeout(10 * UNIT):
             while not tcp_closed(raw):
                 await asyncio.sleep(0.01)
@@ -300,8 +270,4 @@ async def test_a_stalled_sse_stream_over_http2_ends_with_an_error_event_and_its_
     received = [int(data["offset"]) for kind, data in events if kind == "message"]
     kind, error = events[-1]
     assert kind == "error" and error["code"] == "slow-consumer"
-    assert received == list(range(1, len(received) + 1))
-    assert received and received[-1] < last
-    assert await resumed_offsets(hub, "cut.h2", str(error["cursor"])) == list(
-        range(received[-1] + 1, last + 1))
-    assert await metric(hub, 'hubbub_slow_consumer_disconnects_total{door="sse"} 1.0')
+    await check_resume(hub, "cut.h2", received, last, str(error["cursor"]), "sse")
