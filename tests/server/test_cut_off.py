@@ -271,3 +271,42 @@ async def test_a_stalled_sse_stream_over_http2_ends_with_an_error_event_and_its_
     kind, error = events[-1]
     assert kind == "error" and error["code"] == "slow-consumer"
     await check_resume(hub, "cut.h2", received, last, str(error["cursor"]), "sse")
+
+
+async def test_a_stalled_response_without_last_words_never_looks_whole() -> None:
+    """A streaming response whose app registered no farewell is reset when its
+    client is cut off: what the client reads never ends with the last chunk."""
+    hub_app = create_app("memory://", Config())
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["path"] != "/stream":
+            await hub_app(scope, receive, send)
+            return
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        while True:  # until the server cancels it: a send after the end is dropped
+            await send({"type": "http.response.body", "body": PAYLOAD, "more_body": True})
+            await asyncio.sleep(0)
+
+    srv = await serve_app(app, hub_app, **{**SETTINGS, "cut_off_grace": GRACE})
+    state = srv.server.state
+    assert state is not None
+    raw = await Raw.open(srv, rcvbuf=4096)
+    try:
+        raw.send(b"GET /stream HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        async with asyncio.timeout(5 * UNIT):
+            head = await raw.reader.readuntil(b"\r\n\r\n")
+        raw.writer.transport.pause_reading()
+        async with asyncio.timeout(20 * UNIT):
+            while state.counts.slow_cut_off == 0:
+                await asyncio.sleep(0.02)
+        raw.writer.transport.resume_reading()
+        async with asyncio.timeout(10 * UNIT):
+            try:
+                rest = await raw.reader.read()
+            except ConnectionResetError:
+                rest = b""
+        assert b"transfer-encoding: chunked" in head
+        assert not rest.endswith(b"0\r\n\r\n")
+    finally:
+        raw.close()
+        await srv.stop()

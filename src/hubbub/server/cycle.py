@@ -144,23 +144,24 @@ class Request:
             return data + b"0\r\n\r\n" if not more else data
         return head + body if head is not None else body
 
-    def farewell(self) -> bytes:
+    def farewell(self) -> bytes | None:
         """The end of a started response whose client is cut off as a slow
         consumer: the app's last words (its ``hubbub.farewell``) as the last
-        body part, unless the response's length was said. From now on the
-        request is gone: the app hears ``http.disconnect``, and nothing it
-        sends is written."""
+        body part; ``None`` when it has none (or the response's length was
+        said): then the connection is reset, as a response cut short must not
+        look whole. Either way the request is gone from now on: the app hears
+        ``http.disconnect``, and nothing it sends is written."""
         last, self.last = self.last, None
-        body = b""
-        if last is not None and not self.length_known:
-            try:
-                body = last()
-            except Exception:
-                log.exception("the app's farewell to a slow consumer failed")
-        data = self._body(body, False)
         self.complete = self.gone = True
         self.wake()
-        return data
+        if last is None or self.length_known:
+            return None
+        try:
+            body = last()
+        except Exception:
+            log.exception("the app's farewell to a slow consumer failed")
+            return None
+        return self._body(body, False)
 
     def _start(self, status: int, headers: Any) -> None:
         self.status = status

@@ -214,10 +214,10 @@ class HttpProtocol(asyncio.Protocol):
 
     def cut_off(self) -> None:
         """The socket took nothing for the write deadline (invariant "slow
-        consumer cut off"). A streaming
-        response ends with its app's last words, queued after what the client
-        has not taken; the socket is closed and reset if it takes nothing more
-        within ``cut_off_grace``. It stops being counted at once."""
+        consumer cut off"). A streaming response ends with its app's last
+        words, queued after what the client has not taken; the socket is
+        closed and reset if it takes nothing more within ``cut_off_grace``.
+        Without last words it is reset at once. It stops being counted at once."""
         state = self.state
         log.info("cutting off a client that read nothing for %gs",
                  state.settings.write_deadline)
@@ -228,11 +228,13 @@ class HttpProtocol(asyncio.Protocol):
             reset(self.transport)
             return
         data = request.farewell()
+        if data is None:
+            reset(self.transport)
+            return
         self.phase = LINGER
         self.cut = True
         self.pipeline.clear()
-        if data:
-            self.transport.write(data)
+        self.transport.write(data)
         self.transport.close()
         state.timer.set(self, state.settings.cut_off_grace)
         self.resume_writing()  # the app's send waits no more: it is gone

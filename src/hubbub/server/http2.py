@@ -500,7 +500,8 @@ class H2Protocol(asyncio.Protocol):
             return
         data = (bytes(pending) if pending is not None else b"") + words
         try:
-            if not data or len(data) > self.conn.local_flow_control_window(stream.id):
+            if not words or len(data) > self.conn.local_flow_control_window(stream.id):
+                # Without last words a stream cut short must not look whole.
                 raise ProtocolError("nothing to say, or the window is too small")
             size = self.conn.max_outbound_frame_size
             for at in range(0, len(data), size):
