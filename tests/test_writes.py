@@ -1,5 +1,5 @@
 """hubbub.server.writes: many sockets written over two threads, over real TCP
-connections on uvloop (Rules 1 to 4 of the module)."""
+connections on uvloop (the module's invariants and its trade-off)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,10 @@ from typing import Any
 import pytest
 import uvloop
 
+from hubbub.config import Config
 from hubbub.server import writes
-from tests.conftest import UNIT
+from hubbub.transports.app import create_app
+from tests.conftest import UNIT, serve_app
 
 
 class _Keep(asyncio.Protocol):
@@ -71,15 +73,21 @@ def _read(sock: socket.socket, size: int) -> bytes:
     return bytes(got)
 
 
-def _on_uvloop(test: Callable[[], Coroutine[Any, Any, None]]) -> None:
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        runner.run(test())
+def _on_uvloop(test: Callable[[writes.WriteHelper], Coroutine[Any, Any, None]]) -> None:
+    """Run ``test`` on uvloop with a started helper thread, stopped after."""
+    helper = writes.WriteHelper()
+    helper.start()
+    try:
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            runner.run(test(helper))
+    finally:
+        helper.stop()
 
 
 @pytest.mark.parametrize("n", [3, writes.SPLIT_AT + 101])
 def test_every_socket_gets_its_own_bytes(n: int, monkeypatch: pytest.MonkeyPatch) -> None:
     """Few writes go through the transports; many straight to the sockets, from
-    two threads: either way each client reads exactly its bytes (Rules 1 and 4)."""
+    two threads: either way each client reads exactly its bytes (invariant "direct only when nothing waits", trade-off "split only big crowds")."""
     real_write, threads = os.write, set()
 
     def write(fd: int, data: bytes) -> int:
@@ -88,10 +96,10 @@ def test_every_socket_gets_its_own_bytes(n: int, monkeypatch: pytest.MonkeyPatch
 
     monkeypatch.setattr(os, "write", write)
 
-    async def main() -> None:
+    async def main(helper: writes.WriteHelper) -> None:
         protocols, clients, server = await _pairs(n)
         data = [b"answer %d;" % i * (1 + i % 7) for i in range(n)]
-        writes.write_all([p.transport for p in protocols], data)
+        writes.write_all([p.transport for p in protocols], data, helper)
         # Both threads take chunks as they go: each may have had none.
         assert (len(threads) > 0) == (n >= writes.SPLIT_AT)
         for i, c in enumerate(clients):
@@ -106,9 +114,10 @@ def test_every_socket_gets_its_own_bytes(n: int, monkeypatch: pytest.MonkeyPatch
 def test_buffered_bytes_stay_first_and_short_writes_finish_through_the_transport() -> None:
     """A transport with bytes buffered is left to its own write, after them; a
     direct write the socket took only part of is finished by the transport,
-    in order (Rules 1 and 2)."""
+    in order (invariants "direct only when nothing waits" and "the rest through the
+    transport")."""
 
-    async def main() -> None:
+    async def main(helper: writes.WriteHelper) -> None:
         n = writes.SPLIT_AT + 8
         protocols, clients, server = await _pairs(n, sndbuf=4096)
         transports: list[Any] = [p.transport for p in protocols]
@@ -116,7 +125,7 @@ def test_buffered_bytes_stay_first_and_short_writes_finish_through_the_transport
         data = [b"%d:" % i + big for i in range(n)]
         transports[5].write(b"first " + big)  # fills the buffer: left buffered
         assert transports[5].get_write_buffer_size() > 0
-        writes.write_all(transports, data)
+        writes.write_all(transports, data, helper)
         # The sockets took part of each direct write; the transports hold the rest.
         assert sum(t.get_write_buffer_size() > 0 for t in transports) == n
         for i, c in enumerate(clients):
@@ -132,16 +141,16 @@ def test_buffered_bytes_stay_first_and_short_writes_finish_through_the_transport
 def test_a_gone_client_is_the_transports_to_handle() -> None:
     """A client that left: the direct write fails, the transport's own write
     meets the error and the connection is lost as usual; the others get
-    their bytes and nothing is raised (Rule 2)."""
+    their bytes and nothing is raised (invariant "the rest through the transport")."""
 
-    async def main() -> None:
+    async def main(helper: writes.WriteHelper) -> None:
         n = writes.SPLIT_AT
         protocols, clients, server = await _pairs(n)
         gone = clients[7]
         gone.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
         gone.close()  # a reset, not a FIN, which the loop has not seen yet
         data = [b"x%d" % i for i in range(n)]
-        writes.write_all([p.transport for p in protocols], data)
+        writes.write_all([p.transport for p in protocols], data, helper)
         async with asyncio.timeout(10 * UNIT):
             await protocols[7].lost
         for i, c in enumerate(clients):
@@ -155,7 +164,7 @@ def test_a_gone_client_is_the_transports_to_handle() -> None:
 
 def test_other_transports_only_get_write_calls() -> None:
     """A transport with no socket of its own (a wrapper, a test double) or with
-    TLS is written through its ``write`` alone, whatever the count (Rule 1)."""
+    TLS is written through its ``write`` alone, whatever the count (invariant "direct only when nothing waits")."""
 
     class Fake:
         def __init__(self) -> None:
@@ -182,3 +191,47 @@ def test_other_transports_only_get_write_calls() -> None:
         fake.tls = i % 2 == 1
     writes.write_all(fakes, [b"%d" % i for i in range(len(fakes))])
     assert [f.written for f in fakes] == [[b"%d" % i] for i in range(len(fakes))]
+
+
+def test_without_a_started_helper_every_write_is_the_transports(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """No helper, or one stopped, writes a crowd on the loop's thread alone,
+    through each transport's ``write``: no socket is written directly."""
+    direct: list[int] = []
+    real_write = os.write
+
+    def write(fd: int, data: bytes) -> int:
+        direct.append(fd)
+        return real_write(fd, data)
+
+    monkeypatch.setattr(os, "write", write)
+
+    async def main(helper: writes.WriteHelper) -> None:
+        n = writes.SPLIT_AT + 1
+        protocols, clients, server = await _pairs(n)
+        transports = [p.transport for p in protocols]
+        helper.stop()
+        data = [b"y%d;" % i for i in range(n)]
+        writes.write_all(transports, data, helper)
+        writes.write_all(transports, data)
+        assert direct == []
+        for i, c in enumerate(clients):
+            assert await asyncio.to_thread(_read, c, 2 * len(data[i])) == data[i] * 2
+            c.close()
+        server.close()
+
+    _on_uvloop(main)
+
+
+async def test_the_server_owns_the_helper_thread() -> None:
+    """The helper thread is the server's: made when it starts serving, ended
+    when it stops."""
+    app = create_app("memory://", Config())
+    srv = await serve_app(app, app)
+    state = srv.server.state
+    assert state is not None
+    try:
+        assert (state.helper.pool is not None) == (len(os.sched_getaffinity(0)) >= 2)
+    finally:
+        await srv.stop()
+    assert state.helper.pool is None

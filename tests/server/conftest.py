@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import datetime
 import ipaddress
+import socket
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
@@ -65,10 +66,17 @@ class Raw:
         self.reader, self.writer = reader, writer
 
     @classmethod
-    async def open(cls, srv: HubServer) -> Raw:
+    async def open(cls, srv: HubServer, rcvbuf: int | None = None) -> Raw:
+        """Connect to ``srv``; ``rcvbuf``: our socket's receive buffer (a small
+        one lets a client that stops reading stall the server soon)."""
         port = int(srv.url.rsplit(":", 1)[1])
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        return cls(reader, writer)
+        if rcvbuf is None:
+            return cls(*await asyncio.open_connection("127.0.0.1", port))
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)  # before connecting
+        sock.setblocking(False)
+        await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
+        return cls(*await asyncio.open_connection(sock=sock))
 
     def send(self, data: bytes) -> None:
         self.writer.write(data)
@@ -244,8 +252,6 @@ class RawH2:
                    handshake: bool = True) -> RawH2:
         """Connect; ``window``: our initial stream window; ``rcvbuf``: our
         socket's receive buffer; ``handshake``: send the preface (and settings) now."""
-        import socket
-
         from h2.config import H2Configuration
         from h2.connection import H2Connection
         from h2.settings import SettingCodes

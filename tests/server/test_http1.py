@@ -242,12 +242,8 @@ async def test_a_stalled_sse_reader_is_cut_off_by_the_write_deadline(layer: HubS
     for write_deadline, and its stream ends (the connection is no longer counted)."""
     state = layer.server.state
     assert state is not None
-    port = int(layer.url.rsplit(":", 1)[1])
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connecting
-    sock.setblocking(False)
-    await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
-    reader, writer = await asyncio.open_connection(sock=sock)
+    raw = await Raw.open(layer, rcvbuf=4096)
+    reader, writer = raw.reader, raw.writer
     try:
         writer.write(b"GET /v1/topics/stall.s/events?after=start HTTP/1.1\r\nHost: localhost\r\n\r\n")
         async with asyncio.timeout(5 * UNIT):

@@ -8,7 +8,6 @@ import asyncio
 import base64
 import json
 import os
-import socket
 import struct
 from collections.abc import Awaitable, Callable
 
@@ -161,13 +160,8 @@ async def test_a_stalled_reader_is_cut_off_by_the_write_deadline(layer: HubServe
     write_deadline, without waiting for it to read, and is no longer counted."""
     state = layer.server.state
     assert state is not None
-    port = int(layer.url.rsplit(":", 1)[1])
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connecting
-    sock.setblocking(False)
-    await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
-    reader, writer = await asyncio.open_connection(sock=sock)
-    raw = Raw(reader, writer)
+    raw = await Raw.open(layer, rcvbuf=4096)
+    writer = raw.writer
     try:
         assert (await handshake(raw)).startswith(b"HTTP/1.1 101")
         raw.send(client_frame(0x1, json.dumps(

@@ -87,7 +87,7 @@ async def test_a_crowd_on_both_routes_gets_each_routes_body(hub_server: HubServe
     """Polls of one topic at one position through ``/v1/topics/{t}/messages`` and
     ``/v1/messages?topic=`` share a group; one publish answers them all, each
     with its own route's body (only the second reports gaps), and the hub's
-    garbage collector is on again afterwards (hubbub.server.whole Rule 5)."""
+    garbage collector is on again afterwards (:mod:`hubbub.server.whole`, trade-off "a crowd in three passes")."""
     hub = hub_server.hub
     async with hub_server.client(limits=httpx.Limits(max_connections=20)) as c:
         first = await publish(c, "both.t", 0)

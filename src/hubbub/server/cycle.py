@@ -6,23 +6,30 @@ and ``send`` writes the response: the head together with the first body
 part (one write for a whole response), then chunks (HTTP/1.1) for a
 streaming response of unknown length, such as SSE.
 
-Rule 1. ``Expect: 100-continue`` gets ``100 Continue`` when the app first
-        asks for the body, and never once the response started (RFC 9110
-        §10.1.1).
-Rule 2. A client that left mid-body: what arrived is handed over first, then
-        ``http.disconnect`` (ASGI spec 2.3: a send after that is dropped).
-Rule 3. A response that ends before the request's body does says
-        ``connection: close``: the connection ends after it, so the unread
-        body is never read as a request.
+Invariants
+----------
+"continue only when asked": ``Expect: 100-continue`` gets ``100 Continue``
+    when the app first asks for the body, and never once the response
+    started (RFC 9110 §10.1.1).
+"what arrived before the end": A client that left mid-body: what arrived is
+    handed over first, then ``http.disconnect`` (ASGI spec 2.3: a send after
+    that is dropped).
+"an early answer says close": A response that ends before the request's
+    body does says ``connection: close``: the connection ends after it, so
+    the unread body is never read as a request.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any, Protocol
 
+from ..transports.extensions import LastBody
 from .asgi import status_line
 from .state import ServerState
+
+log = logging.getLogger("hubbub.server")
 
 
 class Connection(Protocol):
@@ -52,7 +59,7 @@ class Request:
 
     __slots__ = ("conn", "scope", "body", "body_size", "more_body", "started", "complete",
                  "keep_alive", "head_only", "expect_100", "chunked", "head", "waiter",
-                 "gone", "read_all", "length_known", "status")
+                 "gone", "read_all", "length_known", "status", "last")
 
     def __init__(self, conn: Connection, scope: dict[str, Any], keep_alive: bool,
                  expect_100: bool, has_body: bool) -> None:
@@ -69,6 +76,8 @@ class Request:
         self.expect_100 = expect_100
         self.head: bytes | None = None  # the response head, written with the first body
         self.waiter: asyncio.Future[None] | None = None
+        #: What the app says to a slow consumer (``hubbub.farewell``).
+        self.last: LastBody | None = None
 
     def wake(self) -> None:
         waiter, self.waiter = self.waiter, None
@@ -112,17 +121,7 @@ class Request:
             raise RuntimeError(f"unexpected ASGI message {kind}")
         body: bytes = message.get("body", b"")
         more = bool(message.get("more_body", False))
-        head, self.head = self.head, None
-        if head is not None:
-            head = self._finish_head(head, len(body), more)
-        if self.head_only:
-            data = head or b""
-        elif self.chunked:
-            data = (head or b"") + (b"%x\r\n%s\r\n" % (len(body), body) if body else b"")
-            if not more:
-                data += b"0\r\n\r\n"
-        else:
-            data = head + body if head is not None else body
+        data = self._body(body, more)
         if not more:
             self.complete = True
         if data:
@@ -131,6 +130,38 @@ class Request:
             self.conn.response_done(self)
         elif self.conn.write_paused:
             await self.conn.drained()
+
+    def _body(self, body: bytes, more: bool) -> bytes:
+        """The bytes of a body part: the held head first, framed as the
+        response's end says (chunks, or as they are)."""
+        head, self.head = self.head, None
+        if head is not None:
+            head = self._finish_head(head, len(body), more)
+        if self.head_only:
+            return head or b""
+        if self.chunked:
+            data = (head or b"") + (b"%x\r\n%s\r\n" % (len(body), body) if body else b"")
+            return data + b"0\r\n\r\n" if not more else data
+        return head + body if head is not None else body
+
+    def farewell(self) -> bytes | None:
+        """The end of a started response whose client is cut off as a slow
+        consumer: the app's last words (its ``hubbub.farewell``) as the last
+        body part; ``None`` when it has none (or the response's length was
+        said): then the connection is reset, as a response cut short must not
+        look whole. Either way the request is gone from now on: the app hears
+        ``http.disconnect``, and nothing it sends is written."""
+        last, self.last = self.last, None
+        self.complete = self.gone = True
+        self.wake()
+        if last is None or self.length_known:
+            return None
+        try:
+            body = last()
+        except Exception:
+            log.exception("the app's farewell to a slow consumer failed")
+            return None
+        return self._body(body, False)
 
     def _start(self, status: int, headers: Any) -> None:
         self.status = status
@@ -165,7 +196,7 @@ class Request:
             else:
                 self.keep_alive = False
         if not self.keep_alive or self.more_body or self.conn.state.closing:
-            # The connection ends after this response (Rule 3, or a shutdown).
+            # The connection ends after this response (invariant "an early answer says close", or a shutdown).
             self.keep_alive = False
             extra += b"connection: close\r\n"
         return head + extra + b"\r\n"

@@ -36,11 +36,15 @@ Headers: RFC 9113 §8.3.1 pseudo-headers become the scope's ``method``,
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import deque
 from typing import Any, Protocol
 from urllib.parse import unquote
 
+from ..transports.extensions import LastBody
 from .settings import ServerSettings
+
+log = logging.getLogger("hubbub.server")
 
 #: Response fields HTTP/2 forbids (RFC 9113 §8.2.2): "An endpoint MUST NOT
 #: generate an HTTP/2 message containing connection-specific header fields".
@@ -124,7 +128,8 @@ class Stream:
     """The application's side of one HTTP/2 stream (see the module's rules)."""
 
     __slots__ = ("owner", "id", "scope", "head", "chunks", "readable", "ended",
-                 "final_given", "gone", "done", "started", "head_sent", "window", "task")
+                 "final_given", "gone", "done", "started", "head_sent", "window", "task",
+                 "last", "pending")
 
     def __init__(self, owner: Owner, stream_id: int, scope: dict[str, Any]) -> None:
         self.owner, self.id, self.scope = owner, stream_id, scope
@@ -146,6 +151,10 @@ class Stream:
         self.head_sent = False
         self.window = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
+        #: What the application says to a slow consumer (``hubbub.farewell``).
+        self.last: LastBody | None = None
+        #: The part of a body ``send()`` holds, not yet handed to h2.
+        self.pending: memoryview | None = None
 
     # -- what the connection pushes ------------------------------------------
 
@@ -168,6 +177,23 @@ class Stream:
             self.readable.set()
             self.window.set()
             self.discard()
+
+    def farewell(self, last: LastBody | None) -> None:
+        """``hubbub.farewell``: what the connection sends if it cuts this
+        stream's client off as a slow consumer."""
+        self.last = last
+
+    def last_words(self) -> bytes:
+        """The application's farewell (asked once), if its response is under
+        way; else nothing."""
+        last, self.last = self.last, None
+        if last is None or self.done or self.gone.is_set() or not self.head_sent:
+            return b""
+        try:
+            return last()
+        except Exception:
+            log.exception("the application's farewell to a slow consumer failed")
+            return b""
 
     def discard(self) -> None:
         """Give the connection's window back for the body nobody will read."""

@@ -22,25 +22,31 @@ IDLE       the next request begins (keep-alive)    close
 LINGER     the client closes its side              close
 =========  ======================================  =============================
 
-Rule 1. Bad input is answered before any app runs, with a problem document
-        and ``connection: close``: a malformed or smuggling request (the
-        parser refuses conflicting ``Content-Length`` and
-        ``Transfer-Encoding``, duplicate or invalid lengths, obsolete line
-        folding) with 400, a head past ``max_header_bytes`` with 431, a
-        connection past ``max_connections`` with 503.
-Rule 2. Lingering close: a connection the server closes first has its write
-        side shut (the client reads the whole answer and then the end),
-        and what the client still sends is read and dropped until it closes
-        or ``linger_timeout`` passes. Closed at once, a socket with unread
-        input sends a reset, and the client often loses the answer
-        (RFC 9112 §9.6).
-Rule 3. A response that ends before its request's body was read (an early
-        413, or a final answer to ``Expect: 100-continue`` whose body never
-        came) closes the connection, lingering (Rule 2): the unread body
-        must not be read as the next request.
-Rule 4. Writes that the socket does not take within ``write_deadline``
-        cut the connection off (:meth:`ServerState.watch`): a streaming
-        response (SSE) ends, its app sees ``http.disconnect``.
+Invariants
+----------
+"bad input refused first": Bad input is answered before any app runs, with
+    a problem document and ``connection: close``: a malformed or smuggling
+    request (the parser refuses conflicting ``Content-Length`` and
+    ``Transfer-Encoding``, duplicate or invalid lengths, obsolete line
+    folding) with 400, a head past ``max_header_bytes`` with 431, a
+    connection past ``max_connections`` with 503.
+"the server closes lingering": A connection the server closes first has its
+    write side shut (the client reads the whole answer and then the end),
+    and what the client still sends is read and dropped until it closes or
+    ``linger_timeout`` passes. Closed at once, a socket with unread input
+    sends a reset, and the client often loses the answer (RFC 9112 §9.6).
+"an unread body is never a request": A response that ends before its
+    request's body was read (an early 413, or a final answer to
+    ``Expect: 100-continue`` whose body never came) closes the connection,
+    lingering (invariant "the server closes lingering").
+"slow consumer cut off": Writes that the socket does not take within
+    ``write_deadline`` cut the connection off (:meth:`ServerState.watch`),
+    never waiting for the client to read: a streaming response (SSE) ends
+    with its app's farewell (``hubbub.farewell``, see
+    :mod:`hubbub.transports.extensions`) queued after what the socket has
+    not taken, its app sees ``http.disconnect``, the connection stops being
+    counted, and the socket is closed, then reset if it takes nothing more
+    for ``cut_off_grace`` seconds. Any other connection is reset at once.
 """
 
 from __future__ import annotations
@@ -53,10 +59,11 @@ from typing import Any
 
 import httptools
 
+from ..transports.extensions import FAREWELL, LastBody
 from .asgi import http_scope, problem_response
 from .cycle import Request
 from .http2 import H2Protocol
-from .state import ServerState
+from .state import ServerState, reset
 from .websocket import header, tokens, upgrade
 from .whole import Responder
 
@@ -118,6 +125,8 @@ class HttpProtocol(asyncio.Protocol):
         self.server: tuple[str, int] | None = None
         self.client: tuple[str, int] | None = None
         self.scheme = "http"
+        #: Cut off as a slow consumer: the grace's end resets the connection.
+        self.cut = False
 
     # -- the connection ------------------------------------------------------
 
@@ -194,7 +203,7 @@ class HttpProtocol(asyncio.Protocol):
 
     def wrote(self, n: int) -> None:
         """Count ``n`` bytes written to the transport (or its socket); watch a
-        socket that did not take them all (Rule 4)."""
+        socket that did not take them all (invariant "slow consumer cut off")."""
         self.written += n
         if self.transport.get_write_buffer_size():
             self.state.watch(self)
@@ -204,10 +213,36 @@ class HttpProtocol(asyncio.Protocol):
         return -1 if not left else self.written - left
 
     def cut_off(self) -> None:
-        """Rule 4: the socket took nothing for the write deadline."""
+        """The socket took nothing for the write deadline (invariant "slow
+        consumer cut off"). A streaming response ends with its app's last
+        words, queued after what the client has not taken; the socket is
+        closed and reset if it takes nothing more within ``cut_off_grace``.
+        Without last words it is reset at once. It stops being counted at once."""
+        state = self.state
         log.info("cutting off a client that read nothing for %gs",
-                 self.state.settings.write_deadline)
-        self.transport.abort()
+                 state.settings.write_deadline)
+        state.connections.discard(self)
+        request = self.current
+        if (request is None or not request.started or request.complete or request.gone
+                or self.phase == LINGER):
+            reset(self.transport)
+            return
+        data = request.farewell()
+        if data is None:
+            reset(self.transport)
+            return
+        self.phase = LINGER
+        self.cut = True
+        self.pipeline.clear()
+        self.transport.write(data)
+        self.transport.close()
+        state.timer.set(self, state.settings.cut_off_grace)
+        self.resume_writing()  # the app's send waits no more: it is gone
+
+    def farewell(self, last: LastBody | None) -> None:
+        """``hubbub.farewell`` of the running request: what :meth:`cut_off` sends."""
+        if self.current is not None:
+            self.current.last = last
 
     def idle(self) -> bool:
         """Whether the connection waits for a request (none begun, none running)."""
@@ -238,18 +273,24 @@ class HttpProtocol(asyncio.Protocol):
             else:
                 self.linger()
         elif self.phase == LINGER:
-            # What the socket has not taken by now it will not: drop it.
-            self.transport.abort()
+            # What the socket has not taken by now it will not: drop it (a
+            # slow consumer's with a reset: it took nothing for long).
+            if self.cut:
+                reset(self.transport)
+            else:
+                self.transport.abort()
         else:  # an idle connection
             self.transport.close()
 
     def refuse(self, status: int, detail: str, code: str, extra: bytes = b"") -> None:
-        """Answer with a problem document and close, lingering (Rules 1 and 2)."""
+        """Answer with a problem document and close, lingering (invariants "bad input refused first" and
+        "the server closes lingering")."""
         self.write(problem_response(status, detail, code, self.state.date_header(), extra))
         self.linger()
 
     def linger(self) -> None:
-        """Rule 2: shut the write side, drop what comes, close on the client's end."""
+        """Shut the write side, drop what comes, close on the client's end
+        (invariant "the server closes lingering")."""
         if self.phase == LINGER:
             return
         self.phase = LINGER
@@ -338,6 +379,7 @@ class HttpProtocol(asyncio.Protocol):
             headers=self.headers, http_version=parser.get_http_version(),
             scheme=self.scheme, server=self.server, client=self.client,
             responder=self.responder)
+        scope["extensions"][FAREWELL] = self.farewell
         # Another upgrade (h2c, say) is ignored, as RFC 9110 §7.8 allows: the
         # request is served over HTTP/1.1, and the connection then closes.
         keep_alive = parser.should_keep_alive() and not parser.should_upgrade()
@@ -421,9 +463,10 @@ class HttpProtocol(asyncio.Protocol):
                         scope["http_version"], request.status)
         if self.transport.is_closing() or self.phase == LINGER:
             return
-        # Rule 3: a body not read to its end must not be read as a request.
+        # A body not read to its end must not be read as a request
+        # (invariant "an unread body is never a request").
         if not request.keep_alive or request.more_body or self.state.closing:
-            self.linger()  # Rule 3
+            self.linger()
             return
         self.current = None
         if self.pipeline:

@@ -40,7 +40,14 @@ Timers: a connection has ``head_timeout`` seconds to send its first request,
 Slow readers: the socket's send buffer is ``send_buffer`` bytes; once the
     transport holds more than it takes (``pause_writing``), the connection
     has ``write_deadline`` seconds to take it before it is cut off, and a
-    stream whose flow-control window stays closed that long is reset.
+    stream whose flow-control window stays closed that long is reset. A cut
+    off connection ends each streaming response with the rest of the body
+    it was sending and its application's farewell (``hubbub.farewell``, see
+    :mod:`hubbub.transports.extensions`) where the stream's window takes
+    them (else the stream is reset), then GOAWAY; it stops being counted at
+    once (``on_lost``), is closed, and is reset if it takes nothing more for
+    ``cut_off_grace`` seconds. A stream reset for its shut window has its
+    farewell asked too (the application learns why), but not sent.
 
 Plugging it into a server: a listener with :func:`hubbub.server.tls.server_context`
 hands each connection whose :func:`hubbub.server.tls.alpn_protocol` is
@@ -80,9 +87,11 @@ from h2.events import (
 from h2.exceptions import ProtocolError
 from h2.settings import SettingCodes, Settings
 
+from ..transports.extensions import FAREWELL
 from .h2frames import HeaderBlockWatch
 from .h2stream import Stream, request_scope
 from .settings import ServerSettings
+from .state import reset
 
 log = logging.getLogger("hubbub.server")
 
@@ -122,6 +131,7 @@ class H2Protocol(asyncio.Protocol):
         self._peer: Any = None
         self._sock: Any = None
         self._tls = False
+        self._forgotten = False
 
     # -- asyncio.Protocol --------------------------------------------------------
 
@@ -217,7 +227,12 @@ class H2Protocol(asyncio.Protocol):
             if timer is not None:
                 timer.cancel()
         self._timer = self._stall = self._block_timer = None
-        if self.on_lost is not None:
+        self._forget()
+
+    def _forget(self) -> None:
+        """Stop being counted among the server's connections (once)."""
+        if not self._forgotten and self.on_lost is not None:
+            self._forgotten = True
             self.on_lost(self)
 
     # -- what the streams call ---------------------------------------------------
@@ -252,7 +267,9 @@ class H2Protocol(asyncio.Protocol):
         while not stream.gone.is_set():
             if not self._writable.is_set():
                 self.flush()
+                stream.pending = view  # a cut-off sends it before the farewell
                 await self._writable.wait()  # pause_writing's timer bounds this
+                stream.pending = None
                 continue
             try:
                 window = self.conn.local_flow_control_window(stream.id)
@@ -268,6 +285,7 @@ class H2Protocol(asyncio.Protocol):
                 except TimeoutError:
                     log.info("http/2 stream %d of %s cut off: its window stayed shut",
                              stream.id, self._peer)
+                    stream.last_words()  # the application learns why; nothing fits
                     self.reset(stream, ErrorCodes.CANCEL)
                     return
                 continue
@@ -346,6 +364,7 @@ class H2Protocol(asyncio.Protocol):
             self._idle()
             return
         stream = self.streams[sid] = Stream(self, sid, scope)
+        scope["extensions"][FAREWELL] = stream.farewell
         if event.stream_ended is not None:
             stream.receive_end()
         stream.task = asyncio.get_running_loop().create_task(self._run(stream))
@@ -365,6 +384,8 @@ class H2Protocol(asyncio.Protocol):
                     self.answer(stream, 500, "internal", "Internal error",
                                 "the server failed to answer")
             del self.streams[stream.id]
+            stream.last = None
+            stream.scope["extensions"].pop(FAREWELL, None)  # the stream and its scope part
             self._idle()
 
     def _sender(self, stream: Stream) -> Callable[[dict[str, Any]], Awaitable[None]]:
@@ -452,11 +473,45 @@ class H2Protocol(asyncio.Protocol):
                 self.settings.write_deadline, self.transport.abort)
 
     def _stalled(self) -> None:
+        """A slow consumer (the module docstring): last words, GOAWAY, the end."""
         self._stall = None
         log.info("http/2 connection from %s cut off: it took nothing for %.0f s",
                  self._peer, self.settings.write_deadline)
-        if self.transport is not None:
-            self.transport.abort()
+        self._forget()
+        for stream in list(self.streams.values()):
+            self._farewell(stream)
+        with contextlib.suppress(ProtocolError):
+            self.conn.close_connection(error_code=ErrorCodes.NO_ERROR)
+        self._end_streams()
+        self.flush()
+        transport = self.transport
+        if transport is not None and not transport.is_closing():
+            transport.close()
+            self._disarm()
+            self._timer = asyncio.get_running_loop().call_later(
+                self.settings.cut_off_grace, reset, transport)
+
+    def _farewell(self, stream: Stream) -> None:
+        """End a running stream of a cut-off connection: the rest of the body
+        it was sending and its farewell, if its window takes them; else a reset."""
+        pending, stream.pending = stream.pending, None
+        words = stream.last_words()
+        if stream.done or stream.gone.is_set():
+            return
+        data = (bytes(pending) if pending is not None else b"") + words
+        try:
+            if not words or len(data) > self.conn.local_flow_control_window(stream.id):
+                # Without last words a stream cut short must not look whole.
+                raise ProtocolError("nothing to say, or the window is too small")
+            size = self.conn.max_outbound_frame_size
+            for at in range(0, len(data), size):
+                self.conn.send_data(stream.id, data[at:at + size],
+                                    end_stream=at + size >= len(data))
+        except ProtocolError:
+            self.reset(stream, ErrorCodes.CANCEL)
+            return
+        stream.done = True
+        stream.lose()
 
 
 __all__ = ["CONNECTION_WINDOW", "H2Protocol"]

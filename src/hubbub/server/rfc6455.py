@@ -5,27 +5,29 @@ and returns what they mean: whole messages, pings, pongs, a close, or the
 :class:`Failure` that ends the connection. :func:`frame` builds a server
 frame. :func:`accept_key` answers the opening handshake.
 
-Rules (each quotes the RFC):
-
-Rule 1. "The server MUST close the connection upon receiving a frame that is
-        not masked" (§5.1): 1002.
-Rule 2. RSV1-3 "MUST be 0 unless an extension is negotiated that defines
-        meanings for non-zero values" (§5.2) and no extension is ever
-        negotiated here; an unknown opcode fails the connection too: 1002.
-Rule 3. "All control frames MUST have a payload length of 125 bytes or less
-        and MUST NOT be fragmented" (§5.5); they "MAY be injected in the
-        middle of a fragmented message" (§5.4) and are reported at once.
-Rule 4. A continuation frame with no message to continue, or a new data
-        frame while one is unfinished, is a protocol error (§5.4): 1002.
-Rule 5. "When an endpoint is to interpret a byte stream as UTF-8 but finds
-        that the byte stream is not, in fact, a valid UTF-8 stream, that
-        endpoint MUST _Fail the WebSocket Connection_" (§8.1): 1007, checked
-        as fragments arrive, so a bad text fails before it ends.
-Rule 6. A close frame's body is empty or a status code of two bytes and a
-        UTF-8 reason (§5.5.1); codes a peer may not send (§7.4: 1004-1006,
-        1015, below 1000, 1016-2999, 5000 and up) fail with 1002.
-Rule 7. A message longer than ``max_size`` fails with 1009 (§7.4.1: "a
-        message that is too big for it to process").
+Invariants (each quotes the RFC)
+--------------------------------
+"unmasked frames fail": "The server MUST close the connection upon receiving
+    a frame that is not masked" (§5.1): 1002.
+"no reserved bits": RSV1-3 "MUST be 0 unless an extension is negotiated that
+    defines meanings for non-zero values" (§5.2) and no extension is ever
+    negotiated here; an unknown opcode fails the connection too: 1002.
+"control frames short and whole": "All control frames MUST have a payload
+    length of 125 bytes or less and MUST NOT be fragmented" (§5.5); they "MAY
+    be injected in the middle of a fragmented message" (§5.4) and are
+    reported at once.
+"fragments continue a message": A continuation frame with no message to
+    continue, or a new data frame while one is unfinished, is a protocol
+    error (§5.4): 1002.
+"text is valid UTF-8": "When an endpoint is to interpret a byte stream as
+    UTF-8 but finds that the byte stream is not, in fact, a valid UTF-8
+    stream, that endpoint MUST _Fail the WebSocket Connection_" (§8.1): 1007,
+    checked as fragments arrive, so a bad text fails before it ends.
+"only codes a peer may send": A close frame's body is empty or a status code
+    of two bytes and a UTF-8 reason (§5.5.1); codes a peer may not send
+    (§7.4: 1004-1006, 1015, below 1000, 1016-2999, 5000 and up) fail with 1002.
+"big messages fail": A message longer than ``max_size`` fails with 1009
+    (§7.4.1: "a message that is too big for it to process").
 """
 
 from __future__ import annotations
@@ -181,23 +183,23 @@ class FrameReader:
     def _check_head(self, b0: int, b1: int, length: int) -> Failure | None:
         opcode = b0 & 0x0F
         if b1 & 0x80 == 0:
-            return Failure(1002, "client frames must be masked")  # Rule 1
+            return Failure(1002, "client frames must be masked")  # invariant "unmasked frames fail"
         if b0 & 0x70:
-            return Failure(1002, "reserved bits set")  # Rule 2
+            return Failure(1002, "reserved bits set")  # invariant "no reserved bits"
         if opcode in _CONTROL:
             if length > 125:
-                return Failure(1002, "control frame too long")  # Rule 3
+                return Failure(1002, "control frame too long")  # invariant "control frames short and whole"
             if b0 & 0x80 == 0:
                 return Failure(1002, "fragmented control frame")
             return None
         if opcode not in _DATA and opcode != CONTINUATION:
-            return Failure(1002, "unknown opcode")  # Rule 2
+            return Failure(1002, "unknown opcode")  # invariant "no reserved bits"
         if opcode == CONTINUATION and self._opcode is None:
-            return Failure(1002, "continuation with nothing to continue")  # Rule 4
+            return Failure(1002, "continuation with nothing to continue")  # invariant "fragments continue a message"
         if opcode != CONTINUATION and self._opcode is not None:
             return Failure(1002, "new message inside a fragmented one")
         if self._size + length > self.max_size:
-            return Failure(1009, "message too big")  # Rule 7
+            return Failure(1009, "message too big")  # invariant "big messages fail"
         return None
 
     def _fail(self, failure: Failure) -> Failure:
@@ -219,7 +221,7 @@ class FrameReader:
             try:
                 decoded = text.decode(payload, final=fin)
             except UnicodeDecodeError:
-                return self._fail(Failure(1007, "invalid UTF-8 in a text message"))  # Rule 5
+                return self._fail(Failure(1007, "invalid UTF-8 in a text message"))  # invariant "text is valid UTF-8"
             if fin and not self._parts:
                 self._opcode = self._text = None
                 return Message(decoded)
@@ -242,7 +244,7 @@ class FrameReader:
         if not payload:
             return Close(1005, "")
         if len(payload) == 1:
-            return Failure(1002, "close frame body of one byte")  # Rule 6
+            return Failure(1002, "close frame body of one byte")  # invariant "only codes a peer may send"
         code = struct.unpack_from("!H", payload)[0]
         if code not in _PEER_CODES and not 3000 <= code <= 4999:
             return Failure(1002, "invalid close code")

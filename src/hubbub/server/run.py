@@ -204,6 +204,7 @@ class HubServer:
             await lifespan.shutdown()
             return
         state.timer.start()
+        state.helper.start()
         if signals:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, self.handle_exit, sig, None)
@@ -218,6 +219,7 @@ class HubServer:
             await lifespan.shutdown()
         finally:
             state.timer.stop()
+            state.helper.stop()
             if signals:
                 for sig in (signal.SIGTERM, signal.SIGINT):
                     loop.remove_signal_handler(sig)

@@ -30,6 +30,9 @@ class ServerSettings:
     #: Seconds a socket may take nothing of what is queued for it before its
     #: client counts as a slow consumer and is cut off (with its resume cursor).
     write_deadline: float = 20.0
+    #: Seconds a slow consumer's socket, once its last words are queued and it
+    #: is closed, may still take them before it is aborted.
+    cut_off_grace: float = 1.0
     #: The kernel's send buffer per socket (SO_SNDBUF), in bytes; ``None``
     #: leaves the system's default. Small enough that a stalled reader is seen.
     send_buffer: int | None = 256 * 1024

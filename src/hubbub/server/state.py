@@ -27,6 +27,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+import socket
+import struct
 from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import asdict, dataclass
 from email.utils import formatdate
@@ -34,7 +36,7 @@ from typing import Any, Protocol
 
 from ..loop.passes import PerPass
 from .settings import ServerSettings
-from .writes import write_all
+from .writes import WriteHelper, write_all
 
 #: Seconds between two runs of the shared timer.
 TICK = 0.1
@@ -137,6 +139,17 @@ class Timer:
         self._on_tick(now)
 
 
+def reset(transport: Any) -> None:
+    """Abort ``transport`` with a TCP reset (``SO_LINGER`` of 0): the kernel drops
+    what it still holds for a peer that takes nothing, rather than keeping it
+    (and the socket) for minutes, and the peer learns at once that it is gone."""
+    sock = transport.get_extra_info("socket")
+    if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    transport.abort()
+
+
 def _complete(done: list[Any]) -> None:
     for request in done:
         request.conn.response_done(request)
@@ -162,12 +175,15 @@ class ServerState:
         #: The app's lifespan state (ASGI ``scope["state"]``, copied per request).
         self.lifespan_state: dict[str, Any] = {}
         #: What follows each whole response, for every response of a loop pass
-        #: at once (:mod:`hubbub.server.whole` Rule 4).
+        #: at once (:mod:`hubbub.server.whole`, invariant "follow-ups after the writes").
         self.completions: PerPass[Any] = PerPass(_complete)
         #: The last whole response's inputs and bytes (:mod:`hubbub.server.whole`).
         self.last_response: tuple[int, bytes, bytes, bytes, bool, bytes] | None = None
         #: The frames held back by :meth:`gathered_writes`, by connection.
         self.gathered: dict[Any, list[bytes]] | None = None
+        #: The second thread of a crowd's writes (:mod:`hubbub.server.writes`),
+        #: started and stopped with the server.
+        self.helper = WriteHelper()
         self._watched: dict[Writer, tuple[int, float]] = {}
         self._date = (0, b"")
 
@@ -188,7 +204,7 @@ class ServerState:
             if gathered:
                 conns = list(gathered)
                 data = [p[0] if len(p) == 1 else b"".join(p) for p in gathered.values()]
-                write_all([c.transport for c in conns], data)
+                write_all([c.transport for c in conns], data, self.helper)
                 for conn, d in zip(conns, data, strict=True):
                     conn.wrote(len(d))
 
@@ -241,4 +257,4 @@ class ServerState:
         return self._date[1]
 
 
-__all__ = ["TICK", "Counts", "ServerState", "Timed", "Timer", "Writer"]
+__all__ = ["TICK", "Counts", "ServerState", "Timed", "Timer", "Writer", "reset"]

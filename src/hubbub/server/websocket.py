@@ -16,25 +16,35 @@ event and framing. But the frames a server sends are unmasked (§5.1), so a
 message's frame is the same bytes for every subscriber; the hub builds it
 once. ``hubbub.frames`` writes such pre-built frames.
 
-Rule 1. Handshake errors answer before any app runs: a wrong
-        ``Sec-WebSocket-Version`` 426 with ``Sec-WebSocket-Version: 13``
-        (§4.4), anything else wrong 400 with the reason.
-Rule 2. Frames the app hands to ``hubbub.frames`` are whole, final, unmasked
-        data frames: control frames (ping, pong, close) stay this module's.
-Rule 3. Once a close frame was sent or received, or the socket is gone,
-        ``send`` (ASGI or frames) raises :class:`ClientDisconnected` (an
-        ``OSError``) and writes nothing.
-Rule 4. A close from the client is echoed with its code (§5.5.1), the app
-        gets ``websocket.disconnect`` with it, and the socket closes. A frame
-        that breaks the protocol is answered with a close of the code
-        :mod:`hubbub.server.rfc6455` picks, and the socket closes.
-Rule 5. Keepalive: a ping after ``ws_ping_interval`` seconds, and the
-        connection ends (1011) if its pong takes more than ``ws_ping_timeout``.
-        Every deadline is on the server's one timer (an idle connection holds
-        no timer handle), and a closing handshake has ``ws_ping_timeout`` too.
-Rule 6. A socket that takes nothing of its queued bytes for ``write_deadline``
-        seconds (a client that stopped reading) is cut off at once: the app
-        gets ``websocket.disconnect`` (1006), the socket is aborted.
+Invariants
+----------
+"handshake errors answered first": Handshake errors answer before any app
+    runs: a wrong ``Sec-WebSocket-Version`` 426 with
+    ``Sec-WebSocket-Version: 13`` (§4.4), anything else wrong 400 with the reason.
+"control frames stay ours": Frames the app hands to ``hubbub.frames`` are
+    whole, final, unmasked data frames: control frames (ping, pong, close)
+    stay this module's.
+"nothing sent after close": Once a close frame was sent or received, or the
+    socket is gone, ``send`` (ASGI or frames) raises
+    :class:`ClientDisconnected` (an ``OSError``) and writes nothing.
+"a close is echoed": A close from the client is echoed with its code
+    (§5.5.1), the app gets ``websocket.disconnect`` with it, and the socket
+    closes. A frame that breaks the protocol is answered with a close of the
+    code :mod:`hubbub.server.rfc6455` picks, and the socket closes.
+"a pong or the end": Keepalive: a ping after ``ws_ping_interval`` seconds,
+    and the connection ends (1011) if its pong takes more than
+    ``ws_ping_timeout``. Every deadline is on the server's one timer (an idle
+    connection holds no timer handle), and a closing handshake has
+    ``ws_ping_timeout`` too.
+"slow consumer cut off": A socket that takes nothing of its queued bytes for
+    ``write_deadline`` seconds (a client that stopped reading) is cut off at
+    once, never waited for: the app's farewell (``hubbub.frames``, see
+    :mod:`hubbub.transports.extensions`) and our close frame of its code are
+    queued after what the socket has not taken, the app gets
+    ``websocket.disconnect`` with that code, the connection stops being
+    counted, the socket is closed and, if it takes nothing more for
+    ``cut_off_grace`` seconds, reset. Without a farewell the app gets 1006
+    and the socket is reset at once.
 
 Memory per connection: a hub holds many idle connections, so each keeps
 only this object (slots), its scope and a frame reader; its inbox is a list
@@ -50,10 +60,10 @@ from typing import Any, Protocol
 
 import httptools
 
-from ..transports.extensions import FRAMES
+from ..transports.extensions import FRAMES, LastFrames
 from . import rfc6455
 from .asgi import ASGI, problem_response, split_target, status_line, whole_response
-from .state import ServerState, Writer
+from .state import ServerState, Writer, reset
 
 
 class Upgrading(Writer, Protocol):
@@ -95,7 +105,7 @@ INBOX_HIGH = 16
 
 
 class ClientDisconnected(OSError):
-    """The WebSocket is closing or gone: nothing more can be sent (Rule 3)."""
+    """The WebSocket is closing or gone: nothing more can be sent (invariant "nothing sent after close")."""
 
 
 def header(headers: Sequence[tuple[bytes, bytes]], name: bytes) -> str | None:
@@ -111,7 +121,7 @@ def tokens(value: str | None) -> set[str]:
 
 def upgrade(http: Upgrading, headers: list[tuple[bytes, bytes]], target: bytes,
             rest: bytes) -> None:
-    """Check the opening handshake of ``http``'s request (Rule 1) and hand its
+    """Check the opening handshake of ``http``'s request (invariant "handshake errors answered first") and hand its
     socket to a :class:`WebSocketProtocol`; ``rest`` is what followed the head."""
     state = http.state
     defaults = state.date_header()
@@ -161,7 +171,7 @@ class WebSocketProtocol:
 
     __slots__ = ("state", "transport", "scope", "key", "phase", "reader", "inbox", "waiter",
                  "reading", "write_paused", "drain", "written", "deadline", "timer_key",
-                 "awaiting_pong", "denial", "connected", "__weakref__")
+                 "awaiting_pong", "denial", "connected", "last", "__weakref__")
 
     def __init__(self, state: ServerState, transport: Any, scope: dict[str, Any], key: str,
                  written: int) -> None:
@@ -183,9 +193,11 @@ class WebSocketProtocol:
         #: The denial response's ``start`` message, until its body comes.
         self.denial: dict[str, Any] | None = None
         self.connected = False
+        #: What the app says to a slow consumer (``hubbub.frames`` farewell).
+        self.last: LastFrames | None = None
         scope["extensions"] = {"websocket.http.response": {}, FRAMES: {
             "send": self.send_frames, "write": self.write_frames,
-            "gather": state.gathered_writes}}
+            "gather": state.gathered_writes, "farewell": self.farewell}}
 
     def start(self, rest: bytes) -> None:
         self.state.connections.add(self)
@@ -230,7 +242,7 @@ class WebSocketProtocol:
                     self.awaiting_pong = False
                     self.state.timer.set(self, self.state.settings.ws_ping_interval)
             elif isinstance(event, rfc6455.Close):
-                if self.phase == OPEN:  # Rule 4: echo the code
+                if self.phase == OPEN:  # invariant "a close is echoed"
                     self._write(rfc6455.frame(rfc6455.CLOSE,
                                               rfc6455.close_payload(event.code)))
                 self._end(event.code, event.reason)
@@ -271,22 +283,45 @@ class WebSocketProtocol:
             self.awaiting_pong = True
             self._write(rfc6455.frame(rfc6455.PING, b""))
             self.state.timer.set(self, settings.ws_ping_timeout)
-        elif self.phase == OPEN:  # Rule 5: the pong did not come
+        elif self.phase == OPEN:  # the pong did not come (invariant "a pong or the end")
             self._close(1011, "keepalive ping timeout")
             self.state.timer.set(self, settings.ws_ping_timeout)
         elif self.phase == CLOSING:
             self.transport.abort()
+        else:  # a slow consumer's grace is over
+            reset(self.transport)
 
     def bytes_taken(self) -> int:
         left = self.transport.get_write_buffer_size()
         return -1 if not left else self.written - left
 
     def cut_off(self) -> None:
-        """Rule 6: a slow consumer."""
+        """A slow consumer (invariant "slow consumer cut off"). Its last words (the app's farewell, then
+        our close frame) are queued after what it has not taken yet, the
+        socket is closed, and aborted if it takes nothing within
+        ``cut_off_grace``; it stops being counted at once."""
+        state = self.state
         log.info("cutting off a WebSocket client that read nothing for %gs",
-                 self.state.settings.write_deadline)
-        self._end(1006, "")
-        self.transport.abort()
+                 state.settings.write_deadline)
+        state.connections.discard(self)
+        last, self.last = self.last, None
+        if self.phase != OPEN or last is None:
+            self._end(1006, "")
+            reset(self.transport)
+            return
+        try:
+            frames, code, reason = last()
+        except Exception:
+            log.exception("the app's farewell to a slow consumer failed")
+            frames, code, reason = b"", 1011, "internal error"
+        self._write(frames + rfc6455.frame(rfc6455.CLOSE, rfc6455.close_payload(code, reason)))
+        state.unwatch(self)  # cut off once: what is left has the grace
+        self._end(code, reason)
+        state.timer.set(self, state.settings.cut_off_grace)
+
+    def farewell(self, last: LastFrames | None) -> None:
+        """``hubbub.frames`` ``farewell``: what :meth:`cut_off` sends first."""
+        self.last = last
 
     # -- ASGI ------------------------------------------------------------------
 
@@ -301,6 +336,7 @@ class WebSocketProtocol:
         if self.phase == CLOSED:
             return
         self.phase = CLOSED
+        self.last = None
         self.state.timer.set(self, None)
         self._deliver({"type": "websocket.disconnect", "code": code, "reason": reason})
         if not self.transport.is_closing():

@@ -12,22 +12,29 @@ other in a reference cycle, left to the garbage collector) writes the
 status line, the server's own headers (``date``, ``server``), the app's
 header lines, ``content-length`` and the body with one write.
 
-Rule 1. ``respond`` writes only a response that has not started; it returns
-        ``False`` and writes nothing when the response started, the client is
-        gone, the request is ``HEAD`` or waits behind another (pipelined), or
-        the socket's buffer is full: then the app sends through ASGI, which waits.
-Rule 2. After ``respond`` the app must send nothing more through ASGI.
-Rule 3. ``gone`` is called at most once, from ``connection_lost``, and only
-        while watched and unanswered.
-Rule 4. What follows a response (the request's ``receive`` sees the end, the
-        connection reads its next request or starts its keep-alive wait)
-        happens once every response of the loop pass is written, in one
-        callback (:attr:`ServerState.completions`).
-Rule 5. :func:`respond_all` answers a crowd in three passes: which requests
-        may take it now (Rule 1) and their bytes; then every write, back to
-        back, with the garbage collector held off (many are made over two
-        threads, :mod:`hubbub.server.writes`); then each response's own
-        follow-up. The last of ten thousand clients waits for ten thousand
+Invariants
+----------
+"only an unstarted response": ``respond`` writes only a response that has
+    not started; it returns ``False`` and writes nothing when the response
+    started, the client is gone, the request is ``HEAD`` or waits behind
+    another (pipelined), or the socket's buffer is full: then the app sends
+    through ASGI, which waits.
+"nothing after respond": After ``respond`` the app must send nothing more
+    through ASGI.
+"gone called once": ``gone`` is called at most once, from
+    ``connection_lost``, and only while watched and unanswered.
+"follow-ups after the writes": What follows a response (the request's
+    ``receive`` sees the end, the connection reads its next request or
+    starts its keep-alive wait) happens once every response of the loop pass
+    is written, in one callback (:attr:`ServerState.completions`).
+
+Trade-offs
+----------
+"a crowd in three passes": :func:`respond_all` answers a crowd in three
+    passes: which requests may take it now (invariant "only an unstarted
+    response") and their bytes; then every write, back to back, with the
+    garbage collector held off (many are made over two threads,
+    :mod:`hubbub.server.writes`); then each response's own follow-up. The last of ten thousand clients waits for ten thousand
         system calls, not for the bookkeeping of the nine thousand before it,
         nor for a collection. Writes in a loop of their own are cheaper, too:
         with 10,000 polls, 6-10 us a write against 11-17 us when each came
@@ -69,7 +76,7 @@ class Connection(Protocol):
 
 
 class Responder:
-    """The ``hubbub.respond`` extension of one HTTP/1.1 connection (Rules 1 to 3)."""
+    """The ``hubbub.respond`` extension of one HTTP/1.1 connection (its invariants)."""
 
     __slots__ = ("conn", "_gone")
 
@@ -79,7 +86,7 @@ class Responder:
 
     def _take(self, scope: object, status: int) -> Request | None:
         """The request of ``scope``, marked answered, if a whole response may go
-        to it now (Rule 1); else ``None``, and nothing changed."""
+        to it now (invariant "only an unstarted response"); else ``None``, and nothing changed."""
         conn = self.conn
         request = conn.current
         if (request is None or request.scope is not scope or request.started or request.gone
@@ -107,7 +114,8 @@ class Responder:
         return data
 
     def respond(self, scope: object, status: int, headers: bytes, body: bytes) -> bool:
-        """Write the whole response to the request of ``scope`` now (Rule 1);
+        """Write the whole response to the request of ``scope`` now (invariant
+        "only an unstarted response");
         ``False`` if it cannot go this way."""
         request = self._take(scope, status)
         if request is None:
@@ -118,13 +126,13 @@ class Responder:
         return True
 
     def _follow_up(self, request: Request) -> None:
-        # Rule 4: after every write of this loop pass.
+        # After every write of this loop pass (invariant "follow-ups after the writes").
         state = self.conn.state
         state.completions.add(request, state.loop)
 
     def watch(self, scope: object, gone: Callable[[], None] | None) -> bool:
         """Call ``gone()`` if the client of ``scope``'s request leaves before its
-        response (Rule 3); ``None`` stops watching. ``False`` if it is gone already."""
+        response (invariant "gone called once"); ``None`` stops watching. ``False`` if it is gone already."""
         self._gone = None
         if gone is None:
             return True
@@ -141,7 +149,7 @@ class Responder:
         return respond_all(requests, status, headers, body)
 
     def lost(self) -> None:
-        """The connection is gone: Rule 3."""
+        """The connection is gone (invariant "gone called once")."""
         gone, self._gone = self._gone, None
         request = self.conn.current
         if gone is not None and request is not None and not request.complete:
@@ -150,7 +158,8 @@ class Responder:
 
 def respond_all(requests: Sequence[Whole], status: int, headers: bytes,
                 body: bytes) -> list[bool]:
-    """:meth:`Responder.respond` for many requests with one response (Rule 5):
+    """:meth:`Responder.respond` for many requests with one response (trade-off
+    "a crowd in three passes"):
     whether each got it (``False``: send it through ASGI, as for ``respond``)."""
     sent = [False] * len(requests)
     taken: list[Request] = []
@@ -167,14 +176,14 @@ def respond_all(requests: Sequence[Whole], status: int, headers: bytes,
             sent[i] = True
     if not taken:
         return sent
+    state = taken[0].conn.state
     collecting = gc.isenabled()
     gc.disable()  # no collection between the writes: the last client waits for it
     try:
-        write_all(transports, data)
+        write_all(transports, data, state.helper)
     finally:
         if collecting:
             gc.enable()
-    state = taken[0].conn.state
     state.counts.whole_responses += len(taken)
     state.counts.crowd_responses += len(taken)
     for request, d in zip(taken, data, strict=True):

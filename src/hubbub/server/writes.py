@@ -17,21 +17,35 @@ cores (``hubbub serve`` and ``benchmarks/loadgen/longpoll.c``), the p99 of the
 wake-up went from 126-159 ms to 77-88 ms on the memory engine (three runs
 each) and from 128-134 ms to 73-79 ms on SQLite (two runs each).
 
-Rule 1. A transport is written directly only if it has a socket and no TLS
-        (``get_extra_info("socket")`` and no ``ssl_object``: the bytes go to the
-        socket as they are), is open, and has nothing buffered
-        (``get_write_buffer_size()``: nothing it holds can be overtaken).
-Rule 2. Whatever was not written directly (another transport, a short write,
-        a full socket buffer, an error) goes through ``transport.write``
-        afterwards, the rest of its bytes in order: the transport then buffers
-        it, or meets the error itself and closes as it always does.
-Rule 3. Nothing else runs on these sockets meanwhile: the loop's thread
-        stays in :func:`write_all` until the helper is done.
-Rule 4. Fewer than :data:`SPLIT_AT` writes, or a process allowed one CPU, are
-        written through ``transport.write`` alone: below that the helper's
-        wake-up costs more than it saves.
-Rule 5. The caller names each transport at most once (two threads writing
-        one socket would interleave its bytes): join a connection's data first.
+The helper thread is a :class:`WriteHelper` the server owns: started and
+stopped with it (:class:`hubbub.server.state.ServerState` ``helper``), and
+handed to :func:`write_all` by whoever writes a crowd.
+
+Invariants
+----------
+"direct only when nothing waits": A transport is written directly only if it
+    has a socket and no TLS (``get_extra_info("socket")`` and no
+    ``ssl_object``: the bytes go to the socket as they are), is open, and has
+    nothing buffered (``get_write_buffer_size()``: nothing it holds can be
+    overtaken).
+"the rest through the transport": Whatever was not written directly
+    (another transport, a short write, a full socket buffer, an error) goes
+    through ``transport.write`` afterwards, the rest of its bytes in order:
+    the transport then buffers it, or meets the error itself and closes as
+    it always does.
+"the loop waits for the helper": Nothing else runs on these sockets
+    meanwhile: the loop's thread stays in :func:`write_all` until the helper
+    is done.
+"one thread per socket": The caller names each transport at most once (two
+    threads writing one socket would interleave its bytes): join a
+    connection's data first.
+
+Trade-offs
+----------
+"split only big crowds": Fewer than :data:`SPLIT_AT` writes, a process
+    allowed one CPU, or no started helper, are written through
+    ``transport.write`` alone: below that the helper's wake-up costs more
+    than it saves.
 """
 
 from __future__ import annotations
@@ -42,23 +56,41 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-#: The fewest writes split over two threads (Rule 4).
+#: The fewest writes split over two threads (trade-off "split only big crowds").
 SPLIT_AT = 512
 #: Sockets a thread takes at a time.
 CHUNK = 64
 
-#: (index, bytes already written) of the writes left to ``transport.write`` (Rule 2).
+#: (index, bytes already written) of the writes left to ``transport.write``
+#: (invariant "the rest through the transport").
 Left = list[tuple[int, int]]
 
-_helper: ThreadPoolExecutor | None = None
-
-
-#: The CPUs this process may run on (Rule 4).
+#: The CPUs this process may run on (trade-off "split only big crowds").
 _CPUS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
+class WriteHelper:
+    """The second thread of :func:`write_all`, owned by a server: made by
+    :meth:`start` (none for a process allowed one CPU: trade-off "split only big crowds") and ended by
+    :meth:`stop`."""
+
+    def __init__(self) -> None:
+        self.pool: ThreadPoolExecutor | None = None
+
+    def start(self) -> None:
+        if self.pool is None and _CPUS >= 2:
+            self.pool = ThreadPoolExecutor(1, thread_name_prefix="hubbub-writer")
+
+    def stop(self) -> None:
+        """End the thread (after the write it is making, if any)."""
+        pool, self.pool = self.pool, None
+        if pool is not None:
+            pool.shutdown(wait=True)
+
+
 def _fd(transport: Any) -> int:
-    """The socket to write ``transport``'s bytes to directly, or -1 (Rule 1)."""
+    """The socket to write ``transport``'s bytes to directly, or -1 (invariant
+    "direct only when nothing waits")."""
     if (transport.is_closing() or transport.get_write_buffer_size()
             or transport.get_extra_info("ssl_object") is not None):
         return -1
@@ -82,24 +114,24 @@ def _write_chunks(fds: list[int], data: Sequence[bytes], take: Callable[[], int]
     return left
 
 
-def write_all(transports: Sequence[Any], data: Sequence[bytes]) -> None:
-    """``transports[i].write(data[i])`` for every ``i``, over two threads when
-    there are many (see the module docstring; each transport at most once)."""
-    global _helper
+def write_all(transports: Sequence[Any], data: Sequence[bytes],
+              helper: WriteHelper | None = None) -> None:
+    """``transports[i].write(data[i])`` for every ``i``, over two threads
+    (the loop's and ``helper``'s, if it is started) when there are many (see
+    the module docstring; each transport at most once)."""
     n = len(transports)
-    if n < SPLIT_AT or _CPUS < 2:
+    pool = None if helper is None else helper.pool
+    if n < SPLIT_AT or pool is None:
         for transport, d in zip(transports, data, strict=True):
             transport.write(d)
         return
     fds = [_fd(t) for t in transports]
     take = itertools.count().__next__  # atomic under the GIL: each chunk goes to one thread
-    if _helper is None:
-        _helper = ThreadPoolExecutor(1, thread_name_prefix="hubbub-writer")
-    helped = _helper.submit(_write_chunks, fds, data, take)
+    helped = pool.submit(_write_chunks, fds, data, take)
     left = _write_chunks(fds, data, take)
     left += helped.result()
     for i, done in left:  # each transport at most once
         transports[i].write(data[i][done:] if done else data[i])
 
 
-__all__ = ["CHUNK", "SPLIT_AT", "write_all"]
+__all__ = ["CHUNK", "SPLIT_AT", "WriteHelper", "write_all"]

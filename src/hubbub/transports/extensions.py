@@ -1,4 +1,4 @@
-"""What a server may offer the doors beyond plain ASGI: two scope extensions.
+"""What a server may offer the doors beyond plain ASGI: three scope extensions.
 
 ``hubbub serve`` runs a server (:mod:`hubbub.server`) that offers both;
 mounted in someone else's ASGI server the doors find neither and send
@@ -17,13 +17,38 @@ implements it, the doors use it, and neither imports the other's code.
   written) where ``send`` would wait;
 * ``"gather"``: ``with gather():`` holds back every ``write`` made inside
   the block, per connection in order, and makes them all at its end (a
-  loop pass's flush writes each connection once).
+  loop pass's flush writes each connection once);
+* ``"farewell"``: ``farewell(last)`` registers what the door says to a
+  client the server cuts off as a slow consumer (``None`` unregisters).
 
 ``scope["extensions"]["hubbub.respond"]`` (HTTP scopes) is a
 :class:`Responder`: a whole response (status line, headers, body) in one
 write, to one request or to a crowd of them, and a callback when a waiting
 request's client leaves, so a waiting request needs no task reading
 ``receive()``.
+
+``scope["extensions"]["hubbub.farewell"]`` (HTTP scopes, HTTP/1.1 and
+HTTP/2) is ``farewell(last)``: the same registration for a streaming
+response (SSE).
+
+Slow consumers
+--------------
+A client whose socket takes none of its queued bytes for the server's
+``write_deadline`` is a slow consumer. The server knows sockets, not
+cursors, so it asks the door what to say: it calls the registered ``last()``
+once, at once (never waiting for the client to read), queues the answer
+after everything already queued for the client, whatever the buffer holds,
+ends the connection (or the stream) and stops counting it as open. For a
+WebSocket ``last()`` returns ``(frames, code, reason)``: whole data frames
+(as for ``send``), then the server's close frame of ``code`` and
+``reason``; the app then hears ``websocket.disconnect`` with ``code``. For
+an HTTP response it returns the response's last body bytes; the app then
+hears ``http.disconnect``. The door learns that the client was cut off for
+being slow from the call itself, and nothing it sends afterwards is
+written. The bytes go out only as far as the client still reads: the
+server closes the socket (the kernel sends what it can) and aborts it
+after a short grace. Without a registered ``last()`` the connection is
+cut off with nothing more said.
 """
 
 from __future__ import annotations
@@ -37,6 +62,8 @@ from typing import Any, Protocol
 FRAMES = "hubbub.frames"
 #: The HTTP extension's key in ``scope["extensions"]``.
 RESPOND = "hubbub.respond"
+#: The key of the HTTP streaming responses' farewell in ``scope["extensions"]``.
+FAREWELL = "hubbub.farewell"
 
 #: ``await send(data)``: write whole pre-built server frames in one go.
 SendFrames = Callable[[bytes], Awaitable[None]]
@@ -45,6 +72,14 @@ SendFrames = Callable[[bytes], Awaitable[None]]
 WriteFrames = Callable[[bytes], bool]
 #: ``with gather():`` the writes of ``WriteFrames`` inside the block made at its end.
 GatherWrites = Callable[[], AbstractContextManager[None]]
+#: ``last()`` of a WebSocket door: its last data frames, close code and reason
+#: for a slow consumer.
+LastFrames = Callable[[], tuple[bytes, int, str]]
+#: ``last()`` of an HTTP streaming response: its last body bytes for a slow consumer.
+LastBody = Callable[[], bytes]
+#: ``farewell(last)``: register ``last`` (``None``: nothing to say).
+FramesFarewell = Callable[[LastFrames | None], None]
+BodyFarewell = Callable[[LastBody | None], None]
 
 
 class Responder(Protocol):
@@ -119,5 +154,19 @@ def frames_gatherer(scope: dict[str, Any] | Any) -> GatherWrites:
     return gather if gather is not None else contextlib.nullcontext
 
 
-__all__ = ["FRAMES", "RESPOND", "GatherWrites", "Responder", "SendFrames", "Whole",
-           "WriteFrames", "frames_gatherer", "frames_sender", "frames_writer", "responder"]
+def frames_farewell(scope: dict[str, Any] | Any) -> FramesFarewell | None:
+    """The ``hubbub.frames`` farewell of a WebSocket scope, or ``None``."""
+    ext = _extension(scope, FRAMES)
+    return None if ext is None else ext.get("farewell")
+
+
+def body_farewell(scope: dict[str, Any] | Any) -> BodyFarewell | None:
+    """The ``hubbub.farewell`` of an HTTP scope, or ``None`` without it."""
+    farewell: BodyFarewell | None = _extension(scope, FAREWELL)
+    return farewell
+
+
+__all__ = ["FAREWELL", "FRAMES", "RESPOND", "BodyFarewell", "FramesFarewell", "GatherWrites",
+           "LastBody", "LastFrames", "Responder", "SendFrames", "Whole", "WriteFrames",
+           "body_farewell", "frames_farewell", "frames_gatherer", "frames_sender",
+           "frames_writer", "responder"]

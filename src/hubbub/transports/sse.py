@@ -72,10 +72,17 @@ from ..core.presence import Member, check_client
 from ..core.subscription import PAGE, State
 from ..core.tally import Hold
 from ..protocol.depth import check_depth
-from ..protocol.errors import HubbubError, InvalidCursor, InvalidRequest, Unauthorized
+from ..protocol.errors import (
+    HubbubError,
+    InvalidCursor,
+    InvalidRequest,
+    SlowConsumer,
+    Unauthorized,
+)
 from ..protocol.message import Message
 from ..protocol.topics import validate_topic
 from .auth import Action, authorize, remote_of
+from .extensions import body_farewell
 from .httpkit import hub_of, query_one, query_topics
 
 RETRY_MS = 2000
@@ -123,6 +130,8 @@ class EventStream(Response):
         #: ended it, if one did (:mod:`hubbub.core.connections`).
         self.registered: Conn | None = None
         self.disconnected: str | None = None
+        #: The server cut the client off as a slow consumer (:meth:`farewell`).
+        self.slow = False
         self._hub: Hub | None = None
         self.init_headers({
             # Caches and buffering proxies (nginx's X-Accel-Buffering) must
@@ -133,6 +142,8 @@ class EventStream(Response):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         watcher = asyncio.ensure_future(self._watch(receive))
+        if (farewell := body_farewell(scope)) is not None:
+            farewell(self.farewell)  # the server says it when it cuts a slow consumer off
         self.counts.open += 1
         try:
             await self._stream(send)
@@ -144,7 +155,7 @@ class EventStream(Response):
                 self._hub.connections.remove(self.registered)
             # Counted here: a stream stuck writing to a client that never
             # reads again never gets to raise SlowConsumer.
-            if self.sub.cut_off:
+            if self.sub.cut_off or self.slow:
                 self.counts.slow_consumers += 1
             self.sub.close()
             watcher.cancel()
@@ -152,6 +163,16 @@ class EventStream(Response):
                 self.hold.release()
             if self.member is not None:
                 await self.member.close()
+
+    def farewell(self) -> bytes:
+        """The server cuts the client off as a slow consumer (its socket took
+        nothing for the write deadline; ``hubbub.farewell``): the ``error``
+        event it then queues, with the cursor of what was sent (invariant "error or close ends it"), as a
+        :class:`SlowConsumer` ends the stream. Counted as the stream ends."""
+        self.slow = True
+        return _error_event(SlowConsumer(
+            "subscriber took nothing for the write deadline; resume from the cursor"),
+            self.sub.cursor)
 
     def register(self, hub: Hub, conn: Conn) -> None:
         """Be listed as ``conn``, until the stream ends."""
@@ -193,9 +214,7 @@ class EventStream(Response):
                         raise Unauthorized("token expired", cursor=sub.cursor)
                 batch = await sub.next_batch(PAGE, timeout=timeout)
             except HubbubError as exc:  # SlowConsumer, Unavailable, an expired token
-                cursor = exc.extra.get("cursor", sub.cursor)
-                body = {"code": exc.code, "message": exc.message, "cursor": cursor}
-                await self._send(send, event(b"error", cursor, body))
+                await self._send(send, _error_event(exc, exc.extra.get("cursor", sub.cursor)))
                 break
             if batch:
                 await self._send(send, self._encode_batch(batch, before))
@@ -229,6 +248,11 @@ class EventStream(Response):
     async def _send(self, send: Send, body: bytes) -> None:
         if not self.client_gone:
             await send({"type": "http.response.body", "body": body, "more_body": True})
+
+
+def _error_event(exc: HubbubError, cursor: str) -> bytes:
+    """The ``error`` event that ends a stream (invariant "error or close ends it")."""
+    return event(b"error", cursor, {"code": exc.code, "message": exc.message, "cursor": cursor})
 
 
 async def _subscribe(request: Request, patterns: list[str]) -> EventStream:

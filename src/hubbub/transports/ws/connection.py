@@ -428,11 +428,12 @@ class Connection(Outbox):
             self._auth_timer.cancel()
         subs = list(self.subs.values())
         self.subs.clear()
+        # Counted here, not where SlowConsumer is raised: a pump stuck writing
+        # to a client that never reads again never gets to raise it; the
+        # server's cut-off counts once, whatever buffers overflowed before it.
+        slow = sum(s.sub.cut_off for s in subs)
+        self.hub.metrics.ws.slow_consumers += max(slow, int(self.cut_off))
         for s in subs:
-            # Counted here, not where SlowConsumer is raised: a pump stuck
-            # writing to a client that never reads again never gets to raise it.
-            if s.sub.cut_off:
-                self.hub.metrics.ws.slow_consumers += 1
             s.sub.close()
         if self._pipeline is not None:
             await self._pipeline.close()

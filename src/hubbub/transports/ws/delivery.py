@@ -94,7 +94,7 @@ class Outbox:
     lock, its closing state."""
 
     __slots__ = ("hub", "codec", "subs", "closing", "_send", "_frames", "_binary", "_lock",
-                 "_close_task", "_write", "_loop", "gather", "_room", "_flushes")
+                 "_close_task", "_write", "_loop", "gather", "_room", "_flushes", "cut_off")
 
     def __init__(
         self, hub: Hub, room: Room, codec: wire.Codec, send: Send,
@@ -123,6 +123,8 @@ class Outbox:
         #: asking for the running loop costs a getpid() system call on Python 3.11.
         self._loop = asyncio.get_running_loop()
         self._close_task: asyncio.Task[None] | None = None
+        #: The server cut it off as a slow consumer (:meth:`farewell`).
+        self.cut_off = False
 
     # -- writing ------------------------------------------------------------------
 
@@ -335,16 +337,32 @@ class Outbox:
 
     async def _close(self, code: int, reason: str, resume: bool) -> None:
         async with self._lock:
-            cursors = {str(i): s.cursor for i, s in self.subs.items()}
-            if resume and len(cursors) == 1:
-                reason = f"{reason}; resume from {next(iter(cursors.values()))}"
-            elif resume and cursors:
-                reason = f"{reason}; resume from the cursors of the close frame"
+            close, reason = self._close_op(code, reason, resume)
             with contextlib.suppress(OSError):
-                await self._send(self.frame(
-                    {"op": "close", "code": code, "reason": reason, "subs": cursors}))
+                await self._send(self.frame(close))
                 await self._send(
                     {"type": "websocket.close", "code": code, "reason": wire.fit_reason(reason)})
+
+    def _close_op(self, code: int, reason: str, resume: bool) -> tuple[dict[str, Any], str]:
+        """The final ``close`` frame's object (the cursor of every subscription)
+        and the close reason (with the cursor to resume from, if ``resume``)."""
+        cursors = {str(i): s.cursor for i, s in self.subs.items()}
+        if resume and len(cursors) == 1:
+            reason = f"{reason}; resume from {next(iter(cursors.values()))}"
+        elif resume and cursors:
+            reason = f"{reason}; resume from the cursors of the close frame"
+        return {"op": "close", "code": code, "reason": reason, "subs": cursors}, reason
+
+    def farewell(self) -> tuple[bytes, int, str]:
+        """The server cuts the client off as a slow consumer (its socket took
+        nothing for the write deadline; ``hubbub.frames`` ``farewell``): from
+        now on nothing more is sent (invariant "closing sends only the close"),
+        and the server queues the final ``close`` frame and the close of 4008
+        with the resume cursor, as a :class:`SlowConsumer` would close it.
+        Counted when the connection cleans up."""
+        self.closing = self.cut_off = True
+        close, reason = self._close_op(4008, "slow consumer", True)
+        return self.frame_bytes(close), 4008, wire.fit_reason(reason)
 
 
 class Room:

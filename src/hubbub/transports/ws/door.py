@@ -20,7 +20,7 @@ from ...core import Hub
 from ...protocol import wire
 from ...protocol.errors import HubbubError, Unavailable
 from ..auth import authenticate, remote_of
-from ..extensions import frames_gatherer, frames_sender, frames_writer
+from ..extensions import frames_farewell, frames_gatherer, frames_sender, frames_writer
 from ..problems import close_code, problem, problem_from
 from .connection import Connection
 from .delivery import Room
@@ -75,6 +75,8 @@ class WebSocketDoor:
             raise
         conn = Connection(hub, self.room, codec, send, frames_sender(scope),
                           frames_writer(scope), principal, frames_gatherer(scope), hold, peer)
+        if (farewell := frames_farewell(scope)) is not None:
+            farewell(conn.farewell)  # the server says it when it cuts a slow consumer off
         # A connection with no subscription has no pump to notice a drain.
         self._add(conn)
         conn.registered = hub.connections.add(
