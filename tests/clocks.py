@@ -1,7 +1,9 @@
 """A clock a test moves, for hubs whose leases should run out without sleeping.
 
 ``Hub(engine, config, clock=clock)`` reads every lease deadline, nack delay and
-record expiry from ``clock``; :meth:`Clock.advance` makes them pass at once.
+record expiry from ``clock``; :meth:`Clock.advance` makes them pass at once. A
+test module that imports :func:`clock_fixture` and :func:`clocked_hub_server` runs its
+``hub_server`` with the ``clock`` fixture.
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ import contextlib
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+
+import pytest
 
 from hubbub.config import Config
 from hubbub.core import Hub
@@ -46,3 +50,17 @@ async def clocked_server(
         yield srv
     finally:
         await srv.stop()
+
+
+@pytest.fixture(name="clock")
+def clock_fixture() -> Clock:
+    return Clock()
+
+
+@pytest.fixture(name="hub_server")
+async def clocked_hub_server(
+    engine: str, tmp_path: Path, config: Config, clock: Clock
+) -> AsyncIterator[HubServer]:
+    """``hub_server``, its hub on the ``clock`` fixture."""
+    async with clocked_server(engine, tmp_path, config, clock) as srv:
+        yield srv

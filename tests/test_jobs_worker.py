@@ -12,7 +12,6 @@ import json
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,7 @@ import httpx
 import pytest
 
 from hubbub.config import Config
-from tests.clocks import Clock, clocked_server
+from tests.clocks import Clock, clock_fixture, clocked_hub_server  # noqa: F401 (fixtures)
 from tests.conftest import UNIT, HubServer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -32,19 +31,6 @@ LEASE = 60
 def config() -> Config:
     return Config.from_dict({"jobs": {"max_attempts": 3, "lease": LEASE},
                              "uploads": {"jobs": ["transcode"]}})
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-async def hub_server(
-    engine: str, tmp_path: Path, config: Config, clock: Clock
-) -> AsyncIterator[HubServer]:
-    async with clocked_server(engine, tmp_path, config, clock) as srv:
-        yield srv
 
 
 async def hubbub(*args: str, cwd: Path = ROOT) -> asyncio.subprocess.Process:

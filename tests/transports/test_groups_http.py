@@ -12,8 +12,6 @@ import asyncio
 import logging
 import string
 import time
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -22,7 +20,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from hubbub.config import Config
-from tests.clocks import Clock, clocked_server
+from tests.clocks import Clock, clock_fixture, clocked_hub_server  # noqa: F401 (fixtures)
 from tests.conftest import UNIT, HubServer
 
 SETTINGS = settings(
@@ -35,19 +33,6 @@ LEASE_ID = r"(0|[1-9][0-9]{0,18})\.[0-9a-f]{12}"
 @pytest.fixture
 def config() -> Config:
     return Config.from_dict({"defaults": {"max_deliver": 3}})
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-async def hub_server(
-    engine: str, tmp_path: Path, config: Config, clock: Clock
-) -> AsyncIterator[HubServer]:
-    async with clocked_server(engine, tmp_path, config, clock) as srv:
-        yield srv
 
 
 async def publish(client: httpx.AsyncClient, topic: str, *values: Any) -> None:
