@@ -1,7 +1,7 @@
 """Where ``hubbub serve`` gets its settings: the file, then ``HUBBUB_*``
 variables, then options; and ``hubbub config``, which prints the result.
 
-The pure parts (:mod:`hubbub.cli_config`) are tested with no process; the
+The pure parts (:mod:`hubbub.cli.settings`) are tested with no process; the
 layering end to end with ``hubbub serve`` and ``hubbub config`` as child
 processes.
 """
@@ -21,7 +21,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hubbub.cli_config import (
+from hubbub.cli.settings import (
     MASK,
     dump_toml,
     effective_table,

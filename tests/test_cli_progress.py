@@ -6,7 +6,7 @@ import io
 
 import pytest
 
-from hubbub.cli_progress import JobBar, UploadBar, bar, duration
+from hubbub.cli.progress import JobBar, UploadBar, bar, duration
 
 MIB = 1 << 20
 

@@ -19,7 +19,7 @@ Thin on purpose: arguments in, a call to :mod:`hubbub.server` or
   prints the reply, the message object as the hub sends it, as one JSON
   line; no reply within ``--timeout`` exits 1 (the hub answered 504).
 * ``upload FILE`` shows a progress bar with an ETA on stderr when it is a
-  terminal (nothing otherwise; :mod:`hubbub.cli_progress`) and prints
+  terminal (nothing otherwise; :mod:`hubbub.cli.progress`) and prints
   ``{url, id, size, resumed_from}`` as one JSON line when done;
   an interrupted upload of the same unchanged file resumes on the next run
   (:mod:`hubbub.client.uploads`). With ``--job QUEUE`` the line also names the
@@ -35,7 +35,7 @@ Thin on purpose: arguments in, a call to :mod:`hubbub.server` or
   commands send ``--token`` (default: ``$HUBBUB_TOKEN``) on every door, to
   the hub at ``--url`` (default: ``$HUBBUB_URL``).
 * ``config`` takes ``serve``'s options and prints the configuration ``serve``
-  would run with (:mod:`hubbub.cli_config`: the file, then ``HUBBUB_*``
+  would run with (:mod:`hubbub.cli.settings`: the file, then ``HUBBUB_*``
   variables, then options), secrets masked.
 * A client command that cannot reach its hub says so within
   :data:`~hubbub.cli.common.REACH_WITHIN` seconds (exit 1); ``sub`` reconnects by itself only
@@ -57,7 +57,6 @@ import asyncio
 from collections.abc import Sequence
 
 from .. import __version__, bench
-from ..cli_config import Parser
 from ..protocol.errors import Forbidden, HubbubError, Unauthorized, UsageError
 from . import admin, jobs, messages, serve
 from .common import (
@@ -69,6 +68,7 @@ from .common import (
     complain,
     print_json,
 )
+from .settings import Parser
 
 
 def build_parser() -> argparse.ArgumentParser:

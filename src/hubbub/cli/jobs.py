@@ -62,7 +62,7 @@ def add_parsers(commands: Any) -> None:
 
 
 async def run_upload(args: argparse.Namespace) -> int:
-    from ..cli_progress import UploadBar
+    from .progress import UploadBar
 
     if args.follow and args.job is None:
         raise UsageError("--follow needs --job")
@@ -88,7 +88,7 @@ async def run_upload(args: argparse.Namespace) -> int:
 
 async def _follow(client: AsyncClient, job_id: str, *, quiet: bool = False) -> int:
     """Follow a job: a bar on stderr (``quiet``) or each state on stdout."""
-    from ..cli_progress import JobBar
+    from .progress import JobBar
 
     bar = JobBar(sys.stderr)
     final: dict[str, Any] = {}

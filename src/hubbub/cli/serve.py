@@ -13,9 +13,9 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..cli_config import options_from_environment
 from ..protocol.errors import InvalidRequest, UsageError
 from .common import EXIT_ERROR, EXIT_USAGE, complain
+from .settings import options_from_environment
 
 if TYPE_CHECKING:
     from ..config import Config
@@ -82,8 +82,8 @@ def add_parsers(commands: Any) -> None:
 
 def _load_config(args: argparse.Namespace) -> Config | None:
     """``serve``'s configuration (file, environment, options), or None once said why not."""
-    from ..cli_config import load
     from ..config import ConfigError
+    from .settings import load
 
     if args.environment_errors:
         for message in args.environment_errors:
@@ -97,7 +97,7 @@ def _load_config(args: argparse.Namespace) -> Config | None:
 
 
 def run_config(args: argparse.Namespace) -> int:
-    from ..cli_config import dump_toml, effective_table, mask_url
+    from .settings import dump_toml, effective_table, mask_url
 
     config = _load_config(args)
     if config is None:
@@ -164,9 +164,9 @@ def run_serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
 
 def run_token(args: argparse.Namespace) -> int:
-    from ..cli_config import load
     from ..config import ConfigError, parse_duration
     from ..core.auth import mint
+    from .settings import load
 
     try:
         config = load(args.config, os.environ)

@@ -35,7 +35,7 @@ from urllib.parse import urlsplit, urlunsplit
 import msgspec
 
 if TYPE_CHECKING:
-    from .config import AuthConfig, Config, Grant
+    from ..config import AuthConfig, Config, Grant
 
 PREFIX = "HUBBUB_"
 #: Between the parts of a file key in a variable's name.
@@ -57,7 +57,7 @@ def environment_table(environ: Mapping[str, str]) -> tuple[dict[str, Any], dict[
     Raises:
         ConfigError: a variable names no key (``HUBBUB_SERVER__`` ...).
     """
-    from .config import ConfigError
+    from ..config import ConfigError
 
     table: dict[str, Any] = {}
     names: dict[str, str] = {}
@@ -106,7 +106,7 @@ def load(path: Path | None, environ: Mapping[str, str]) -> Config:
         ConfigError: the file or a variable is invalid; the message names
             the file's key or the variable.
     """
-    from .config import Config, ConfigError
+    from ..config import Config, ConfigError
 
     raw: dict[str, Any] = {}
     if path is not None:
