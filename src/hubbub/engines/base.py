@@ -197,7 +197,7 @@ class Engine(Protocol):
         the other (tasks made in that order, say) the first gets the lower
         seqs and offsets, though neither waited for the other's commit.
         Concurrent calls may share one commit (group commit): that is how a
-        connection's pipelined publishes (:mod:`hubbub.transports.ws_pipeline`)
+        connection's pipelined publishes (:mod:`hubbub.transports.ws.pipeline`)
         cost about one commit for many.
 
         Raises:
