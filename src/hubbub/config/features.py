@@ -50,6 +50,7 @@ class ServerConfig:
     body_timeout: float | None = None
     keepalive_timeout: float | None = None
     write_deadline: float | None = None
+    cut_off_grace: float | None = None
     linger_timeout: float | None = None
     max_connections: int | None = None
     max_header_bytes: int | None = None

@@ -60,7 +60,7 @@ def _namespace_setting(key: str, value: Any, where: str) -> Any:
 
 #: The server layer's timeouts among the [server] keys (durations).
 _SERVER_TIMEOUTS = ("head_timeout", "body_timeout", "keepalive_timeout", "write_deadline",
-                    "linger_timeout")
+                    "cut_off_grace", "linger_timeout")
 
 
 def _server(section: Any) -> ServerConfig:
