@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime
-import ipaddress
 import socket
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
@@ -27,11 +25,8 @@ from typing import Any
 import httpx
 import pytest
 import uvloop
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
+from hubbub.bench.certs import self_signed
 from hubbub.config import Config
 from hubbub.server.http2 import H2Protocol
 from hubbub.server.settings import ServerSettings
@@ -141,25 +136,10 @@ class CertFiles:
 
 
 def make_cert(dir: Path, name: str = "localhost") -> CertFiles:
-    """A self-signed certificate for ``localhost`` and 127.0.0.1, and its key."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(days=1))
-            .not_valid_after(now + datetime.timedelta(days=30))
-            .add_extension(x509.SubjectAlternativeName([
-                x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-                critical=False)
-            .sign(key, hashes.SHA256()))
-    dir.mkdir(parents=True, exist_ok=True)
-    files = CertFiles(str(dir / f"{name}.crt"), str(dir / f"{name}.key"))
-    Path(files.cert).write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    Path(files.key).write_bytes(key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption()))
-    return files
+    """A self-signed certificate for ``localhost`` and 127.0.0.1, and its key
+    (the benchmarks' :func:`hubbub.bench.certs.self_signed`), as path strings."""
+    files = self_signed(dir, name)
+    return CertFiles(str(files.cert), str(files.key))
 
 
 @pytest.fixture(scope="session")
