@@ -1,7 +1,7 @@
 """Old against new, interleaved: ``hubbub bench`` from two checkouts, alternately.
 
     python benchmarks/tools/interleave.py OLD_CHECKOUT NEW_CHECKOUT --rounds 3 \\
-        --out DIR -- http-publish long-poll
+        --out DIR http-publish long-poll
 
 Each round runs ``hubbub bench --runs 1 --json DIR/SIDE-ROUND.json SCENARIO...``
 in the old checkout, then in the new one (each with its own ``.venv``, as
@@ -91,7 +91,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--table", action="store_true", help="only print the table of --out")
     parser.add_argument("scenarios", nargs="*")
-    args = parser.parse_args()
+    args = parser.parse_intermixed_args()
     if not args.table:
         if args.old is None or args.new is None:
             parser.error("OLD_CHECKOUT and NEW_CHECKOUT are needed to run")
