@@ -26,7 +26,7 @@ from pathlib import Path
 #: The figures compared (per run, as ``hubbub bench --json`` writes them).
 FIGURES = ("requests_per_s", "requests_per_core_s", "deliveries_per_s",
            "deliveries_per_core_s", "messages_per_s", "ws_msgs_per_s", "poll_msgs_per_s",
-           "p50_ms", "p99_ms")
+           "publish_per_s", "publish_p99_ms", "mb_per_s", "kb_per_conn", "p50_ms", "p99_ms")
 #: A spread over this share makes a figure too noisy to judge.
 NOISY = 0.05
 
