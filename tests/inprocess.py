@@ -20,6 +20,7 @@ those paths.
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import contextlib
 import logging
@@ -169,8 +170,9 @@ class StreamingASGITransport(httpx.AsyncBaseTransport):
                 await task
 
 
-class HubUnderTest:
-    """What a test may ask of a running hub, however it is reached."""
+class HubUnderTest(abc.ABC):
+    """What a test may ask of a running hub, however it is reached: over a
+    real server (``tests.conftest.HubServer``) or in-process (:class:`InProcessHub`)."""
 
     app: Any
 
@@ -178,11 +180,13 @@ class HubUnderTest:
     def hub(self) -> Any:
         return self.app.state.hub
 
+    @abc.abstractmethod
     def client(self, **kw: Any) -> httpx.AsyncClient:
-        raise NotImplementedError
+        """An HTTP client that reaches the hub."""
 
+    @abc.abstractmethod
     async def stop(self) -> None:
-        raise NotImplementedError
+        """Stop the hub (and its server, if it has one)."""
 
     async def until_responder(self, topic: str) -> None:
         """Wait until a group's worker takes ``topic``: until then a request to it
