@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import statistics
 import subprocess
 import sys
@@ -27,6 +28,8 @@ from pathlib import Path
 FIGURES = ("requests_per_s", "requests_per_core_s", "deliveries_per_s",
            "deliveries_per_core_s", "messages_per_s", "ws_msgs_per_s", "poll_msgs_per_s",
            "publish_per_s", "publish_p99_ms", "mb_per_s", "kb_per_conn", "p50_ms", "p99_ms")
+#: The fan-out's fixed-rate latency points (``at500_p99_ms``...), compared too.
+FIXED_RATE = re.compile(r"at[0-9.]+_p(50|99)_ms")
 #: A spread over this share makes a figure too noisy to judge.
 NOISY = 0.05
 
@@ -53,7 +56,9 @@ def collect(out: Path) -> dict[tuple[str, str, str], dict[str, list[float]]]:
         for entry in json.loads(path.read_text()):
             name = f"{entry['scenario']} {entry['variant']}".strip()
             for figures in entry["runs"]:
-                for figure in FIGURES:
+                fixed = sorted((k for k in figures if FIXED_RATE.fullmatch(k)),
+                               key=lambda k: (float(k[2:].split("_")[0]), k))
+                for figure in (*FIGURES, *fixed):
                     value = figures.get(figure)
                     if isinstance(value, int | float):
                         key = (name, entry["server"], figure)

@@ -12,9 +12,9 @@ and reads the next frame at once; the ops then reach the store together and shar
 Invariants
 ----------
 "ops handed off in order": Ops are handed to the store in the order they
-    came. Each op runs in a task of its own, and tasks start in the order
-    they are made (the loop runs its callbacks first in, first out). An
-    engine fixes an append's position before its ``append()`` first waits
+    came. Each op runs up to its first wait as it is read, before the next
+    frame is (:func:`hubbub.loop.tasks.start_now`), the rest in a task of
+    its own. An engine fixes an append's position before its ``append()`` first waits
     (:meth:`hubbub.engines.base.Engine.append`), so two ``pub`` ops of one
     connection get positions in the order they came. An op that has to wait
     for something before its append (a ``req`` subscribes to its inbox and
@@ -40,6 +40,12 @@ Trade-offs
 "a task per op": A task costs a few microseconds; it buys ops that wait for
     different things (a commit, a lookup, a group's settle) without a
     scheduler of their own, and the answers of one commit leave in one write.
+"start at once": An op runs up to its first wait as soon as it is read, not
+    in the loop's next pass (:mod:`hubbub.loop.tasks`, trade-off "start at
+    once"): under load a pass also writes every subscriber's socket, so a
+    pass's delay is a pass of latency for every message; on the memory
+    engine a ``pub`` is stored and handed to its subscribers in that first
+    step, and needs no task at all.
 """
 
 from __future__ import annotations
@@ -49,7 +55,7 @@ import collections
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
-from ...loop.tasks import cancel_and_wait
+from ...loop.tasks import cancel_and_wait, start_now
 
 #: Ops one connection may have waiting for their answer before its socket is
 #: read again: enough for a publisher's window to fill a group commit.
@@ -82,18 +88,20 @@ class Pipeline:
         #: store; ``None`` (or done) when the lane is free (invariant "ops handed off in order").
         self.lane: asyncio.Future[None] | None = None
         #: The op tasks this pipeline started, cancelled when it closes.
-        self._ops: set[asyncio.Task[Any]] = set()
+        self._ops: set[asyncio.Future[Any]] = set()
 
     def __len__(self) -> int:
         return len(self._waiting)
 
     def start(self, work: Coroutine[Any, Any, Any], name: str) -> None:
-        """Run ``work`` in a task of its own now; its result (an answer, or
+        """Run ``work`` up to its first wait now, the rest in a task of its own
+        (trade-off "start at once"); its result (an answer, or
         ``None`` for none) is sent in its place (invariant "answers in op order"). ``work`` must
         turn its errors into answers itself."""
-        task = asyncio.create_task(work, name=name)
-        self._ops.add(task)
-        task.add_done_callback(self._ops.discard)
+        task = start_now(work, name)  # trade-off "start at once"
+        if not task.done():
+            self._ops.add(task)
+            task.add_done_callback(self._ops.discard)
         self.wait_for(task)
 
     def wait_for(self, answer: asyncio.Future[Any]) -> None:
