@@ -37,7 +37,8 @@ from peers.push_servers import NCHAN, PUSHPIN
 HERE = Path(__file__).resolve().parent
 PEERS_DIR = HERE / "peers"
 PEER_PYTHON = HERE / ".venv" / "bin" / "python"
-#: The uvicorn settings of ``hubbub serve`` (src/hubbub/server.py), for every Python peer.
+#: The uvicorn settings of the Python peers: the fastest uvicorn offers
+#: (uvloop, httptools, sans-I/O websockets).
 UVICORN = ["--loop", "uvloop", "--http", "httptools", "--ws", "websockets-sansio",
            "--lifespan", "on", "--no-access-log", "--log-level", "warning"]
 
