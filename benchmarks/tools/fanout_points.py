@@ -44,7 +44,8 @@ def main() -> None:
     parser.add_argument("out", type=Path, help="where the runs go (JSON)")
     parser.add_argument("--runs", type=int, default=1)
     parser.add_argument("--n", type=int, default=1000, help="subscribers")
-    parser.add_argument("--engines", default="memory", help="hub engines, comma-separated")
+    parser.add_argument("--engines", default="memory",
+                        help="hub engines, comma-separated; redis:3 for three Redis nodes")
     parser.add_argument("--peers", default="", help="among nchan, pushpin, node, python, ceiling")
     parser.add_argument("--rates", default="50,500,2000", help="fixed rates (msg/s)")
     args = parser.parse_args()
@@ -54,8 +55,10 @@ def main() -> None:
              "python": suite.PYTHON_SOCKETIO, "ceiling": suite.CEILING}
     peers = [known[name] for name in args.peers.split(",") if name]
     engines = [e for e in args.engines.split(",") if e]
-    SCENARIOS["ws-fanout"] = replace(SCENARIOS["ws-fanout"],
-                                     servers=lambda: [hub(engine) for engine in engines])
+    # "redis:3" is the Redis engine on three nodes (subscribers spread over them).
+    servers = [hub(e.split(":")[0], nodes=int(e.split(":")[1]) if ":" in e else 1)
+               for e in engines]
+    SCENARIOS["ws-fanout"] = replace(SCENARIOS["ws-fanout"], servers=lambda: servers)
     size = replace(bench.FULL, fanout_n=(args.n,), runs=args.runs,
                    fixed_rates=tuple(float(r) for r in args.rates.split(",") if r))
     results = asyncio.run(run_suite(["ws-fanout"], size, {"ws-fanout": peers}))
