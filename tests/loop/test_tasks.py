@@ -191,3 +191,48 @@ async def test_the_rest_of_a_coroutine_can_be_awaited_as_well() -> None:
 
 async def _awaited(awaitable: object) -> object:
     return await awaitable  # type: ignore[misc]
+
+
+async def test_a_lost_cancellation_is_sent_again_when_asked() -> None:
+    """A task that loses a cancellation (as a library may, catching it and
+    waiting on) keeps plain cancel_and_wait waiting; with again_every it is
+    cancelled again until it ends."""
+    lost: list[int] = []
+
+    async def loses_one() -> None:
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            lost.append(1)  # swallowed: waits on as if nothing happened
+        await asyncio.sleep(3600)
+
+    stubborn = asyncio.create_task(loses_one())
+    await asyncio.sleep(0)
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(asyncio.shield(cancel_and_wait(stubborn)), 0.2 * UNIT)
+    assert lost == [1] and not stubborn.done()
+    stubborn.cancel()  # what the shielded call left waiting
+    with pytest.raises(asyncio.CancelledError):
+        await stubborn
+
+    lost.clear()
+    task = asyncio.create_task(loses_one())
+    await asyncio.sleep(0)
+    await asyncio.wait_for(cancel_and_wait(task, again_every=0.01), 5 * UNIT)
+    assert lost == [1] and task.cancelled()
+
+
+async def test_again_every_passes_on_what_the_task_ends_with() -> None:
+    """A task that ends with an error while being stopped: the error is raised,
+    as without again_every."""
+
+    async def fails_on_cancel() -> None:
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            raise RuntimeError("cleanup failed") from None
+
+    task = asyncio.create_task(fails_on_cancel())
+    await asyncio.sleep(0)
+    with pytest.raises(RuntimeError, match="cleanup failed"):
+        await asyncio.wait_for(cancel_and_wait(task, again_every=0.01), 5 * UNIT)

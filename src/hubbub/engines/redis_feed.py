@@ -37,6 +37,9 @@ log = logging.getLogger("hubbub.redis")
 #: Messages per read while catching up from the streams.
 FILL_PAGE: Final = 1000
 _BACKOFF: Final = (0.05, 2.0)
+#: Seconds between two cancellations of the reader when it is stopped (redis-py
+#: may lose one).
+STOP_RETRY: Final = 0.25
 
 
 class Feed:
@@ -79,7 +82,9 @@ class Feed:
                 while self._parked and self.up:
                     await asyncio.sleep(0.005)
         self._answer()
-        await cancel_and_wait(self._task)
+        # The reader waits inside redis-py, which may lose a cancellation
+        # (:meth:`hubbub.engines.redis.RedisEngine._call`): cancel until it ends.
+        await cancel_and_wait(self._task, again_every=STOP_RETRY)
         self._task = None
         self.up = False
 

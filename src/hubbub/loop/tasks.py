@@ -87,12 +87,25 @@ class _Rest(collections.abc.Coroutine[Any, Any, Any]):
         return self  # type: ignore[return-value]  # an iterator with send() and throw()
 
 
-async def cancel_and_wait(task: asyncio.Task[Any] | asyncio.Future[Any] | None) -> None:
+async def cancel_and_wait(task: asyncio.Task[Any] | asyncio.Future[Any] | None,
+                          *, again_every: float | None = None) -> None:
     """Cancel ``task`` (if any) and wait until it has unwound; its cancellation
-    is not passed on, an exception it ends with is."""
+    is not passed on, an exception it ends with is.
+
+    With ``again_every``, cancel it again every that many seconds until it
+    ends: for a task that waits inside a library which may lose a
+    cancellation (redis-py 8.0-8.2 does, :mod:`hubbub.engines.redis`), so
+    that one lost cancel cannot keep it, and whoever stops it, waiting for
+    ever. Only for tasks whose own cleanup is short: a cleanup that takes
+    longer is cut short too.
+    """
     if task is None:
         return
     task.cancel()
+    if again_every is not None:
+        while not task.done():
+            await asyncio.wait((task,), timeout=again_every)
+            task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
 
