@@ -142,6 +142,20 @@ async def test_cancelling_a_task_started_now_reaches_the_coroutine() -> None:
         await task
     assert unwound == [True]
 
+    # Cancelled before its first step, the task cancels the future the
+    # coroutine waits on, as a task cancelled while waiting does.
+    loop = asyncio.get_running_loop()
+    awaited = loop.create_future()
+
+    async def waits() -> None:
+        await awaited
+
+    early = start_now(waits())
+    early.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await early
+    assert awaited.cancelled()
+
     async def answers_anyway() -> str:
         try:
             await asyncio.sleep(3600)

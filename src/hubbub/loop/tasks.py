@@ -71,6 +71,9 @@ class _Rest(collections.abc.Coroutine[Any, Any, Any]):
         return self._coro.send(value)
 
     def throw(self, typ: Any, val: Any = None, tb: Any = None) -> Any:
+        if not self._started and isinstance(self._waiting_on, asyncio.Future):
+            # What a task cancelled while waiting does to the future it waits on.
+            self._waiting_on.cancel()
         self._started = True
         self._waiting_on = None
         if val is None and tb is None:
