@@ -33,8 +33,10 @@ async def test_a_running_task_is_cancelled_and_unwound() -> None:
     assert task.cancelled() and unwound == [True]
 
 
-async def test_an_exception_the_task_ends_with_is_passed_on() -> None:
-    """A task that fails while unwinding raises that failure to the caller."""
+@pytest.mark.parametrize("again_every", [None, 0.01])
+async def test_an_exception_the_task_ends_with_is_passed_on(again_every: float | None) -> None:
+    """A task that fails while unwinding raises that failure to the caller,
+    whether or not it is cancelled again until it ends."""
 
     async def fails_on_cancel() -> None:
         try:
@@ -45,7 +47,7 @@ async def test_an_exception_the_task_ends_with_is_passed_on() -> None:
     task = asyncio.create_task(fails_on_cancel())
     await asyncio.sleep(0)
     with pytest.raises(RuntimeError, match="cleanup failed"):
-        await asyncio.wait_for(cancel_and_wait(task), 5 * UNIT)
+        await asyncio.wait_for(cancel_and_wait(task, again_every=again_every), 5 * UNIT)
 
 
 async def test_a_finished_task_is_left_as_it_is() -> None:
@@ -235,18 +237,3 @@ async def test_a_lost_cancellation_is_sent_again_when_asked() -> None:
     await asyncio.wait_for(cancel_and_wait(task, again_every=0.01), 5 * UNIT)
     assert lost == [1] and task.cancelled()
 
-
-async def test_again_every_passes_on_what_the_task_ends_with() -> None:
-    """A task that ends with an error while being stopped: the error is raised,
-    as without again_every."""
-
-    async def fails_on_cancel() -> None:
-        try:
-            await asyncio.sleep(3600)
-        except asyncio.CancelledError:
-            raise RuntimeError("cleanup failed") from None
-
-    task = asyncio.create_task(fails_on_cancel())
-    await asyncio.sleep(0)
-    with pytest.raises(RuntimeError, match="cleanup failed"):
-        await asyncio.wait_for(cancel_and_wait(task, again_every=0.01), 5 * UNIT)

@@ -16,8 +16,7 @@ PATHS: dict[str, Any] = {
             "description": "application/json and */*+json bodies are stored as JSON; any other "
                            "body as bytes with its Content-Type kept (application/octet-stream "
                            "when absent).",
-            "parameters": [{"name": "Idempotency-Key", "in": "header",
-                            "schema": {"type": "string", "maxLength": 200}}],
+            "parameters": [ref("IdempotencyKey", "parameters")],
             # No body is an empty payload (bytes; JSON needs a value).
             "requestBody": {"required": False, "content": {"*/*": {"schema": {}}}},
             "responses": {

@@ -73,8 +73,7 @@ PATHS: dict[str, Any] = {
         "description": "The body is the job's data (content types as for publishing). "
                        "Workers take it from the consumer group jobs-{queue}; its states are "
                        "the topic jobs.{id}.",
-        "parameters": [{"name": "Idempotency-Key", "in": "header",
-                        "schema": {"type": "string", "maxLength": 200}}],
+        "parameters": [ref("IdempotencyKey", "parameters")],
         "requestBody": {"required": True, "content": {"*/*": {"schema": {}}}},
         "responses": {"202": {**json_answer(ref("Job"), "Accepted: queued (or the job an "
                                                    "Idempotency-Key named earlier)"),

@@ -72,6 +72,8 @@ PARAMETERS: dict[str, Any] = {
                "description": "end, or a cursor of the topic (a page's prev): read the "
                               "messages before it, newest page first",
                "schema": {"type": "string"}},
+    "IdempotencyKey": {"name": "Idempotency-Key", "in": "header",
+                       "schema": {"type": "string", "maxLength": 200}},
     "Limit": {"name": "limit", "in": "query",
               "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}},
     "Wait": {"name": "wait", "in": "query",
