@@ -8,13 +8,16 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from hubbub.config import Config
 from hubbub.core import Gap, Hub, PublishItem
-from hubbub.core.subscription import Subscription
+from hubbub.core.subscription import Position, State, Subscription
 from hubbub.engines import open_engine
 from hubbub.protocol.errors import SlowConsumer
 from hubbub.protocol.message import Message
+from hubbub.protocol.topics import TopicFilter
 from tests.conftest import ENGINES, store_url
 
 CONFIG = Config.from_dict({"namespaces": {"eph": {"ephemeral": True}}})
@@ -154,3 +157,40 @@ async def test_a_pass_of_mixed_topics_reaches_each_subscriber_in_commit_order(hu
     seqs(wild, {"f.a", "f.b", "f.c"})
     for sub in (one, two, wild):
         sub.close()
+
+
+def _live(seq: int, buffer: int) -> Subscription:
+    """A live one-topic subscription standing at ``seq``, fed by hand."""
+    async def read(*_: object) -> tuple[list[Message], list[tuple[str, int, int, int]]]:
+        return [], []
+    sub = Subscription(read, lambda s: None, TopicFilter(["h.t"]),
+                       Position("E", seq, "e", seq, single=True), buffer=buffer)
+    sub.state = State.LIVE
+    return sub
+
+
+def _msg(seq: int) -> Message:
+    return Message(topic="h.t", epoch="e", offset=seq, seq=seq, time=0, id=str(seq), data=b"1")
+
+
+@given(start=st.integers(0, 5), feeds=st.lists(st.lists(st.integers(1, 12), max_size=6), max_size=6),
+       takes=st.lists(st.integers(1, 8), min_size=1, max_size=8), buffer=st.integers(1, 16))
+def test_take_ready_hands_out_what_next_batch_would(
+        start: int, feeds: list[list[int]], takes: list[int], buffer: int) -> None:
+    """take_ready's shortcut for a queue of new messages only gives the same
+    events, in the same order, and moves the cursor the same as the general
+    path next_batch reads (stale heads, a full buffer, pages of any size)."""
+    fast, general = _live(start, buffer), _live(start, buffer)
+    last = 0
+    for feed in feeds:  # in seq order across feeds, as the fan-out feeds
+        msgs = [_msg(last + s) for s in sorted(set(feed))]
+        last = msgs[-1].seq if msgs else last
+        if msgs:
+            fast.feed_many(msgs)
+            general.feed_many(msgs)
+        for page in takes:
+            got = fast.take_ready(page)
+            batch = general._take_live(page)  # the general path, as next_batch takes it
+            want = batch if batch or not general.cut_off else None
+            assert got == want
+            assert fast.cursor == general.cursor

@@ -109,10 +109,15 @@ class FanOut:
         mixed = self._mixed
         for topic, msgs in by_topic.items():
             subs = self.exact.get(topic)
-            if subs:
+            if not subs:
+                continue
+            if not mixed:  # the common case: no subscription is fed by its filter
                 for sub in list(subs):
-                    if sub not in mixed:
-                        sub.feed_many(msgs)
+                    sub.feed_many(msgs)
+                continue
+            for sub in list(subs):
+                if sub not in mixed:
+                    sub.feed_many(msgs)
         for sub in list(mixed):
             filt = sub.topics
             mine = [m for m in batch if filt(m.topic)]

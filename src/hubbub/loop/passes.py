@@ -71,7 +71,10 @@ class PerPass(Generic[T]):
 
         Name the loop when it is known: on Python 3.11, asking asyncio for the
         running loop costs a ``getpid()`` system call."""
-        self._items(loop).append(item)
+        items = None if loop is None else self._pending.get(loop)
+        if items is None:
+            items = self._items(loop)
+        items.append(item)
 
     def extend(self, items: Iterable[T], loop: asyncio.AbstractEventLoop | None = None) -> None:
         """:meth:`add` each of ``items``."""

@@ -368,7 +368,7 @@ class Connection(Outbox):
             raise
         s = _Sub(self._next_sub, sub, sub.cursor, present=tuple(present))
         if self._write is not None:
-            s.conn = self
+            self.parks(s)
         self._next_sub += 1
         self.subs[s.id] = s  # from here on _clean_up() closes it, whatever happens
         reply: dict[str, Any] = {"op": "ok", "id": op.id, "sub": s.id, "cursor": s.cursor}

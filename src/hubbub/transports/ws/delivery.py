@@ -50,7 +50,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -69,6 +71,10 @@ from ..problems import close_code
 log = logging.getLogger("hubbub")
 
 
+def _never() -> None:
+    raise AssertionError("a subscription parked without a connection")
+
+
 @dataclass(eq=False, slots=True)
 class _Sub:
     """One subscription of a connection and the cursor of what was sent of it."""
@@ -81,12 +87,10 @@ class _Sub:
     present: tuple[str, ...] = ()
     #: Its connection, when idle subscriptions park there (trade-off "park idle subscriptions").
     conn: Outbox | None = None
-
-    def ready(self) -> None:
-        """What the parked subscription calls when it has news (trade-off
-        "park idle subscriptions")."""
-        assert self.conn is not None
-        self.conn._ready(self)
+    #: What the parked subscription calls when it has news: flush it once the
+    #: fan-out is done (:meth:`Outbox.parks`), so that whatever the fan-out
+    #: hands it meanwhile goes out in the same write.
+    ready: Callable[[], None] = _never
 
 
 class Outbox:
@@ -94,7 +98,8 @@ class Outbox:
     lock, its closing state."""
 
     __slots__ = ("hub", "codec", "subs", "closing", "_send", "_frames", "_binary", "_lock",
-                 "_close_task", "_write", "_loop", "gather", "_room", "_flushes", "cut_off")
+                 "_close_task", "_write", "_loop", "gather", "_room", "_flushes", "cut_off",
+                 "_sent")
 
     def __init__(
         self, hub: Hub, room: Room, codec: wire.Codec, send: Send,
@@ -125,6 +130,8 @@ class Outbox:
         self._close_task: asyncio.Task[None] | None = None
         #: The server cut it off as a slow consumer (:meth:`farewell`).
         self.cut_off = False
+        #: Counts what was written (the flush of every pass calls it).
+        self._sent = hub.metrics.ws.sent
 
     # -- writing ------------------------------------------------------------------
 
@@ -225,7 +232,7 @@ class Outbox:
                     if self.closing:
                         return
                     await write(s, batch)
-                self.hub.metrics.ws.sent(batch)
+                self._sent(batch)
         except SlowConsumer:
             self.close(4008, "slow consumer", resume=True)
         except HubbubError as exc:  # the store failed mid-read (Unavailable: 1013)
@@ -240,11 +247,12 @@ class Outbox:
                 ahead.cancel()
                 ahead.add_done_callback(_retrieve)
 
-    def _ready(self, s: _Sub) -> None:
-        """A parked subscription has news (called from the fan-out): flush it
-        once the fan-out is done, so that whatever it hands over meanwhile
-        goes out in the same write."""
-        self._flushes.add(s, self._loop)
+    def parks(self, s: _Sub) -> None:
+        """Let ``s`` park on this connection when it is idle (trade-off "park
+        idle subscriptions"): its news then has it flushed in the loop pass's
+        :class:`Room` flush. The callback is made once, not at every park."""
+        s.conn = self
+        s.ready = functools.partial(self._flushes.add, s, self._loop)
 
     def _flush(self, s: _Sub) -> None:
         """Write a parked subscription's ready events now, if that needs no
@@ -252,25 +260,31 @@ class Outbox:
         (trade-off "park idle subscriptions")."""
         if self.closing or s.task is not None or self.subs.get(s.id) is not s:
             return  # closing (invariant "closing sends only the close"), a pump has it, or it ended
-        assert self._write is not None
-        sub = s.sub
+        write = self._write
+        assert write is not None
+        sub, ready, lock = s.sub, s.ready, self._lock
         try:
-            while not self._lock.locked():
+            while not lock.locked():
                 batch = sub.take_ready(PAGE)
                 if batch is None:
                     break  # an end, an error, a cut-off: the pump's to say
                 if not batch:
-                    if sub.park(s.ready):
+                    if sub.park(ready):
                         return
                     continue
-                data, cursor = self._frames_of(s, batch)
-                if not self._write(data):
+                first = batch[0]
+                if len(batch) == 1 and type(first) is Message:  # the common case, inline
+                    data = first.ws_msgpack_frame() if self._binary else first.ws_frame()
+                    cursor: str | None = first.cursor
+                else:
+                    data, cursor = self._frames_of(s, batch)
+                if not write(data):
                     self._start_pump(s, batch)  # it waits for the socket (and counts)
                     return
                 if cursor is not None:
                     s.cursor = cursor  # invariant "cursor is what was sent"
-                self.hub.metrics.ws.sent(batch)
-                if sub.park(s.ready):
+                self._sent(batch)
+                if sub.park(ready):
                     return  # all written: wait for the next news
         except OSError:
             return  # the client is gone; serve() sees the disconnect
