@@ -109,15 +109,10 @@ class FanOut:
         mixed = self._mixed
         for topic, msgs in by_topic.items():
             subs = self.exact.get(topic)
-            if not subs:
-                continue
-            if not mixed:  # the common case: no subscription is fed by its filter
+            if subs:
                 for sub in list(subs):
-                    sub.feed_many(msgs)
-                continue
-            for sub in list(subs):
-                if sub not in mixed:
-                    sub.feed_many(msgs)
+                    if sub not in mixed:
+                        sub.feed_many(msgs)
         for sub in list(mixed):
             filt = sub.topics
             mine = [m for m in batch if filt(m.topic)]

@@ -217,13 +217,7 @@ class Subscription:
                         return
             if len(q) + len(msgs) <= self.buffer:
                 q.extend(msgs)
-                ready = self._on_ready
-                if ready is not None and self._waiter is None:
-                    # Parked (the common case under load): what _wake does, one call less.
-                    self._on_ready = None
-                    ready()
-                else:
-                    self._wake()
+                self._wake()
                 return
         elif self.state is State.CATCHING_UP:
             if len(self._pending) + len(msgs) <= self.buffer:
@@ -328,13 +322,6 @@ class Subscription:
         """
         if self.state is not State.LIVE or self._error is not None:
             return None
-        q = self._queue
-        if (q and len(q) <= max_items and not self._dropped_ranges
-                and q[0].seq > self.position.seq):
-            # The common case: messages only, all of them new (what _take_live does).
-            self._queue = []
-            self.position.advance(q[-1])
-            return q  # type: ignore[return-value]  # list is invariant
         batch = self._take_live(max_items)
         if batch or not self._cut_off:
             return batch
@@ -411,6 +398,13 @@ class Subscription:
         return out
 
     def _take_live(self, max_items: int) -> list[Event]:
+        q = self._queue
+        if (q and len(q) <= max_items and not self._dropped_ranges
+                and q[0].seq > self.position.seq):
+            # The common case, in short: the whole queue, messages only, all new.
+            self._queue = []
+            self.position.advance(q[-1])
+            return q  # type: ignore[return-value]  # list is invariant
         events: list[Event] = []
         if self._dropped_ranges:
             for topic, (first, last) in self._dropped_ranges.items():

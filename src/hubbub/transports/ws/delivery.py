@@ -272,12 +272,7 @@ class Outbox:
                     if sub.park(ready):
                         return
                     continue
-                first = batch[0]
-                if len(batch) == 1 and type(first) is Message:  # the common case, inline
-                    data = first.ws_msgpack_frame() if self._binary else first.ws_frame()
-                    cursor: str | None = first.cursor
-                else:
-                    data, cursor = self._frames_of(s, batch)
+                data, cursor = self._frames_of(s, batch)
                 if not write(data):
                     self._start_pump(s, batch)  # it waits for the socket (and counts)
                     return
@@ -321,8 +316,10 @@ class Outbox:
     def _frames_of(self, s: _Sub, batch: list[Event]) -> tuple[bytes, str | None]:
         """A batch's frames, joined, and the cursor after its last message."""
         binary = self._binary
-        last = batch[-1]
-        if isinstance(batch[0], Message):
+        first, last = batch[0], batch[-1]
+        if len(batch) == 1 and type(first) is Message:  # the common case, in short
+            return (first.ws_msgpack_frame() if binary else first.ws_frame()), first.cursor
+        if isinstance(first, Message):
             # Gaps come before the messages of a batch: this one has none.
             msgs: list[Message] = batch  # type: ignore[assignment]
             return self._room.joined(msgs, binary), msgs[-1].cursor

@@ -14,8 +14,8 @@ Invariants
 "ops handed off in order": Ops are handed to the store in the order they
     came. Each op runs up to its first wait as it is read, before the next
     frame is (:func:`hubbub.loop.tasks.start_now`), the rest in a task of
-    its own. An engine fixes an append's position before its ``append()`` first waits
-    (:meth:`hubbub.engines.base.Engine.append`), so two ``pub`` ops of one
+    its own. An engine fixes an append's position before its ``append()``
+    first waits (:meth:`hubbub.engines.base.Engine.append`), so two ``pub`` ops of one
     connection get positions in the order they came. An op that has to wait
     for something before its append (a ``req`` subscribes to its inbox and
     records itself; a ``reply`` looks its request up) holds the *lane*: the
