@@ -38,7 +38,7 @@ async def measure(n: int, messages: int) -> list[float]:
     hub = Hub(open_engine("memory://"))
     await hub.start()
     try:
-        room = Room()
+        room = Room(hub.metrics.ws.sent)
         written: list[bytes] = []
 
         def write(data: bytes) -> bool:

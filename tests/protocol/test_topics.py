@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 
 from hubbub.protocol.errors import InvalidTopic
 from hubbub.protocol.topics import (
+    FEW_NAMES,
     TopicFilter,
     covers,
     matches,
@@ -135,3 +136,27 @@ def test_covers_agrees_with_matching(outer: str, inner: str, tokens: list[str]) 
     topic = ".".join(tokens)
     if covers(outer, inner) and matches(inner, topic):
         assert matches(outer, topic)
+
+
+PATTERN = st.one_of(TOPIC, TOPIC.map(lambda t: t + ".>"), TOPIC.map(lambda t: "*." + t))
+
+
+@given(st.lists(PATTERN, min_size=1, max_size=12), st.lists(TOPIC, min_size=1, max_size=10))
+def test_a_filter_matches_what_any_of_its_patterns_matches(
+        patterns: list[str], topics: list[str]) -> None:
+    """However many names a filter holds (looked through in turn while few,
+    hashed past that), it answers as its patterns do, asked twice (cached)."""
+    filt = TopicFilter(patterns)
+    for topic in [*topics, *patterns]:
+        if any(c in topic for c in "*>"):
+            continue
+        want = any(matches(p, topic) for p in patterns)
+        assert filt(topic) is want
+        assert filt(topic) is want
+
+
+def test_a_filter_of_many_names_hashes_them() -> None:
+    few = [f"t{i}" for i in range(FEW_NAMES)]
+    assert isinstance(TopicFilter(few).exact, tuple)
+    assert isinstance(TopicFilter([*few, "more"]).exact, frozenset)
+    assert TopicFilter([*few, "more"])("more") and not TopicFilter(few)("more")

@@ -13,11 +13,17 @@ import logging
 import socket
 import threading
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import pytest
 
+from hubbub.config import Config
 from hubbub.core import PublishItem
-from tests.conftest import UNIT, HubServer
+from hubbub.server import http1
+from hubbub.server.settings import ServerSettings
+from hubbub.server.state import ServerState
+from hubbub.transports.app import create_app
+from tests.conftest import UNIT, HubServer, serve_app
 from tests.server.conftest import SETTINGS, Raw
 
 Connect = Callable[[], Awaitable[Raw]]
@@ -296,3 +302,48 @@ async def test_a_pipelined_head_left_unfinished_times_out(connect: Connect) -> N
     assert (await raw.response())[0] == 200
     status, _, _ = await raw.response()
     assert status == 408
+
+
+async def test_header_names_reach_the_app_in_lower_case_however_many_there_are() -> None:
+    """Names are lowered once each and shared (an idle WebSocket's scope keeps
+    its headers); made-up names past the table's bound are lowered each time."""
+    hub_app = create_app("memory://", Config())
+    seen: list[list[tuple[bytes, bytes]]] = []
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["path"] == "/echo":
+            seen.append(scope["headers"])
+            await send({"type": "http.response.start", "status": 204, "headers": []})
+            await send({"type": "http.response.body", "body": b""})
+            return
+        await hub_app(scope, receive, send)
+
+    srv = await serve_app(app, hub_app, **SETTINGS)
+    try:
+        raw = await Raw.open(srv)
+        names = [f"X-Made-Up-{i}" for i in range(http1.LOWER_NAMES + 40)]
+        for start in range(0, len(names), 40):
+            batch = names[start:start + 40]
+            raw.send(b"GET /echo HTTP/1.1\r\nHOST: localhost\r\n"
+                     + b"".join(b"%s: v\r\n" % n.encode() for n in batch) + b"\r\n")
+            status, _, _ = await raw.response()
+            assert status == 204
+            assert seen[-1] == [(b"host", b"localhost"),
+                                *[(n.lower().encode(), b"v") for n in batch]]
+        raw.close()
+    finally:
+        await srv.stop()
+    assert len(http1._LOWER) <= http1.LOWER_NAMES
+
+
+def test_a_listening_address_is_one_tuple_for_every_connection() -> None:
+    state = ServerState(None, ServerSettings(), asyncio.new_event_loop())
+    try:
+        first = state.listening(("127.0.0.1", 8080))
+        assert state.listening(("127.0.0.1", 8080)) is first
+        assert state.listening(None) is None
+        for port in range(100):  # a wildcard listener's many local addresses: bounded
+            assert state.listening(("10.0.0.1", port)) == ("10.0.0.1", port)
+        assert state.listening(("127.0.0.1", 8080)) is first
+    finally:
+        state.loop.close()

@@ -42,7 +42,7 @@ import contextlib
 import logging
 import secrets
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import msgspec
@@ -76,7 +76,7 @@ _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder(list[dict[str, Any]]).decode
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Conn:
     """One open connection of this node, as its door registered it."""
 
@@ -89,7 +89,6 @@ class Conn:
     topics: Callable[[], list[str]]
     #: Ends the connection, saying the reason to the client (invariant "the holder closes it").
     close: Callable[[str], None]
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self, node: str) -> dict[str, Any]:
         return {"id": self.id, "node": node, "door": self.door, "subject": self.subject,

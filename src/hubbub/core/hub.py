@@ -80,6 +80,9 @@ class Hub(Publishing, Reading, Catalog):
         self.tracer: Tracer | None = None
         self._trimmer: asyncio.Task[None] | None = None
         self._started = False
+        #: What every Subscription calls back, bound once rather than per
+        #: subscription (an idle connection should cost little).
+        self._sub_calls = (self._read_counted, self._release, self._is_ephemeral)
         self.groups = Groups(
             engine, self.config,
             lambda patterns, after: self.subscribe(patterns, after, buffer=64),
@@ -221,10 +224,10 @@ class Hub(Publishing, Reading, Catalog):
         """
         self._check_open()
         filt = self.topic_filter(patterns)
+        read, release, is_ephemeral = self._sub_calls
         sub = Subscription(
-            self._read_counted, self._release, filt, Position(self.engine.store_epoch, 0),
-            buffer=buffer or self.config.server.buffer,
-            is_ephemeral=self._is_ephemeral,
+            read, release, filt, Position(self.engine.store_epoch, 0),
+            buffer=buffer or self.config.server.buffer, is_ephemeral=is_ephemeral,
         )
         # Register before the first read (:mod:`hubbub.core.subscription`,
         # invariant "live only after a short page").

@@ -170,11 +170,13 @@ class Subscription:
         self._pending_overflow = False
         #: Live messages in seq order, not yet handed out.
         self._queue: list[Message] = []
-        self._dropped_ranges: dict[str, list[int]] = {}
+        #: Ranges of ephemeral messages dropped, by topic, and the trims said,
+        #: by topic: made on first use (an idle subscription should cost little).
+        self._dropped_ranges: dict[str, list[int]] | None = None
         self._cut_off = False
         self._error: HubbubError | None = None
         self._waiter: asyncio.Future[None] | None = None
-        self._reported: dict[str, int] = {}
+        self._reported: dict[str, int] | None = None
         self._on_ready: Callable[[], None] | None = None
 
     # -- fed by the fan-out (event loop, never blocks) --------------------
@@ -187,7 +189,10 @@ class Subscription:
             if len(self._queue) >= self.buffer:
                 if self._is_ephemeral(msg.topic):
                     self.dropped += 1
-                    rng = self._dropped_ranges.setdefault(msg.topic, [msg.offset, msg.offset])
+                    ranges = self._dropped_ranges
+                    if ranges is None:
+                        ranges = self._dropped_ranges = {}
+                    rng = ranges.setdefault(msg.topic, [msg.offset, msg.offset])
                     rng[1] = msg.offset
                     self._wake()
                     return
@@ -387,12 +392,17 @@ class Subscription:
         ``t`` (or the page that finds the store exhausted).
         """
         out: list[Gap] = []
+        if not trims:
+            return out
+        reported = self._reported
+        if reported is None:
+            reported = self._reported = {}
         for topic, trim_offset, trim_seq, first_lost in trims:
-            if trim_seq <= self._reported.get(topic, 0):
+            if trim_seq <= reported.get(topic, 0):
                 continue
             if not short and last_seq is not None and trim_seq > last_seq:
                 continue
-            self._reported[topic] = trim_seq
+            reported[topic] = trim_seq
             if first_lost <= trim_offset:
                 out.append(Gap(topic, first_lost, trim_offset, "trimmed"))
         return out
@@ -409,7 +419,7 @@ class Subscription:
         if self._dropped_ranges:
             for topic, (first, last) in self._dropped_ranges.items():
                 events.append(Gap(topic, first, last, "dropped"))
-            self._dropped_ranges.clear()
+            self._dropped_ranges = None
         q = self._queue
         room = max_items - len(events)
         if not q or room <= 0:

@@ -74,6 +74,12 @@ access = logging.getLogger("hubbub.access")
 HEAD, BODY, RUNNING, IDLE, LINGER = range(5)
 #: Request body bytes held for the app before reading pauses.
 BODY_HIGH_WATER = 256 * 1024
+#: Header names as sent, and their lower-case form: the same few names come
+#: in every request, so each is lowered once and every scope shares the
+#: bytes (a WebSocket's scope keeps its headers for the connection's life).
+_LOWER: dict[bytes, bytes] = {}
+#: Names kept in :data:`_LOWER` at most: made-up names past it are lowered each time.
+LOWER_NAMES = 1024
 
 
 class Refuse(Exception):
@@ -136,7 +142,7 @@ class HttpProtocol(asyncio.Protocol):
         state.connections.add(self)
         settings = state.settings
         tune_socket(transport, settings.send_buffer)
-        self.server = _addr(transport.get_extra_info("sockname"))
+        self.server = state.listening(_addr(transport.get_extra_info("sockname")))
         self.client = _addr(transport.get_extra_info("peername"))
         ssl_object = transport.get_extra_info("ssl_object")
         if ssl_object is not None:
@@ -359,7 +365,12 @@ class HttpProtocol(asyncio.Protocol):
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._grow(len(name) + len(value) + 4)
-        self.headers.append((name.lower(), value))
+        lowered = _LOWER.get(name)
+        if lowered is None:
+            lowered = name.lower()
+            if len(_LOWER) < LOWER_NAMES:
+                _LOWER[name] = lowered
+        self.headers.append((lowered, value))
 
     def on_headers_complete(self) -> None:
         parser = self.parser

@@ -172,6 +172,11 @@ class ServerState:
         #: The app's running tasks (one per request or WebSocket), so a
         #: shutdown can wait for them and cancel what is left.
         self.tasks: set[asyncio.Task[None]] = set()
+        #: ``tasks.discard``, bound once: a WebSocket's task keeps its done
+        #: callback for the connection's life.
+        self._forget_task = self.tasks.discard
+        #: The local addresses connections came to (:meth:`listening`).
+        self._addresses: dict[tuple[str, int], tuple[str, int]] = {}
         #: The app's lifespan state (ASGI ``scope["state"]``, copied per request).
         self.lifespan_state: dict[str, Any] = {}
         #: What follows each whole response, for every response of a loop pass
@@ -184,6 +189,9 @@ class ServerState:
         #: The second thread of a crowd's writes (:mod:`hubbub.server.writes`),
         #: started and stopped with the server.
         self.helper = WriteHelper()
+        #: :meth:`gathered_writes`, bound once for every connection's
+        #: ``hubbub.frames`` (an idle connection should cost little).
+        self.gather = self.gathered_writes
         self._watched: dict[Writer, tuple[int, float]] = {}
         self._date = (0, b"")
 
@@ -208,12 +216,25 @@ class ServerState:
                 for conn, d in zip(conns, data, strict=True):
                     conn.wrote(len(d))
 
+    def listening(self, address: tuple[str, int] | None) -> tuple[str, int] | None:
+        """``address`` (a scope's ``server``), as one tuple for all the
+        connections of one listening address: a scope is kept for a
+        WebSocket's life, and the server listens on few addresses."""
+        if address is None:
+            return None
+        shared = self._addresses.get(address)
+        if shared is None:
+            if len(self._addresses) >= 64:  # a wildcard address: many local ones
+                return address
+            shared = self._addresses[address] = address
+        return shared
+
     def run_app(self, call: Coroutine[Any, Any, None]) -> None:
         """Run ``call`` (the app on one request or WebSocket) in a task the
         server keeps until it ends."""
         task = self.loop.create_task(call)
         self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
+        task.add_done_callback(self._forget_task)
 
     def watch(self, conn: Writer) -> None:
         """Check ``conn``'s socket on every tick while it holds unsent bytes."""

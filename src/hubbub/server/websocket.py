@@ -55,7 +55,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from types import MappingProxyType
 from typing import Any, Protocol
 
 import httptools
@@ -102,6 +103,9 @@ log = logging.getLogger("hubbub.server")
 CONNECTING, OPEN, CLOSING, CLOSED = range(4)
 #: Messages held for the app before reading pauses.
 INBOX_HIGH = 16
+#: The ``websocket.http.response`` extension's value: it has no options, so
+#: every connection shares one read-only empty mapping.
+NO_OPTIONS: Mapping[str, Any] = MappingProxyType({})
 
 
 class ClientDisconnected(OSError):
@@ -195,9 +199,9 @@ class WebSocketProtocol:
         self.connected = False
         #: What the app says to a slow consumer (``hubbub.frames`` farewell).
         self.last: LastFrames | None = None
-        scope["extensions"] = {"websocket.http.response": {}, FRAMES: {
+        scope["extensions"] = {"websocket.http.response": NO_OPTIONS, FRAMES: {
             "send": self.send_frames, "write": self.write_frames,
-            "gather": state.gathered_writes, "farewell": self.farewell}}
+            "gather": state.gather, "farewell": self.farewell}}
 
     def start(self, rest: bytes) -> None:
         self.state.connections.add(self)
@@ -388,6 +392,7 @@ class WebSocketProtocol:
     def _accept(self, message: dict[str, Any]) -> None:
         lines = [status_line(101), b"upgrade: websocket\r\nconnection: Upgrade\r\n",
                  b"sec-websocket-accept: %s\r\n" % rfc6455.accept_key(self.key).encode()]
+        self.key = ""  # answered: not kept for the connection's life
         subprotocol = message.get("subprotocol")
         if subprotocol:
             lines.append(b"sec-websocket-protocol: %s\r\n" % subprotocol.encode())

@@ -29,7 +29,7 @@ principal). The WebSocket door authenticates its upgrade itself.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Awaitable, Iterable
 
 from starlette.datastructures import Headers, QueryParams
 from starlette.requests import Request
@@ -149,11 +149,15 @@ class Authenticate:
         self.app = app
         self.hub = hub
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        """The next layer's awaitable, or the authenticating one's: a plain
+        function keeps no frame of its own for a WebSocket's whole life."""
         if (scope["type"] != "http" or not self.hub.auth.enabled
                 or scope["method"] == "OPTIONS" or _public(route_path(scope))):
-            await self.app(scope, receive, send)
-            return
+            return self.app(scope, receive, send)
+        return self._authenticated(scope, receive, send)
+
+    async def _authenticated(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
             principal = authenticate(self.hub, scope)
             if principal is None:

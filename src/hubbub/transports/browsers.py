@@ -31,6 +31,8 @@ sends for a connection closed before it was accepted.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
+
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -81,11 +83,13 @@ class BrowserGuard:
         ]
         self._credentials = server.cors_credentials
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        """The checks, then the next layer's awaitable (or the refusal's): a
+        plain function keeps no frame of its own for a WebSocket's whole life
+        (an idle connection should cost little)."""
         kind = scope["type"]
         if kind not in ("http", "websocket"):
-            await self.app(scope, receive, send)
-            return
+            return self.app(scope, receive, send)
         # The three headers the rules read, in one pass over the raw list (a
         # Headers object per request cost more than the checks themselves).
         # The first of each counts, as Headers.get would have it.
@@ -109,13 +113,15 @@ class BrowserGuard:
         except (Forbidden, Misdirected) as exc:
             self.hub.metrics.problem(exc.code)
             if websocket:
-                await _refuse_upgrade(exc, scope, receive, send)
-            else:
-                await self._refuse(exc, origin, scope, receive, send)
-            return
+                return _refuse_upgrade(exc, scope, receive, send)
+            return self._refuse(exc, origin, scope, receive, send)
         if websocket or origin is None or not self.policy.origins:
-            await self.app(scope, receive, send)
-            return
+            return self.app(scope, receive, send)
+        return self._with_cors(origin, scope, receive, send)
+
+    async def _with_cors(self, origin: str, scope: Scope, receive: Receive, send: Send) -> None:
+        """An HTTP request from a page, with origins configured: the
+        preflight answered here, any other answer given the CORS headers."""
         allowed = self.policy.origin_allowed(origin)
         if (allowed and scope["method"] == "OPTIONS"
                 and "access-control-request-method" in Headers(scope=scope)):

@@ -49,7 +49,7 @@ from ...protocol.topics import validate_pattern, validate_topic
 from ..extensions import GatherWrites, SendFrames, WriteFrames
 from ..problems import close_code, ws_error
 from .delivery import Outbox, Room, _Sub
-from .groups import GroupFeeds
+from .groups import Feed, GroupFeeds
 from .pipeline import Pipeline
 from .requests import Requests, stored
 
@@ -68,7 +68,7 @@ _msgpack_decode = msgspec.msgpack.Decoder().decode
 class Connection(Outbox):
     """One accepted WebSocket: its ops, its subscriptions, its closing state."""
 
-    __slots__ = ("_next_sub", "groups", "_member", "_requests", "principal", "_auth_timer",
+    __slots__ = ("_next_sub", "_groups", "_member", "_requests", "principal", "_auth_timer",
                  "_pipeline", "hold", "peer", "registered")
 
     def __init__(
@@ -79,11 +79,10 @@ class Connection(Outbox):
     ) -> None:
         super().__init__(hub, room, codec, send, frames, write, gather)
         self._next_sub = 1
-        #: Consumer-group subscriptions (``sub`` with ``group``), apart from
-        #: ``subs``: they have no cursor, the group keeps their position.
-        self.groups = GroupFeeds(self)
-        #: Presence and waiting requests: made on first use (most connections
-        #: have neither, and an idle connection should stay small).
+        #: Consumer-group subscriptions, presence and waiting requests: made
+        #: on first use (most connections have none of them, and an idle
+        #: connection should stay small).
+        self._groups: GroupFeeds | None = None
         self._member: Member | None = None
         #: Its request-reply ops, with the ``req`` ops waiting for their reply.
         self._requests: Requests | None = None
@@ -116,7 +115,12 @@ class Connection(Outbox):
                     # "closing sends only the close").
                     continue
                 text = event.get("text")
-                await self.receive_frame(text if text is not None else event.get("bytes") or b"")
+                frame = text if text is not None else event.get("bytes") or b""
+                # Nothing read is kept while the next frame is awaited (an
+                # idle connection should cost little).
+                del event, text
+                await self.receive_frame(frame)
+                del frame
         finally:
             await self._clean_up()
 
@@ -309,6 +313,19 @@ class Connection(Outbox):
         return self._requests
 
     @property
+    def groups(self) -> GroupFeeds:
+        """Consumer-group subscriptions (``sub`` with ``group``), apart from
+        ``subs``: they have no cursor, the group keeps their position."""
+        if self._groups is None:
+            self._groups = GroupFeeds(self)
+        return self._groups
+
+    @property
+    def _feeds(self) -> dict[int, Feed]:
+        """The group subscriptions, without making :attr:`groups`."""
+        return {} if self._groups is None else self._groups.feeds
+
+    @property
     def member(self) -> Member:
         """The connection's presence (:mod:`hubbub.core.presence`)."""
         if self._member is None:
@@ -323,16 +340,16 @@ class Connection(Outbox):
             await self._subscribe(op)
             return
         hold.subscribe()
-        held = len(self.subs) + len(self.groups.feeds)
+        held = len(self.subs) + len(self._feeds)
         try:
             await self._subscribe(op)
         except BaseException:
-            if len(self.subs) + len(self.groups.feeds) == held:
+            if len(self.subs) + len(self._feeds) == held:
                 hold.unsubscribe()
             raise
 
     async def _subscribe(self, op: wire.Sub) -> None:
-        if len(self.subs) + len(self.groups.feeds) >= MAX_SUBSCRIPTIONS:
+        if len(self.subs) + len(self._feeds) >= MAX_SUBSCRIPTIONS:
             raise InvalidRequest(
                 f"at most {MAX_SUBSCRIPTIONS} subscriptions per connection", field="topics")
         for i, pattern in enumerate(op.topics):  # a group's, too: consuming is reading
@@ -381,7 +398,7 @@ class Connection(Outbox):
     async def _unsub(self, op: wire.Unsub) -> None:
         if (op.sub is None) == (op.topics is None):
             raise InvalidRequest("unsub needs either sub or topics", field="sub")
-        feeds = self.groups.feeds
+        feeds = self._feeds
         if op.sub is not None:
             if op.sub not in self.subs and op.sub not in feeds:
                 raise NotFound("no such subscription on this connection", field="sub")
@@ -415,7 +432,7 @@ class Connection(Outbox):
     def topic_list(self) -> list[str]:
         """The patterns of its subscriptions, group ones too (for the connection list)."""
         out = [p for s in self.subs.values() for p in s.sub.topics.patterns]
-        out += [p for f in self.groups.feeds.values() for p in f.patterns]
+        out += [p for f in self._feeds.values() for p in f.patterns]
         return sorted(set(out))
 
     def disconnect(self, reason: str) -> None:
@@ -443,7 +460,8 @@ class Connection(Outbox):
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        await self.groups.close()
+        if self._groups is not None:
+            await self._groups.close()
         if self._requests is not None:
             await self._requests.close()
         if self._member is not None:

@@ -52,7 +52,7 @@ import asyncio
 import contextlib
 import functools
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -98,8 +98,7 @@ class Outbox:
     lock, its closing state."""
 
     __slots__ = ("hub", "codec", "subs", "closing", "_send", "_frames", "_binary", "_lock",
-                 "_close_task", "_write", "_loop", "gather", "_room", "_flushes", "cut_off",
-                 "_sent")
+                 "_close_task", "_write", "_loop", "gather", "_room", "cut_off", "_sent")
 
     def __init__(
         self, hub: Hub, room: Room, codec: wire.Codec, send: Send,
@@ -109,7 +108,6 @@ class Outbox:
         self.hub = hub
         #: What it shares with the other connections of its door.
         self._room = room
-        self._flushes = room.flushes
         self.codec = codec
         self.subs: dict[int, _Sub] = {}
         self.closing = False
@@ -131,7 +129,7 @@ class Outbox:
         #: The server cut it off as a slow consumer (:meth:`farewell`).
         self.cut_off = False
         #: Counts what was written (the flush of every pass calls it).
-        self._sent = hub.metrics.ws.sent
+        self._sent = room.sent
 
     # -- writing ------------------------------------------------------------------
 
@@ -252,7 +250,7 @@ class Outbox:
         idle subscriptions"): its news then has it flushed in the loop pass's
         :class:`Room` flush. The callback is made once, not at every park."""
         s.conn = self
-        s.ready = functools.partial(self._flushes.add, s, self._loop)
+        s.ready = functools.partial(self._room.flush_later, s, self._loop)
 
     def _flush(self, s: _Sub) -> None:
         """Write a parked subscription's ready events now, if that needs no
@@ -386,13 +384,19 @@ class Room:
     applications in one process share nothing.
     """
 
-    __slots__ = ("flushes", "_last_joined")
+    __slots__ = ("flushes", "flush_later", "sent", "_last_joined")
 
-    def __init__(self) -> None:
+    def __init__(self, sent: Callable[[Sequence[Event]], None] = lambda batch: None) -> None:
         #: Parked subscriptions with news, flushed together once the fan-out is
         #: done (trade-off "park idle subscriptions"): one callback per loop
         #: pass for all of them, rather than one each.
         self.flushes: PerPass[_Sub] = PerPass(self._flush_all)
+        #: ``flush_later(s, loop)``: ``s`` had news; bound once for every
+        #: connection of the door (an idle connection should cost little).
+        self.flush_later = self.flushes.add
+        #: Counts what a connection wrote (the door's hub's
+        #: :meth:`~hubbub.core.metrics.DoorCounts.sent`), bound once likewise.
+        self.sent = sent
         #: The last batch of messages joined into frames, and its bytes (see
         #: :meth:`joined`).
         self._last_joined: tuple[Message, Message, int, bool, bytes] | None = None

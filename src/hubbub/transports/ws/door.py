@@ -44,7 +44,7 @@ class WebSocketDoor:
 
     def __init__(self, hub: Hub) -> None:
         self.hub = hub
-        self.room = Room()
+        self.room = Room(hub.metrics.ws.sent)
         #: Its routes: the endpoint, and 426 for a plain ``GET``.
         self.routes: list[BaseRoute] = [WebSocketRoute(PATH, self), Route(PATH, upgrade_required)]
         self._open: set[Connection] = set()
