@@ -79,6 +79,40 @@ async def test_every_node_lists_the_cluster_oldest_first(nodes: tuple[Hub, Hub])
     assert await listed_ids(a) == await listed_ids(b)
 
 
+async def test_another_node_sees_what_changed_once_it_is_said(nodes: tuple[Hub, Hub]) -> None:
+    """Each entry is encoded once and again only after ``changed(conn)``: a
+    connection's new subscriptions and subject reach the other nodes then,
+    and the unchanged ones are not asked for theirs again."""
+    a, b = nodes
+    asked: list[str] = []
+    subscribed = ["chat.1"]
+
+    def topics_of(name: str, topics: list[str]) -> Any:
+        return lambda: asked.append(name) or list(topics)
+
+    moving = a.connections.add("ws", "ann", "10.0.0.7:5000", topics=topics_of("moving", subscribed),
+                               close=lambda reason: None)
+    still = a.connections.add("ws", "bob", "10.0.0.8:5000", topics=topics_of("still", ["news"]),
+                              close=lambda reason: None)
+
+    async def seen_by_b(want: dict[str, tuple[str | None, list[str]]]) -> bool:
+        listed = {c["id"]: (c["subject"], c["subscriptions"]) for c in await b.connections.list()}
+        return listed == want
+
+    await until(lambda: seen_by_b({moving.id: ("ann", ["chat.1"]), still.id: ("bob", ["news"])}))
+    asked.clear()
+    subscribed.append("chat.2")
+    moving.subject = "ann2"
+    a.connections.changed(moving)
+    await until(lambda: seen_by_b({moving.id: ("ann2", ["chat.1", "chat.2"]),
+                                   still.id: ("bob", ["news"])}))
+    assert "still" not in asked and "moving" in asked
+    a.connections.changed()  # every connection: each is asked again
+    await until(lambda: asyncio.sleep(0, "still" in asked))
+    a.connections.remove(still)
+    await until(lambda: seen_by_b({moving.id: ("ann2", ["chat.1", "chat.2"])}))
+
+
 async def test_a_connection_is_disconnected_from_any_node(nodes: tuple[Hub, Hub]) -> None:
     """An order from another node closes it with the reason, and disconnect answers
     once it is gone from the list."""

@@ -178,10 +178,10 @@ class Connection(Outbox):
         match op:
             case wire.Sub():
                 await self._sub(op)
-                self.hub.connections.changed()  # the admin list shows subscriptions
+                self.hub.connections.changed(self.registered)  # the admin list shows them
             case wire.Unsub():
                 await self._unsub(op)
-                self.hub.connections.changed()
+                self.hub.connections.changed(self.registered)
             case wire.Ping():
                 await self.send_obj({"op": "pong", "id": op.id})
             case wire.Auth():
@@ -248,7 +248,7 @@ class Connection(Outbox):
         self._watch_credentials()
         if self.registered is not None:
             self.registered.subject = principal.subject
-            self.hub.connections.changed()
+            self.hub.connections.changed(self.registered)
         await self.send_obj({"op": "ok", "id": op.id, **principal.to_dict()})
 
     def check(self, action: Action, topic: str, field: str, *, concrete: bool = False) -> None:
