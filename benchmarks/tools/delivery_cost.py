@@ -38,7 +38,10 @@ async def measure(n: int, messages: int) -> list[float]:
     hub = Hub(open_engine("memory://"))
     await hub.start()
     try:
-        room = Room(hub.metrics.ws.sent)
+        try:
+            room = Room(hub.metrics.ws.sent)
+        except TypeError:  # a tree from before the Room took the door's counter
+            room = Room()
         written: list[bytes] = []
 
         def write(data: bytes) -> bool:
