@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -15,6 +16,7 @@ import pytest
 from hubbub.transports.extensions import (
     FRAMES,
     RESPOND,
+    frames_farewell,
     frames_gatherer,
     frames_sender,
     frames_writer,
@@ -48,20 +50,25 @@ def test_the_server_s_extensions_are_found_under_their_keys() -> None:
         yield
         gathered.append("out")
 
-    scope = {"extensions": {RESPOND: respond,
-                            FRAMES: {"send": send, "write": write, "gather": gather}}}
+    def farewell(last: Any) -> None:
+        return None
+
+    frames = SimpleNamespace(send_frames=send, write_frames=write, gather_writes=gather,
+                             farewell=farewell)
+    scope = {"extensions": {RESPOND: respond, FRAMES: frames}}
     assert responder(scope) is respond
     assert frames_sender(scope) is send and frames_writer(scope) is write
+    assert frames_farewell(scope) is farewell
     with frames_gatherer(scope)():
         assert gathered == ["in"]
     assert gathered == ["in", "out"]
 
 
 def test_a_frames_extension_without_some_callables() -> None:
-    """A ``hubbub.frames`` dict that lacks a callable gives None for it (a plain
-    block for ``gather``)."""
-    scope = {"extensions": {FRAMES: {"send": print}}}
+    """A ``hubbub.frames`` object that lacks a method gives None for it (a plain
+    block for ``gather_writes``)."""
+    scope = {"extensions": {FRAMES: SimpleNamespace(send_frames=print)}}
     assert frames_sender(scope) is print
-    assert frames_writer(scope) is None
+    assert frames_writer(scope) is None and frames_farewell(scope) is None
     assert frames_gatherer(scope) is contextlib.nullcontext
     assert responder(scope) is None

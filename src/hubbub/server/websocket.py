@@ -175,7 +175,8 @@ class WebSocketProtocol:
 
     __slots__ = ("state", "transport", "scope", "key", "phase", "reader", "inbox", "waiter",
                  "reading", "write_paused", "drain", "written", "deadline", "timer_key",
-                 "awaiting_pong", "denial", "connected", "last", "__weakref__")
+                 "awaiting_pong", "denial", "connected", "last", "gather_writes",
+                 "__weakref__")
 
     def __init__(self, state: ServerState, transport: Any, scope: dict[str, Any], key: str,
                  written: int) -> None:
@@ -199,9 +200,10 @@ class WebSocketProtocol:
         self.connected = False
         #: What the app says to a slow consumer (``hubbub.frames`` farewell).
         self.last: LastFrames | None = None
-        scope["extensions"] = {"websocket.http.response": NO_OPTIONS, FRAMES: {
-            "send": self.send_frames, "write": self.write_frames,
-            "gather": state.gather, "farewell": self.farewell}}
+        #: ``hubbub.frames`` ``gather_writes``: the server's, shared.
+        self.gather_writes = state.gather
+        # This protocol is the connection's hubbub.frames (Frames): no dict of callables.
+        scope["extensions"] = {"websocket.http.response": NO_OPTIONS, FRAMES: self}
 
     def start(self, rest: bytes) -> None:
         self.state.connections.add(self)
@@ -433,7 +435,7 @@ class WebSocketProtocol:
             self.state.watch(self)
 
     async def send_frames(self, data: bytes) -> None:
-        """``hubbub.frames`` ``send``: ``data`` in one write, after any wait for room."""
+        """``hubbub.frames`` ``send_frames``: ``data`` in one write, after any wait for room."""
         if self.write_paused and self.phase == OPEN:
             if self.drain is None:
                 self.drain = self.state.loop.create_future()
@@ -444,7 +446,7 @@ class WebSocketProtocol:
         self._write(data)
 
     def write_frames(self, data: bytes) -> bool:
-        """``hubbub.frames`` ``write``: ``data`` now, or ``False`` while the buffer is full."""
+        """``hubbub.frames`` ``write_frames``: ``data`` now, or ``False`` while the buffer is full."""
         if self.write_paused:
             return False
         if self.phase != OPEN or self.transport.is_closing():

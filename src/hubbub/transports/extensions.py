@@ -6,19 +6,23 @@ through plain ASGI events, the documented slower path. Both paths carry the
 same bytes. This module is the contract between the two layers: the server
 implements it, the doors use it, and neither imports the other's code.
 
-``scope["extensions"]["hubbub.frames"]`` (WebSocket scopes) is a dict:
+``scope["extensions"]["hubbub.frames"]`` (WebSocket scopes) is a
+:class:`Frames`, an object with (one object, not a dict of callables: a
+scope is kept for its connection's life, and an idle one should cost little):
 
-* ``"send"``: ``await send(data)`` writes ``data``, any number of whole, final,
-  unmasked server data frames (RFC 6455 §5.1: a server's frames are not
-  masked, so one message's frame is the same bytes for every subscriber),
-  in one write; it waits while the socket's buffer is full and raises
-  ``OSError`` once the connection is closing or gone, writing nothing;
-* ``"write"``: ``write(data)`` the same at once, or ``False`` (nothing
-  written) where ``send`` would wait;
-* ``"gather"``: ``with gather():`` holds back every ``write`` made inside
-  the block, per connection in order, and makes them all at its end (a
-  loop pass's flush writes each connection once);
-* ``"farewell"``: ``farewell(last)`` registers what the door says to a
+* ``send_frames``: ``await send_frames(data)`` writes ``data``, any number
+  of whole, final, unmasked server data frames (RFC 6455 §5.1: a server's
+  frames are not masked, so one message's frame is the same bytes for
+  every subscriber), in one write; it waits while the socket's buffer is
+  full and raises ``OSError`` once the connection is closing or gone,
+  writing nothing;
+* ``write_frames``: ``write_frames(data)`` the same at once, or ``False``
+  (nothing written) where ``send_frames`` would wait;
+* ``gather_writes``: ``with gather_writes():`` holds back every
+  ``write_frames`` made inside the block, per connection in order, and
+  makes them all at its end (a loop pass's flush writes each connection
+  once);
+* ``farewell``: ``farewell(last)`` registers what the door says to a
   client the server cuts off as a slow consumer (``None`` unregisters).
 
 ``scope["extensions"]["hubbub.respond"]`` (HTTP scopes) is a
@@ -82,6 +86,19 @@ FramesFarewell = Callable[[LastFrames | None], None]
 BodyFarewell = Callable[[LastBody | None], None]
 
 
+class Frames(Protocol):
+    """The ``hubbub.frames`` extension of one WebSocket (the module docstring)."""
+
+    async def send_frames(self, data: bytes) -> None: ...
+
+    def write_frames(self, data: bytes) -> bool: ...
+
+    @property
+    def gather_writes(self) -> GatherWrites: ...
+
+    def farewell(self, last: LastFrames | None) -> None: ...
+
+
 class Responder(Protocol):
     """The ``hubbub.respond`` extension of one connection."""
 
@@ -134,30 +151,35 @@ def responder(scope: dict[str, Any] | Any) -> Responder | None:
     return responder
 
 
+def _frames(scope: dict[str, Any] | Any, name: str) -> Any:
+    """``name`` of the ``hubbub.frames`` extension of a WebSocket scope, or ``None``."""
+    ext = _extension(scope, FRAMES)
+    return None if ext is None else getattr(ext, name, None)
+
+
 def frames_sender(scope: dict[str, Any] | Any) -> SendFrames | None:
     """The ``hubbub.frames`` sender of a WebSocket scope, or ``None`` without it."""
-    ext = _extension(scope, FRAMES)
-    return None if ext is None else ext.get("send")
+    send: SendFrames | None = _frames(scope, "send_frames")
+    return send
 
 
 def frames_writer(scope: dict[str, Any] | Any) -> WriteFrames | None:
     """The ``hubbub.frames`` writer (no waiting) of a WebSocket scope, or ``None``."""
-    ext = _extension(scope, FRAMES)
-    return None if ext is None else ext.get("write")
+    write: WriteFrames | None = _frames(scope, "write_frames")
+    return write
 
 
 def frames_gatherer(scope: dict[str, Any] | Any) -> GatherWrites:
     """The ``hubbub.frames`` gatherer of a WebSocket scope; without one, a
     block that holds nothing back."""
-    ext = _extension(scope, FRAMES)
-    gather = None if ext is None else ext.get("gather")
+    gather: GatherWrites | None = _frames(scope, "gather_writes")
     return gather if gather is not None else contextlib.nullcontext
 
 
 def frames_farewell(scope: dict[str, Any] | Any) -> FramesFarewell | None:
     """The ``hubbub.frames`` farewell of a WebSocket scope, or ``None``."""
-    ext = _extension(scope, FRAMES)
-    return None if ext is None else ext.get("farewell")
+    farewell: FramesFarewell | None = _frames(scope, "farewell")
+    return farewell
 
 
 def body_farewell(scope: dict[str, Any] | Any) -> BodyFarewell | None:
@@ -166,7 +188,8 @@ def body_farewell(scope: dict[str, Any] | Any) -> BodyFarewell | None:
     return farewell
 
 
-__all__ = ["FAREWELL", "FRAMES", "RESPOND", "BodyFarewell", "FramesFarewell", "GatherWrites",
+__all__ = ["FAREWELL", "FRAMES", "RESPOND", "BodyFarewell", "Frames", "FramesFarewell",
+           "GatherWrites",
            "LastBody", "LastFrames", "Responder", "SendFrames", "Whole", "WriteFrames",
            "body_farewell", "frames_farewell", "frames_gatherer", "frames_sender",
            "frames_writer", "responder"]
