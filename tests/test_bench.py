@@ -423,25 +423,58 @@ port_offset=0
 services=condure,pushpin-proxy,pushpin-handler
 logdir=/var/log/pushpin
 log_level=2
+client_buffer_size=8192
 client_maxconn=50000
 [proxy]
 routesfile=routes
+[handler]
+message_rate=2500
+message_hwm=25000
+"""
+
+SHIPPED_ZURL_CONF = """\
+[General]
+in_spec=ipc:///var/run/zurl/zurl-in
+in_stream_spec=ipc:///var/run/zurl/zurl-in-stream
+out_spec=ipc:///var/run/zurl/zurl-out
+in_req_spec=ipc:///var/run/zurl/zurl-req
+max_open_requests=2000
+in_hwm=1000
+out_hwm=1000
 """
 
 
 def test_pushpin_config_is_the_shipped_one_with_this_runs_ports_and_files(tmp_path: Path) -> None:
     """Pushpin's configuration changes the shipped file's ports, directories,
-    log level and connection limit only; zurl (how Pushpin reaches the origin)
-    runs under Pushpin with its sockets in the run's directory; every request,
-    WebSockets included (over HTTP), goes to the origin."""
-    conf, routes = pushpin_origin.pushpin_config(SHIPPED_PUSHPIN_CONF, tmp_path, 9000, 100)
+    log level and connection limit, and the three settings that drop messages
+    (the handler's rate limit and its queue, each connection's room for
+    messages on their way out); the proxy reaches the origin through the run's
+    zurl processes, and every request, WebSockets included (over HTTP), goes to
+    the origin."""
+    conf, routes = pushpin_origin.pushpin_config(SHIPPED_PUSHPIN_CONF, tmp_path, 9000, 100,
+                                                 zurl_workers=2)
     lines = set(conf.splitlines())
-    assert {f"rundir={tmp_path / 'run'}", "port_offset=100", "log_level=1",
-            "client_maxconn=120000", "services=condure,zurl,pushpin-proxy,pushpin-handler",
-            "zurl_out_specs=ipc://{rundir}/{ipc_prefix}zurl-in"} <= lines
+    run = tmp_path / "run"
+    assert {f"rundir={run}", "port_offset=100", "log_level=1", "client_maxconn=120000",
+            "services=condure,pushpin-proxy,pushpin-handler", "client_buffer_size=262144",
+            "message_rate=0", "message_hwm=1000000",
+            f"zurl_out_specs=ipc://{run}/zurl0-in,ipc://{run}/zurl1-in",
+            f"zurl_in_specs=ipc://{run}/zurl0-out,ipc://{run}/zurl1-out"} <= lines
     assert routes == "* 127.0.0.1:9000,over_http\n"
     with pytest.raises(ValueError, match="0 rundir settings"):
         pushpin_origin.pushpin_config("[runner]\n", tmp_path, 9000, 100)
+
+
+def test_zurl_config_is_the_packaged_one_with_this_runs_sockets(tmp_path: Path) -> None:
+    """Each zurl process has the packaged zurl.conf with sockets of its own in
+    the run's directory and room for a request per client connection."""
+    lines = set(pushpin_origin.zurl_config(SHIPPED_ZURL_CONF, tmp_path, 1).splitlines())
+    run = tmp_path / "run"
+    assert {f"in_spec=ipc://{run}/zurl1-in", f"in_stream_spec=ipc://{run}/zurl1-in-stream",
+            f"out_spec=ipc://{run}/zurl1-out", "in_req_spec=", "max_open_requests=2000",
+            "in_hwm=120000", "out_hwm=120000"} <= lines
+    with pytest.raises(ValueError, match="0 in_spec settings"):
+        pushpin_origin.zurl_config("[General]\n", tmp_path, 0)
 
 
 def test_pushpin_origin_reads_websocket_over_http_events() -> None:
