@@ -768,6 +768,8 @@ int main(int argc, char **argv) {
   mark("end");
   topping_up = 0;
   if (!drain()) fail("deliveries stopped with %llu messages in flight", (unsigned long long)(sent - completed));
+  /* No rate to pace at (and a paced phase would wait forever between messages). */
+  if (deliveries_per_s <= 0) fail("no delivery in the %g s measured window: no rate to pace at", elapsed);
 
   out_add("{\"result\": {\"deliveries_per_s\": %.1f, \"messages_per_s\": %.1f, ", deliveries_per_s, messages_per_s);
   int drained = 1;
