@@ -7,8 +7,8 @@ same bytes. This module is the contract between the two layers: the server
 implements it, the doors use it, and neither imports the other's code.
 
 ``scope["extensions"]["hubbub.frames"]`` (WebSocket scopes) is a
-:class:`Frames`, an object with (one object, not a dict of callables: a
-scope is kept for its connection's life, and an idle one should cost little):
+:class:`Frames`, one object rather than a dict of callables (a scope is kept
+for its connection's life, and an idle connection should cost little), with:
 
 * ``send_frames``: ``await send_frames(data)`` writes ``data``, any number
   of whole, final, unmasked server data frames (RFC 6455 §5.1: a server's
@@ -189,7 +189,6 @@ def body_farewell(scope: dict[str, Any] | Any) -> BodyFarewell | None:
 
 
 __all__ = ["FAREWELL", "FRAMES", "RESPOND", "BodyFarewell", "Frames", "FramesFarewell",
-           "GatherWrites",
-           "LastBody", "LastFrames", "Responder", "SendFrames", "Whole", "WriteFrames",
+           "GatherWrites", "LastBody", "LastFrames", "Responder", "SendFrames", "Whole", "WriteFrames",
            "body_farewell", "frames_farewell", "frames_gatherer", "frames_sender",
            "frames_writer", "responder"]
