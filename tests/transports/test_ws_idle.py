@@ -92,12 +92,13 @@ async def test_an_idle_subscribed_websocket_stays_within_its_memory_budget(
         hub_server: HubServer) -> None:
     url = hub_server.ws_url + "/v1/ws"
 
-    async def held_by(n: int) -> tuple[int, subprocess.Popen[str]]:
-        proc = subprocess.Popen([sys.executable, "-c", _CLIENTS, url, str(n)],
-                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    async def held_by(n: int) -> tuple[int, asyncio.subprocess.Process]:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", _CLIENTS, url, str(n),
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE)
         assert proc.stdout is not None
-        line = await asyncio.wait_for(asyncio.to_thread(proc.stdout.readline), 60 * UNIT)
-        assert line.strip() == "held"
+        line = await asyncio.wait_for(proc.stdout.readline(), 60 * UNIT)
+        assert line.strip() == b"held"
         await asyncio.sleep(0.2)  # the last answers written, the server idle
         return tracemalloc.get_traced_memory()[0], proc
 
@@ -113,6 +114,6 @@ async def test_an_idle_subscribed_websocket_stays_within_its_memory_budget(
     finally:
         tracemalloc.stop()
         for proc in procs:
-            proc.communicate("\n", timeout=30 * UNIT)
+            await asyncio.wait_for(proc.communicate(b"\n"), 30 * UNIT)
     per_connection = (after - before) / CONNECTIONS
     assert 1_000 < per_connection < IDLE_BUDGET, per_connection
