@@ -19,6 +19,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import re
+import selectors
 import shutil
 import signal
 import socket
@@ -240,19 +243,56 @@ def wait_ready(url: str, proc: subprocess.Popen[Any], timeout: float = 15 * UNIT
     raise TimeoutError("hubbub serve did not become ready")
 
 
+_LISTENING = re.compile(rb"hubbub listening on https?://(?:\[[^\]]*\]|[^\s:]*):(\d+)")
+
+
+def listening_port(proc: subprocess.Popen[bytes], timeout: float = 15 * UNIT) -> tuple[int, bytes]:
+    """The port the ``hubbub serve`` child ``proc`` (asked for port 0) says it
+    listens on, and everything it printed up to that line.
+
+    Raises:
+        RuntimeError: it exited first (with what it printed).
+        TimeoutError: it said nothing of the kind within ``timeout`` seconds.
+    """
+    assert proc.stdout is not None
+    fd = proc.stdout.fileno()  # read raw: nothing is left in the reader's buffer
+    seen = b""
+    deadline = time.monotonic() + timeout
+    with selectors.DefaultSelector() as selector:
+        selector.register(fd, selectors.EVENT_READ)
+        while (left := deadline - time.monotonic()) > 0:
+            if not selector.select(left):
+                continue
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                proc.wait(10)
+                raise RuntimeError(f"hubbub serve exited: {seen.decode(errors='replace')}")
+            seen += chunk
+            if (found := _LISTENING.search(seen)) is not None and b"\n" in seen[found.end():]:
+                return int(found.group(1)), seen
+    raise TimeoutError("hubbub serve did not say where it listens")
+
+
 class HubProcess:
-    """``hubbub serve`` in a child process."""
+    """``hubbub serve`` in a child process. Port 0 (what :func:`spawn_hub`
+    asks for unless told a port) has the hub pick a free one and say it: a port
+    picked here could be taken by another test worker's hub meanwhile."""
 
     def __init__(self, store: str, port: int, *extra: str) -> None:
         self.store, self.port, self.extra = store, port, extra
         self.url = f"http://127.0.0.1:{port}"
         self.proc: subprocess.Popen[bytes] | None = None
+        #: What it printed before it said where it listens (port 0).
+        self._head = b""
 
     def start(self) -> HubProcess:
         cmd = [sys.executable, "-m", "hubbub", "serve", "--port", str(self.port),
                "--store", self.store, *self.extra]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         try:
+            if self.port == 0:
+                self.port, self._head = listening_port(self.proc)
+                self.url = f"http://127.0.0.1:{self.port}"
             wait_ready(self.url, self.proc)
         except BaseException:
             self.proc.kill()
@@ -274,7 +314,7 @@ class HubProcess:
 
     def output(self) -> str:
         assert self.proc is not None and self.proc.stdout is not None
-        return self.proc.stdout.read().decode()
+        return (self._head + self.proc.stdout.read()).decode()
 
 
 @pytest.fixture
@@ -282,7 +322,7 @@ def spawn_hub() -> Iterator[Any]:
     procs: list[HubProcess] = []
 
     def spawn(store: str, *extra: str, port: int | None = None) -> HubProcess:
-        p = HubProcess(store, port or free_port(), *extra).start()
+        p = HubProcess(store, 0 if port is None else port, *extra).start()
         procs.append(p)
         return p
 
