@@ -9,13 +9,14 @@ callback that records the reason. The invariants are those of
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
 from hubbub.config import Config
-from hubbub.core import Hub
+from hubbub.core import Hub, connections
 from hubbub.core.connections import Conn, check_id
 from hubbub.engines.memory import MemoryEngine
 from hubbub.protocol.errors import InvalidRequest
@@ -111,6 +112,71 @@ async def test_another_node_sees_what_changed_once_it_is_said(nodes: tuple[Hub, 
     await until(lambda: asyncio.sleep(0, "still" in asked))
     a.connections.remove(still)
     await until(lambda: seen_by_b({moving.id: ("ann2", ["chat.1", "chat.2"])}))
+
+
+async def test_a_node_writes_its_list_in_chunks_and_only_those_that_changed(
+    nodes: tuple[Hub, Hub], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Invariant "a record per chunk": at most CHUNK connections a record; a
+    change writes its own chunk's record alone; a new connection takes room
+    in the lowest chunk that has some; an emptied last chunk's record is
+    deleted, and the other nodes list exactly the connections there are."""
+    monkeypatch.setattr(connections, "CHUNK", 2)
+    a, b = nodes
+    engine = a.engine
+    mine = f"{connections.KIND}{a.nodes.id}/"
+    put_keys: list[str] = []
+    real_put = engine.put
+
+    async def put(key: str, value: bytes, now: int, **kw: Any) -> Any:
+        if key.startswith(connections.KIND):  # not the nodes' other records
+            put_keys.append(key)
+        return await real_put(key, value, now, **kw)
+
+    monkeypatch.setattr(engine, "put", put)
+
+    async def records() -> dict[str, list[str]]:
+        return {r.key.removeprefix(mine): [c["id"] for c in json.loads(r.value)]
+                for r in await engine.scan(mine, a.now())}
+
+    async def b_lists(ids: list[str]) -> bool:
+        return sorted(await listed_ids(b)) == sorted(ids)
+
+    conns = [connect(a, []) for _ in range(5)]
+    ids = [c.id for c in conns]
+    await until(lambda: b_lists(ids))
+    assert await records() == {"0": ids[0:2], "1": ids[2:4], "2": ids[4:5]}
+
+    put_keys.clear()
+    a.connections.changed(conns[3])
+    await until(lambda: asyncio.sleep(0, put_keys != []))
+    await asyncio.sleep(2 * connections.INTERVAL)  # nothing else was to be written
+    assert put_keys == [mine + "1"]
+
+    deleted: list[str] = []
+    real_delete = engine.delete
+
+    async def delete(key: str, now: int, **kw: Any) -> bool:
+        if key.startswith(connections.KIND):
+            deleted.append(key)
+        return await real_delete(key, now, **kw)
+
+    monkeypatch.setattr(engine, "delete", delete)
+    a.connections.remove(conns[1])  # room in chunk 0: the next one goes there
+    newer = connect(a, [])
+    assert newer.chunk == 0
+    a.connections.remove(conns[4])  # the last chunk empties: its record goes
+    ids = [ids[0], newer.id, ids[2], ids[3]]
+    await until(lambda: b_lists(ids))
+    assert await records() == {"0": [ids[0], newer.id], "1": ids[2:4]}
+    # Renewals (made frequent here) write the two chunks there are, and delete nothing more.
+    monkeypatch.setattr(connections, "RENEW", 0.1)
+    put_keys.clear()
+    await until(lambda: asyncio.sleep(0, put_keys.count(mine + "0") >= 2))
+    assert deleted == [mine + "2"] and set(put_keys) == {mine + "0", mine + "1"}
+    another = connect(a, [])  # chunks 0 and 1 are full: a chunk 2 again
+    assert another.chunk == 2
+    await until(lambda: b_lists([*ids, another.id]))
 
 
 async def test_a_connection_is_disconnected_from_any_node(nodes: tuple[Hub, Hub]) -> None:
