@@ -25,7 +25,7 @@ from hubbub.engines.base import EpochInfo, Retention
 from hubbub.engines.memory import MemoryEngine
 from hubbub.engines.redis import RedisEngine
 from hubbub.protocol.errors import HubbubError, Unavailable
-from tests.conftest import RedisServer, session_redis
+from tests.conftest import RedisServer, free_port, session_redis
 
 from .conftest import UNIT, bounded, req
 from .test_contract import Recorder
@@ -135,6 +135,82 @@ async def test_concurrent_appends_share_a_few_scripts(nodes: Any) -> None:
     before = a.engine.groups
     await asyncio.gather(*(a.engine.append([req(f"t{i % 5}", i)], T0) for i in range(200)))
     assert 1 <= a.engine.groups - before <= 20
+
+
+async def connections_received(url: str) -> int:
+    """How many connections the Redis server at ``url`` has taken so far."""
+    async with aioredis.Redis.from_url(url) as r:
+        return int((await r.info("stats"))["total_connections_received"])
+
+
+@bounded(20)
+async def test_the_reads_of_a_loop_pass_go_together(nodes: Any) -> None:
+    """Invariant "each its own answer" of hubbub.engines.redis_batch: 600 reads
+    asked for at once go as pipelines of MAX_BATCH, on a connection each
+    (not one connection of the pool per read), and each caller gets its own
+    answer, one caller's error included (a key of the wrong type)."""
+    from hubbub.engines import redis_batch
+
+    node = await nodes()
+    engine = node.engine
+    for i in range(3):
+        await engine.append([req(f"b{i}", i)], T0)
+    async with aioredis.Redis.from_url(session_redis().url) as r:
+        await r.set(f"{engine.prefix}:t:broken", "not a hash")
+    await engine.ping()  # the pool has a connection already
+    names = [f"b{i % 4}" for i in range(599)] + ["broken"]
+    before = await connections_received(session_redis().url)
+    answers = await asyncio.gather(*(engine.topic(n) for n in names), return_exceptions=True)
+    made = await connections_received(session_redis().url) - before
+    # Three pipelines at most at once, one of them on the pool's connection.
+    assert made <= -(-len(names) // redis_batch.MAX_BATCH)
+    broken = answers.pop()
+    assert isinstance(broken, aioredis.ResponseError) and "WRONGTYPE" in str(broken)
+    for name, info in zip(names, answers, strict=False):
+        if name == "b3":
+            assert info is None
+        else:
+            assert info is not None and not isinstance(info, BaseException)
+            assert (info.name, info.last_offset) == (name, 1)
+
+
+async def test_a_pipeline_that_cannot_be_sent_fails_each_of_its_callers() -> None:
+    """Invariant "each its own answer": every command of a pipeline that never
+    reached Redis (nothing listens on the port) fails with Unavailable, as a
+    single command does, and no caller is left waiting."""
+    from hubbub.engines.redis_batch import Batcher
+
+    client = aioredis.Redis.from_url(f"redis://127.0.0.1:{free_port()}/0",
+                                     socket_connect_timeout=UNIT)
+    try:
+        batcher = Batcher(client)
+        calls = [batcher.call(lambda r, i=i: r.get(f"k{i}")) for i in range(5)]
+        async with asyncio.timeout(5 * UNIT):
+            failed = await asyncio.gather(*calls, return_exceptions=True)
+        assert all(isinstance(e, Unavailable) for e in failed), failed
+        alone = batcher.call(lambda r: r.get("k"))  # and a command alone in its pass
+        async with asyncio.timeout(5 * UNIT):
+            with pytest.raises(Unavailable):
+                await alone
+    finally:
+        await client.aclose()
+
+
+@bounded(20)
+async def test_a_caller_that_leaves_does_not_take_the_others_along(nodes: Any) -> None:
+    """Invariant "runs to its end": callers cancelled while their pipeline is
+    out leave the other callers of the same pipeline their answers."""
+    node = await nodes()
+    await node.engine.append([req("stay")], T0)
+    callers = [asyncio.ensure_future(node.engine.topic("stay")) for _ in range(20)]
+    await asyncio.sleep(0)  # the commands are asked for (this pass: one pipeline)
+    for leaving in callers[::2]:
+        leaving.cancel()
+    async with asyncio.timeout(5 * UNIT):
+        done = await asyncio.gather(*callers, return_exceptions=True)
+    assert all(isinstance(d, asyncio.CancelledError) for d in done[::2])
+    assert all(info is not None and info.name == "stay" for info in done[1::2])  # type: ignore[union-attr]
+    assert (await node.engine.topic("stay")) is not None  # the pool is whole
 
 
 async def test_a_cancelled_call_is_cancelled(nodes: Any) -> None:

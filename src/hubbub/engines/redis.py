@@ -4,9 +4,10 @@ Theory of operation
 -------------------
 Every node is stateless: the logs, positions and keys live in one Redis (the
 layout is in :mod:`hubbub.engines.redis_scripts`). A node keeps three kinds of
-connection to it: a pool for reads, one for its writer task, and one
-subscribed connection, the *fan-out link*, read by the node's reader task
-(:mod:`hubbub.engines.redis_feed`).
+connection to it: a pool for reads (the commands of one loop pass go
+together, pipelined: :mod:`hubbub.engines.redis_batch`), one for its writer
+task, and one subscribed connection, the *fan-out link*, read by the node's
+reader task (:mod:`hubbub.engines.redis_feed`).
 
 The writer task is in :mod:`hubbub.engines.redis_writer`.
 
@@ -113,6 +114,7 @@ from .base import (
     TopicInfo,
 )
 from .blobs import file_blobs
+from .redis_batch import Batcher, Command
 from .redis_feed import Feed
 from .redis_wire import message, topic_info, unavailable
 from .redis_writer import Writer, or_none
@@ -159,6 +161,8 @@ class RedisEngine:
         self._records = redis_records.RedisRecords(prefix, self._script, self._call)
         self._writer = Writer(prefix, key_ttl_ms, self._known, self._feed.park)
         self._redis: aioredis.Redis | None = None
+        #: The pool's commands of a loop pass, sent together (redis_batch).
+        self._batch: Batcher | None = None
         self._scripts: dict[str, Any] = {}
         self._opening = asyncio.Lock()
 
@@ -206,6 +210,7 @@ class RedisEngine:
                 self._redis = None
                 raise unavailable(e) from e
             self._writer.start(client, self._scripts["APPEND"])
+            self._batch = Batcher(client)
 
     async def close(self) -> None:
         async with self._opening:
@@ -214,13 +219,15 @@ class RedisEngine:
                 return
             await self._writer.stop()  # refuses new appends; queued ones still run
             await self._feed.stop(self._timeout)
-            self._redis = None
+            self._redis = self._batch = None
             await client.aclose()
 
     async def ping(self) -> None:
         if not self._feed.up:
             raise Unavailable("the fan-out link to the store is down")
         await self._call(lambda r: r.ping())
+        if not self._feed.up:  # it went down meanwhile (invariant "a lost link is said")
+            raise Unavailable("the fan-out link to the store is down")
 
     def blobs(self, directory: str | None = None) -> BlobStore:
         """Files in ``directory``, which every node must share (``docs/cluster.md``),
@@ -235,8 +242,10 @@ class RedisEngine:
         (invariant "a lost link is said")."""
         self._feed.error_listeners.append(listener)
 
-    async def _call(self, fn: Callable[[aioredis.Redis], Any]) -> Any:
-        """Run one command (or script) on the pool, shielded from cancellation.
+    async def _call(self, fn: Command) -> Any:
+        """Run one command (or script) on the pool, shielded from cancellation;
+        ``fn`` makes it on the client it is given (the pool's client, or a
+        pipeline of this loop pass's commands: :mod:`hubbub.engines.redis_batch`).
 
         A caller that is cancelled mid-command (a websocket unsub cancels a
         pump inside a claim) gets its CancelledError at once, while the
@@ -245,14 +254,13 @@ class RedisEngine:
         the task waiting for ever (a cancelled ``drain`` under Python 3.11's
         ``wait_for``) or, in redis-py 8.0-8.2, lose the cancel altogether.
         """
-        if self._redis is None:
+        if self._batch is None:
             raise Unavailable("store is closed")
-        task = asyncio.ensure_future(_command(fn, self._redis))
-        task.add_done_callback(_retrieve)
-        return await asyncio.shield(task)
+        # Sent with the other commands of this loop pass (redis_batch).
+        return await asyncio.shield(self._batch.call(fn))
 
     async def _script(self, name: str, args: list[Any]) -> Any:
-        return await self._call(lambda r: self._scripts[name](args=args))
+        return await self._call(lambda r: self._scripts[name](args=args, client=r))
 
     # -- writing (the writer task is in redis_writer) ---------------------
 
@@ -382,14 +390,3 @@ class RedisEngine:
         return await self._records.expire(prefix, now, limit)
 
 
-async def _command(fn: Callable[[aioredis.Redis], Any], client: aioredis.Redis) -> Any:
-    try:
-        return await fn(client)
-    except RedisError as e:
-        raise unavailable(e) from e
-
-
-def _retrieve(task: asyncio.Future[Any]) -> None:
-    """Mark a shielded command's failure as seen: its caller may have left."""
-    if not task.cancelled():
-        task.exception()
