@@ -8,15 +8,15 @@ poll costs two to four of them (the topic's fields, then a read). redis-py
 spends far more of the event loop's time on a command than Redis does: a
 connection taken from the pool and given back, the command packed and
 written, a wait with its timeout, the reply parsed. With 10,000 polls coming
-in at once, that cost (285 µs a command on a 2-core AMD EPYC machine, against
-tens of µs in Redis) held the loop for seconds, and the last polls waited
+in at once that cost held the loop for seconds, and the last polls waited
 longer for a pooled connection than the pool allows (20 s).
 
 A :class:`Batcher` collects the commands asked for in one pass of the event
 loop and sends them as pipelines (``transaction=False``) of at most
 :data:`MAX_BATCH` commands: one connection, one write and one read for them
-all. The same 20,000 commands (10,000 ``HMGET`` and 10,000 scripts, all at
-once) took 5.3-5.7 s one by one and 1.5-1.6 s batched on that machine.
+all (and hiredis, which the ``redis`` extra installs, parses the replies).
+10,000 long polls through one node's core (``tests/core/test_hub.py``) took
+16.4-18.6 s before, 6.1-7.8 s batched, on a 2-core AMD EPYC machine.
 
 Invariants
 ----------
