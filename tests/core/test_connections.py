@@ -179,6 +179,39 @@ async def test_a_node_writes_its_list_in_chunks_and_only_those_that_changed(
     await until(lambda: b_lists([*ids, another.id]))
 
 
+async def test_a_chunk_forgotten_while_it_was_asked_for_is_skipped(
+    nodes: tuple[Hub, Hub], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A connection that comes and goes in the last chunk while that chunk's
+    record is being deleted asks for the chunk again, which is then forgotten:
+    the next write skips it, and the list goes on being written."""
+    monkeypatch.setattr(connections, "CHUNK", 2)
+    a, b = nodes
+    engine = a.engine
+    mine = f"{connections.KIND}{a.nodes.id}/"
+    first, second, third = (connect(a, []) for _ in range(3))
+    await until(lambda: b_lists_ids(b, [first.id, second.id, third.id]))
+    real_delete = engine.delete
+    passing: list[Conn] = []
+
+    async def delete(key: str, now: int, **kw: Any) -> bool:
+        if key == mine + "1" and not passing:  # while chunk 1's record goes
+            passing.append(connect(a, []))  # into chunk 1 (chunk 0 is full) ...
+            a.connections.remove(passing[0])  # ... and out again
+        return await real_delete(key, now, **kw)
+
+    monkeypatch.setattr(engine, "delete", delete)
+    a.connections.remove(third)
+    await until(lambda: b_lists_ids(b, [first.id, second.id]))
+    assert passing
+    a.connections.remove(second)  # the writer is alive: later changes are written
+    await until(lambda: b_lists_ids(b, [first.id]))
+
+
+async def b_lists_ids(b: Hub, ids: list[str]) -> bool:
+    return sorted(await listed_ids(b)) == sorted(ids)
+
+
 async def test_a_connection_is_disconnected_from_any_node(nodes: tuple[Hub, Hub]) -> None:
     """An order from another node closes it with the reason, and disconnect answers
     once it is gone from the list."""

@@ -223,8 +223,11 @@ class Connections:
             self._changed = set()
             try:
                 await self._write(chunks)
-            except HubbubError as exc:  # the list goes stale, nothing worse
-                log.debug("connection list not written: %s", exc)
+            except Exception as exc:  # the list goes stale, nothing worse
+                if isinstance(exc, HubbubError):
+                    log.debug("connection list not written: %s", exc)
+                else:  # a bug: said, and the writes go on
+                    log.exception("connection list not written")
                 self._changed.update(chunks)
                 self._dirty.set()
             else:
@@ -240,6 +243,8 @@ class Connections:
         writes: list[Awaitable[object]] = []
         emptied: set[int] = set()
         for k in chunks:
+            if k >= len(self._chunks):
+                continue  # emptied and forgotten since it was asked for: its record is gone
             conns = self._chunks[k]
             if conns:
                 value = b"[" + b",".join([c.entry(node) for c in conns.values()]) + b"]"
@@ -251,11 +256,12 @@ class Connections:
         # The last chunks, emptied and deleted (and still empty), are forgotten:
         # renewals write only the chunks there are.
         last, room = len(self._chunks) - 1, self._room
-        while last in emptied and not self._chunks[last]:
-            self._chunks.pop()
-            room.remove(last)
-            last -= 1
-        heapq.heapify(room)
+        if last in emptied and not self._chunks[last]:
+            while last in emptied and not self._chunks[last]:
+                self._chunks.pop()
+                room.remove(last)
+                last -= 1
+            heapq.heapify(room)
         await engine.expire(KIND, now, MAX_RECORDS)
 
     async def list(self) -> list[dict[str, Any]]:
