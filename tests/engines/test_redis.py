@@ -196,6 +196,26 @@ async def test_a_pipeline_that_cannot_be_sent_fails_each_of_its_callers() -> Non
         await client.aclose()
 
 
+async def test_a_script_flushed_before_it_ran_runs_alone(plain_redis: RedisServer) -> None:
+    """Invariant "a flushed script runs alone": a script whose pipeline flushed
+    the scripts before it (Redis answers NOSCRIPT without running it) is sent
+    again alone and answers; the command that flushed answers too. (A server of
+    its own: the flush empties the server's script cache.)"""
+    from hubbub.engines.redis_batch import Batcher
+
+    client = aioredis.Redis.from_url(plain_redis.url)
+    try:
+        script = client.register_script("return ARGV[1] .. '!'")
+        batcher = Batcher(client)
+        flushed = batcher.call(lambda r: r.script_flush())
+        ran = batcher.call(lambda r: script(args=["hi"], client=r))
+        async with asyncio.timeout(5 * UNIT):
+            assert await flushed is True
+            assert await ran == b"hi!"
+    finally:
+        await client.aclose()
+
+
 @bounded(20)
 async def test_a_caller_that_leaves_does_not_take_the_others_along(nodes: Any) -> None:
     """Invariant "runs to its end": callers cancelled while their pipeline is

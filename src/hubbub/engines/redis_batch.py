@@ -33,6 +33,11 @@ Invariants
     each is atomic on its own, as a command or a script always is in Redis.
     Nothing relies on two commands running back to back: what must be atomic
     is one script.
+"a flushed script runs alone": redis-py loads a pipeline's scripts before
+    sending it, but they may be gone by the time one runs (``SCRIPT FLUSH``
+    from elsewhere, or in the same pipeline). Redis then answers ``NOSCRIPT``
+    without running it, and that command is sent again alone, where
+    redis-py loads the script and runs it: not a blind retry, as it never ran.
 "runs to its end": A command runs to its end even when its caller is
     cancelled (the caller awaits it through :func:`asyncio.shield`), so its
     connection goes back to the pool whole.
@@ -46,6 +51,7 @@ from collections.abc import Callable
 from typing import Any, Final
 
 import redis.asyncio as aioredis
+from redis.exceptions import NoScriptError
 
 from .redis_wire import unavailable
 
@@ -101,7 +107,7 @@ async def _alone(client: aioredis.Redis, fn: Command, future: asyncio.Future[Any
 async def _pipelined(client: aioredis.Redis,
                      batch: list[tuple[Command, asyncio.Future[Any]]]) -> None:
     """Several commands in one pipeline (invariant "each its own answer")."""
-    sent: list[asyncio.Future[Any]] = []
+    sent: list[tuple[Command, asyncio.Future[Any]]] = []
     try:
         async with client.pipeline(transaction=False) as pipe:
             for fn, future in batch:
@@ -112,17 +118,22 @@ async def _pipelined(client: aioredis.Redis,
                 except Exception as e:  # refused before it was sent: that caller's error
                     _fail(future, e)
                 else:
-                    sent.append(future)
+                    sent.append((fn, future))
             if not sent:
                 return
             replies = await pipe.execute(raise_on_error=False)
         # One reply per command queued; a command made elsewhere than on the
         # pipeline it was given would break that (a bug: every caller hears it).
-        for future, reply in zip(sent, replies, strict=True):
-            if isinstance(reply, Exception):
+        unknown = []
+        for (fn, future), reply in zip(sent, replies, strict=True):
+            if isinstance(reply, NoScriptError):
+                unknown.append((fn, future))  # it did not run (invariant "a flushed script runs alone")
+            elif isinstance(reply, Exception):
                 _fail(future, reply)
             else:
                 _settle(future, reply)
+        for fn, future in unknown:
+            await _alone(client, fn, future)
     except BaseException as e:  # every command of the pipeline shares it
         for _, future in batch:
             _fail(future, e)
