@@ -122,6 +122,7 @@ async def test_a_node_writes_its_list_in_chunks_and_only_those_that_changed(
     in the lowest chunk that has some; an emptied last chunk's record is
     deleted, and the other nodes list exactly the connections there are."""
     monkeypatch.setattr(connections, "CHUNK", 2)
+    monkeypatch.setattr(connections, "RENEW", 3600.0)  # no renewal but the one asked for below
     a, b = nodes
     engine = a.engine
     mine = f"{connections.KIND}{a.nodes.id}/"
@@ -172,7 +173,8 @@ async def test_a_node_writes_its_list_in_chunks_and_only_those_that_changed(
     # Renewals (made frequent here) write the two chunks there are, and delete nothing more.
     monkeypatch.setattr(connections, "RENEW", 0.1)
     put_keys.clear()
-    await until(lambda: asyncio.sleep(0, put_keys.count(mine + "0") >= 2))
+    a.connections.changed(newer)  # wakes the writer: chunk 0, then renewals
+    await until(lambda: asyncio.sleep(0, put_keys.count(mine + "1") >= 2))
     assert deleted == [mine + "2"] and set(put_keys) == {mine + "0", mine + "1"}
     another = connect(a, [])  # chunks 0 and 1 are full: a chunk 2 again
     assert another.chunk == 2
