@@ -166,7 +166,7 @@ async def test_the_reads_of_a_loop_pass_go_together(nodes: Any) -> None:
     assert made <= -(-len(names) // redis_batch.MAX_BATCH)
     broken = answers.pop()
     assert isinstance(broken, aioredis.ResponseError) and "WRONGTYPE" in str(broken)
-    for name, info in zip(names, answers, strict=False):
+    for name, info in zip(names[:-1], answers, strict=True):
         if name == "b3":
             assert info is None
         else:
