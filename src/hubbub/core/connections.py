@@ -255,13 +255,12 @@ class Connections:
         await asyncio.gather(*writes)
         # The last chunks, emptied and deleted (and still empty), are forgotten:
         # renewals write only the chunks there are.
-        last, room = len(self._chunks) - 1, self._room
-        if last in emptied and not self._chunks[last]:
-            while last in emptied and not self._chunks[last]:
-                self._chunks.pop()
-                room.remove(last)
-                last -= 1
-            heapq.heapify(room)
+        last = len(self._chunks) - 1
+        while last in emptied and not self._chunks[last]:
+            self._chunks.pop()
+            self._room.remove(last)
+            heapq.heapify(self._room)
+            last -= 1
         await engine.expire(KIND, now, MAX_RECORDS)
 
     async def list(self) -> list[dict[str, Any]]:
