@@ -62,6 +62,26 @@ async def _pairs(n: int, sndbuf: int | None = None
     return protocols, clients, server
 
 
+class _Target:
+    """A connection as :func:`writes.write_all` sees it (:class:`writes.Target`):
+    its socket's number taken once, and what it was told to count."""
+
+    def __init__(self, transport: Any) -> None:
+        self.transport = transport
+        self.fd = writes.socket_fd(transport)
+        self.written = 0
+        #: What ``wrote()`` was told: bytes that went through the transport.
+        self.through: list[int] = []
+
+    def wrote(self, n: int) -> None:
+        self.written += n
+        self.through.append(n)
+
+
+def _targets(transports: list[Any]) -> list[_Target]:
+    return [_Target(t) for t in transports]
+
+
 def _read(sock: socket.socket, size: int) -> bytes:
     sock.settimeout(10 * UNIT)
     got = bytearray()
@@ -99,9 +119,17 @@ def test_every_socket_gets_its_own_bytes(n: int, monkeypatch: pytest.MonkeyPatch
     async def main(helper: writes.WriteHelper) -> None:
         protocols, clients, server = await _pairs(n)
         data = [b"answer %d;" % i * (1 + i % 7) for i in range(n)]
-        writes.write_all([p.transport for p in protocols], data, helper)
+        targets = _targets([p.transport for p in protocols])
+        writes.write_all(targets, data, helper)
         # Both threads take chunks as they go: each may have had none.
         assert (len(threads) > 0) == (n >= writes.SPLIT_AT)
+        # Every byte counted; through wrote() only when through the transport
+        # (invariant "written whole, counted whole").
+        assert [t.written for t in targets] == [len(d) for d in data]
+        if n >= writes.SPLIT_AT:
+            assert all(t.through == [] for t in targets)
+        else:
+            assert [t.through for t in targets] == [[len(d)] for d in data]
         for i, c in enumerate(clients):
             assert await asyncio.to_thread(_read, c, len(data[i])) == data[i]
         for c in clients:
@@ -125,9 +153,12 @@ def test_buffered_bytes_stay_first_and_short_writes_finish_through_the_transport
         data = [b"%d:" % i + big for i in range(n)]
         transports[5].write(b"first " + big)  # fills the buffer: left buffered
         assert transports[5].get_write_buffer_size() > 0
-        writes.write_all(transports, data, helper)
-        # The sockets took part of each direct write; the transports hold the rest.
+        targets = _targets(transports)
+        writes.write_all(targets, data, helper)
+        # The sockets took part of each direct write; the transports hold the rest,
+        # and each target was told to count (and watch) its bytes.
         assert sum(t.get_write_buffer_size() > 0 for t in transports) == n
+        assert [t.through for t in targets] == [[len(d)] for d in data]
         for i, c in enumerate(clients):
             expect = (b"first " + big if i == 5 else b"") + data[i]
             assert await asyncio.to_thread(_read, c, len(expect)) == expect, i
@@ -150,7 +181,7 @@ def test_a_gone_client_is_the_transports_to_handle() -> None:
         gone.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
         gone.close()  # a reset, not a FIN, which the loop has not seen yet
         data = [b"x%d" % i for i in range(n)]
-        writes.write_all([p.transport for p in protocols], data, helper)
+        writes.write_all(_targets([p.transport for p in protocols]), data, helper)
         async with asyncio.timeout(10 * UNIT):
             await protocols[7].lost
         for i, c in enumerate(clients):
@@ -189,7 +220,9 @@ def test_other_transports_only_get_write_calls() -> None:
     fakes = [Fake() for _ in range(writes.SPLIT_AT + 3)]
     for i, fake in enumerate(fakes):
         fake.tls = i % 2 == 1
-    writes.write_all(fakes, [b"%d" % i for i in range(len(fakes))])
+    targets = _targets(fakes)
+    assert [t.fd for t in targets] == [-1] * len(fakes)
+    writes.write_all(targets, [b"%d" % i for i in range(len(fakes))])
     assert [f.written for f in fakes] == [[b"%d" % i] for i in range(len(fakes))]
 
 
@@ -212,8 +245,8 @@ def test_without_a_started_helper_every_write_is_the_transports(
         transports = [p.transport for p in protocols]
         helper.stop()
         data = [b"y%d;" % i for i in range(n)]
-        writes.write_all(transports, data, helper)
-        writes.write_all(transports, data)
+        writes.write_all(_targets(transports), data, helper)
+        writes.write_all(_targets(transports), data)
         assert direct == []
         for i, c in enumerate(clients):
             assert await asyncio.to_thread(_read, c, 2 * len(data[i])) == data[i] * 2

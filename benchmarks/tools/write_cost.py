@@ -9,7 +9,7 @@ two cores as it does there::
 
     .venv/bin/python benchmarks/tools/write_cost.py --n 1000 --rounds 200
 
-Prints, for each way, the median wall time of the N writes and the median CPU
+Prints, for each way, the median and p99 wall time of the N writes and the median CPU
 time of the loop's thread during them (the helper's is not counted), for rounds
 alternated between the two ways. ``delivery_cost.py`` measures the Python part
 of the same pass, without sockets; ``PYTHONPATH=OTHER_TREE/src`` measures
@@ -61,6 +61,18 @@ class _Keep(asyncio.Protocol):
         self.kept.append(transport)
 
 
+class _Target:
+    """A connection as ``write_all`` takes it (:class:`hubbub.server.writes.Target`)."""
+
+    def __init__(self, transport: Any) -> None:
+        self.transport = transport
+        self.fd = writes.socket_fd(transport)
+        self.written = 0
+
+    def wrote(self, n: int) -> None:
+        self.written += n
+
+
 async def measure(n: int, rounds: int, size: int) -> dict[str, list[tuple[float, float]]]:
     transports: list[Any] = []
     loop = asyncio.get_running_loop()
@@ -78,12 +90,15 @@ async def measure(n: int, rounds: int, size: int) -> dict[str, list[tuple[float,
             while len(transports) < n:
                 await asyncio.sleep(0.01)
         data = [b"x" * size] * n
+        # A tree from before write_all took its connections took their transports.
+        targets = ([_Target(t) for t in transports] if hasattr(writes, "socket_fd")
+                   else transports)
         ways: dict[str, writes.WriteHelper | None] = {"two threads": helper, "one thread": None}
         times: dict[str, list[tuple[float, float]]] = {way: [] for way in ways}
         for _ in range(rounds):
             for way, given in ways.items():
                 wall, cpu = time.perf_counter(), time.thread_time()
-                writes.write_all(transports, data, given)
+                writes.write_all(targets, data, given)
                 times[way].append((time.perf_counter() - wall, time.thread_time() - cpu))
                 await asyncio.sleep(0.02)  # the reader drains the sockets
         return times
@@ -104,10 +119,11 @@ def main() -> None:
     if args.n < writes.SPLIT_AT:
         print(f"(fewer than SPLIT_AT = {writes.SPLIT_AT} writes: both ways are one thread)")
     for way, samples in times.items():
-        wall = statistics.median(w for w, _ in samples) * 1e3
+        walls = sorted(w * 1e3 for w, _ in samples)
+        wall, p99 = statistics.median(walls), walls[min(len(walls) - 1, len(walls) * 99 // 100)]
         cpu = statistics.median(c for _, c in samples) * 1e3
-        print(f"{way}: {args.n} writes of {args.size} bytes, median wall {wall:.2f} ms, "
-              f"loop thread's CPU {cpu:.2f} ms ({len(samples)} rounds)")
+        print(f"{way}: {args.n} writes of {args.size} bytes, wall median {wall:.2f} ms, "
+              f"p99 {p99:.2f} ms, loop thread's CPU {cpu:.2f} ms ({len(samples)} rounds)")
 
 
 if __name__ == "__main__":

@@ -231,9 +231,9 @@ async def test_a_flush_holds_back_at_most_its_limit_per_connection(
     gathered: list[int] = []
     real_write_all = server_state.write_all  # what gathered_writes calls
 
-    def recording(transports: Any, data: Any, *helper: Any) -> None:
+    def recording(targets: Any, data: Any, *helper: Any) -> None:
         gathered.append(sum(d.count(b'"op":"msg"') for d in data))
-        real_write_all(transports, data, *helper)
+        real_write_all(targets, data, *helper)
 
     monkeypatch.setattr(server_state, "write_all", recording)
     hub = hub_server.hub

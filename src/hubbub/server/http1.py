@@ -66,6 +66,7 @@ from .http2 import H2Protocol
 from .state import ServerState, reset
 from .websocket import header, tokens, upgrade
 from .whole import Responder
+from .writes import socket_fd
 
 log = logging.getLogger("hubbub.server")
 #: One line per response at INFO (``hubbub serve --access-log``).
@@ -127,6 +128,8 @@ class HttpProtocol(asyncio.Protocol):
         self.reading = True
         self.write_paused = False
         self.written = 0
+        #: Its socket's number for direct writes, or -1 (:func:`hubbub.server.writes.socket_fd`).
+        self.fd = -1
         self._drain: asyncio.Future[None] | None = None
         self.server: tuple[str, int] | None = None
         self.client: tuple[str, int] | None = None
@@ -142,6 +145,7 @@ class HttpProtocol(asyncio.Protocol):
         state.connections.add(self)
         settings = state.settings
         tune_socket(transport, settings.send_buffer)
+        self.fd = socket_fd(transport)
         self.server = state.listening(_addr(transport.get_extra_info("sockname")))
         self.client = _addr(transport.get_extra_info("peername"))
         ssl_object = transport.get_extra_info("ssl_object")

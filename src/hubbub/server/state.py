@@ -210,11 +210,8 @@ class ServerState:
         finally:
             self.gathered = None
             if gathered:
-                conns = list(gathered)
                 data = [p[0] if len(p) == 1 else b"".join(p) for p in gathered.values()]
-                write_all([c.transport for c in conns], data, self.helper)
-                for conn, d in zip(conns, data, strict=True):
-                    conn.wrote(len(d))
+                write_all(list(gathered), data, self.helper)
 
     def listening(self, address: tuple[str, int] | None) -> tuple[str, int] | None:
         """``address`` (a scope's ``server``), as one tuple for all the

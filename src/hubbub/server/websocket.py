@@ -65,6 +65,7 @@ from ..transports.extensions import FRAMES, LastFrames
 from . import rfc6455
 from .asgi import ASGI, problem_response, split_target, status_line, whole_response
 from .state import ServerState, Writer, reset
+from .writes import socket_fd
 
 
 class Upgrading(Writer, Protocol):
@@ -91,6 +92,9 @@ class Upgrading(Writer, Protocol):
 
     @property
     def written(self) -> int: ...
+
+    @property
+    def fd(self) -> int: ...
 
     def write(self, data: bytes) -> None: ...
 
@@ -163,7 +167,7 @@ def upgrade(http: Upgrading, headers: list[tuple[bytes, bytes]], target: bytes,
         "subprotocols": [p.strip() for p in (protocols or "").split(",") if p.strip()],
         "state": state.lifespan_state.copy(),
     }
-    ws = WebSocketProtocol(state, http.transport, scope, key, http.written)
+    ws = WebSocketProtocol(state, http.transport, scope, key, http.written, http.fd)
     state.connections.discard(http)
     state.unwatch(http)
     http.transport.set_protocol(ws)
@@ -175,13 +179,15 @@ class WebSocketProtocol:
 
     __slots__ = ("state", "transport", "scope", "key", "phase", "reader", "inbox", "waiter",
                  "reading", "write_paused", "drain", "written", "deadline", "timer_key",
-                 "awaiting_pong", "denial", "connected", "last", "gather_writes",
+                 "awaiting_pong", "denial", "connected", "last", "gather_writes", "fd",
                  "__weakref__")
 
     def __init__(self, state: ServerState, transport: Any, scope: dict[str, Any], key: str,
-                 written: int) -> None:
+                 written: int, fd: int) -> None:
         self.state = state
         self.transport = transport
+        #: Its socket's number for direct writes, or -1 (:func:`hubbub.server.writes.socket_fd`).
+        self.fd = fd
         self.scope = scope
         self.key = key
         self.phase = CONNECTING
@@ -230,6 +236,7 @@ class WebSocketProtocol:
 
     def connection_made(self, transport: Any) -> None:  # pragma: no cover - set_protocol
         self.transport = transport
+        self.fd = socket_fd(transport)
 
     def data_received(self, data: bytes) -> None:
         if self.phase == CLOSED:

@@ -45,24 +45,22 @@ from __future__ import annotations
 
 import gc
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol, cast
+from typing import Protocol, cast
 
 from ..transports.extensions import Whole
 from .asgi import whole_response
 from .cycle import Request
 from .state import ServerState
-from .writes import write_all
+from .writes import Target, write_all
 
 
-class Connection(Protocol):
+class Connection(Target, Protocol):
     """What the extension uses of its HTTP/1.1 connection
-    (:class:`hubbub.server.http1.HttpProtocol`, which imports this module)."""
+    (:class:`hubbub.server.http1.HttpProtocol`, which imports this module):
+    a :class:`~hubbub.server.writes.Target` of a crowd's writes, and more."""
 
     @property
     def state(self) -> ServerState: ...
-
-    @property
-    def transport(self) -> Any: ...
 
     @property
     def current(self) -> Request | None: ...
@@ -71,8 +69,6 @@ class Connection(Protocol):
     def write_paused(self) -> bool: ...
 
     def write(self, data: bytes) -> None: ...
-
-    def wrote(self, n: int) -> None: ...
 
 
 class Responder:
@@ -163,7 +159,7 @@ def respond_all(requests: Sequence[Whole], status: int, headers: bytes,
     whether each got it (``False``: send it through ASGI, as for ``respond``)."""
     sent = [False] * len(requests)
     taken: list[Request] = []
-    transports: list[Any] = []
+    conns: list[Connection] = []
     data: list[bytes] = []  # mostly one bytes object many times (see Responder._bytes)
     for i, item in enumerate(requests):
         # Every request of this server carries this module's Responder.
@@ -171,7 +167,7 @@ def respond_all(requests: Sequence[Whole], status: int, headers: bytes,
         request = responder._take(item.scope, status)
         if request is not None:
             taken.append(request)
-            transports.append(responder.conn.transport)
+            conns.append(responder.conn)
             data.append(responder._bytes(request, status, headers, body))
             sent[i] = True
     if not taken:
@@ -180,14 +176,12 @@ def respond_all(requests: Sequence[Whole], status: int, headers: bytes,
     collecting = gc.isenabled()
     gc.disable()  # no collection between the writes: the last client waits for it
     try:
-        write_all(transports, data, state.helper)
+        write_all(conns, data, state.helper)
     finally:
         if collecting:
             gc.enable()
     state.counts.whole_responses += len(taken)
     state.counts.crowd_responses += len(taken)
-    for request, d in zip(taken, data, strict=True):
-        request.conn.wrote(len(d))
     state.completions.extend(taken, state.loop)
     return sent
 

@@ -24,15 +24,20 @@ handed to :func:`write_all` by whoever writes a crowd.
 Invariants
 ----------
 "direct only when nothing waits": A transport is written directly only if it
-    has a socket and no TLS (``get_extra_info("socket")`` and no
-    ``ssl_object``: the bytes go to the socket as they are), is open, and has
-    nothing buffered (``get_write_buffer_size()``: nothing it holds can be
-    overtaken).
+    has a socket and no TLS (:func:`socket_fd`, asked once when the
+    connection is made: the bytes go to the socket as they are), is open
+    (``is_closing()``: a closed socket's number may be another's by now), and
+    has nothing buffered (``get_write_buffer_size()``: nothing it holds can
+    be overtaken).
 "the rest through the transport": Whatever was not written directly
     (another transport, a short write, a full socket buffer, an error) goes
     through ``transport.write`` afterwards, the rest of its bytes in order:
     the transport then buffers it, or meets the error itself and closes as
     it always does.
+"written whole, counted whole": A target's ``wrote()`` counts what went
+    through its transport and watches a socket that did not take it all; a
+    direct write the socket took whole left nothing buffered, so it is only
+    added to ``written``.
 "the loop waits for the helper": Nothing else runs on these sockets
     meanwhile: the loop's thread stays in :func:`write_all` until the helper
     is done.
@@ -62,7 +67,7 @@ import itertools
 import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, Protocol
 
 #: The fewest writes split over two threads (trade-off "split only big crowds").
 SPLIT_AT = 512
@@ -96,14 +101,38 @@ class WriteHelper:
             pool.shutdown(wait=True)
 
 
-def _fd(transport: Any) -> int:
-    """The socket to write ``transport``'s bytes to directly, or -1 (invariant
-    "direct only when nothing waits")."""
-    if (transport.is_closing() or transport.get_write_buffer_size()
-            or transport.get_extra_info("ssl_object") is not None):
+class Target(Protocol):
+    """A connection :func:`write_all` writes: its transport, its socket's
+    number (:func:`socket_fd`, taken once, when it connected), and its count
+    of bytes written."""
+
+    transport: Any
+    fd: int
+    written: int
+
+    def wrote(self, n: int) -> None:
+        """Count ``n`` bytes written through the transport; watch a socket that
+        did not take them all."""
+
+
+def socket_fd(transport: Any) -> int:
+    """The number of ``transport``'s socket, to write its bytes to directly,
+    or -1 when they must go through the transport (TLS encrypts them; a
+    transport with no socket of its own): invariant "direct only when nothing
+    waits". Asked once per connection, when it is made."""
+    if transport.get_extra_info("ssl_object") is not None:
         return -1
     sock = transport.get_extra_info("socket")
     return -1 if sock is None else int(sock.fileno())
+
+
+def _fd(target: Target) -> int:
+    """``target``'s socket to write to directly now, or -1 (invariant "direct
+    only when nothing waits")."""
+    transport = target.transport
+    if transport.is_closing() or transport.get_write_buffer_size():
+        return -1
+    return target.fd
 
 
 def _write_chunks(fds: list[int], data: Sequence[bytes], take: Callable[[], int]) -> Left:
@@ -122,24 +151,31 @@ def _write_chunks(fds: list[int], data: Sequence[bytes], take: Callable[[], int]
     return left
 
 
-def write_all(transports: Sequence[Any], data: Sequence[bytes],
+def write_all(targets: Sequence[Target], data: Sequence[bytes],
               helper: WriteHelper | None = None) -> None:
-    """``transports[i].write(data[i])`` for every ``i``, over two threads
-    (the loop's and ``helper``'s, if it is started) when there are many (see
-    the module docstring; each transport at most once)."""
-    n = len(transports)
+    """Write ``data[i]`` to ``targets[i]`` and count it, for every ``i``, over
+    two threads (the loop's and ``helper``'s, if it is started) when there
+    are many (see the module docstring; each target at most once)."""
+    n = len(targets)
     pool = None if helper is None else helper.pool
     if n < SPLIT_AT or pool is None:
-        for transport, d in zip(transports, data, strict=True):
-            transport.write(d)
+        for target, d in zip(targets, data, strict=True):
+            target.transport.write(d)
+            target.wrote(len(d))
         return
-    fds = [_fd(t) for t in transports]
+    fds = [_fd(t) for t in targets]
     take = itertools.count().__next__  # atomic under the GIL: each chunk goes to one thread
     helped = pool.submit(_write_chunks, fds, data, take)
     left = _write_chunks(fds, data, take)
     left += helped.result()
-    for i, done in left:  # each transport at most once
-        transports[i].write(data[i][done:] if done else data[i])
+    for i, done in left:  # each target at most once
+        target, d = targets[i], data[i]
+        target.transport.write(d[done:] if done else d)
+        fds[i] = -2  # counted below, through its wrote()
+        target.wrote(len(d))
+    for target, d, fd in zip(targets, data, fds, strict=True):
+        if fd >= 0:  # invariant "written whole, counted whole": nothing buffered, nothing to watch
+            target.written += len(d)
 
 
-__all__ = ["CHUNK", "SPLIT_AT", "WriteHelper", "write_all"]
+__all__ = ["CHUNK", "SPLIT_AT", "Target", "WriteHelper", "socket_fd", "write_all"]
