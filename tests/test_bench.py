@@ -171,9 +171,10 @@ needs_cc = pytest.mark.skipif(shutil.which("cc") is None, reason="the C clients 
 
 def _fanout(url: str, *args: str, dialect: str = "hubbub", topic: str = "bench",
             subs: str = "-") -> tuple[subprocess.CompletedProcess[str], list[dict[str, object]]]:
-    """Run the C fan-out client: N, SIZE, WINDOW, WARMUP, SECONDS, LATENCY_SECONDS, RATE."""
+    """Run the C fan-out client: N, SIZE, WINDOW, WARMUP, SECONDS, LATENCY_SECONDS,
+    RATES (PACED_MIN 0)."""
     client = measure.c_client("fanout")
-    proc = subprocess.run([str(client), dialect, url, subs, topic, *args, "60"],
+    proc = subprocess.run([str(client), dialect, url, subs, topic, *args, "0", "60"],
                           capture_output=True, text=True, timeout=90 * UNIT)
     return proc, [json.loads(line) for line in proc.stdout.splitlines()]
 
@@ -268,12 +269,14 @@ def test_fanout_sequence_check_counts_every_gap(seqs: list[int], subscriber: int
 def test_fanout_latency_runs_from_the_scheduled_send(spawn_hub: Any) -> None:
     """A paced phase's clock is the schedule: when the publisher itself is held
     up (here the client is stopped for 0.4 s), the messages due meanwhile are
-    written late, that lag is reported, and their latencies include it. A rate
-    beyond what the server keeps up with is not paced, only its load reported."""
+    written late, that lag is reported, and their latencies include it. A
+    phase runs past its seconds to send at least PACED_MIN messages (1.5 s at
+    200 msg/s is 300; 400 are sent). A rate beyond what the server keeps up
+    with is not paced, only its load reported."""
     hub = spawn_hub("memory://")
     client = measure.c_client("fanout")
     argv = [str(client), "hubbub", f"ws://127.0.0.1:{hub.port}/v1/ws", "-", "bench", "20", "256",
-            "16", "0.2", "0.5", "1.5", "0,200,900000", "60"]
+            "16", "0.2", "0.5", "1.5", "0,200,900000", "400", "60"]
     with subprocess.Popen(argv, stdout=subprocess.PIPE, text=True) as proc:
         assert proc.stdout is not None
         lines = []
@@ -288,7 +291,7 @@ def test_fanout_latency_runs_from_the_scheduled_send(spawn_hub: Any) -> None:
     assert [m["mark"] for m in lines if "mark" in m] == [
         "start", "end", "half", "half-end", "at200", "at200-end"]
     result = lines[-1]["result"]
-    assert result["at200_samples"] == 20 * 300
+    assert result["at200_samples"] == 20 * 400
     assert result["at200_lag_max_ms"] >= 300
     assert result["at200_max_ms"] >= result["at200_lag_max_ms"]
     assert result["at200_load"] < 0.9 < result["at900000_load"]

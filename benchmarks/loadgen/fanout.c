@@ -4,7 +4,7 @@
  * end-to-end latencies at half that rate and at fixed rates.
  *
  *   fanout DIALECT URL SUB_URLS TOPIC N SIZE WINDOW WARMUP_S SECONDS
- *          LATENCY_SECONDS LATENCY_RATES TIMEOUT_S
+ *          LATENCY_SECONDS LATENCY_RATES PACED_MIN TIMEOUT_S
  *   fanout check            (reads "SUBSCRIBER SEQ" lines: the sequence check alone)
  *
  * DIALECT is hubbub (docs/websocket.md), socketio (Engine.IO 4 over a
@@ -14,7 +14,9 @@
  * URL is the publisher's ws:// URL; SUB_URLS is "-" (the same) or URLs
  * separated by commas, subscriber i connecting to the (i mod count)-th.
  * LATENCY_RATES are the paced phases' rates in messages per second, separated
- * by commas, each run for LATENCY_SECONDS: 0 is half the measured rate (the
+ * by commas, each run for LATENCY_SECONDS, or longer when that would send
+ * fewer than PACED_MIN messages (at 50 msg/s, 4 s would be 200 messages, and
+ * the p99 of their deliveries the tail of two): 0 is half the measured rate (the
  * "half" phase); another rate is a fixed point ("at<RATE>"), the same for every
  * server, run only when it is at most FIXED_LOAD of the server's measured
  * maximum (its figures are then absent, and "at<RATE>_load" says why).
@@ -595,7 +597,7 @@ static void out_latencies(const char *prefix, struct samples *s) {
  * half of `max_rate` (the measured maximum), then a drain. Adds its figures
  * to the result; returns 0 when deliveries stopped (the run ends there).
  */
-static int paced(double rate, double seconds, double max_rate) {
+static int paced(double rate, double seconds, long min_messages, double max_rate) {
   int half = rate == 0;
   char name[64], prefix[72], end[72];
   if (half) rate = max_rate / 2;
@@ -607,6 +609,7 @@ static int paced(double rate, double seconds, double max_rate) {
     return 1;
   }
   long total = lround(rate * seconds);
+  if (total < min_messages) total = min_messages;
   if (total < 1) total = 1;
   double interval = 1000 / rate, p0 = now_ms(), due = p0;
   uint64_t first = sent;
@@ -653,9 +656,9 @@ static int check_sequences(void) {
 
 int main(int argc, char **argv) {
   if (argc == 2 && strcmp(argv[1], "check") == 0) return check_sequences();
-  if (argc != 13)
+  if (argc != 14)
     fail("usage: fanout DIALECT URL SUB_URLS TOPIC N SIZE WINDOW WARMUP_S SECONDS LATENCY_SECONDS "
-         "LATENCY_RATES TIMEOUT_S");
+         "LATENCY_RATES PACED_MIN TIMEOUT_S");
   if (strcmp(argv[1], "hubbub") == 0) dialect = HUBBUB;
   else if (strcmp(argv[1], "socketio") == 0) dialect = SOCKETIO;
   else if (strcmp(argv[1], "raw") == 0) dialect = RAW;
@@ -665,14 +668,15 @@ int main(int argc, char **argv) {
   size = atoi(argv[6]);
   window_size = atoi(argv[7]);
   double warmup = atof(argv[8]), seconds = atof(argv[9]), latency_seconds = atof(argv[10]);
-  double rates[MAX_PHASES], timeout_s = atof(argv[12]);
+  double rates[MAX_PHASES], timeout_s = atof(argv[13]);
+  long paced_min = atol(argv[12]);
   int n_rates = 0;
   for (char *p = argv[11], *e; *p; p = *e == ',' ? e + 1 : e) {
     rates[n_rates] = strtod(p, &e);
     if (e == p || rates[n_rates] < 0 || (*e && *e != ',') || ++n_rates == MAX_PHASES) fail("bad arguments");
   }
   if (n <= 0 || size < 0 || size > 60000 || window_size <= 0 || window_size > (int)RING / 4 || seconds <= 0 ||
-      latency_seconds <= 0 || n_rates == 0 || timeout_s <= 0 || strlen(topic) > 200 || strpbrk(topic, "\"\\"))
+      latency_seconds <= 0 || n_rates == 0 || paced_min < 0 || timeout_s <= 0 || strlen(topic) > 200 || strpbrk(topic, "\"\\"))
     fail("bad arguments");
   deadline = now_ms() + timeout_s * 1000;
 
@@ -774,7 +778,7 @@ int main(int argc, char **argv) {
   out_add("{\"result\": {\"deliveries_per_s\": %.1f, \"messages_per_s\": %.1f, ", deliveries_per_s, messages_per_s);
   int drained = 1;
   /* The maximum in messages per second: deliveries per subscriber (as meter.mjs). */
-  for (int k = 0; k < n_rates && drained; k++) drained = paced(rates[k], latency_seconds, deliveries_per_s / n);
+  for (int k = 0; k < n_rates && drained; k++) drained = paced(rates[k], latency_seconds, paced_min, deliveries_per_s / n);
   ending = 1;
   out_add("\"undelivered\": %llu, \"closed\": %ld, \"publish_errors\": %ld, \"checked\": %llu, \"lost\": %ld, "
           "\"duplicates\": %ld, \"reordered\": %ld, \"mismatches\": %ld}}\n",

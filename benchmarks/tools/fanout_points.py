@@ -48,6 +48,8 @@ def main() -> None:
                         help="hub engines, comma-separated; redis:3 for three Redis nodes")
     parser.add_argument("--peers", default="", help="among nchan, pushpin, node, python, ceiling")
     parser.add_argument("--rates", default="50,500,2000", help="fixed rates (msg/s)")
+    parser.add_argument("--latency-seconds", type=float, default=bench.FULL.latency_seconds,
+                        help="the window of each latency point (half rate and fixed rates)")
     args = parser.parse_args()
     import suite  # benchmarks/suite.py: the peers, as make bench runs them
 
@@ -60,7 +62,8 @@ def main() -> None:
                for e in engines]
     SCENARIOS["ws-fanout"] = replace(SCENARIOS["ws-fanout"], servers=lambda: servers)
     size = replace(bench.FULL, fanout_n=(args.n,), runs=args.runs,
-                   fixed_rates=tuple(float(r) for r in args.rates.split(",") if r))
+                   fixed_rates=tuple(float(r) for r in args.rates.split(",") if r),
+                   latency_seconds=args.latency_seconds)
     results = asyncio.run(run_suite(["ws-fanout"], size, {"ws-fanout": peers}))
     args.out.write_text(json.dumps([r.to_dict() for r in results], indent=1) + "\n")
     print(bench.summary(results))

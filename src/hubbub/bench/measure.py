@@ -47,7 +47,7 @@ def _generator(spec: Mapping[str, Any]) -> list[str]:
         return [str(c_client("fanout")), spec["dialect"], spec["url"], subs, spec["topic"],
                 *(str(spec[k]) for k in ("n", "size", "window", "warmup", "seconds",
                                          "latency_seconds")),
-                rates, str(RUN_LIMIT - 10)]
+                rates, str(spec.get("paced_min", 0)), str(RUN_LIMIT - 10)]
     if spec["mode"].startswith("py-"):
         return [sys.executable, "-m", "hubbub.bench.pyload",
                 json.dumps({"timeout_s": RUN_LIMIT - 10, **spec})]

@@ -78,6 +78,10 @@ class Size:
     #: The fixed rates (messages/s) of WebSocket fan-out's latency points, for
     #: the largest N, beside the half-rate one: the same for every server.
     fixed_rates: tuple[float, ...] = (50, 500, 2000)
+    #: The fewest messages of a paced latency phase of the WebSocket fan-out:
+    #: a slow rate runs longer than ``latency_seconds`` (50 msg/s: 10 s), so
+    #: that its p99 is not the tail of a couple of messages.
+    paced_min: int = 500
     #: WebSocket subscribers of the TLS rows' fan-out (Python clients: fewer).
     tls_n: int = 100
     runs: int = 3
@@ -86,7 +90,7 @@ class Size:
 FULL = Size()
 QUICK = Size(fanout_n=(50,), sse_n=100, polls=500, idle=500, idle_n=(500,), history=20_000,
              warmup=0.5, seconds=1.0, latency_seconds=1.0, settle=1.0, upload_mib=64,
-             cluster_n=60, fixed_rates=(50,), tls_n=20, runs=1)
+             cluster_n=60, fixed_rates=(50,), paced_min=0, tls_n=20, runs=1)
 
 
 @dataclass(frozen=True, slots=True)

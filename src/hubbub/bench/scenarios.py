@@ -49,7 +49,7 @@ def _fanout_spec(run: Run, n: int) -> dict[str, Any]:
     s = run.size
     return {"mode": "fanout", "n": n, "size": 256, "window": FANOUT_WINDOW, "warmup": s.warmup,
             "seconds": s.seconds, "latency_seconds": s.latency_seconds,
-            "latency_rates": (0, *run.params.get("fixed_rates", ()))}
+            "paced_min": s.paced_min, "latency_rates": (0, *run.params.get("fixed_rates", ()))}
 
 
 async def _ws_fanout(run: Run) -> Metrics:
