@@ -31,12 +31,15 @@ run: $(RUN_STAMP)
 # Two test workers (the machines have two cores); each starts its own redis-server.
 # lint-imports checks the layering (pyproject.toml [tool.importlinter]) first, ruff
 # and mypy the code (a few seconds); the whole suite runs on the newest versions the
-# bounds allow, then its smoke part (every door once, `-m smoke`) on the lowest.
+# bounds allow, then its Redis tests (`-k redis`) again with redis-py's own reply
+# parser (no hiredis: tests/conftest.py), then its smoke part (every door once,
+# `-m smoke`) on the lowest.
 test: $(TEST_STAMP) $(LOWEST_STAMP) chromium nginx
 	$(BIN)/lint-imports --no-cache --no-logo
 	$(BIN)/ruff check --no-cache src tests
 	$(BIN)/mypy
 	PYTHONASYNCIODEBUG=$(ASYNCIO_DEBUG) $(BIN)/pytest -q -n 2 $(ARGS)
+	HUBBUB_TEST_NO_HIREDIS=1 $(BIN)/pytest -q -n 2 -k redis -p no:cacheprovider
 	$(LOWEST)/bin/pytest -q -n 2 -m smoke -p no:cacheprovider
 
 test-lowest: $(LOWEST_STAMP)

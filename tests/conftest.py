@@ -47,6 +47,14 @@ from tests.inprocess import UNIT, HubUnderTest
 ENGINES = ["memory", "sqlite", "redis"]
 REDIS_SERVER = shutil.which("redis-server")
 
+#: ``HUBBUB_TEST_NO_HIREDIS=1``: redis-py finds no hiredis and parses Redis's
+#: replies with its own Python parser, as in an application that installed
+#: redis-py alone (the ``redis`` extra installs hiredis). ``make test`` runs the
+#: Redis tests again so. Nothing has imported redis-py yet at this point.
+NO_HIREDIS = bool(os.environ.get("HUBBUB_TEST_NO_HIREDIS"))
+if NO_HIREDIS:
+    sys.modules["hiredis"] = None  # type: ignore[assignment]  # import hiredis: ImportError
+
 
 def free_port(host: str = "127.0.0.1") -> int:
     """A port nothing listens on at ``host``; for a server on 0.0.0.0 ask for

@@ -25,13 +25,23 @@ from hubbub.engines.base import EpochInfo, Retention
 from hubbub.engines.memory import MemoryEngine
 from hubbub.engines.redis import RedisEngine
 from hubbub.protocol.errors import HubbubError, Unavailable
-from tests.conftest import RedisServer, free_port, session_redis
+from tests.conftest import NO_HIREDIS, RedisServer, free_port, session_redis
 
 from .conftest import UNIT, bounded, req
 from .test_contract import Recorder
 from .test_sqlite import Op, const, ops, view
 
 T0 = 1_700_000_000_000
+
+
+def test_redis_py_parses_replies_as_this_run_asks() -> None:
+    """``make test`` runs the Redis tests twice: with hiredis, which the
+    ``redis`` extra installs, and with ``HUBBUB_TEST_NO_HIREDIS=1``, where
+    redis-py parses replies in Python (tests/conftest.py). Each run uses the
+    parser it says."""
+    import redis.utils
+
+    assert redis.utils.HIREDIS_AVAILABLE is (not NO_HIREDIS)
 
 
 def new_prefix() -> str:
