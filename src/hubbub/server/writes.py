@@ -171,7 +171,7 @@ def write_all(targets: Sequence[Target], data: Sequence[bytes],
     for i, done in left:  # each target at most once
         target, d = targets[i], data[i]
         target.transport.write(d[done:] if done else d)
-        fds[i] = -2  # counted below, through its wrote()
+        fds[i] = -2  # counted here, through its wrote(): not again below
         target.wrote(len(d))
     for target, d, fd in zip(targets, data, fds, strict=True):
         if fd >= 0:  # invariant "written whole, counted whole": nothing buffered, nothing to watch
