@@ -320,6 +320,20 @@ def test_ws_fanout_runs_every_engine_and_fixed_rates_at_the_largest_n() -> None:
 
 
 @needs_cc
+def test_paced_phases_send_their_minimum_through_the_generators_command() -> None:
+    """The full suite's paced fan-out phases send at least ``paced_min``
+    messages (500: 10 s at 50 msg/s), the quick one none more than its seconds
+    give; the C client gets it as PACED_MIN, right before TIMEOUT_S."""
+    assert (bench.FULL.paced_min, bench.QUICK.paced_min) == (500, 0)
+    spec = {"mode": "fanout", "dialect": "hubbub", "url": "ws://127.0.0.1:1/v1/ws",
+            "sub_urls": None, "topic": "bench", "n": 1000, "size": 256, "window": 256,
+            "warmup": 2.0, "seconds": 5.0, "latency_seconds": 4.0,
+            "latency_rates": (0, 50), "paced_min": 500}
+    argv = measure._generator(spec)
+    assert argv[-4:] == ["4.0", "0,50", "500", str(measure.RUN_LIMIT - 10)]
+
+
+@needs_cc
 def test_fanout_client_reports_a_refused_subscription(spawn_hub: Any) -> None:
     """A subscription the hub refuses (a topic name it rejects) fails the run
     with the hub's reply, rather than waiting for deliveries that never come."""
